@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Builds kube-apiserver, kube-controller-manager and kubectl from the Go module
+# k8s.io/kubernetes and prints the directory holding them.
+#
+# k8s.io/kubernetes points its staging modules (k8s.io/api, ...) at
+# ./staging/src through replace directives, which only apply inside its own
+# repository. A throwaway module that replaces each of them with the published
+# v0.x release of the same Kubernetes version makes the build reproducible
+# from the module proxy alone.
+set -euo pipefail
+source "$(dirname "$0")/lib/cache.sh"
+
+dest="$VEIL_CACHE_DIR/bin/kube-$KUBE_VERSION"
+bins=(kube-apiserver kube-controller-manager kubectl)
+complete=1
+for b in "${bins[@]}"; do [[ -x "$dest/$b" ]] || complete=0; done
+if (( complete )); then echo "$dest"; exit 0; fi
+
+staging_version="v0.${KUBE_VERSION#v1.}"
+minor="${KUBE_VERSION#v1.}"; minor="${minor%%.*}"
+work="$VEIL_CACHE_DIR/build/kube-$KUBE_VERSION"
+veil::log "building kube-apiserver, kube-controller-manager, kubectl $KUBE_VERSION (5-10 minutes on two cores, once)"
+veil::fresh_module "$work" veil.local/kube-build
+(
+  cd "$work"
+  export GOFLAGS=-mod=mod
+  modfile=$(go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+  # Every "k8s.io/x => ./staging/src/k8s.io/x" becomes "k8s.io/x => k8s.io/x v0.N.M".
+  staging=$(sed -n 's#^[[:space:]]*\(k8s\.io/[^ ]*\) => \./staging/src/.*#\1#p' "$modfile")
+  [[ -n "$staging" ]] || { echo "no staging modules found in $modfile" >&2; exit 1; }
+  args=(-require="k8s.io/kubernetes@$KUBE_VERSION")
+  for m in $staging; do args+=(-replace="$m=$m@$staging_version"); done
+  go mod edit "${args[@]}"
+  cat > tools.go <<'GO'
+//go:build tools
+
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+)
+GO
+  go mod tidy -e >/dev/null 2>&1 || true
+  mkdir -p out
+  go build -tags tools -trimpath -ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor" \
+    -o out/ k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl
+)
+veil::install_atomically "$work/out" "$dest"
+rm -rf "$work"
+echo "$dest"

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Builds a Vault server from its Go module for the end-to-end tests and
+# `make run`, and prints the path of the cached binary. Vault is licensed
+# under the BUSL; it is a test fixture here and never shipped with Veil.
+set -euo pipefail
+source "$(dirname "$0")/lib/cache.sh"
+
+dest="$VEIL_CACHE_DIR/bin/vault-$VAULT_VERSION"
+if [[ -x "$dest/vault" ]]; then echo "$dest/vault"; exit 0; fi
+
+work="$VEIL_CACHE_DIR/build/vault-$VAULT_VERSION"
+veil::log "building vault $VAULT_VERSION (about 10 minutes on two cores, once)"
+veil::fresh_module "$work" veil.local/vault-build
+(
+  cd "$work"
+  export GOFLAGS=-mod=mod
+  go get "github.com/hashicorp/vault@$VAULT_VERSION" >/dev/null
+  mkdir -p out
+  go build -trimpath -ldflags="-s -w" -o out/vault github.com/hashicorp/vault
+)
+veil::install_atomically "$work/out" "$dest"
+rm -rf "$work"
+echo "$dest/vault"

@@ -1,0 +1,264 @@
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// ExternalSecret names remote values. Reading it shows where values come
+// from; reading the ExternalSecretValue of the same name (group
+// externalsecrets.veil.dev) returns them, under a separate RBAC permission.
+// With spec.target, veil-syncer also keeps a Secret in sync.
+//
+// +genclient
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Namespaced,categories={veil},shortName=es
+// +kubebuilder:printcolumn:name="Store",type=string,JSONPath=`.spec.secretStoreRef.name`
+// +kubebuilder:printcolumn:name="Refresh",type=string,JSONPath=`.spec.refreshInterval`
+// +kubebuilder:printcolumn:name="Target",type=string,JSONPath=`.spec.target.name`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type ExternalSecret struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// +required
+	Spec   ExternalSecretSpec   `json:"spec"`
+	Status ExternalSecretStatus `json:"status,omitempty"`
+}
+
+// ExternalSecretList is a list of ExternalSecrets.
+//
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+// +kubebuilder:object:root=true
+type ExternalSecretList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []ExternalSecret `json:"items"`
+}
+
+// ExternalSecretSpec names the store and the remote values.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.data) || has(self.dataFrom)",message="name at least one value in data or dataFrom"
+type ExternalSecretSpec struct {
+	// SecretStoreRef names the store to read through.
+	// +required
+	SecretStoreRef SecretStoreRef `json:"secretStoreRef"`
+
+	// RefreshInterval is how old a value served for this ExternalSecret may
+	// be, and how often veil-syncer refreshes its target. Unset means the
+	// store's defaultRefreshInterval.
+	RefreshInterval *metav1.Duration `json:"refreshInterval,omitempty"`
+
+	// Data maps keys of the result to remote values.
+	// +listType=map
+	// +listMapKey=secretKey
+	// +kubebuilder:validation:MaxItems=500
+	Data []ExternalSecretData `json:"data,omitempty"`
+
+	// DataFrom adds whole remote secrets to the result; data wins over
+	// dataFrom for the same key, and later dataFrom entries win over earlier.
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=50
+	DataFrom []ExternalSecretDataFromRemoteRef `json:"dataFrom,omitempty"`
+
+	// Target asks veil-syncer to keep a Secret with these values. Without
+	// it, values are only served through the API and never stored in etcd.
+	Target *ExternalSecretTarget `json:"target,omitempty"`
+}
+
+// StoreKind is SecretStore or ClusterSecretStore.
+// +kubebuilder:validation:Enum=SecretStore;ClusterSecretStore
+type StoreKind string
+
+const (
+	SecretStoreKind        StoreKind = "SecretStore"
+	ClusterSecretStoreKind StoreKind = "ClusterSecretStore"
+)
+
+// SecretStoreRef names a SecretStore of the same namespace or a ClusterSecretStore.
+type SecretStoreRef struct {
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	Name string `json:"name"`
+	// Kind of the store; SecretStore when unset.
+	// +kubebuilder:default=SecretStore
+	Kind StoreKind `json:"kind,omitempty"`
+}
+
+// ExternalSecretData maps one key of the result to one remote value.
+type ExternalSecretData struct {
+	// SecretKey is the key of the value in the result.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	SecretKey string `json:"secretKey"`
+
+	// +required
+	RemoteRef ExternalSecretDataRemoteRef `json:"remoteRef"`
+}
+
+// DecodingStrategy says how a remote value is decoded before it is served.
+// +kubebuilder:validation:Enum=None;Base64;Base64URL;Auto
+type DecodingStrategy string
+
+const (
+	DecodeNone      DecodingStrategy = "None"
+	DecodeBase64    DecodingStrategy = "Base64"
+	DecodeBase64URL DecodingStrategy = "Base64URL"
+	// DecodeAuto decodes base64 or base64url when the value is such, and
+	// keeps it as it is otherwise.
+	DecodeAuto DecodingStrategy = "Auto"
+)
+
+// ExternalSecretDataRemoteRef names a remote value.
+type ExternalSecretDataRemoteRef struct {
+	// Key is the remote key (a Vault path, an AWS secret name or ARN, a
+	// parameter name).
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	Key string `json:"key"`
+
+	// Property selects a field inside a JSON value ("a.b" for nesting).
+	Property string `json:"property,omitempty"`
+
+	// Version of the remote value; the latest when unset.
+	Version string `json:"version,omitempty"`
+
+	// DecodingStrategy; None when unset.
+	// +kubebuilder:default=None
+	DecodingStrategy DecodingStrategy `json:"decodingStrategy,omitempty"`
+}
+
+// ExternalSecretDataFromRemoteRef adds many keys at once: exactly one of
+// extract and find.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.extract) != has(self.find)",message="set exactly one of extract and find"
+type ExternalSecretDataFromRemoteRef struct {
+	// Extract adds every field of one JSON remote value.
+	Extract *ExternalSecretDataRemoteRef `json:"extract,omitempty"`
+	// Find adds every remote value that matches, keyed by its name.
+	Find *ExternalSecretFind `json:"find,omitempty"`
+}
+
+// ExternalSecretFind matches remote values by name or tags.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.name) || has(self.tags)",message="set name or tags"
+type ExternalSecretFind struct {
+	// Path limits the search to keys under it.
+	Path *string `json:"path,omitempty"`
+	// Name matches remote keys by a regular expression.
+	Name *FindName `json:"name,omitempty"`
+	// Tags matches remote values carrying all these tags.
+	Tags map[string]string `json:"tags,omitempty"`
+	// DecodingStrategy; None when unset.
+	// +kubebuilder:default=None
+	DecodingStrategy DecodingStrategy `json:"decodingStrategy,omitempty"`
+}
+
+// FindName is a regular expression on remote key names.
+type FindName struct {
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	RegExp string `json:"regexp"`
+}
+
+// CreationPolicy says how veil-syncer owns the target Secret.
+// +kubebuilder:validation:Enum=Owner;Orphan;Merge;None
+type CreationPolicy string
+
+const (
+	// CreatePolicyOwner creates the Secret with an owner reference, so it is
+	// deleted with the ExternalSecret.
+	CreatePolicyOwner CreationPolicy = "Owner"
+	// CreatePolicyOrphan creates the Secret without an owner reference.
+	CreatePolicyOrphan CreationPolicy = "Orphan"
+	// CreatePolicyMerge adds keys to an existing Secret and never removes others.
+	CreatePolicyMerge CreationPolicy = "Merge"
+	// CreatePolicyNone writes no Secret.
+	CreatePolicyNone CreationPolicy = "None"
+)
+
+// DeletionPolicy says what happens to the target when the remote values disappear.
+// +kubebuilder:validation:Enum=Retain;Delete
+type DeletionPolicy string
+
+const (
+	DeletionPolicyRetain DeletionPolicy = "Retain"
+	DeletionPolicyDelete DeletionPolicy = "Delete"
+)
+
+// ExternalSecretTarget describes the Secret veil-syncer materialises.
+type ExternalSecretTarget struct {
+	// Name of the Secret; the ExternalSecret's name when unset.
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name,omitempty"`
+
+	// +kubebuilder:default=Owner
+	CreationPolicy CreationPolicy `json:"creationPolicy,omitempty"`
+
+	// +kubebuilder:default=Retain
+	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
+
+	// Template shapes the Secret.
+	Template *ExternalSecretTemplate `json:"template,omitempty"`
+
+	// Immutable makes the Secret immutable.
+	Immutable bool `json:"immutable,omitempty"`
+
+	// RolloutRestartTargets are restarted, by a pod template annotation,
+	// when the data of the Secret changes.
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=20
+	RolloutRestartTargets []RolloutRestartTarget `json:"rolloutRestartTargets,omitempty"`
+}
+
+// ExternalSecretTemplate shapes the target Secret.
+type ExternalSecretTemplate struct {
+	// Type of the Secret; Opaque when unset.
+	Type corev1.SecretType `json:"type,omitempty"`
+	// Metadata added to the Secret.
+	Metadata ExternalSecretTemplateMetadata `json:"metadata,omitempty"`
+	// Data maps keys of the Secret to Go text/template templates over the
+	// values; without it, the values are the Secret's data.
+	Data map[string]string `json:"data,omitempty"`
+}
+
+// ExternalSecretTemplateMetadata are labels and annotations of the target.
+type ExternalSecretTemplateMetadata struct {
+	Labels      map[string]string `json:"labels,omitempty"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// RolloutRestartTarget names a workload of the same namespace.
+type RolloutRestartTarget struct {
+	// +required
+	// +kubebuilder:validation:Enum=Deployment;StatefulSet;DaemonSet
+	Kind string `json:"kind"`
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	Name string `json:"name"`
+}
+
+// ExternalSecretStatus is written by veil-syncer for ExternalSecrets with a target.
+type ExternalSecretStatus struct {
+	// Conditions: Ready says whether the target is in sync.
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// RefreshTime is when the target was last checked against the values.
+	RefreshTime *metav1.Time `json:"refreshTime,omitempty"`
+
+	// SyncedResourceVersion is the ExternalSecret generation and target
+	// resourceVersion last synced.
+	SyncedResourceVersion string `json:"syncedResourceVersion,omitempty"`
+
+	// DataHMAC is an HMAC-SHA256 of the target's data under a key only
+	// veil-syncer holds: it tells whether data changed, and unlike a plain
+	// hash it cannot be used to guess the values.
+	DataHMAC string `json:"dataHMAC,omitempty"`
+}

@@ -1,0 +1,159 @@
+package v1alpha1
+
+// VaultKVVersion is the version of a Vault KV secrets engine.
+// +kubebuilder:validation:Enum=v1;v2
+type VaultKVVersion string
+
+const (
+	VaultKVv1 VaultKVVersion = "v1"
+	VaultKVv2 VaultKVVersion = "v2"
+)
+
+// VaultProvider connects to a KV secrets engine of Vault or OpenBao.
+//
+// +kubebuilder:validation:XValidation:rule="self.server.startsWith('https://') || self.server.startsWith('http://')",message="server must be an http:// or https:// URL"
+type VaultProvider struct {
+	// Server is the URL of Vault, https://vault.example.com:8200. An http://
+	// URL is refused unless veil-apiserver runs with --allow-plaintext-providers.
+	// +required
+	Server string `json:"server"`
+
+	// Path is the mount path of the KV engine; "secret" when unset.
+	Path *string `json:"path,omitempty"`
+
+	// Version of the KV engine; v2 when unset.
+	// +kubebuilder:default=v2
+	Version VaultKVVersion `json:"version,omitempty"`
+
+	// Namespace is the Vault Enterprise / OpenBao namespace.
+	Namespace *string `json:"namespace,omitempty"`
+
+	// CABundle is PEM to verify Vault's certificate with; the system roots
+	// are used when neither it nor CAProvider is set. Verification is never
+	// skipped.
+	CABundle []byte `json:"caBundle,omitempty"`
+
+	// CAProvider names a Secret or ConfigMap holding the CA bundle.
+	CAProvider *CAProvider `json:"caProvider,omitempty"`
+
+	// TLS names a client certificate for mutual TLS with Vault.
+	TLS *VaultClientTLS `json:"tls,omitempty"`
+
+	// ReadYourWrites makes reads after a push see it on Vault performance
+	// standbys (X-Vault-Index).
+	ReadYourWrites bool `json:"readYourWrites,omitempty"`
+
+	// CheckAndSet makes pushes use KV v2 check-and-set.
+	CheckAndSet *VaultCheckAndSet `json:"checkAndSet,omitempty"`
+
+	// Auth is how Veil logs in to Vault.
+	// +required
+	Auth VaultAuth `json:"auth"`
+}
+
+// VaultCheckAndSet configures KV v2 check-and-set writes.
+type VaultCheckAndSet struct {
+	// Required makes every push carry the cas parameter.
+	Required bool `json:"required,omitempty"`
+}
+
+// VaultClientTLS names the client certificate and key Veil presents to Vault.
+type VaultClientTLS struct {
+	// +required
+	CertSecretRef SecretKeySelector `json:"certSecretRef"`
+	// +required
+	KeySecretRef SecretKeySelector `json:"keySecretRef"`
+}
+
+// VaultAuth holds exactly one auth method.
+//
+// +kubebuilder:validation:MinProperties=1
+// +kubebuilder:validation:MaxProperties=1
+type VaultAuth struct {
+	// TokenSecretRef names a Secret holding a Vault token.
+	TokenSecretRef *SecretKeySelector `json:"tokenSecretRef,omitempty"`
+
+	// AppRole logs in with a role id and a secret id.
+	AppRole *VaultAppRole `json:"appRole,omitempty"`
+
+	// Kubernetes logs in with a ServiceAccount token that Veil requests
+	// from kube-apiserver.
+	Kubernetes *VaultKubernetesAuth `json:"kubernetes,omitempty"`
+
+	// JWT logs in with a JWT: a ServiceAccount token or one from a Secret.
+	JWT *VaultJWTAuth `json:"jwt,omitempty"`
+
+	// Cert logs in with the client certificate of spec.tls or of its own.
+	Cert *VaultCertAuth `json:"cert,omitempty"`
+}
+
+// VaultAppRole is Vault's AppRole auth method.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.roleId) != has(self.roleRef)",message="set exactly one of roleId and roleRef"
+type VaultAppRole struct {
+	// Path is the mount path of the auth method; "approle" when unset.
+	// +kubebuilder:default=approle
+	Path string `json:"path,omitempty"`
+	// RoleID is the role id, which is not secret.
+	RoleID string `json:"roleId,omitempty"`
+	// RoleRef names a Secret key holding the role id.
+	RoleRef *SecretKeySelector `json:"roleRef,omitempty"`
+	// SecretRef names a Secret key holding the secret id.
+	// +required
+	SecretRef SecretKeySelector `json:"secretRef"`
+}
+
+// VaultKubernetesAuth is Vault's Kubernetes auth method.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.serviceAccountRef) != has(self.secretRef)",message="set exactly one of serviceAccountRef and secretRef"
+type VaultKubernetesAuth struct {
+	// Path is the mount path of the auth method; "kubernetes" when unset.
+	// +kubebuilder:default=kubernetes
+	Path string `json:"mountPath,omitempty"`
+	// Role is the Vault role to log in as.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	Role string `json:"role"`
+	// ServiceAccountRef names the ServiceAccount, in the store's namespace,
+	// whose short-lived token Veil requests and presents.
+	ServiceAccountRef *ServiceAccountSelector `json:"serviceAccountRef,omitempty"`
+	// SecretRef names a Secret key holding a ServiceAccount token.
+	SecretRef *SecretKeySelector `json:"secretRef,omitempty"`
+}
+
+// VaultJWTAuth is Vault's JWT/OIDC auth method used with a JWT.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.kubernetesServiceAccountToken) != has(self.secretRef)",message="set exactly one of kubernetesServiceAccountToken and secretRef"
+type VaultJWTAuth struct {
+	// Path is the mount path of the auth method; "jwt" when unset.
+	// +kubebuilder:default=jwt
+	Path string `json:"path,omitempty"`
+	// Role is the Vault role to log in as.
+	Role string `json:"role,omitempty"`
+	// SecretRef names a Secret key holding the JWT.
+	SecretRef *SecretKeySelector `json:"secretRef,omitempty"`
+	// KubernetesServiceAccountToken has Veil request a ServiceAccount token.
+	KubernetesServiceAccountToken *VaultKubernetesServiceAccountTokenAuth `json:"kubernetesServiceAccountToken,omitempty"`
+}
+
+// VaultKubernetesServiceAccountTokenAuth describes a requested ServiceAccount token.
+type VaultKubernetesServiceAccountTokenAuth struct {
+	// +required
+	ServiceAccountRef ServiceAccountSelector `json:"serviceAccountRef"`
+	// ExpirationSeconds of the token; 600 when unset.
+	// +kubebuilder:validation:Minimum=600
+	ExpirationSeconds *int64 `json:"expirationSeconds,omitempty"`
+}
+
+// VaultCertAuth is Vault's TLS certificate auth method.
+type VaultCertAuth struct {
+	// Path is the mount path of the auth method; "cert" when unset.
+	// +kubebuilder:default=cert
+	Path string `json:"path,omitempty"`
+	// Name of the certificate role; any matching role when unset.
+	Name string `json:"name,omitempty"`
+	// ClientCert names the PEM client certificate; spec.tls when unset.
+	ClientCert *SecretKeySelector `json:"clientCert,omitempty"`
+	// SecretRef names the PEM private key; spec.tls when unset.
+	SecretRef *SecretKeySelector `json:"secretRef,omitempty"`
+}
