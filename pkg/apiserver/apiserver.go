@@ -1,0 +1,127 @@
+// Package apiserver assembles veil-apiserver: a generic Kubernetes API
+// server without etcd and without admission that serves the virtual
+// resources of externalsecrets.veil.dev.
+package apiserver
+
+import (
+	"fmt"
+	"net/http"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/apiserver/pkg/registry/rest"
+	genericapiserver "k8s.io/apiserver/pkg/server"
+	"k8s.io/apiserver/pkg/server/healthz"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/veil-dev/veil/pkg/apis/externalsecrets"
+	"github.com/veil-dev/veil/pkg/apis/externalsecrets/install"
+	configlisters "github.com/veil-dev/veil/pkg/generated/listers/config/v1alpha1"
+	"github.com/veil-dev/veil/pkg/registry/externalsecretvalue"
+)
+
+var (
+	// Scheme holds the types veil-apiserver serves.
+	Scheme = runtime.NewScheme()
+	// Codecs encodes and decodes them.
+	Codecs = serializer.NewCodecFactory(Scheme)
+)
+
+func init() {
+	install.Install(Scheme)
+	// The generic server encodes options and status of the core group.
+	metav1.AddToGroupVersion(Scheme, schema.GroupVersion{Version: "v1"})
+	Scheme.AddUnversionedTypes(schema.GroupVersion{Version: "v1"},
+		&metav1.Status{}, &metav1.APIVersions{}, &metav1.APIGroupList{}, &metav1.APIGroup{}, &metav1.APIResourceList{})
+}
+
+// ExtraConfig is what Veil adds to the generic server's configuration.
+type ExtraConfig struct {
+	ExternalSecrets configlisters.ExternalSecretLister
+	Resolver        externalsecretvalue.Resolver
+	// Informers must have synced before the server reports ready.
+	Informers map[string]cache.InformerSynced
+	// StartInformers starts every informer the server reads; it is called
+	// once the server runs.
+	StartInformers func(stop <-chan struct{})
+}
+
+// Config is the whole configuration of veil-apiserver.
+type Config struct {
+	GenericConfig *genericapiserver.RecommendedConfig
+	ExtraConfig   ExtraConfig
+}
+
+type completedConfig struct {
+	GenericConfig genericapiserver.CompletedConfig
+	ExtraConfig   *ExtraConfig
+}
+
+// CompletedConfig can only be had from Config.Complete, so no server is
+// built from a configuration whose defaults were not filled in.
+type CompletedConfig struct {
+	*completedConfig
+}
+
+// Complete fills in defaults.
+func (c *Config) Complete() CompletedConfig {
+	return CompletedConfig{&completedConfig{c.GenericConfig.Complete(), &c.ExtraConfig}}
+}
+
+// Server is a running veil-apiserver.
+type Server struct {
+	GenericAPIServer *genericapiserver.GenericAPIServer
+}
+
+// New builds the server and installs the externalsecrets.veil.dev group.
+func (c completedConfig) New() (*Server, error) {
+	generic, err := c.GenericConfig.New("veil-apiserver", genericapiserver.NewEmptyDelegate())
+	if err != nil {
+		return nil, err
+	}
+
+	group := genericapiserver.NewDefaultAPIGroupInfo(externalsecrets.GroupName, Scheme, metav1.ParameterCodec, Codecs)
+	group.NegotiatedSerializer = jsonAndYAMLOnly{Codecs}
+	group.VersionedResourcesStorageMap["v1alpha1"] = map[string]rest.Storage{
+		"externalsecretvalues": externalsecretvalue.NewREST(c.ExtraConfig.ExternalSecrets, c.ExtraConfig.Resolver),
+	}
+	if err := generic.InstallAPIGroup(&group); err != nil {
+		return nil, err
+	}
+
+	extra := c.ExtraConfig
+	generic.AddPostStartHookOrDie("start-veil-informers", func(ctx genericapiserver.PostStartHookContext) error {
+		extra.StartInformers(ctx.Done())
+		return nil
+	})
+	// Ready only once every informer has synced: before that, a read could
+	// answer NotFound for an ExternalSecret that exists.
+	if err := generic.AddReadyzChecks(healthz.NamedCheck("veil-informers-synced", func(*http.Request) error {
+		for name, synced := range extra.Informers {
+			if !synced() {
+				return fmt.Errorf("informer for %s has not synced", name)
+			}
+		}
+		return nil
+	})); err != nil {
+		return nil, err
+	}
+	return &Server{GenericAPIServer: generic}, nil
+}
+
+// jsonAndYAMLOnly advertises only the media types Veil's types can be
+// encoded in: they have no generated protobuf, and a client told protobuf
+// works would get a 500 instead of falling back to JSON.
+type jsonAndYAMLOnly struct{ serializer.CodecFactory }
+
+func (s jsonAndYAMLOnly) SupportedMediaTypes() []runtime.SerializerInfo {
+	var out []runtime.SerializerInfo
+	for _, info := range s.CodecFactory.SupportedMediaTypes() {
+		if info.MediaType == runtime.ContentTypeJSON || info.MediaType == runtime.ContentTypeYAML {
+			out = append(out, info)
+		}
+	}
+	return out
+}

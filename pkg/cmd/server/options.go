@@ -1,0 +1,283 @@
+// Package server holds veil-apiserver's command line: options, their
+// validation, and the configuration they produce.
+package server
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/spf13/cobra"
+	utilerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/apiserver/pkg/authentication/authenticator"
+	"k8s.io/apiserver/pkg/authentication/user"
+	"k8s.io/apiserver/pkg/endpoints/openapi"
+	genericapiserver "k8s.io/apiserver/pkg/server"
+	genericoptions "k8s.io/apiserver/pkg/server/options"
+	utilcompatibility "k8s.io/apiserver/pkg/util/compatibility"
+	utilfeature "k8s.io/apiserver/pkg/util/feature"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+
+	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
+	"github.com/veil-dev/veil/pkg/allowlist"
+	"github.com/veil-dev/veil/pkg/apiserver"
+	"github.com/veil-dev/veil/pkg/credentials"
+	versioned "github.com/veil-dev/veil/pkg/generated/clientset/versioned"
+	configinformers "github.com/veil-dev/veil/pkg/generated/informers/externalversions"
+	generatedopenapi "github.com/veil-dev/veil/pkg/generated/openapi"
+	"github.com/veil-dev/veil/pkg/providers"
+	"github.com/veil-dev/veil/pkg/resolve"
+
+	// Providers built into veil-apiserver.
+	_ "github.com/veil-dev/veil/pkg/providers/fake"
+)
+
+// Options are veil-apiserver's flags. They are the generic server's
+// recommended options minus etcd (nothing is stored) and admission (nothing
+// is written), plus Veil's own.
+type Options struct {
+	SecureServing  *genericoptions.SecureServingOptionsWithLoopback
+	Authentication *genericoptions.DelegatingAuthenticationOptions
+	Authorization  *genericoptions.DelegatingAuthorizationOptions
+	Audit          *genericoptions.AuditOptions
+	Features       *genericoptions.FeatureOptions
+	// CoreAPI is the kubeconfig for reading ExternalSecrets, stores,
+	// namespaces and credentials (in-cluster config when unset).
+	CoreAPI *genericoptions.CoreAPIOptions
+
+	AllowedProviderEndpoints []string
+	AllowPlaintextProviders  bool
+	CredentialCacheTTL       time.Duration
+}
+
+// NewOptions returns the defaults.
+func NewOptions() *Options {
+	o := &Options{
+		SecureServing:      genericoptions.NewSecureServingOptions().WithLoopback(),
+		Authentication:     genericoptions.NewDelegatingAuthenticationOptions(),
+		Authorization:      genericoptions.NewDelegatingAuthorizationOptions(),
+		Audit:              genericoptions.NewAuditOptions(),
+		Features:           genericoptions.NewFeatureOptions(),
+		CoreAPI:            genericoptions.NewCoreAPIOptions(),
+		CredentialCacheTTL: 10 * time.Second,
+	}
+	o.SecureServing.BindPort = 8443
+	// kube-apiserver multiplexes many users' requests over few HTTP/2
+	// connections to an aggregated server.
+	o.SecureServing.HTTP2MaxStreamsPerConnection = 1000
+	// kube-apiserver already applied priority and fairness to every request
+	// it proxies here; a second layer would need Veil to watch flow schemas
+	// and would queue requests twice.
+	o.Features.EnablePriorityAndFairness = false
+	// Delegated authentication must not silently fall back to anonymous
+	// when it cannot read the front-proxy CA.
+	o.Authentication.TolerateInClusterLookupFailure = false
+	return o
+}
+
+// NewCommand returns the veil-apiserver command.
+func NewCommand(ctx context.Context) *cobra.Command {
+	o := NewOptions()
+	cmd := &cobra.Command{
+		Use:   "veil-apiserver",
+		Short: "Serves external secrets through the Kubernetes API without storing them",
+		Long: "veil-apiserver is an aggregated API server: kube-apiserver proxies requests for\n" +
+			"externalsecrets.veil.dev to it, and it answers them by reading values from the\n" +
+			"providers named by SecretStores and ClusterSecretStores.",
+		SilenceUsage: true,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			return o.Run(c.Context())
+		},
+	}
+	cmd.SetContext(ctx)
+	fs := cmd.Flags()
+	o.SecureServing.AddFlags(fs)
+	o.Authentication.AddFlags(fs)
+	o.Authorization.AddFlags(fs)
+	o.Audit.AddFlags(fs)
+	o.Features.AddFlags(fs)
+	o.CoreAPI.AddFlags(fs)
+	fs.StringSliceVar(&o.AllowedProviderEndpoints, "allowed-provider-endpoints", o.AllowedProviderEndpoints,
+		"Provider endpoints stores may use: host names, *.suffix patterns, IP addresses and CIDRs (CIDRs match IP-literal endpoints only). Empty allows any endpoint.")
+	fs.BoolVar(&o.AllowPlaintextProviders, "allow-plaintext-providers", o.AllowPlaintextProviders,
+		"Allow stores with http:// endpoints. For local demos only: values and tokens then cross the network unencrypted.")
+	fs.DurationVar(&o.CredentialCacheTTL, "credential-cache-ttl", o.CredentialCacheTTL,
+		"How long a credential Secret read for a store is reused; a rotated credential takes effect within this time.")
+	return cmd
+}
+
+// Validate checks the options, reporting every problem at once.
+func (o *Options) Validate() error {
+	var errs []error
+	errs = append(errs, o.SecureServing.Validate()...)
+	errs = append(errs, o.Authentication.Validate()...)
+	errs = append(errs, o.Authorization.Validate()...)
+	errs = append(errs, o.Audit.Validate()...)
+	errs = append(errs, o.Features.Validate()...)
+	errs = append(errs, o.CoreAPI.Validate()...)
+	if _, err := allowlist.Parse(o.AllowedProviderEndpoints); err != nil {
+		errs = append(errs, err)
+	}
+	if o.CredentialCacheTTL < 0 {
+		errs = append(errs, fmt.Errorf("--credential-cache-ttl must not be negative"))
+	}
+	return utilerrors.NewAggregate(errs)
+}
+
+// healthPaths are the only paths an anonymous request may reach.
+var healthPaths = sets.New("/healthz", "/livez", "/readyz")
+
+// Config builds the server configuration.
+func (o *Options) Config() (*apiserver.Config, error) {
+	if err := o.SecureServing.MaybeDefaultWithSelfSignedCerts("localhost", nil, []net.IP{net.ParseIP("127.0.0.1")}); err != nil {
+		return nil, fmt.Errorf("creating self-signed serving certificate: %w", err)
+	}
+
+	c := genericapiserver.NewRecommendedConfig(apiserver.Codecs)
+	c.EffectiveVersion = utilcompatibility.DefaultBuildEffectiveVersion()
+	c.FeatureGate = utilfeature.DefaultFeatureGate
+	namer := openapi.NewDefinitionNamer(apiserver.Scheme)
+	c.OpenAPIConfig = genericapiserver.DefaultOpenAPIConfig(generatedopenapi.GetOpenAPIDefinitions, namer)
+	c.OpenAPIConfig.Info.Title, c.OpenAPIConfig.Info.Version = "Veil", "v1alpha1"
+	c.OpenAPIV3Config = genericapiserver.DefaultOpenAPIV3Config(generatedopenapi.GetOpenAPIDefinitions, namer)
+	c.OpenAPIV3Config.Info.Title, c.OpenAPIV3Config.Info.Version = "Veil", "v1alpha1"
+
+	if err := o.SecureServing.ApplyToConfig(&c.Config); err != nil {
+		return nil, err
+	}
+	if err := o.Authentication.ApplyTo(&c.Authentication, c.SecureServing, c.OpenAPIConfig); err != nil {
+		return nil, err
+	}
+	// The delegating authenticator lets anonymous requests through to every
+	// path; Veil answers them only on health paths, 401 elsewhere.
+	c.Authentication.Authenticator = anonymousOnly(c.Authentication.Authenticator, healthPaths)
+	if err := o.Authorization.ApplyTo(&c.Authorization); err != nil {
+		return nil, err
+	}
+	if err := o.Audit.ApplyTo(&c.Config); err != nil {
+		return nil, err
+	}
+	if err := o.CoreAPI.ApplyTo(c); err != nil {
+		return nil, err
+	}
+	kube, err := kubernetes.NewForConfig(c.ClientConfig)
+	if err != nil {
+		return nil, err
+	}
+	if err := o.Features.ApplyTo(&c.Config, kube, c.SharedInformerFactory); err != nil {
+		return nil, err
+	}
+
+	veil, err := versioned.NewForConfig(c.ClientConfig)
+	if err != nil {
+		return nil, err
+	}
+	endpoints, err := allowlist.Parse(o.AllowedProviderEndpoints)
+	if err != nil {
+		return nil, err
+	}
+	configInformers := configinformers.NewSharedInformerFactory(veil, 10*time.Minute)
+	esInformer := configInformers.Config().V1alpha1().ExternalSecrets()
+	ssInformer := configInformers.Config().V1alpha1().SecretStores()
+	cssInformer := configInformers.Config().V1alpha1().ClusterSecretStores()
+	nsInformer := c.SharedInformerFactory.Core().V1().Namespaces()
+
+	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	clients := resolve.NewClients(credentials.NewReader(kube, o.CredentialCacheTTL), providers.Env{
+		DialContext:    endpoints.Dialer(dialer.DialContext),
+		AllowPlaintext: o.AllowPlaintextProviders,
+	})
+	// A deleted store's client is closed at once, which revokes what it holds.
+	forget := func(kind configv1alpha1.StoreKind) cache.ResourceEventHandler {
+		return cache.ResourceEventHandlerFuncs{DeleteFunc: func(obj any) {
+			if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = d.Obj
+			}
+			switch s := obj.(type) {
+			case *configv1alpha1.SecretStore:
+				clients.Forget(string(kind), s.Namespace, s.Name)
+			case *configv1alpha1.ClusterSecretStore:
+				clients.Forget(string(kind), "", s.Name)
+			}
+		}}
+	}
+	if _, err := ssInformer.Informer().AddEventHandler(forget(configv1alpha1.SecretStoreKind)); err != nil {
+		return nil, err
+	}
+	if _, err := cssInformer.Informer().AddEventHandler(forget(configv1alpha1.ClusterSecretStoreKind)); err != nil {
+		return nil, err
+	}
+
+	resolver := &resolve.Resolver{
+		Stores: &resolve.Stores{
+			SecretStores:        ssInformer.Lister(),
+			ClusterSecretStores: cssInformer.Lister(),
+			Namespaces:          nsInformer.Lister(),
+			Endpoints:           endpoints,
+			AllowPlaintext:      o.AllowPlaintextProviders,
+		},
+		Clients: clients,
+		Clock:   clock.RealClock{},
+	}
+	if !endpoints.Empty() {
+		klog.InfoS("Provider endpoints are restricted", "allowed", endpoints.String())
+	}
+
+	shared := c.SharedInformerFactory
+	return &apiserver.Config{
+		GenericConfig: c,
+		ExtraConfig: apiserver.ExtraConfig{
+			ExternalSecrets: esInformer.Lister(),
+			Resolver:        resolver,
+			Informers: map[string]cache.InformerSynced{
+				"externalsecrets":     esInformer.Informer().HasSynced,
+				"secretstores":        ssInformer.Informer().HasSynced,
+				"clustersecretstores": cssInformer.Informer().HasSynced,
+				"namespaces":          nsInformer.Informer().HasSynced,
+			},
+			StartInformers: func(stop <-chan struct{}) {
+				configInformers.Start(stop)
+				shared.Start(stop)
+				go func() {
+					<-stop
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					defer cancel()
+					clients.Close(ctx)
+				}()
+			},
+		},
+	}, nil
+}
+
+// Run serves until ctx is done.
+func (o *Options) Run(ctx context.Context) error {
+	config, err := o.Config()
+	if err != nil {
+		return err
+	}
+	server, err := config.Complete().New()
+	if err != nil {
+		return err
+	}
+	return server.GenericAPIServer.PrepareRun().RunWithContext(ctx)
+}
+
+// anonymousOnly keeps anonymous authentication for the given paths only.
+func anonymousOnly(inner authenticator.Request, paths sets.Set[string]) authenticator.Request {
+	return authenticator.RequestFunc(func(req *http.Request) (*authenticator.Response, bool, error) {
+		resp, ok, err := inner.AuthenticateRequest(req)
+		if ok && resp.User.GetName() == user.Anonymous && !paths.Has(req.URL.Path) {
+			return nil, false, err
+		}
+		return resp, ok, err
+	})
+}

@@ -1,0 +1,146 @@
+// Package providers is the seam between Veil and the systems that hold
+// secret values. Each provider (vault, aws, fake) lives in its own package
+// and registers a Provider; veil-apiserver is the only component that ever
+// builds a Client, and it builds one per store identity and reuses it.
+package providers
+
+import (
+	"context"
+	"net"
+	"net/url"
+
+	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
+)
+
+// Provider builds clients for one kind of store.
+type Provider interface {
+	// Name is the provider's key under spec.provider ("vault", "aws", "fake").
+	Name() string
+
+	// Endpoints returns every URL a client of this store would connect to,
+	// without connecting, so the endpoint allowlist and the plaintext policy
+	// can refuse a store before any connection is made.
+	Endpoints(store *Store) ([]*url.URL, error)
+
+	// NewClient builds a client for a store. It reads whatever credentials
+	// it needs through creds, which enforces that they belong to the store's
+	// namespace and records what was used, so that a change of credentials
+	// makes a new store identity. Dialing must go through env.Dialer.
+	NewClient(ctx context.Context, store *Store, creds Credentials, env Env) (Client, error)
+}
+
+// Client reads and writes the values of one store, as one identity. It is
+// shared by concurrent requests.
+type Client interface {
+	// Get returns the whole remote value at ref: for key/value providers a
+	// JSON object of its fields, otherwise the value as stored.
+	Get(ctx context.Context, ref Ref) (Value, error)
+
+	// Find returns the remote values matching f, by remote key.
+	Find(ctx context.Context, f Find) (map[string]Value, error)
+
+	// Push writes one value.
+	Push(ctx context.Context, p Push) (PushResult, error)
+
+	// Delete removes a remote key (or one property of it), if it exists.
+	Delete(ctx context.Context, d Delete) error
+
+	// Close releases what the client holds (a Vault token is revoked).
+	Close(ctx context.Context) error
+}
+
+// BatchGetter is implemented by clients that read several remote values in
+// one call (Parameter Store's GetParameters). Missing keys are absent from
+// the result, not errors.
+type BatchGetter interface {
+	GetBatch(ctx context.Context, refs []Ref) (map[Ref]Value, error)
+}
+
+// Ref names one remote value.
+type Ref struct {
+	Key     string
+	Version string
+}
+
+// Value is one remote value. Data is secret: it must never reach a log, an
+// error or a metric.
+type Value struct {
+	Data []byte
+	// Version is the provider's version of the value, when it has one.
+	Version string
+}
+
+// Find selects remote values by name and tags.
+type Find struct {
+	Path string
+	// NameRegexp matches remote keys; empty matches all.
+	NameRegexp string
+	Tags       map[string]string
+}
+
+// Push writes Value to Key, or to one Property of the JSON object at Key.
+type Push struct {
+	Key      string
+	Property string
+	Value    []byte
+	// IfNotExists skips the write when the key (or property) exists.
+	IfNotExists bool
+	// Replace allows overwriting a remote value Veil did not create.
+	Replace bool
+}
+
+// PushResult says what a push did.
+type PushResult string
+
+const (
+	Pushed    PushResult = "Pushed"
+	Unchanged PushResult = "Unchanged"
+	// SkippedExists: the value exists and the push asked IfNotExists.
+	SkippedExists PushResult = "SkippedExists"
+)
+
+// Delete removes Key, or one Property of the JSON object at Key.
+type Delete struct {
+	Key      string
+	Property string
+}
+
+// Store is the part of a SecretStore or ClusterSecretStore a provider sees.
+type Store struct {
+	Kind       configv1alpha1.StoreKind
+	Namespace  string // empty for a ClusterSecretStore
+	Name       string
+	Generation int64
+	Spec       *configv1alpha1.SecretStoreSpec
+}
+
+// String names the store for messages: "SecretStore app/vault".
+func (s *Store) String() string {
+	if s.Namespace == "" {
+		return string(s.Kind) + " " + s.Name
+	}
+	return string(s.Kind) + " " + s.Namespace + "/" + s.Name
+}
+
+// Credentials reads what a store's spec refers to, only from the store's
+// own namespace (a ClusterSecretStore names the namespace).
+type Credentials interface {
+	// SecretKey returns one key of a Secret.
+	SecretKey(ctx context.Context, sel configv1alpha1.SecretKeySelector) ([]byte, error)
+	// ConfigMapKey returns one key of a ConfigMap.
+	ConfigMapKey(ctx context.Context, name, key string, namespace *string) ([]byte, error)
+	// ServiceAccountToken requests a short-lived token for a ServiceAccount
+	// through the TokenRequest API.
+	ServiceAccountToken(ctx context.Context, sel configv1alpha1.ServiceAccountSelector, expirationSeconds int64) (string, error)
+}
+
+// Env is what veil-apiserver gives every client it builds.
+type Env struct {
+	// DialContext connects only to endpoints --allowed-provider-endpoints
+	// permits. Every connection a client makes, redirects included, must be
+	// dialed through it.
+	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+	// AllowPlaintext is --allow-plaintext-providers: http:// endpoints are
+	// refused unless it is set.
+	AllowPlaintext bool
+}

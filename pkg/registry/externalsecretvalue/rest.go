@@ -1,0 +1,205 @@
+// Package externalsecretvalue serves the virtual externalsecretvalues
+// resource: every get or list reads the ExternalSecret from an informer and
+// its values from the store. Nothing is stored.
+package externalsecretvalue
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metainternalversion "k8s.io/apimachinery/pkg/apis/meta/internalversion"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/duration"
+	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
+	"k8s.io/apiserver/pkg/registry/rest"
+	"k8s.io/apiserver/pkg/warning"
+
+	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
+	"github.com/veil-dev/veil/pkg/apis/externalsecrets"
+	configlisters "github.com/veil-dev/veil/pkg/generated/listers/config/v1alpha1"
+	"github.com/veil-dev/veil/pkg/resolve"
+)
+
+// Resolver reads the values of an ExternalSecret; *resolve.Resolver is one.
+type Resolver interface {
+	Resolve(ctx context.Context, es *configv1alpha1.ExternalSecret) (*externalsecrets.ExternalSecretValue, error)
+}
+
+// REST is the storage of externalsecretvalues.
+type REST struct {
+	externalSecrets configlisters.ExternalSecretLister
+	resolver        Resolver
+}
+
+// NewREST returns the storage of externalsecretvalues.
+func NewREST(externalSecrets configlisters.ExternalSecretLister, resolver Resolver) *REST {
+	return &REST{externalSecrets: externalSecrets, resolver: resolver}
+}
+
+var (
+	_ rest.Storage              = &REST{}
+	_ rest.Getter               = &REST{}
+	_ rest.Lister               = &REST{}
+	_ rest.Scoper               = &REST{}
+	_ rest.KindProvider         = &REST{}
+	_ rest.SingularNameProvider = &REST{}
+	_ rest.TableConvertor       = &REST{}
+	_ rest.CategoriesProvider   = &REST{}
+	_ rest.ShortNamesProvider   = &REST{}
+)
+
+var resource = externalsecrets.Resource("externalsecretvalues")
+
+// maxParallelResolves bounds the ExternalSecrets one list resolves at once.
+const maxParallelResolves = 8
+
+func (r *REST) New() runtime.Object     { return &externalsecrets.ExternalSecretValue{} }
+func (r *REST) NewList() runtime.Object { return &externalsecrets.ExternalSecretValueList{} }
+func (r *REST) Destroy()                {}
+func (r *REST) NamespaceScoped() bool   { return true }
+func (r *REST) Kind() string            { return "ExternalSecretValue" }
+func (r *REST) GetSingularName() string { return "externalsecretvalue" }
+func (r *REST) ShortNames() []string    { return []string{"esv"} }
+func (r *REST) Categories() []string    { return []string{"veil"} }
+
+// Get resolves the ExternalSecret of the same namespace and name.
+func (r *REST) Get(ctx context.Context, name string, _ *metav1.GetOptions) (runtime.Object, error) {
+	ns, ok := genericapirequest.NamespaceFrom(ctx)
+	if !ok || ns == "" {
+		return nil, apierrors.NewBadRequest("externalsecretvalues are namespaced: name a namespace")
+	}
+	es, err := r.externalSecrets.ExternalSecrets(ns).Get(name)
+	if apierrors.IsNotFound(err) {
+		nf := apierrors.NewNotFound(resource, name)
+		nf.ErrStatus.Message = fmt.Sprintf("externalsecretvalue %q not found: there is no ExternalSecret %q in namespace %q", name, name, ns)
+		return nil, nf
+	}
+	if err != nil {
+		return nil, apierrors.NewInternalError(err)
+	}
+	v, err := r.resolver.Resolve(ctx, es)
+	if err != nil {
+		return nil, resolve.APIError(resource, name, err)
+	}
+	return v, nil
+}
+
+// List resolves every ExternalSecret that matches the selectors. One that
+// cannot be resolved is left out with a warning naming it and why, so one
+// broken store does not hide every other value.
+func (r *REST) List(ctx context.Context, opts *metainternalversion.ListOptions) (runtime.Object, error) {
+	labelSel, fieldSel := labels.Everything(), fields.Everything()
+	if opts != nil && opts.LabelSelector != nil {
+		labelSel = opts.LabelSelector
+	}
+	if opts != nil && opts.FieldSelector != nil {
+		fieldSel = opts.FieldSelector
+		for _, req := range fieldSel.Requirements() {
+			if req.Field != "metadata.name" && req.Field != "metadata.namespace" {
+				return nil, apierrors.NewBadRequest(fmt.Sprintf("field selector %q is not supported: externalsecretvalues support metadata.name and metadata.namespace", req.Field))
+			}
+		}
+	}
+
+	ns := genericapirequest.NamespaceValue(ctx)
+	var ess []*configv1alpha1.ExternalSecret
+	var err error
+	if ns == "" {
+		ess, err = r.externalSecrets.List(labelSel)
+	} else {
+		ess, err = r.externalSecrets.ExternalSecrets(ns).List(labelSel)
+	}
+	if err != nil {
+		return nil, apierrors.NewInternalError(err)
+	}
+	matched := ess[:0:0]
+	for _, es := range ess {
+		if fieldSel.Matches(fields.Set{"metadata.name": es.Name, "metadata.namespace": es.Namespace}) {
+			matched = append(matched, es)
+		}
+	}
+	sort.Slice(matched, func(i, j int) bool {
+		if matched[i].Namespace != matched[j].Namespace {
+			return matched[i].Namespace < matched[j].Namespace
+		}
+		return matched[i].Name < matched[j].Name
+	})
+
+	items := make([]*externalsecrets.ExternalSecretValue, len(matched))
+	errs := make([]error, len(matched))
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, maxParallelResolves)
+	for i, es := range matched {
+		wg.Add(1)
+		slots <- struct{}{}
+		go func() {
+			defer func() { <-slots; wg.Done() }()
+			items[i], errs[i] = r.resolver.Resolve(ctx, es)
+		}()
+	}
+	wg.Wait()
+
+	list := &externalsecrets.ExternalSecretValueList{Items: make([]externalsecrets.ExternalSecretValue, 0, len(items))}
+	for i, v := range items {
+		if errs[i] != nil {
+			msg := resolve.APIError(resource, matched[i].Name, errs[i]).Error()
+			warning.AddWarning(ctx, "", fmt.Sprintf("externalsecretvalue %s/%s left out: %s", matched[i].Namespace, matched[i].Name, msg))
+			continue
+		}
+		list.Items = append(list.Items, *v)
+	}
+	return list, nil
+}
+
+// ConvertToTable shows where values come from, never a value.
+func (r *REST) ConvertToTable(_ context.Context, obj runtime.Object, _ runtime.Object) (*metav1.Table, error) {
+	t := &metav1.Table{ColumnDefinitions: columns}
+	add := func(v *externalsecrets.ExternalSecretValue) {
+		t.Rows = append(t.Rows, metav1.TableRow{
+			Object: runtime.RawExtension{Object: v},
+			Cells: []any{
+				v.Name,
+				v.Source.StoreRef.Kind + "/" + v.Source.StoreRef.Name,
+				int64(len(v.Data)),
+				age(v.Source.FetchTime),
+				age(v.CreationTimestamp),
+			},
+		})
+	}
+	switch o := obj.(type) {
+	case *externalsecrets.ExternalSecretValue:
+		t.ResourceVersion = o.ResourceVersion
+		add(o)
+	case *externalsecrets.ExternalSecretValueList:
+		t.ResourceVersion, t.Continue, t.RemainingItemCount = o.ResourceVersion, o.Continue, o.RemainingItemCount
+		for i := range o.Items {
+			add(&o.Items[i])
+		}
+	default:
+		return nil, fmt.Errorf("cannot show %T as a table", obj)
+	}
+	return t, nil
+}
+
+var columns = []metav1.TableColumnDefinition{
+	{Name: "Name", Type: "string", Format: "name", Description: "Name of the ExternalSecret the values belong to."},
+	{Name: "Store", Type: "string", Description: "Kind/name of the store the values were read through."},
+	{Name: "Keys", Type: "integer", Description: "Number of keys in data."},
+	{Name: "Fetched", Type: "string", Description: "How long ago the oldest value was read from the provider."},
+	{Name: "Age", Type: "string", Description: "Age of the ExternalSecret."},
+}
+
+// age is how long ago t was, as kubectl shows ages.
+func age(t metav1.Time) string {
+	if t.IsZero() {
+		return "<unknown>"
+	}
+	return duration.HumanDuration(time.Since(t.Time))
+}

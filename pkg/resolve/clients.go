@@ -1,0 +1,143 @@
+package resolve
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
+
+	"github.com/veil-dev/veil/pkg/credentials"
+	"github.com/veil-dev/veil/pkg/providers"
+)
+
+// StoreIdentity is everything that decides what a store's client can read:
+// two stores, or one store before and after a change of spec or
+// credentials, never share a client or a cached value.
+type StoreIdentity struct {
+	Kind       string
+	Namespace  string
+	Name       string
+	UID        types.UID
+	Generation int64
+	// Fingerprint is an HMAC of the credentials the client was built with.
+	Fingerprint string
+}
+
+// Clients builds one client per store identity and reuses it, so a Vault
+// login or an AWS credential exchange happens once, not once per read.
+type Clients struct {
+	creds *credentials.Reader
+	env   providers.Env
+	// closeDelay lets requests that still hold a replaced client finish.
+	closeDelay time.Duration
+
+	mu      sync.Mutex
+	entries map[storeName]*clientEntry
+	builds  singleflight.Group
+}
+
+type storeName struct{ kind, namespace, name string }
+
+type clientEntry struct {
+	id       StoreIdentity
+	client   providers.Client
+	recorder *credentials.Recorder
+}
+
+// NewClients returns an empty client cache.
+func NewClients(creds *credentials.Reader, env providers.Env) *Clients {
+	return &Clients{creds: creds, env: env, closeDelay: time.Minute, entries: map[storeName]*clientEntry{}}
+}
+
+// For returns the client of a store, building it when the store is new, its
+// spec changed, or the credentials it was built with changed.
+func (c *Clients) For(ctx context.Context, store *UsableStore) (providers.Client, StoreIdentity, error) {
+	key := storeName{string(store.Kind), store.Namespace, store.Name}
+	c.mu.Lock()
+	e := c.entries[key]
+	c.mu.Unlock()
+	if e != nil && e.id.UID == store.UID && e.id.Generation == store.Generation {
+		fp, err := e.recorder.Fingerprint(ctx)
+		if err != nil {
+			return nil, StoreIdentity{}, err
+		}
+		if fp == e.id.Fingerprint {
+			return e.client, e.id, nil
+		}
+	}
+
+	// One build per store at a time; it outlives the request that started
+	// it, because the others waiting for it share the result.
+	v, err, _ := c.builds.Do(key.kind+"/"+key.namespace+"/"+key.name, func() (any, error) {
+		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		rec := c.creds.ForStore(&store.Store)
+		client, err := store.Provider.NewClient(bctx, &store.Store, rec, c.env)
+		if err != nil {
+			return nil, err
+		}
+		fp, err := rec.Fingerprint(bctx)
+		if err != nil {
+			_ = client.Close(bctx)
+			return nil, err
+		}
+		ne := &clientEntry{
+			id: StoreIdentity{Kind: key.kind, Namespace: key.namespace, Name: key.name,
+				UID: store.UID, Generation: store.Generation, Fingerprint: fp},
+			client:   client,
+			recorder: rec,
+		}
+		c.mu.Lock()
+		old := c.entries[key]
+		c.entries[key] = ne
+		c.mu.Unlock()
+		c.retire(old)
+		return ne, nil
+	})
+	if err != nil {
+		return nil, StoreIdentity{}, err
+	}
+	ne := v.(*clientEntry)
+	return ne.client, ne.id, nil
+}
+
+// Forget closes the client of a store that was deleted.
+func (c *Clients) Forget(kind, namespace, name string) {
+	key := storeName{kind, namespace, name}
+	c.mu.Lock()
+	old := c.entries[key]
+	delete(c.entries, key)
+	c.mu.Unlock()
+	c.retire(old)
+}
+
+// Close closes every client, at shutdown.
+func (c *Clients) Close(ctx context.Context) {
+	c.mu.Lock()
+	entries := c.entries
+	c.entries = map[storeName]*clientEntry{}
+	c.mu.Unlock()
+	for _, e := range entries {
+		closeClient(ctx, e)
+	}
+}
+
+func (c *Clients) retire(e *clientEntry) {
+	if e == nil {
+		return
+	}
+	time.AfterFunc(c.closeDelay, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		closeClient(ctx, e)
+	})
+}
+
+func closeClient(ctx context.Context, e *clientEntry) {
+	if err := e.client.Close(ctx); err != nil {
+		klog.ErrorS(err, "Closing provider client", "kind", e.id.Kind, "store", klog.KRef(e.id.Namespace, e.id.Name))
+	}
+}

@@ -1,0 +1,197 @@
+package resolve
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/clock"
+
+	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
+	"github.com/veil-dev/veil/pkg/apis/externalsecrets"
+	"github.com/veil-dev/veil/pkg/providers"
+)
+
+// Resolver reads the values of ExternalSecrets.
+type Resolver struct {
+	Stores  *Stores
+	Clients *Clients
+	Clock   clock.PassiveClock
+}
+
+// maxParallelReads bounds the provider reads one ExternalSecret makes at once.
+const maxParallelReads = 8
+
+// Resolve reads the values of es. Errors are *providers.Error whose message
+// names the ExternalSecret; APIError turns them into API errors.
+func (r *Resolver) Resolve(ctx context.Context, es *configv1alpha1.ExternalSecret) (*externalsecrets.ExternalSecretValue, error) {
+	v, err := r.resolve(ctx, es)
+	if err != nil {
+		var pe *providers.Error
+		if errors.As(err, &pe) {
+			return nil, &providers.Error{Reason: pe.Reason, Message: fmt.Sprintf("ExternalSecret %s/%s: %s", es.Namespace, es.Name, pe.Message), Err: pe.Err}
+		}
+		return nil, err
+	}
+	return v, nil
+}
+
+func (r *Resolver) resolve(ctx context.Context, es *configv1alpha1.ExternalSecret) (*externalsecrets.ExternalSecretValue, error) {
+	store, err := r.Stores.For(es.Namespace, es.Spec.SecretStoreRef)
+	if err != nil {
+		return nil, err
+	}
+	client, _, err := r.Clients.For(ctx, store)
+	if err != nil {
+		return nil, err
+	}
+	fetched := r.Clock.Now()
+
+	// Every data[] entry and extract naming the same remote value costs one read.
+	var refs []providers.Ref
+	seen := map[providers.Ref]bool{}
+	want := func(ref providers.Ref) {
+		if !seen[ref] {
+			seen[ref] = true
+			refs = append(refs, ref)
+		}
+	}
+	for _, d := range es.Spec.DataFrom {
+		if d.Extract != nil {
+			want(providers.Ref{Key: d.Extract.Key, Version: d.Extract.Version})
+		}
+	}
+	for _, d := range es.Spec.Data {
+		want(providers.Ref{Key: d.RemoteRef.Key, Version: d.RemoteRef.Version})
+	}
+	values, err := getAll(ctx, client, refs)
+	if err != nil {
+		return nil, err
+	}
+
+	data := map[string][]byte{}
+	for _, d := range es.Spec.DataFrom {
+		switch {
+		case d.Extract != nil:
+			v := values[providers.Ref{Key: d.Extract.Key, Version: d.Extract.Version}].Data
+			if d.Extract.Property != "" {
+				if v, err = property(v, d.Extract.Property, d.Extract.Key); err != nil {
+					return nil, err
+				}
+			}
+			fs, err := fields(v, d.Extract.Key)
+			if err != nil {
+				return nil, err
+			}
+			for k, fv := range fs {
+				if data[k], err = decode(fv, d.Extract.DecodingStrategy, fmt.Sprintf("field %q of remote key %q", k, d.Extract.Key)); err != nil {
+					return nil, err
+				}
+			}
+		case d.Find != nil:
+			f := providers.Find{Tags: d.Find.Tags}
+			if d.Find.Path != nil {
+				f.Path = *d.Find.Path
+			}
+			if d.Find.Name != nil {
+				f.NameRegexp = d.Find.Name.RegExp
+			}
+			found, err := client.Find(ctx, f)
+			if err != nil {
+				return nil, err
+			}
+			for key, fv := range found {
+				if data[secretKeyFor(key)], err = decode(fv.Data, d.Find.DecodingStrategy, fmt.Sprintf("remote key %q", key)); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	for _, d := range es.Spec.Data {
+		ref := d.RemoteRef
+		v := values[providers.Ref{Key: ref.Key, Version: ref.Version}].Data
+		if ref.Property != "" {
+			if v, err = property(v, ref.Property, ref.Key); err != nil {
+				return nil, err
+			}
+		}
+		if data[d.SecretKey], err = decode(v, ref.DecodingStrategy, fmt.Sprintf("remote key %q", ref.Key)); err != nil {
+			return nil, err
+		}
+	}
+
+	out := &externalsecrets.ExternalSecretValue{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:              es.Name,
+			Namespace:         es.Namespace,
+			Labels:            es.Labels,
+			CreationTimestamp: es.CreationTimestamp,
+		},
+		Type: "Opaque",
+		Data: data,
+		Source: externalsecrets.ValueSource{
+			StoreRef:  externalsecrets.StoreRef{Kind: string(store.Kind), Name: store.Name},
+			Provider:  store.Provider.Name(),
+			FetchTime: metav1.NewTime(fetched),
+		},
+	}
+	if t := es.Spec.Target; t != nil && t.Template != nil && t.Template.Type != "" {
+		out.Type = string(t.Template.Type)
+	}
+	for _, ref := range refs {
+		out.Source.Remote = append(out.Source.Remote, externalsecrets.RemoteValue{Key: ref.Key, Version: values[ref].Version})
+	}
+	sort.Slice(out.Source.Remote, func(i, j int) bool { return out.Source.Remote[i].Key < out.Source.Remote[j].Key })
+	return out, nil
+}
+
+// getAll reads refs, in one call when the client batches, otherwise a few
+// at a time. Any failure fails the whole read: a partial set of values is
+// never served as if it were complete.
+func getAll(ctx context.Context, client providers.Client, refs []providers.Ref) (map[providers.Ref]providers.Value, error) {
+	if b, ok := client.(providers.BatchGetter); ok && len(refs) > 1 {
+		got, err := b.GetBatch(ctx, refs)
+		if err != nil {
+			return nil, err
+		}
+		for _, ref := range refs {
+			if _, ok := got[ref]; !ok {
+				return nil, providers.Errorf(providers.NotFound, "remote key %q does not exist", ref.Key)
+			}
+		}
+		return got, nil
+	}
+
+	out := make(map[providers.Ref]providers.Value, len(refs))
+	if len(refs) == 1 {
+		v, err := client.Get(ctx, refs[0])
+		if err != nil {
+			return nil, err
+		}
+		out[refs[0]] = v
+		return out, nil
+	}
+	var mu sync.Mutex
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(maxParallelReads)
+	for _, ref := range refs {
+		g.Go(func() error {
+			v, err := client.Get(ctx, ref)
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			out[ref] = v
+			mu.Unlock()
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}

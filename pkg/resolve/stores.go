@@ -1,0 +1,141 @@
+// Package resolve turns an ExternalSecret into its values: it finds the
+// store, checks that the ExternalSecret's namespace may use it, gets the
+// store's client and reads the remote values.
+package resolve
+
+import (
+	"net/url"
+	"strings"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	corelisters "k8s.io/client-go/listers/core/v1"
+
+	"github.com/veil-dev/veil/pkg/allowlist"
+	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
+	configlisters "github.com/veil-dev/veil/pkg/generated/listers/config/v1alpha1"
+	"github.com/veil-dev/veil/pkg/providers"
+)
+
+// Stores finds the store an object refers to and decides whether its
+// namespace may use it. Reads and pushes share it, so they share the rules.
+type Stores struct {
+	SecretStores        configlisters.SecretStoreLister
+	ClusterSecretStores configlisters.ClusterSecretStoreLister
+	Namespaces          corelisters.NamespaceLister
+	// Endpoints is --allowed-provider-endpoints.
+	Endpoints *allowlist.List
+	// AllowPlaintext is --allow-plaintext-providers.
+	AllowPlaintext bool
+}
+
+// UsableStore is a store that a namespace may use, with its provider.
+type UsableStore struct {
+	providers.Store
+	UID      types.UID
+	Provider providers.Provider
+}
+
+// For returns the store ref names, if namespace may use it. Its errors are
+// *providers.Error: NotFound when the store does not exist, Forbidden when
+// the namespace may not use it or its endpoint is not allowed, Invalid when
+// its spec cannot work.
+func (s *Stores) For(namespace string, ref configv1alpha1.SecretStoreRef) (*UsableStore, error) {
+	var (
+		store UsableStore
+		err   error
+	)
+	switch ref.Kind {
+	case configv1alpha1.SecretStoreKind, "":
+		var ss *configv1alpha1.SecretStore
+		ss, err = s.SecretStores.SecretStores(namespace).Get(ref.Name)
+		if err == nil {
+			store = UsableStore{Store: providers.Store{Kind: configv1alpha1.SecretStoreKind, Namespace: ss.Namespace, Name: ss.Name, Generation: ss.Generation, Spec: &ss.Spec}, UID: ss.UID}
+		}
+	case configv1alpha1.ClusterSecretStoreKind:
+		var css *configv1alpha1.ClusterSecretStore
+		css, err = s.ClusterSecretStores.Get(ref.Name)
+		if err == nil {
+			if err := s.namespaceMayUse(namespace, css); err != nil {
+				return nil, err
+			}
+			store = UsableStore{Store: providers.Store{Kind: configv1alpha1.ClusterSecretStoreKind, Name: css.Name, Generation: css.Generation, Spec: &css.Spec.SecretStoreSpec}, UID: css.UID}
+		}
+	default:
+		return nil, providers.Errorf(providers.Invalid, "secretStoreRef.kind %q is neither SecretStore nor ClusterSecretStore", ref.Kind)
+	}
+	if apierrors.IsNotFound(err) {
+		if ref.Kind == configv1alpha1.ClusterSecretStoreKind {
+			return nil, providers.Errorf(providers.NotFound, "ClusterSecretStore %q does not exist", ref.Name)
+		}
+		return nil, providers.Errorf(providers.NotFound, "SecretStore %q does not exist in namespace %q", ref.Name, namespace)
+	}
+	if err != nil {
+		return nil, providers.Wrap(providers.Unavailable, err, "looking up store %q", ref.Name)
+	}
+
+	store.Provider, err = providers.For(store.Spec)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.checkEndpoints(&store); err != nil {
+		return nil, err
+	}
+	return &store, nil
+}
+
+// namespaceMayUse applies spec.conditions of a ClusterSecretStore. Unlike
+// External Secrets Operator, no conditions means no namespace.
+func (s *Stores) namespaceMayUse(namespace string, css *configv1alpha1.ClusterSecretStore) error {
+	if len(css.Spec.Conditions) == 0 {
+		return providers.Errorf(providers.Forbidden, "ClusterSecretStore %q has no spec.conditions, so no namespace may use it; add a condition that matches namespace %q", css.Name, namespace)
+	}
+	ns, err := s.Namespaces.Get(namespace)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return providers.Wrap(providers.Unavailable, err, "looking up namespace %q", namespace)
+	}
+	for _, c := range css.Spec.Conditions {
+		for _, n := range c.Namespaces {
+			if n == namespace {
+				return nil
+			}
+		}
+		if c.NamespaceSelector != nil && ns != nil {
+			sel, err := metav1.LabelSelectorAsSelector(c.NamespaceSelector)
+			if err != nil {
+				return providers.Errorf(providers.Invalid, "ClusterSecretStore %q has an invalid spec.conditions namespaceSelector: %v", css.Name, err)
+			}
+			if sel.Matches(labels.Set(ns.Labels)) {
+				return nil
+			}
+		}
+	}
+	return providers.Errorf(providers.Forbidden, "ClusterSecretStore %q may not be used from namespace %q: none of its spec.conditions matches it", css.Name, namespace)
+}
+
+// checkEndpoints refuses a store before any connection when one of its
+// endpoints is plaintext (unless allowed) or outside the allowlist.
+func (s *Stores) checkEndpoints(store *UsableStore) error {
+	urls, err := store.Provider.Endpoints(&store.Store)
+	if err != nil {
+		return err
+	}
+	for _, u := range urls {
+		if u.Scheme == "http" && !s.AllowPlaintext {
+			return providers.Errorf(providers.Forbidden, "%s uses the plaintext endpoint %s; use https://, or start veil-apiserver with --allow-plaintext-providers (for local demos only)", &store.Store, redact(u))
+		}
+		if !s.Endpoints.Allows(u.Hostname()) {
+			return providers.Errorf(providers.Forbidden, "%s uses endpoint %q, which veil-apiserver's --allowed-provider-endpoints (%s) does not allow", &store.Store, u.Hostname(), s.Endpoints)
+		}
+	}
+	return nil
+}
+
+// redact drops user info and query from a URL before it is shown.
+func redact(u *url.URL) string {
+	c := *u
+	c.User, c.RawQuery, c.Fragment = nil, "", ""
+	return strings.TrimSuffix(c.String(), "/")
+}

@@ -1,0 +1,190 @@
+package harness
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"sigs.k8s.io/yaml"
+)
+
+// installVeil applies what artifacts/base ships — CRDs, namespace,
+// ServiceAccount, RBAC, APIService — except the in-cluster Deployment,
+// PodDisruptionBudget and Service: this control plane runs no pods, so the
+// Service becomes an ExternalName for localhost, and the APIService gets the
+// port and the CA of this run.
+func (c *Cluster) installVeil(ctx context.Context) error {
+	c.progress("applying artifacts/base")
+	rendered, _, err := c.RunKubectl(ctx, "", nil, "kustomize", filepath.Join(c.Root, "artifacts", "base"))
+	if err != nil {
+		return err
+	}
+	var out bytes.Buffer
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(rendered), 4096)
+	for {
+		var u unstructured.Unstructured
+		if err := dec.Decode(&u.Object); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			return fmt.Errorf("reading artifacts/base: %w", err)
+		}
+		if u.Object == nil {
+			continue
+		}
+		switch u.GetKind() {
+		case "Deployment", "PodDisruptionBudget", "Service":
+			continue
+		case "APIService":
+			if err := unstructured.SetNestedField(u.Object, base64.StdEncoding.EncodeToString(c.VeilCA.CertPEM), "spec", "caBundle"); err != nil {
+				return err
+			}
+			if err := unstructured.SetNestedField(u.Object, int64(c.VeilPort), "spec", "service", "port"); err != nil {
+				return err
+			}
+		}
+		if err := writeDoc(&out, u.Object); err != nil {
+			return err
+		}
+	}
+	if err := writeDoc(&out, map[string]any{
+		"apiVersion": "v1", "kind": "Service",
+		"metadata": map[string]any{"name": VeilService, "namespace": VeilNamespace},
+		"spec": map[string]any{
+			"type": "ExternalName", "externalName": "localhost",
+			"ports": []any{map[string]any{"name": "https", "port": int64(c.VeilPort), "protocol": "TCP"}},
+		},
+	}); err != nil {
+		return err
+	}
+	if _, _, err := c.RunKubectl(ctx, "", out.Bytes(), "apply", "--server-side", "-f", "-"); err != nil {
+		return err
+	}
+	_, _, err = c.RunKubectl(ctx, "", nil, "wait", "--for=condition=Established", "--timeout=60s", "crd", "-l", "app.kubernetes.io/part-of=veil")
+	return err
+}
+
+func writeDoc(w io.Writer, obj map[string]any) error {
+	b, err := yaml.Marshal(obj)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "---\n%s", b)
+	return err
+}
+
+// StartVeil starts veil-apiserver as its ServiceAccount, with extra flags,
+// and waits until kube-apiserver serves its APIService.
+func (c *Cluster) StartVeil(ctx context.Context, args ...string) error {
+	token, err := c.veilToken(ctx)
+	if err != nil {
+		return err
+	}
+	c.veilKubeconfig = filepath.Join(c.Dir, "veil-apiserver.kubeconfig")
+	if err := c.writeKubeconfig(c.veilKubeconfig, VeilServiceAccount, &clientcmdapi.AuthInfo{Token: token}); err != nil {
+		return err
+	}
+	c.VeilAuditLog = filepath.Join(c.Dir, "logs", "veil-apiserver-audit.log")
+	c.progress("starting veil-apiserver on %s", hostPort(c.VeilPort))
+	c.Veil, err = startProcess("veil-apiserver", filepath.Join(c.Dir, "logs"), c.bins.veil, append([]string{
+		"--bind-address=127.0.0.1",
+		"--secure-port=" + strconv.Itoa(c.VeilPort),
+		"--tls-cert-file=" + c.veilServing.CertFile, "--tls-private-key-file=" + c.veilServing.KeyFile,
+		"--kubeconfig=" + c.veilKubeconfig,
+		"--authentication-kubeconfig=" + c.veilKubeconfig,
+		"--authorization-kubeconfig=" + c.veilKubeconfig,
+		"--audit-policy-file=" + filepath.Join(c.Root, "artifacts", "base", "audit-policy.yaml"),
+		"--audit-log-path=" + c.VeilAuditLog,
+		"--v=2",
+	}, args...), nil)
+	if err != nil {
+		return err
+	}
+	direct := c.VeilHTTPClient(nil)
+	if err := c.Veil.waitFor(ctx, time.Minute, func(ctx context.Context) error {
+		return httpOK(ctx, direct, c.VeilURL()+"/readyz")
+	}); err != nil {
+		return err
+	}
+	return c.Veil.waitFor(ctx, time.Minute, func(ctx context.Context) error {
+		_, err := c.KubeClient.Discovery().ServerResourcesForGroupVersion("externalsecrets.veil.dev/v1alpha1")
+		return err
+	})
+}
+
+// StopVeil stops veil-apiserver.
+func (c *Cluster) StopVeil() { c.Veil.Stop() }
+
+// VeilURL is veil-apiserver's own address, bypassing kube-apiserver.
+func (c *Cluster) VeilURL() string { return "https://" + hostPort(c.VeilPort) }
+
+// VeilHTTPClient talks to veil-apiserver directly, verifying its serving
+// certificate; with a client certificate when one is given.
+func (c *Cluster) VeilHTTPClient(cert *tls.Certificate) *http.Client {
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(c.VeilCA.CertPEM)
+	cfg := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	if cert != nil {
+		cfg.Certificates = []tls.Certificate{*cert}
+	}
+	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
+}
+
+// FrontProxyCertificate is the client certificate kube-apiserver presents
+// to Veil, for tests that act as the aggregator.
+func (c *Cluster) FrontProxyCertificate() (tls.Certificate, error) {
+	return tls.LoadX509KeyPair(c.pki("front-proxy-client.crt"), c.pki("front-proxy-client.key"))
+}
+
+func (c *Cluster) startControllerManager() error {
+	c.progress("starting kube-controller-manager")
+	var err error
+	c.ControllerManager, err = startProcess("kube-controller-manager", filepath.Join(c.Dir, "logs"), c.bins.kubeControllerManager, []string{
+		"--kubeconfig=" + c.AdminKubeconfig,
+		"--controllers=garbagecollector,namespace",
+		"--leader-elect=false",
+		"--secure-port=0",
+		"--use-service-account-credentials=false",
+	}, nil)
+	// Without --secure-port it serves no health endpoint to wait for; tests
+	// that need it observe its effects (garbage collection) instead.
+	return err
+}
+
+// RunKubectl runs kubectl against the cluster, as the admin when kubeconfig
+// is empty, with stdin when given. The error carries stderr.
+func (c *Cluster) RunKubectl(ctx context.Context, kubeconfig string, stdin []byte, args ...string) (stdout, stderr []byte, err error) {
+	if kubeconfig == "" {
+		kubeconfig = c.AdminKubeconfig
+	}
+	cmd := exec.CommandContext(ctx, c.bins.kubectl, append([]string{"--kubeconfig=" + kubeconfig}, args...)...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG=")
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil {
+		return out.Bytes(), errOut.Bytes(), fmt.Errorf("kubectl %v: %w: %s", args, err, bytes.TrimSpace(errOut.Bytes()))
+	}
+	return out.Bytes(), errOut.Bytes(), nil
+}
+
+// Apply applies YAML as the admin.
+func (c *Cluster) Apply(ctx context.Context, manifest []byte) error {
+	_, _, err := c.RunKubectl(ctx, "", manifest, "apply", "-f", "-")
+	return err
+}
