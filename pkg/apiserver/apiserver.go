@@ -18,6 +18,7 @@ import (
 
 	"github.com/veil-dev/veil/pkg/apis/externalsecrets"
 	"github.com/veil-dev/veil/pkg/apis/externalsecrets/install"
+	configclient "github.com/veil-dev/veil/pkg/generated/clientset/versioned/typed/config/v1alpha1"
 	configlisters "github.com/veil-dev/veil/pkg/generated/listers/config/v1alpha1"
 	"github.com/veil-dev/veil/pkg/registry/externalsecretvalue"
 )
@@ -40,7 +41,9 @@ func init() {
 // ExtraConfig is what Veil adds to the generic server's configuration.
 type ExtraConfig struct {
 	ExternalSecrets configlisters.ExternalSecretLister
-	Resolver        externalsecretvalue.Resolver
+	// Live reads what informers do not have yet.
+	Live     configclient.ExternalSecretsGetter
+	Resolver externalsecretvalue.Resolver
 	// Informers must have synced before the server reports ready.
 	Informers map[string]cache.InformerSynced
 	// StartInformers starts every informer the server reads; it is called
@@ -85,7 +88,7 @@ func (c completedConfig) New() (*Server, error) {
 	group := genericapiserver.NewDefaultAPIGroupInfo(externalsecrets.GroupName, Scheme, metav1.ParameterCodec, Codecs)
 	group.NegotiatedSerializer = jsonAndYAMLOnly{Codecs}
 	group.VersionedResourcesStorageMap["v1alpha1"] = map[string]rest.Storage{
-		"externalsecretvalues": externalsecretvalue.NewREST(c.ExtraConfig.ExternalSecrets, c.ExtraConfig.Resolver),
+		"externalsecretvalues": externalsecretvalue.NewREST(c.ExtraConfig.ExternalSecrets, c.ExtraConfig.Live, c.ExtraConfig.Resolver),
 	}
 	if err := generic.InstallAPIGroup(&group); err != nil {
 		return nil, err

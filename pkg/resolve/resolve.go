@@ -41,7 +41,7 @@ func (r *Resolver) Resolve(ctx context.Context, es *configv1alpha1.ExternalSecre
 }
 
 func (r *Resolver) resolve(ctx context.Context, es *configv1alpha1.ExternalSecret) (*externalsecrets.ExternalSecretValue, error) {
-	store, err := r.Stores.For(es.Namespace, es.Spec.SecretStoreRef)
+	store, err := r.Stores.For(ctx, es.Namespace, es.Spec.SecretStoreRef)
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@
 package resolve
 
 import (
+	"context"
 	"net/url"
 	"strings"
 
@@ -11,10 +12,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
 
 	"github.com/veil-dev/veil/pkg/allowlist"
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
+	configclient "github.com/veil-dev/veil/pkg/generated/clientset/versioned/typed/config/v1alpha1"
 	configlisters "github.com/veil-dev/veil/pkg/generated/listers/config/v1alpha1"
 	"github.com/veil-dev/veil/pkg/providers"
 )
@@ -25,6 +28,10 @@ type Stores struct {
 	SecretStores        configlisters.SecretStoreLister
 	ClusterSecretStores configlisters.ClusterSecretStoreLister
 	Namespaces          corelisters.NamespaceLister
+	// Live is read when an informer does not have an object yet, so a store
+	// or namespace created a moment ago is not taken for missing.
+	Live     configclient.ConfigV1alpha1Interface
+	LiveCore corev1client.NamespacesGetter
 	// Endpoints is --allowed-provider-endpoints.
 	Endpoints *allowlist.List
 	// AllowPlaintext is --allow-plaintext-providers.
@@ -42,7 +49,7 @@ type UsableStore struct {
 // *providers.Error: NotFound when the store does not exist, Forbidden when
 // the namespace may not use it or its endpoint is not allowed, Invalid when
 // its spec cannot work.
-func (s *Stores) For(namespace string, ref configv1alpha1.SecretStoreRef) (*UsableStore, error) {
+func (s *Stores) For(ctx context.Context, namespace string, ref configv1alpha1.SecretStoreRef) (*UsableStore, error) {
 	var (
 		store UsableStore
 		err   error
@@ -51,14 +58,20 @@ func (s *Stores) For(namespace string, ref configv1alpha1.SecretStoreRef) (*Usab
 	case configv1alpha1.SecretStoreKind, "":
 		var ss *configv1alpha1.SecretStore
 		ss, err = s.SecretStores.SecretStores(namespace).Get(ref.Name)
+		if apierrors.IsNotFound(err) {
+			ss, err = s.Live.SecretStores(namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+		}
 		if err == nil {
 			store = UsableStore{Store: providers.Store{Kind: configv1alpha1.SecretStoreKind, Namespace: ss.Namespace, Name: ss.Name, Generation: ss.Generation, Spec: &ss.Spec}, UID: ss.UID}
 		}
 	case configv1alpha1.ClusterSecretStoreKind:
 		var css *configv1alpha1.ClusterSecretStore
 		css, err = s.ClusterSecretStores.Get(ref.Name)
+		if apierrors.IsNotFound(err) {
+			css, err = s.Live.ClusterSecretStores().Get(ctx, ref.Name, metav1.GetOptions{})
+		}
 		if err == nil {
-			if err := s.namespaceMayUse(namespace, css); err != nil {
+			if err := s.namespaceMayUse(ctx, namespace, css); err != nil {
 				return nil, err
 			}
 			store = UsableStore{Store: providers.Store{Kind: configv1alpha1.ClusterSecretStoreKind, Name: css.Name, Generation: css.Generation, Spec: &css.Spec.SecretStoreSpec}, UID: css.UID}
@@ -88,11 +101,14 @@ func (s *Stores) For(namespace string, ref configv1alpha1.SecretStoreRef) (*Usab
 
 // namespaceMayUse applies spec.conditions of a ClusterSecretStore. Unlike
 // External Secrets Operator, no conditions means no namespace.
-func (s *Stores) namespaceMayUse(namespace string, css *configv1alpha1.ClusterSecretStore) error {
+func (s *Stores) namespaceMayUse(ctx context.Context, namespace string, css *configv1alpha1.ClusterSecretStore) error {
 	if len(css.Spec.Conditions) == 0 {
 		return providers.Errorf(providers.Forbidden, "ClusterSecretStore %q has no spec.conditions, so no namespace may use it; add a condition that matches namespace %q", css.Name, namespace)
 	}
 	ns, err := s.Namespaces.Get(namespace)
+	if apierrors.IsNotFound(err) {
+		ns, err = s.LiveCore.Namespaces().Get(ctx, namespace, metav1.GetOptions{})
+	}
 	if err != nil && !apierrors.IsNotFound(err) {
 		return providers.Wrap(providers.Unavailable, err, "looking up namespace %q", namespace)
 	}

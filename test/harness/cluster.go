@@ -386,3 +386,22 @@ func httpOK(ctx context.Context, client *http.Client, url string) error {
 	}
 	return nil
 }
+
+// DumpLogs writes the last lines of the API servers' logs, for a failed run
+// whose directory is about to be removed.
+func (c *Cluster) DumpLogs(w io.Writer, lines int) {
+	for _, p := range []*Process{c.Veil, c.KubeAPIServer} {
+		if p == nil {
+			continue
+		}
+		b, err := os.ReadFile(p.LogFile)
+		if err != nil {
+			continue
+		}
+		all := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+		if len(all) > lines {
+			all = all[len(all)-lines:]
+		}
+		fmt.Fprintf(w, "==== last %d lines of %s\n%s\n", len(all), p.LogFile, strings.Join(all, "\n"))
+	}
+}

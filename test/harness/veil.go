@@ -119,9 +119,23 @@ func (c *Cluster) StartVeil(ctx context.Context, args ...string) error {
 	}); err != nil {
 		return err
 	}
-	return c.Veil.waitFor(ctx, time.Minute, func(ctx context.Context) error {
+	if err := c.Veil.waitFor(ctx, time.Minute, func(ctx context.Context) error {
 		_, err := c.KubeClient.Discovery().ServerResourcesForGroupVersion("externalsecrets.veil.dev/v1alpha1")
 		return err
+	}); err != nil {
+		return err
+	}
+	// kube-apiserver aggregates Veil's OpenAPI a moment after discovery
+	// works; kubectl explain needs it.
+	return c.Veil.waitFor(ctx, time.Minute, func(ctx context.Context) error {
+		paths, err := c.KubeClient.Discovery().OpenAPIV3().Paths()
+		if err != nil {
+			return err
+		}
+		if _, ok := paths["apis/externalsecrets.veil.dev/v1alpha1"]; !ok {
+			return errors.New("kube-apiserver does not serve Veil's OpenAPI v3 yet")
+		}
+		return nil
 	})
 }
 

@@ -24,8 +24,8 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
-	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
 	"github.com/veil-dev/veil/pkg/allowlist"
+	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
 	"github.com/veil-dev/veil/pkg/apiserver"
 	"github.com/veil-dev/veil/pkg/credentials"
 	versioned "github.com/veil-dev/veil/pkg/generated/clientset/versioned"
@@ -222,6 +222,8 @@ func (o *Options) Config() (*apiserver.Config, error) {
 			SecretStores:        ssInformer.Lister(),
 			ClusterSecretStores: cssInformer.Lister(),
 			Namespaces:          nsInformer.Lister(),
+			Live:                veil.ConfigV1alpha1(),
+			LiveCore:            kube.CoreV1(),
 			Endpoints:           endpoints,
 			AllowPlaintext:      o.AllowPlaintextProviders,
 		},
@@ -237,6 +239,7 @@ func (o *Options) Config() (*apiserver.Config, error) {
 		GenericConfig: c,
 		ExtraConfig: apiserver.ExtraConfig{
 			ExternalSecrets: esInformer.Lister(),
+			Live:            veil.ConfigV1alpha1(),
 			Resolver:        resolver,
 			Informers: map[string]cache.InformerSynced{
 				"externalsecrets":     esInformer.Informer().HasSynced,

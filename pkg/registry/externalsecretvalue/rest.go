@@ -23,7 +23,9 @@ import (
 
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
 	"github.com/veil-dev/veil/pkg/apis/externalsecrets"
+	configclient "github.com/veil-dev/veil/pkg/generated/clientset/versioned/typed/config/v1alpha1"
 	configlisters "github.com/veil-dev/veil/pkg/generated/listers/config/v1alpha1"
+	"github.com/veil-dev/veil/pkg/providers"
 	"github.com/veil-dev/veil/pkg/resolve"
 )
 
@@ -35,12 +37,15 @@ type Resolver interface {
 // REST is the storage of externalsecretvalues.
 type REST struct {
 	externalSecrets configlisters.ExternalSecretLister
-	resolver        Resolver
+	// live is read when the informer does not have an ExternalSecret yet,
+	// so one created a moment ago is not answered 404.
+	live     configclient.ExternalSecretsGetter
+	resolver Resolver
 }
 
 // NewREST returns the storage of externalsecretvalues.
-func NewREST(externalSecrets configlisters.ExternalSecretLister, resolver Resolver) *REST {
-	return &REST{externalSecrets: externalSecrets, resolver: resolver}
+func NewREST(externalSecrets configlisters.ExternalSecretLister, live configclient.ExternalSecretsGetter, resolver Resolver) *REST {
+	return &REST{externalSecrets: externalSecrets, live: live, resolver: resolver}
 }
 
 var (
@@ -77,12 +82,15 @@ func (r *REST) Get(ctx context.Context, name string, _ *metav1.GetOptions) (runt
 	}
 	es, err := r.externalSecrets.ExternalSecrets(ns).Get(name)
 	if apierrors.IsNotFound(err) {
+		es, err = r.live.ExternalSecrets(ns).Get(ctx, name, metav1.GetOptions{})
+	}
+	if apierrors.IsNotFound(err) {
 		nf := apierrors.NewNotFound(resource, name)
 		nf.ErrStatus.Message = fmt.Sprintf("externalsecretvalue %q not found: there is no ExternalSecret %q in namespace %q", name, name, ns)
 		return nil, nf
 	}
 	if err != nil {
-		return nil, apierrors.NewInternalError(err)
+		return nil, resolve.APIError(resource, name, providers.Wrap(providers.Unavailable, err, "reading ExternalSecret %s/%s", ns, name))
 	}
 	v, err := r.resolver.Resolve(ctx, es)
 	if err != nil {

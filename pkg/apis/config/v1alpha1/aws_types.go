@@ -68,7 +68,7 @@ type AWSAuthSecretRef struct {
 	// +required
 	AccessKeyID SecretKeySelector `json:"accessKeyIDSecretRef"`
 	// +required
-	SecretAccessKey SecretKeySelector `json:"secretAccessKeySecretRef"`
+	SecretAccessKey SecretKeySelector  `json:"secretAccessKeySecretRef"`
 	SessionToken    *SecretKeySelector `json:"sessionTokenSecretRef,omitempty"`
 }
 

@@ -1,0 +1,143 @@
+package e2e
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+
+	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
+	versioned "github.com/veil-dev/veil/pkg/generated/clientset/versioned"
+)
+
+func ctxFor(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// unique returns prefix with a random suffix, for names and canary values.
+func unique(prefix string) string {
+	b := make([]byte, 6)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return prefix + hex.EncodeToString(b)
+}
+
+// newNamespace creates a namespace for one test and deletes it afterwards.
+func newNamespace(t *testing.T, labels map[string]string) string {
+	t.Helper()
+	ctx := ctxFor(t)
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: unique("e2e-"), Labels: labels}}
+	if _, err := cluster.KubeClient.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cluster.KubeClient.CoreV1().Namespaces().Delete(context.Background(), ns.Name, metav1.DeleteOptions{})
+	})
+	return ns.Name
+}
+
+// createFakeStore creates a SecretStore of the fake provider.
+func createFakeStore(t *testing.T, ns, name string, data ...configv1alpha1.FakeProviderData) {
+	t.Helper()
+	s := &configv1alpha1.SecretStore{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec:       configv1alpha1.SecretStoreSpec{Provider: configv1alpha1.SecretStoreProvider{Fake: &configv1alpha1.FakeProvider{Data: data}}},
+	}
+	if _, err := cluster.VeilClient.ConfigV1alpha1().SecretStores(ns).Create(ctxFor(t), s, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// createExternalSecret creates an ExternalSecret reading through the named store.
+func createExternalSecret(t *testing.T, ns, name string, store configv1alpha1.SecretStoreRef, labels map[string]string, data ...configv1alpha1.ExternalSecretData) *configv1alpha1.ExternalSecret {
+	t.Helper()
+	es := &configv1alpha1.ExternalSecret{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels},
+		Spec:       configv1alpha1.ExternalSecretSpec{SecretStoreRef: store, Data: data},
+	}
+	out, err := cluster.VeilClient.ConfigV1alpha1().ExternalSecrets(ns).Create(ctxFor(t), es, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func storeRef(name string) configv1alpha1.SecretStoreRef {
+	return configv1alpha1.SecretStoreRef{Name: name, Kind: configv1alpha1.SecretStoreKind}
+}
+
+func dataRef(secretKey, key, property string) configv1alpha1.ExternalSecretData {
+	return configv1alpha1.ExternalSecretData{SecretKey: secretKey, RemoteRef: configv1alpha1.ExternalSecretDataRemoteRef{Key: key, Property: property}}
+}
+
+// bind grants a user a ClusterRole in a namespace.
+func bind(t *testing.T, ns, user, clusterRole string) {
+	t.Helper()
+	rb := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: user + "-" + strings.ReplaceAll(clusterRole, ":", "-"), Namespace: ns},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: clusterRole},
+		Subjects:   []rbacv1.Subject{{APIGroup: "rbac.authorization.k8s.io", Kind: "User", Name: user}},
+	}
+	if _, err := cluster.KubeClient.RbacV1().RoleBindings(ns).Create(ctxFor(t), rb, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// userClient is the generated clientset authenticated as user.
+func userClient(t *testing.T, user string) versioned.Interface {
+	t.Helper()
+	cfg, err := cluster.UserConfig(user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return versioned.NewForConfigOrDie(rest.CopyConfig(cfg))
+}
+
+// kubectl runs kubectl as the admin (kubeconfig "") or a user's kubeconfig,
+// failing the test on error.
+func kubectl(t *testing.T, kubeconfig string, args ...string) string {
+	t.Helper()
+	out, _, err := cluster.RunKubectl(ctxFor(t), kubeconfig, nil, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
+}
+
+// kubectlFails runs kubectl expecting it to fail, and returns its stderr.
+func kubectlFails(t *testing.T, kubeconfig string, args ...string) string {
+	t.Helper()
+	out, stderr, err := cluster.RunKubectl(ctxFor(t), kubeconfig, nil, args...)
+	if err == nil {
+		t.Fatalf("kubectl %v succeeded, want an error; output:\n%s", args, out)
+	}
+	return string(stderr)
+}
+
+// eventually retries f until it succeeds: informers in veil-apiserver see a
+// new object a moment after kube-apiserver acknowledges it.
+func eventually(t *testing.T, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still failing after 30s: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

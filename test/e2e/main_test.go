@@ -1,0 +1,44 @@
+// Package e2e tests Veil end to end: a real etcd, kube-apiserver and
+// veil-apiserver, with every request going through the aggregator unless a
+// test says it talks to veil-apiserver directly.
+package e2e
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/veil-dev/veil/test/harness"
+)
+
+var (
+	cluster *harness.Cluster
+	keep    = flag.Bool("keep", false, "keep the cluster's directory (certificates, logs) after the run")
+)
+
+// veilArgs are the flags every test runs veil-apiserver with; a test that
+// needs others restarts it and restores these.
+var veilArgs = []string{
+	"--allowed-provider-endpoints=127.0.0.1,localhost",
+}
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	var err error
+	cluster, err = harness.Start(ctx, harness.Options{Progress: os.Stderr, Keep: *keep, VeilArgs: veilArgs, ControllerManager: true})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "starting the cluster:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	if code != 0 {
+		cluster.DumpLogs(os.Stderr, 60)
+	}
+	cluster.Stop()
+	os.Exit(code)
+}
