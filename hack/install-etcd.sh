@@ -24,10 +24,10 @@ GO
 (
   cd "$work"
   export GOFLAGS=-mod=mod
-  go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" >/dev/null
-  go mod tidy >/dev/null
+  veil::quietly build.log go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION"
+  veil::quietly build.log go mod tidy
   mkdir -p out
-  go build -trimpath -ldflags="-s -w" -o out/etcd .
+  veil::quietly build.log go build -trimpath -ldflags="-s -w" -o out/etcd .
 )
 veil::install_atomically "$work/out" "$dest"
 rm -rf "$work"

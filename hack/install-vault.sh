@@ -14,9 +14,9 @@ veil::fresh_module "$work" veil.local/vault-build
 (
   cd "$work"
   export GOFLAGS=-mod=mod
-  go get "github.com/hashicorp/vault@$VAULT_VERSION" >/dev/null
+  veil::quietly build.log go get "github.com/hashicorp/vault@$VAULT_VERSION"
   mkdir -p out
-  go build -trimpath -ldflags="-s -w" -o out/vault github.com/hashicorp/vault
+  veil::quietly build.log go build -trimpath -ldflags="-s -w" -o out/vault github.com/hashicorp/vault
 )
 veil::install_atomically "$work/out" "$dest"
 rm -rf "$work"

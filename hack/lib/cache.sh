@@ -28,3 +28,14 @@ veil::install_atomically() {
   mkdir -p "$(dirname "$dest")"
   rm -rf "$dest.tmp" && mv "$src" "$dest.tmp" && rm -rf "$dest" && mv "$dest.tmp" "$dest"
 }
+
+# veil::quietly LOG CMD...: runs a long, chatty step with its output in LOG,
+# shown only if it fails.
+veil::quietly() {
+  local log=$1; shift
+  if ! "$@" >>"$log" 2>&1; then
+    echo "failed: $*" >&2
+    tail -n 50 "$log" >&2
+    return 1
+  fi
+}

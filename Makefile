@@ -1,0 +1,65 @@
+# Veil. `make run` starts a local control plane with Veil; `make test` runs
+# everything CI runs. Real components are built once into
+# $(VEIL_CACHE_DIR) (default ~/.cache/veil), outside the repository.
+
+GO ?= go
+E2E_TIMEOUT ?= 75m
+
+.PHONY: all build run test test-unit test-e2e verify verify-gofmt verify-vet verify-tidy verify-codegen update tools bench certs clean
+
+all: build
+
+## build: the two binaries, into bin/
+build:
+	$(GO) build -o bin/ ./cmd/...
+
+## run: a local control plane with veil-apiserver and demo stores, until Ctrl-C
+run:
+	$(GO) run ./test/localcluster
+
+## test: what CI runs: verification, unit tests, end-to-end tests
+test: verify test-unit test-e2e
+
+## test-unit: unit tests, with the race detector
+test-unit:
+	$(GO) test -race -count=1 ./pkg/... ./cmd/...
+
+## test-e2e: end-to-end tests against real etcd, kube-apiserver and providers
+test-e2e: tools
+	$(GO) test -count=1 -timeout $(E2E_TIMEOUT) ./test/...
+
+## tools: build (once) and cache the real components the tests run
+tools:
+	@bash hack/install-etcd.sh >/dev/null
+	@bash hack/install-kube.sh >/dev/null
+
+## verify: formatting, vet, go.mod tidiness, generated code
+verify: verify-gofmt verify-vet verify-tidy verify-codegen
+
+verify-gofmt:
+	@out=$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go')); \
+	if [ -n "$$out" ]; then echo "not gofmt-ed:"; echo "$$out"; exit 1; fi
+
+verify-vet:
+	$(GO) vet ./...
+
+verify-tidy:
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run 'go mod tidy'"; exit 1; }
+
+verify-codegen:
+	bash hack/verify-codegen.sh
+
+## update: regenerate code, OpenAPI, clientset and CRDs from the API types
+update:
+	bash hack/update-codegen.sh
+
+## bench: performance against the native paths, on a real control plane
+bench: tools
+	$(GO) run ./test/perf
+
+## certs: a serving certificate for a real install, in artifacts/deploy/tls
+certs:
+	$(GO) run ./hack/gencerts
+
+clean:
+	rm -rf bin _output
