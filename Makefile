@@ -5,7 +5,7 @@
 GO ?= go
 E2E_TIMEOUT ?= 75m
 
-.PHONY: all build run test test-unit test-e2e verify verify-gofmt verify-vet verify-tidy verify-codegen update tools bench certs clean
+.PHONY: all build run test test-unit test-e2e check-moto verify verify-gofmt verify-vet verify-tidy verify-codegen update tools bench certs clean
 
 all: build
 
@@ -29,9 +29,15 @@ test-e2e: tools
 	$(GO) test -count=1 -timeout $(E2E_TIMEOUT) ./test/...
 
 ## tools: build (once) and cache the real components the tests run
-tools:
+tools: check-moto
 	@bash hack/install-etcd.sh >/dev/null
 	@bash hack/install-kube.sh >/dev/null
+	@bash hack/install-vault.sh >/dev/null
+
+# moto (the AWS emulator) comes with the machine image; no registry here
+# can install it, so say so instead of failing obscurely later.
+check-moto:
+	@python3 -c 'import moto' 2>/dev/null || { echo "moto is not installed: the AWS end-to-end tests need python3 with moto 5.x (pip install 'moto[server]==5.2.1')"; exit 1; }
 
 ## verify: formatting, vet, go.mod tidiness, generated code
 verify: verify-gofmt verify-vet verify-tidy verify-codegen

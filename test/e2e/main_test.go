@@ -23,6 +23,9 @@ var (
 // needs others restarts it and restores these.
 var veilArgs = []string{
 	"--allowed-provider-endpoints=127.0.0.1,localhost",
+	// moto serves plain HTTP; tests of the plaintext refusal restart
+	// veil-apiserver without this flag.
+	"--allow-plaintext-providers",
 }
 
 func TestMain(m *testing.M) {

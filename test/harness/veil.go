@@ -86,8 +86,9 @@ func writeDoc(w io.Writer, obj map[string]any) error {
 	return err
 }
 
-// StartVeil starts veil-apiserver as its ServiceAccount, with extra flags,
-// and waits until kube-apiserver serves its APIService.
+// StartVeil starts veil-apiserver as its ServiceAccount with the given
+// flags (Start passes Options.VeilArgs), and waits until kube-apiserver
+// serves its APIService and its OpenAPI.
 func (c *Cluster) StartVeil(ctx context.Context, args ...string) error {
 	token, err := c.veilToken(ctx)
 	if err != nil {
@@ -141,6 +142,13 @@ func (c *Cluster) StartVeil(ctx context.Context, args ...string) error {
 
 // StopVeil stops veil-apiserver.
 func (c *Cluster) StopVeil() { c.Veil.Stop() }
+
+// RestartVeil stops veil-apiserver and starts it again with the cluster's
+// flags plus args; its cache and clients start empty.
+func (c *Cluster) RestartVeil(ctx context.Context, args ...string) error {
+	c.StopVeil()
+	return c.StartVeil(ctx, append(append([]string(nil), c.opts.VeilArgs...), args...)...)
+}
 
 // VeilURL is veil-apiserver's own address, bypassing kube-apiserver.
 func (c *Cluster) VeilURL() string { return "https://" + hostPort(c.VeilPort) }

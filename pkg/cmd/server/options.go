@@ -28,6 +28,7 @@ import (
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
 	"github.com/veil-dev/veil/pkg/apiserver"
 	"github.com/veil-dev/veil/pkg/credentials"
+	"github.com/veil-dev/veil/pkg/metrics"
 	versioned "github.com/veil-dev/veil/pkg/generated/clientset/versioned"
 	configinformers "github.com/veil-dev/veil/pkg/generated/informers/externalversions"
 	generatedopenapi "github.com/veil-dev/veil/pkg/generated/openapi"
@@ -138,6 +139,7 @@ var healthPaths = sets.New("/healthz", "/livez", "/readyz")
 
 // Config builds the server configuration.
 func (o *Options) Config() (*apiserver.Config, error) {
+	metrics.Register()
 	if err := o.SecureServing.MaybeDefaultWithSelfSignedCerts("localhost", nil, []net.IP{net.ParseIP("127.0.0.1")}); err != nil {
 		return nil, fmt.Errorf("creating self-signed serving certificate: %w", err)
 	}

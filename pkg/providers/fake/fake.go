@@ -8,8 +8,10 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"time"
 
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
+	"github.com/veil-dev/veil/pkg/metrics"
 	"github.com/veil-dev/veil/pkg/providers"
 )
 
@@ -38,7 +40,8 @@ var _ providers.Client = &client{}
 
 // Get serves the entry with the key and version asked for; without a
 // version, the entry that has none.
-func (c *client) Get(_ context.Context, ref providers.Ref) (providers.Value, error) {
+func (c *client) Get(_ context.Context, ref providers.Ref) (v providers.Value, err error) {
+	defer func(start time.Time) { metrics.ObserveProviderCall("fake", "get", start, err) }(time.Now())
 	for _, d := range c.data {
 		if d.Key == ref.Key && d.Version == ref.Version {
 			return providers.Value{Data: []byte(d.Value), Version: d.Version}, nil
@@ -52,7 +55,8 @@ func (c *client) Get(_ context.Context, ref providers.Ref) (providers.Value, err
 
 // Find matches unversioned entries by path prefix and name; the fake
 // provider has no tags.
-func (c *client) Find(_ context.Context, f providers.Find) (map[string]providers.Value, error) {
+func (c *client) Find(_ context.Context, f providers.Find) (_ map[string]providers.Value, err error) {
+	defer func(start time.Time) { metrics.ObserveProviderCall("fake", "find", start, err) }(time.Now())
 	if len(f.Tags) > 0 {
 		return nil, providers.Errorf(providers.Invalid, "the fake provider has no tags; find by name instead")
 	}

@@ -1,0 +1,83 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// Metrics is a scrape of veil-apiserver's /metrics.
+type Metrics struct {
+	Raw      string
+	families map[string]*dto.MetricFamily
+}
+
+// VeilMetrics scrapes veil-apiserver's /metrics directly, as the front
+// proxy for a cluster admin (the path is authorised like any other).
+func (c *Cluster) VeilMetrics(ctx context.Context) (*Metrics, error) {
+	cert, err := c.FrontProxyCertificate()
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.VeilURL()+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("X-Remote-User", "admin")
+	req.Header.Set("X-Remote-Group", "system:masters")
+	resp, err := c.VeilHTTPClient(&cert).Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("/metrics: %s: %s", resp.Status, body)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(strings.NewReader(string(body)))
+	if err != nil {
+		return nil, fmt.Errorf("parsing /metrics: %w", err)
+	}
+	return &Metrics{Raw: string(body), families: families}, nil
+}
+
+// Sum adds up the samples of a counter or gauge (or the counts of a
+// histogram) whose labels include every given label.
+func (m *Metrics) Sum(name string, labels map[string]string) float64 {
+	f, ok := m.families[name]
+	if !ok {
+		return 0
+	}
+	var total float64
+next:
+	for _, metric := range f.GetMetric() {
+		have := map[string]string{}
+		for _, l := range metric.GetLabel() {
+			have[l.GetName()] = l.GetValue()
+		}
+		for k, v := range labels {
+			if have[k] != v {
+				continue next
+			}
+		}
+		switch {
+		case metric.Counter != nil:
+			total += metric.GetCounter().GetValue()
+		case metric.Gauge != nil:
+			total += metric.GetGauge().GetValue()
+		case metric.Histogram != nil:
+			total += float64(metric.GetHistogram().GetSampleCount())
+		}
+	}
+	return total
+}
