@@ -1,0 +1,160 @@
+package resolve
+
+import (
+	"context"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+
+	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
+	"github.com/veil-dev/veil/pkg/credentials"
+	"github.com/veil-dev/veil/pkg/providers"
+)
+
+// countingProvider builds clients that read a token from the store's
+// credential Secret, counting builds and closes.
+type countingProvider struct {
+	builds, closes atomic.Int32
+	// gate, when set, holds builds until closed.
+	gate chan struct{}
+}
+
+func (p *countingProvider) Name() string                                  { return "counting" }
+func (p *countingProvider) Endpoints(*providers.Store) ([]*url.URL, error) { return nil, nil }
+
+func (p *countingProvider) NewClient(ctx context.Context, _ *providers.Store, creds providers.Credentials, _ providers.Env) (providers.Client, error) {
+	if p.gate != nil {
+		<-p.gate
+	}
+	if _, err := creds.SecretKey(ctx, configv1alpha1.SecretKeySelector{Name: "creds", Key: "token"}); err != nil {
+		return nil, err
+	}
+	p.builds.Add(1)
+	return &countingClient{p: p}, nil
+}
+
+type countingClient struct {
+	providers.Client
+	p *countingProvider
+}
+
+func (c *countingClient) Close(context.Context) error { c.p.closes.Add(1); return nil }
+
+func usable(p providers.Provider, generation int64) *UsableStore {
+	return &UsableStore{
+		Store:    providers.Store{Kind: configv1alpha1.SecretStoreKind, Namespace: "app", Name: "vault", Generation: generation, Spec: &configv1alpha1.SecretStoreSpec{}},
+		UID:      "uid-1",
+		Provider: p,
+	}
+}
+
+func newClients(t *testing.T) (*Clients, *fake.Clientset) {
+	t.Helper()
+	kube := fake.NewClientset(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "creds"}, Data: map[string][]byte{"token": []byte("one")}})
+	c := NewClients(credentials.NewReader(kube, 0), providers.Env{})
+	c.closeDelay = 0
+	return c, kube
+}
+
+func eventuallyEqual(t *testing.T, what string, got func() int32, want int32) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); got() != want; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s = %d, want %d", what, got(), want)
+		}
+	}
+}
+
+func TestOneClientPerStoreIdentity(t *testing.T) {
+	ctx := context.Background()
+	p := &countingProvider{}
+	c, kube := newClients(t)
+
+	first, id1, err := c.For(ctx, usable(p, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		again, id, err := c.For(ctx, usable(p, 1))
+		if err != nil || again != first || id != id1 {
+			t.Fatalf("read of an unchanged store got another client or identity: %v", err)
+		}
+	}
+	if p.builds.Load() != 1 || id1.Fingerprint == "" || id1.UID != "uid-1" || id1.Generation != 1 {
+		t.Fatalf("builds %d, identity %+v", p.builds.Load(), id1)
+	}
+
+	// A new generation of the spec: a new client, the old one closed.
+	second, id2, err := c.For(ctx, usable(p, 2))
+	if err != nil || second == first || id2 == id1 {
+		t.Fatalf("after a spec change: same client or identity (%v)", err)
+	}
+	eventuallyEqual(t, "closes after a spec change", p.closes.Load, 1)
+
+	// A rotated credential: a new identity and client.
+	if _, err := kube.CoreV1().Secrets("app").Update(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "creds"}, Data: map[string][]byte{"token": []byte("two")}}, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	third, id3, err := c.For(ctx, usable(p, 2))
+	if err != nil || third == second || id3.Fingerprint == id2.Fingerprint || id3.Generation != id2.Generation {
+		t.Fatalf("after credential rotation: %+v vs %+v (%v)", id3, id2, err)
+	}
+	eventuallyEqual(t, "closes after rotation", p.closes.Load, 2)
+
+	c.Forget(string(configv1alpha1.SecretStoreKind), "app", "vault")
+	eventuallyEqual(t, "closes after the store was deleted", p.closes.Load, 3)
+	if p.builds.Load() != 3 {
+		t.Errorf("builds = %d, want 3", p.builds.Load())
+	}
+}
+
+func TestConcurrentFirstReadsBuildOnce(t *testing.T) {
+	p := &countingProvider{gate: make(chan struct{})}
+	c, _ := newClients(t)
+	var wg sync.WaitGroup
+	clients := make([]providers.Client, 50)
+	for i := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cl, _, err := c.For(context.Background(), usable(p, 1))
+			if err != nil {
+				t.Error(err)
+			}
+			clients[i] = cl
+		}()
+	}
+	time.Sleep(50 * time.Millisecond) // let the readers pile up behind the first build
+	close(p.gate)
+	wg.Wait()
+	if p.builds.Load() != 1 {
+		t.Errorf("50 concurrent first reads built %d clients, want 1", p.builds.Load())
+	}
+	for _, cl := range clients {
+		if cl != clients[0] {
+			t.Fatal("concurrent readers got different clients")
+		}
+	}
+}
+
+func TestAFailedBuildIsNotCached(t *testing.T) {
+	ctx := context.Background()
+	p := &countingProvider{}
+	kube := fake.NewClientset()
+	c := NewClients(credentials.NewReader(kube, 0), providers.Env{})
+	if _, _, err := c.For(ctx, usable(p, 1)); providers.ReasonOf(err) != providers.Invalid {
+		t.Fatalf("missing credential: %v, want Invalid", err)
+	}
+	if _, err := kube.CoreV1().Secrets("app").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "creds"}, Data: map[string][]byte{"token": []byte("x")}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.For(ctx, usable(p, 1)); err != nil {
+		t.Errorf("once the credential exists: %v", err)
+	}
+}
