@@ -1,0 +1,358 @@
+package vault
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	vaultapi "github.com/hashicorp/vault/api"
+	"k8s.io/klog/v2"
+
+	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
+	"github.com/veil-dev/veil/pkg/metrics"
+	"github.com/veil-dev/veil/pkg/providers"
+)
+
+const (
+	// serviceAccountTokenSeconds is the lifetime of the ServiceAccount tokens
+	// Veil requests to log in; the TokenRequest API's minimum. A token is
+	// used once, at login, so a short life is all it needs.
+	serviceAccountTokenSeconds = 600
+	// defaultAudience is the audience of those tokens when the store names
+	// none: a token meant for Vault is then useless against kube-apiserver.
+	defaultAudience = "vault"
+	// refreshRetry is how long a token that could not be replaced is used
+	// before trying again, at most.
+	refreshRetry = 10 * time.Second
+)
+
+// token is a Vault token and what Veil knows of its lifetime.
+type token struct {
+	// api is the client's base, carrying this token on every request.
+	api *vaultapi.Client
+	// owned: Veil logged in for it, so Veil renews, replaces and revokes
+	// it. A token the store gives is used as it is.
+	owned     bool
+	renewable bool
+	// loginTTL is the TTL granted at login; renewals that grant much less
+	// mean the token nears its max TTL, and a fresh login is due.
+	loginTTL time.Duration
+	// refreshAt is when to renew or replace the token, well before it
+	// expires; both are zero for a token that does not expire.
+	refreshAt, expires time.Time
+}
+
+func withToken(base *vaultapi.Client, value string) *vaultapi.Client {
+	return base.WithRequestCallbacks(func(r *vaultapi.Request) { r.ClientToken = value })
+}
+
+// newToken records a token Vault just granted (or renewed) with a TTL.
+func (c *client) newToken(api *vaultapi.Client, ttl time.Duration, renewable bool, loginTTL time.Duration) *token {
+	t := &token{api: api, owned: true, renewable: renewable, loginTTL: loginTTL}
+	if ttl > 0 {
+		// Two thirds in: late enough not to renew often, early enough that
+		// a failed renewal and login still leave time to try again.
+		now := c.clock.Now()
+		t.refreshAt, t.expires = now.Add(ttl*2/3), now.Add(ttl)
+	}
+	return t
+}
+
+// loginFunc logs in and returns the token Vault granted.
+type loginFunc func(ctx context.Context) (*vaultapi.SecretAuth, error)
+
+// setUpAuth prepares the auth method the store names. Credentials are read
+// through creds at every login, so a ServiceAccount token is always fresh.
+// The logins keep a copy of the spec: the informer's object may be
+// replaced under them.
+func (c *client) setUpAuth(ctx context.Context, store *providers.Store, spec *configv1alpha1.VaultProvider, u *url.URL, creds providers.Credentials, tlsConfig *tls.Config, env providers.Env) error {
+	a := spec.Auth.DeepCopy()
+	switch {
+	case a.TokenSecretRef != nil:
+		ref := *a.TokenSecretRef
+		b, err := creds.SecretKey(ctx, ref)
+		if err != nil {
+			return err
+		}
+		value := strings.TrimSpace(string(b))
+		if value == "" {
+			return providers.Errorf(providers.Invalid, "%s: spec.provider.vault.auth.tokenSecretRef: Secret %s key %q is empty", store, ref.Name, ref.Key)
+		}
+		c.identity = fmt.Sprintf("the token in Secret %s key %q", ref.Name, ref.Key)
+		c.tok = &token{api: withToken(c.base, value)}
+		return nil
+
+	case a.Kubernetes != nil:
+		k := a.Kubernetes
+		mount, err := authMount(store, "kubernetes.mountPath", k.Path, "kubernetes")
+		if err != nil {
+			return err
+		}
+		if (k.ServiceAccountRef == nil) == (k.SecretRef == nil) {
+			return providers.Errorf(providers.Invalid, "%s: spec.provider.vault.auth.kubernetes needs exactly one of serviceAccountRef and secretRef", store)
+		}
+		c.identity = fmt.Sprintf("role %q of the kubernetes auth method at auth/%s", k.Role, mount)
+		c.login = func(ctx context.Context) (*vaultapi.SecretAuth, error) {
+			jwt, err := jwtFrom(ctx, creds, k.ServiceAccountRef, k.SecretRef, serviceAccountTokenSeconds)
+			if err != nil {
+				return nil, err
+			}
+			return c.loginWith(ctx, c.base, mount, map[string]any{"role": k.Role, "jwt": jwt})
+		}
+		return nil
+
+	case a.JWT != nil:
+		j := a.JWT
+		mount, err := authMount(store, "jwt.path", j.Path, "jwt")
+		if err != nil {
+			return err
+		}
+		var sa *configv1alpha1.ServiceAccountSelector
+		seconds := int64(serviceAccountTokenSeconds)
+		if t := j.KubernetesServiceAccountToken; t != nil {
+			sa = &t.ServiceAccountRef
+			if t.ExpirationSeconds != nil {
+				seconds = *t.ExpirationSeconds
+			}
+		}
+		if (sa == nil) == (j.SecretRef == nil) {
+			return providers.Errorf(providers.Invalid, "%s: spec.provider.vault.auth.jwt needs exactly one of kubernetesServiceAccountToken and secretRef", store)
+		}
+		c.identity = fmt.Sprintf("role %q of the jwt auth method at auth/%s", j.Role, mount)
+		c.login = func(ctx context.Context) (*vaultapi.SecretAuth, error) {
+			jwt, err := jwtFrom(ctx, creds, sa, j.SecretRef, seconds)
+			if err != nil {
+				return nil, err
+			}
+			body := map[string]any{"jwt": jwt}
+			if j.Role != "" {
+				body["role"] = j.Role
+			}
+			return c.loginWith(ctx, c.base, mount, body)
+		}
+		return nil
+
+	case a.AppRole != nil:
+		r := a.AppRole
+		mount, err := authMount(store, "appRole.path", r.Path, "approle")
+		if err != nil {
+			return err
+		}
+		if (r.RoleID == "") == (r.RoleRef == nil) {
+			return providers.Errorf(providers.Invalid, "%s: spec.provider.vault.auth.appRole needs exactly one of roleId and roleRef", store)
+		}
+		c.identity = fmt.Sprintf("the AppRole at auth/%s", mount)
+		c.login = func(ctx context.Context) (*vaultapi.SecretAuth, error) {
+			roleID := r.RoleID
+			if r.RoleRef != nil {
+				b, err := creds.SecretKey(ctx, *r.RoleRef)
+				if err != nil {
+					return nil, err
+				}
+				roleID = strings.TrimSpace(string(b))
+			}
+			secretID, err := creds.SecretKey(ctx, r.SecretRef)
+			if err != nil {
+				return nil, err
+			}
+			return c.loginWith(ctx, c.base, mount, map[string]any{"role_id": roleID, "secret_id": strings.TrimSpace(string(secretID))})
+		}
+		return nil
+
+	case a.Cert != nil:
+		ca := a.Cert
+		mount, err := authMount(store, "cert.path", ca.Path, "cert")
+		if err != nil {
+			return err
+		}
+		loginAPI := c.base
+		switch {
+		case ca.ClientCert != nil && ca.SecretRef != nil:
+			// The login presents this certificate; later requests present
+			// spec.tls's, if any, like every other request.
+			cert, err := keyPair(ctx, store, creds, *ca.ClientCert, *ca.SecretRef, "spec.provider.vault.auth.cert")
+			if err != nil {
+				return err
+			}
+			loginTLS := tlsConfig.Clone()
+			loginTLS.Certificates = []tls.Certificate{cert}
+			hc := newHTTPClient(loginTLS, env)
+			c.http = append(c.http, hc)
+			if loginAPI, err = newAPIClient(u, spec, hc); err != nil {
+				return providers.Wrap(providers.Invalid, err, "%s: configuring the Vault client for cert auth", store)
+			}
+		case ca.ClientCert != nil || ca.SecretRef != nil:
+			return providers.Errorf(providers.Invalid, "%s: spec.provider.vault.auth.cert needs both clientCert and secretRef, or neither to use spec.provider.vault.tls", store)
+		case spec.TLS == nil:
+			return providers.Errorf(providers.Invalid, "%s: spec.provider.vault.auth.cert needs a client certificate: set auth.cert.clientCert and auth.cert.secretRef, or spec.provider.vault.tls", store)
+		}
+		c.identity = fmt.Sprintf("the certificate role %q of the cert auth method at auth/%s", ca.Name, mount)
+		c.login = func(ctx context.Context) (*vaultapi.SecretAuth, error) {
+			body := map[string]any{}
+			if ca.Name != "" {
+				body["name"] = ca.Name
+			}
+			return c.loginWith(ctx, loginAPI, mount, body)
+		}
+		return nil
+	}
+	return providers.Errorf(providers.Invalid, "%s: spec.provider.vault.auth names no auth method; set one of tokenSecretRef, appRole, kubernetes, jwt, cert", store)
+}
+
+// authMount is the mount path of an auth method, def when unset.
+func authMount(store *providers.Store, field, path, def string) (string, error) {
+	if strings.Trim(path, "/") == "" {
+		return def, nil
+	}
+	m, err := cleanPath(path)
+	if err != nil {
+		return "", providers.Errorf(providers.Invalid, "%s: spec.provider.vault.auth.%s: %s", store, field, err)
+	}
+	return m, nil
+}
+
+// jwtFrom requests a ServiceAccount token, or reads a JWT from a Secret.
+func jwtFrom(ctx context.Context, creds providers.Credentials, sa *configv1alpha1.ServiceAccountSelector, secret *configv1alpha1.SecretKeySelector, seconds int64) (string, error) {
+	if sa != nil {
+		sel := *sa
+		if len(sel.Audiences) == 0 {
+			sel.Audiences = []string{defaultAudience}
+		}
+		return creds.ServiceAccountToken(ctx, sel, seconds)
+	}
+	b, err := creds.SecretKey(ctx, *secret)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// loginWith posts a login request to auth/<mount>/login. The body carries
+// credentials: it goes nowhere but the request.
+func (c *client) loginWith(ctx context.Context, api *vaultapi.Client, mount string, body map[string]any) (auth *vaultapi.SecretAuth, err error) {
+	path := "auth/" + mount + "/login"
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	defer func(start time.Time) { metrics.ObserveProviderCall(providerName, "login", start, err) }(time.Now())
+
+	sec, verr := api.Logical().WriteWithContext(ctx, path, body)
+	if verr != nil {
+		switch statusOf(verr) {
+		case 400, 401, 403:
+			return nil, providers.Wrap(providers.Forbidden, sanitize(verr), "%s: Vault refused to log in as %s; check that the auth method is enabled at auth/%s, that its role exists and accepts the credentials the store names", c.store, c.identity, mount)
+		}
+		return nil, c.classify(verr, target{action: "log in at", what: path, path: path, capability: "update"})
+	}
+	if sec == nil || sec.Auth == nil || sec.Auth.ClientToken == "" {
+		return nil, providers.Errorf(providers.Unavailable, "%s: Vault answered the login at %s without a token; check that an auth method is enabled there", c.store, path)
+	}
+	return sec.Auth, nil
+}
+
+// current returns the token to use now, renewing or replacing it first
+// when it is due.
+func (c *client) current(ctx context.Context) (*token, error) {
+	c.mu.Lock()
+	t, closed := c.tok, c.closed
+	c.mu.Unlock()
+	if closed {
+		return nil, errClosed(c.store)
+	}
+	if t.owned && !t.refreshAt.IsZero() && !c.clock.Now().Before(t.refreshAt) {
+		return c.refresh(ctx, t, true)
+	}
+	return t, nil
+}
+
+// refresh replaces the token stale, or logs in when stale is nil. When
+// due, stale is only due for replacement and may be renewed; otherwise
+// Vault refused it. Concurrent callers wait for one refresh and share its
+// token. A replaced token is left to expire rather than revoked, because
+// requests in flight may still hold it.
+func (c *client) refresh(ctx context.Context, stale *token, due bool) (*token, error) {
+	c.refreshing.Lock()
+	defer c.refreshing.Unlock()
+	c.mu.Lock()
+	t, closed := c.tok, c.closed
+	c.mu.Unlock()
+	if closed {
+		return nil, errClosed(c.store)
+	}
+	if t != stale {
+		return t, nil // another request refreshed it meanwhile
+	}
+	if due && stale.renewable {
+		if next := c.renew(ctx, stale); next != nil {
+			return c.install(next), nil
+		}
+	}
+	auth, err := c.login(ctx)
+	if err != nil {
+		if now := c.clock.Now(); due && now.Before(stale.expires) {
+			// The token still works for a while: keep using it, and try
+			// again later rather than at every request.
+			klog.ErrorS(err, "Replacing a Vault token failed; using it until it expires", "store", c.store, "expires", stale.expires)
+			kept := *stale
+			kept.refreshAt = now.Add(min(refreshRetry, stale.expires.Sub(now)/2))
+			return c.install(&kept), nil
+		}
+		return nil, err
+	}
+	ttl := time.Duration(auth.LeaseDuration) * time.Second
+	return c.install(c.newToken(withToken(c.base, auth.ClientToken), ttl, auth.Renewable, ttl)), nil
+}
+
+func (c *client) install(t *token) *token {
+	c.mu.Lock()
+	c.tok = t
+	c.mu.Unlock()
+	return t
+}
+
+// renew extends t, returning nil when a fresh login is due instead: the
+// renewal failed, or Vault granted much less than at login because the
+// token nears its max TTL.
+func (c *client) renew(ctx context.Context, t *token) *token {
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	start := time.Now()
+	sec, err := t.api.Auth().Token().RenewSelfWithContext(ctx, 0)
+	err = c.classify(err, target{action: "renew", what: "its token", path: "auth/token/renew-self", capability: "update"})
+	metrics.ObserveProviderCall(providerName, "token-renew", start, err)
+	if err != nil || sec == nil || sec.Auth == nil {
+		return nil
+	}
+	ttl := time.Duration(sec.Auth.LeaseDuration) * time.Second
+	if ttl < t.loginTTL/2 {
+		return nil
+	}
+	return c.newToken(t.api, ttl, sec.Auth.Renewable, t.loginTTL)
+}
+
+// Close revokes the token Veil logged in for; a token the store gave is
+// not Veil's to revoke.
+func (c *client) Close(ctx context.Context) (err error) {
+	c.refreshing.Lock()
+	defer c.refreshing.Unlock()
+	c.mu.Lock()
+	t, closed := c.tok, c.closed
+	c.closed = true
+	c.mu.Unlock()
+	defer func() {
+		for _, hc := range c.http {
+			hc.CloseIdleConnections()
+		}
+	}()
+	if closed || t == nil || !t.owned {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	start := time.Now()
+	err = c.classify(t.api.Auth().Token().RevokeSelfWithContext(ctx, ""), target{action: "revoke", what: "its token", path: "auth/token/revoke-self", capability: "update"})
+	metrics.ObserveProviderCall(providerName, "token-revoke", start, err)
+	return err
+}

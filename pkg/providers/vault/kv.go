@@ -1,0 +1,533 @@
+package vault
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"net/http"
+	"net/url"
+	"reflect"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	vaultapi "github.com/hashicorp/vault/api"
+	"golang.org/x/sync/errgroup"
+	"k8s.io/utils/clock"
+
+	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
+	"github.com/veil-dev/veil/pkg/metrics"
+	"github.com/veil-dev/veil/pkg/providers"
+)
+
+const (
+	// maxFindKeys bounds what one dataFrom.find may return, and
+	// maxFindListed what it may walk, so a broad find cannot turn one read
+	// into thousands of Vault requests.
+	maxFindKeys   = 500
+	maxFindListed = 5000
+	// parallelReads bounds the requests one find makes at once.
+	parallelReads = 8
+
+	// managedBy marks, in KV v2 custom_metadata, the keys Veil wrote: Veil
+	// deletes only those, and overwrites others only when asked to.
+	managedByKey   = "managed-by"
+	managedByValue = "veil"
+)
+
+// client reads and writes one KV mount as one Vault identity.
+type client struct {
+	store   string // "SecretStore ns/name", for messages
+	server  string // scheme://host, for messages
+	mount   string
+	version configv1alpha1.VaultKVVersion
+	cas     bool
+	// base holds no token; see token.api.
+	base *vaultapi.Client
+	// http are the HTTP clients of base and of a cert login, whose idle
+	// connections Close closes.
+	http  []*http.Client
+	clock clock.PassiveClock
+
+	// identity says whom Vault knows this client as, for messages.
+	identity string
+	// login gets a new token; nil when the store gives one.
+	login loginFunc
+
+	mu     sync.Mutex
+	tok    *token
+	closed bool
+	// refreshing serialises logins, renewals and Close.
+	refreshing sync.Mutex
+}
+
+var _ providers.Client = &client{}
+
+// call makes one request with the current token. A 403 to a token Veil
+// logged in for may mean Vault no longer knows the token (revoked, or
+// Vault restored from a backup): then Veil logs in again, once, and
+// retries. A 403 to a valid token is the policy's answer, and logging in
+// again would only repeat it.
+func (c *client) call(ctx context.Context, op string, t target, fn func(ctx context.Context, api *vaultapi.Client) error) error {
+	tok, err := c.current(ctx)
+	if err != nil {
+		return err
+	}
+	err = c.attempt(ctx, op, t, tok, fn)
+	if c.login != nil && statusOf(err) == http.StatusForbidden && c.forgotten(ctx, tok) {
+		if tok, err = c.refresh(ctx, tok, false); err != nil {
+			return err
+		}
+		err = c.attempt(ctx, op, t, tok, fn)
+	}
+	return err
+}
+
+// forgotten asks Vault whether it no longer knows tok: the default policy
+// lets every token look itself up, so only an unknown token gets a 403.
+func (c *client) forgotten(ctx context.Context, tok *token) bool {
+	err := c.attempt(ctx, "token-lookup", target{action: "look up", what: "its token", path: "auth/token/lookup-self", capability: "read"}, tok,
+		func(ctx context.Context, api *vaultapi.Client) error {
+			_, err := api.Auth().Token().LookupSelfWithContext(ctx)
+			return err
+		})
+	return statusOf(err) == http.StatusForbidden
+}
+
+func (c *client) attempt(ctx context.Context, op string, t target, tok *token, fn func(ctx context.Context, api *vaultapi.Client) error) error {
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	start := time.Now()
+	err := c.classify(fn(ctx, tok.api), t)
+	metrics.ObserveProviderCall(providerName, op, start, err)
+	return err
+}
+
+// read GETs a path; a 404 is a NotFound error naming t.what.
+func (c *client) read(ctx context.Context, op string, t target, params url.Values) (*vaultapi.Secret, error) {
+	var sec *vaultapi.Secret
+	err := c.call(ctx, op, t, func(ctx context.Context, api *vaultapi.Client) error {
+		resp, err := api.Logical().ReadRawWithDataWithContext(ctx, t.path, params)
+		if resp != nil {
+			defer resp.Body.Close()
+		}
+		if err != nil {
+			return err
+		}
+		sec, err = vaultapi.ParseSecret(resp.Body)
+		return err
+	})
+	if err == nil && sec == nil {
+		err = providers.Errorf(providers.NotFound, "%s does not exist in %s (Vault KV %s mount %q)", t.what, c.store, c.version, c.mount)
+	}
+	return sec, err
+}
+
+func (c *client) dataPath(key string) string {
+	if c.version == configv1alpha1.VaultKVv1 {
+		return c.mount + "/" + key
+	}
+	return c.mount + "/data/" + key
+}
+
+func (c *client) metadataPath(key string) string { return c.mount + "/metadata/" + key }
+
+func (c *client) cleanKey(key string) (string, error) {
+	k, err := cleanPath(key)
+	if err != nil {
+		return "", providers.Errorf(providers.Invalid, "remote key %q cannot be read from %s: %s", key, c.store, err)
+	}
+	return k, nil
+}
+
+// Get returns the fields of the secret at ref.Key as a JSON object.
+func (c *client) Get(ctx context.Context, ref providers.Ref) (providers.Value, error) {
+	key, err := c.cleanKey(ref.Key)
+	if err != nil {
+		return providers.Value{}, err
+	}
+	t := target{action: "read", what: fmt.Sprintf("key %q", key), path: c.dataPath(key), capability: "read"}
+	var params url.Values
+	if ref.Version != "" {
+		if c.version == configv1alpha1.VaultKVv1 {
+			return providers.Value{}, providers.Errorf(providers.Invalid, "%s reads a Vault KV v1 mount, which has no versions; remove the version of remote key %q", c.store, key)
+		}
+		if n, err := strconv.ParseUint(ref.Version, 10, 63); err != nil || n == 0 {
+			return providers.Value{}, providers.Errorf(providers.Invalid, "version %q of remote key %q is not a Vault KV v2 version (a number from 1)", ref.Version, key)
+		}
+		params = url.Values{"version": {ref.Version}}
+		t.what = fmt.Sprintf("version %s of key %q", ref.Version, key)
+	}
+	sec, err := c.read(ctx, "kv-get", t, params)
+	if err != nil {
+		return providers.Value{}, err
+	}
+	fields, version, err := c.fieldsOf(sec, t)
+	if err != nil {
+		return providers.Value{}, err
+	}
+	b, err := json.Marshal(fields)
+	if err != nil {
+		return providers.Value{}, providers.Errorf(providers.Unavailable, "%s: Vault returned %s in a form Veil cannot encode", c.store, t.what)
+	}
+	return providers.Value{Data: b, Version: version}, nil
+}
+
+// fieldsOf returns the fields of a read secret and its KV v2 version. A
+// KV v2 version that was deleted or destroyed has no data: it is absent.
+func (c *client) fieldsOf(sec *vaultapi.Secret, t target) (map[string]any, string, error) {
+	if c.version == configv1alpha1.VaultKVv1 {
+		if sec.Data == nil {
+			return map[string]any{}, "", nil
+		}
+		return sec.Data, "", nil
+	}
+	data, _ := sec.Data["data"].(map[string]any)
+	if data == nil {
+		return nil, "", providers.Errorf(providers.NotFound, "%s was deleted in %s (Vault KV %s mount %q)", t.what, c.store, c.version, c.mount)
+	}
+	var version string
+	if meta, ok := sec.Data["metadata"].(map[string]any); ok && meta["version"] != nil {
+		version = fmt.Sprint(meta["version"])
+	}
+	return data, version, nil
+}
+
+// Find lists the keys under f.Path, at any depth, and returns those whose
+// name (the whole key under the mount) matches f.NameRegexp and, on KV v2,
+// whose custom_metadata carries every tag of f.Tags.
+func (c *client) Find(ctx context.Context, f providers.Find) (map[string]providers.Value, error) {
+	re, err := regexp.Compile(f.NameRegexp)
+	if err != nil {
+		return nil, providers.Errorf(providers.Invalid, "find.name.regexp %q is not a valid regular expression", f.NameRegexp)
+	}
+	if len(f.Tags) > 0 && c.version == configv1alpha1.VaultKVv1 {
+		return nil, providers.Errorf(providers.Invalid, "%s reads a Vault KV v1 mount, which has no custom metadata to find tags in; find by name instead", c.store)
+	}
+	root := ""
+	if strings.Trim(f.Path, "/") != "" {
+		if root, err = c.cleanKey(f.Path); err != nil {
+			return nil, err
+		}
+		root += "/"
+	}
+	keys, err := c.walk(ctx, root)
+	if err != nil {
+		return nil, err
+	}
+	var matched []string
+	for _, k := range keys {
+		if re.MatchString(k) {
+			matched = append(matched, k)
+		}
+	}
+	if len(f.Tags) == 0 && len(matched) > maxFindKeys {
+		return nil, providers.Errorf(providers.Invalid, "find under %q in %s matches %d keys, more than %d; narrow find.path or find.name", root, c.store, len(matched), maxFindKeys)
+	}
+
+	var (
+		mu  sync.Mutex
+		out = map[string]providers.Value{}
+	)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(parallelReads)
+	for _, k := range matched {
+		g.Go(func() error {
+			if len(f.Tags) > 0 {
+				meta, err := c.metadata(gctx, k)
+				if err != nil {
+					return err
+				}
+				if meta == nil || !hasTags(meta.custom, f.Tags) {
+					return nil
+				}
+			}
+			v, err := c.Get(gctx, providers.Ref{Key: k})
+			if providers.ReasonOf(err) == providers.NotFound {
+				return nil // deleted, or removed since it was listed
+			}
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(out) == maxFindKeys {
+				return providers.Errorf(providers.Invalid, "find under %q in %s matches more than %d keys; narrow find.path, find.name or find.tags", root, c.store, maxFindKeys)
+			}
+			out[k] = v
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// walk lists every key under dir ("" or "a/b/"), depth first.
+func (c *client) walk(ctx context.Context, dir string) ([]string, error) {
+	var keys []string
+	pending := []string{dir}
+	listed := 0
+	for len(pending) > 0 {
+		d := pending[len(pending)-1]
+		pending = pending[:len(pending)-1]
+		path := c.mount + "/" + d
+		if c.version == configv1alpha1.VaultKVv2 {
+			path = c.mount + "/metadata/" + d
+		}
+		what := fmt.Sprintf("the keys under %q", d)
+		if d == "" {
+			what = "the keys of the mount"
+		}
+		var sec *vaultapi.Secret
+		err := c.call(ctx, "kv-list", target{action: "list", what: what, path: strings.TrimSuffix(path, "/"), capability: "list"},
+			func(ctx context.Context, api *vaultapi.Client) (err error) {
+				sec, err = api.Logical().ListWithContext(ctx, path)
+				return err
+			})
+		if err != nil {
+			return nil, err
+		}
+		if sec == nil {
+			continue // nothing under d
+		}
+		entries, _ := sec.Data["keys"].([]any)
+		listed += len(entries)
+		if listed > maxFindListed {
+			return nil, providers.Errorf(providers.Invalid, "find under %q in %s would list more than %d keys; narrow find.path", dir, c.store, maxFindListed)
+		}
+		for _, e := range entries {
+			name, _ := e.(string)
+			switch {
+			case name == "":
+			case strings.HasSuffix(name, "/"):
+				pending = append(pending, d+name)
+			default:
+				keys = append(keys, d+name)
+			}
+		}
+	}
+	sort.Strings(keys)
+	return keys, nil
+}
+
+func hasTags(custom, tags map[string]string) bool {
+	for k, v := range tags {
+		if got, ok := custom[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
+// kvMetadata is what Veil uses of a KV v2 key's metadata.
+type kvMetadata struct {
+	custom map[string]string
+	// current is the latest version, 0 when it was deleted or destroyed
+	// (or none was ever written).
+	current int
+	// version is the latest version number, even if deleted: the value a
+	// check-and-set write must name.
+	version int
+}
+
+func (m *kvMetadata) managed() bool { return m.custom[managedByKey] == managedByValue }
+
+// metadata reads the KV v2 metadata of key; nil when the key does not exist.
+func (c *client) metadata(ctx context.Context, key string) (*kvMetadata, error) {
+	t := target{action: "read the metadata of", what: fmt.Sprintf("key %q", key), path: c.metadataPath(key), capability: "read"}
+	sec, err := c.read(ctx, "kv-metadata", t, nil)
+	if providers.ReasonOf(err) == providers.NotFound {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	m := &kvMetadata{custom: map[string]string{}}
+	if cm, ok := sec.Data["custom_metadata"].(map[string]any); ok {
+		for k, v := range cm {
+			if s, ok := v.(string); ok {
+				m.custom[k] = s
+			}
+		}
+	}
+	m.version = atoi(sec.Data["current_version"])
+	m.current = m.version
+	if versions, ok := sec.Data["versions"].(map[string]any); ok {
+		if v, ok := versions[strconv.Itoa(m.version)].(map[string]any); ok {
+			if deleted, _ := v["deletion_time"].(string); deleted != "" || v["destroyed"] == true {
+				m.current = 0
+			}
+		}
+	}
+	return m, nil
+}
+
+func atoi(v any) int {
+	n, _ := strconv.Atoi(fmt.Sprint(v))
+	return n
+}
+
+func (c *client) requireV2(what string) error {
+	if c.version != configv1alpha1.VaultKVv2 {
+		return providers.Errorf(providers.Invalid, "%s reads a Vault KV v1 mount; Veil %s only KV v2 mounts, whose metadata records that Veil wrote a key", c.store, what)
+	}
+	return nil
+}
+
+// Push writes a JSON object to p.Key, or one field of the object there.
+func (c *client) Push(ctx context.Context, p providers.Push) (providers.PushResult, error) {
+	if err := c.requireV2("pushes to"); err != nil {
+		return "", err
+	}
+	key, err := c.cleanKey(p.Key)
+	if err != nil {
+		return "", err
+	}
+	meta, err := c.metadata(ctx, key)
+	if err != nil {
+		return "", err
+	}
+	var current map[string]any
+	if meta != nil && meta.current > 0 {
+		if current, err = c.latest(ctx, key); err != nil {
+			return "", err
+		}
+	}
+	exists := current != nil
+	if exists && p.Property != "" {
+		_, exists = current[p.Property]
+	}
+	if exists && p.IfNotExists {
+		return providers.SkippedExists, nil
+	}
+	if meta != nil && !meta.managed() && !p.Replace {
+		return "", providers.Errorf(providers.Conflict, "remote key %q in %s exists and was not written by Veil; Veil overwrites it only when the push asks to replace it", key, c.store)
+	}
+
+	var next map[string]any
+	if p.Property == "" {
+		d := json.NewDecoder(bytes.NewReader(p.Value))
+		d.UseNumber()
+		if err := d.Decode(&next); err != nil || next == nil {
+			return "", providers.Errorf(providers.Invalid, "the value pushed to remote key %q is not a JSON object, and Vault KV holds objects; push it to one property of the key instead", key)
+		}
+	} else {
+		next = maps.Clone(current)
+		if next == nil {
+			next = map[string]any{}
+		}
+		next[p.Property] = string(p.Value)
+	}
+	// The mark comes first: a key Veil creates is never left unmarked,
+	// even when the data write fails.
+	if meta == nil || !meta.managed() {
+		if err := c.markManaged(ctx, key, meta); err != nil {
+			return "", err
+		}
+	}
+	if current != nil && reflect.DeepEqual(current, next) {
+		return providers.Unchanged, nil
+	}
+	// A property is merged into what Veil read: check-and-set keeps a
+	// concurrent write from being lost, whether or not the store asks.
+	casVersion := -1
+	if c.cas || p.Property != "" {
+		casVersion = 0
+		if meta != nil {
+			casVersion = meta.version
+		}
+	}
+	if err := c.writeData(ctx, key, next, casVersion); err != nil {
+		return "", err
+	}
+	return providers.Pushed, nil
+}
+
+// latest reads the latest version of key's fields.
+func (c *client) latest(ctx context.Context, key string) (map[string]any, error) {
+	t := target{action: "read", what: fmt.Sprintf("key %q", key), path: c.dataPath(key), capability: "read"}
+	sec, err := c.read(ctx, "kv-get", t, nil)
+	if err != nil {
+		return nil, err
+	}
+	fields, _, err := c.fieldsOf(sec, t)
+	return fields, err
+}
+
+// writeData writes a new version of key; casVersion -1 writes without
+// check-and-set.
+func (c *client) writeData(ctx context.Context, key string, fields map[string]any, casVersion int) error {
+	body := map[string]any{"data": fields}
+	if casVersion >= 0 {
+		body["options"] = map[string]any{"cas": casVersion}
+	}
+	t := target{action: "write", what: fmt.Sprintf("key %q", key), path: c.dataPath(key), capability: "update"}
+	return c.call(ctx, "kv-put", t, func(ctx context.Context, api *vaultapi.Client) error {
+		_, err := api.Logical().WriteWithContext(ctx, t.path, body)
+		return err
+	})
+}
+
+// markManaged adds Veil's mark to key's custom_metadata, keeping the rest.
+func (c *client) markManaged(ctx context.Context, key string, meta *kvMetadata) error {
+	custom := map[string]any{managedByKey: managedByValue}
+	if meta != nil {
+		for k, v := range meta.custom {
+			custom[k] = v
+		}
+		custom[managedByKey] = managedByValue
+	}
+	t := target{action: "write the metadata of", what: fmt.Sprintf("key %q", key), path: c.metadataPath(key), capability: "update"}
+	return c.call(ctx, "kv-metadata-put", t, func(ctx context.Context, api *vaultapi.Client) error {
+		_, err := api.Logical().WriteWithContext(ctx, t.path, map[string]any{"custom_metadata": custom})
+		return err
+	})
+}
+
+// Delete removes d.Key with all its versions, or one property of it, if
+// Veil wrote it; a key that does not exist is already deleted.
+func (c *client) Delete(ctx context.Context, d providers.Delete) error {
+	if err := c.requireV2("deletes from"); err != nil {
+		return err
+	}
+	key, err := c.cleanKey(d.Key)
+	if err != nil {
+		return err
+	}
+	meta, err := c.metadata(ctx, key)
+	if err != nil || meta == nil {
+		return err
+	}
+	if !meta.managed() {
+		return providers.Errorf(providers.Conflict, "remote key %q in %s was not written by Veil, so Veil does not delete it", key, c.store)
+	}
+	if d.Property != "" {
+		if meta.current == 0 {
+			return nil
+		}
+		current, err := c.latest(ctx, key)
+		if err != nil {
+			return err
+		}
+		if _, ok := current[d.Property]; !ok {
+			return nil
+		}
+		if len(current) > 1 {
+			next := maps.Clone(current)
+			delete(next, d.Property)
+			return c.writeData(ctx, key, next, meta.version)
+		}
+	}
+	t := target{action: "delete", what: fmt.Sprintf("key %q", key), path: c.metadataPath(key), capability: "delete"}
+	return c.call(ctx, "kv-delete", t, func(ctx context.Context, api *vaultapi.Client) error {
+		_, err := api.Logical().DeleteWithContext(ctx, t.path)
+		return err
+	})
+}

@@ -1,0 +1,341 @@
+package vault
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+
+	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
+	"github.com/veil-dev/veil/pkg/providers"
+)
+
+func fieldsOf(t *testing.T, v providers.Value) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(v.Data, &m); err != nil {
+		t.Fatalf("the value is not a JSON object: %v", err)
+	}
+	return m
+}
+
+// wantError checks an error's reason, that its message says what it
+// should, and that it carries none of the secrets.
+func wantError(t *testing.T, err error, reason providers.Reason, says string, secrets ...string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("no error, want %s saying %q", reason, says)
+	}
+	if got := providers.ReasonOf(err); got != reason {
+		t.Errorf("reason %s, want %s: %v", got, reason, err)
+	}
+	if !strings.Contains(err.Error(), says) {
+		t.Errorf("error %q does not say %q", err, says)
+	}
+	for _, s := range secrets {
+		if strings.Contains(err.Error(), s) {
+			t.Errorf("error %q carries a secret", err)
+		}
+	}
+}
+
+func TestKVv2Get(t *testing.T) {
+	ctx := ctxFor(t)
+	mount := unique(t)
+	if err := server.EnableKV(ctx, mount, 2); err != nil {
+		t.Fatal(err)
+	}
+	canary := "s3cr3t-" + mount
+	v1, err := server.PutKV(ctx, mount, "app/db", map[string]any{"password": "old-" + canary})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2, err := server.PutKV(ctx, mount, "app/db", map[string]any{"password": canary, "port": 5432, "nested": map[string]any{"host": "db"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := server.PutKV(ctx, mount, "gone", map[string]any{"a": "b"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := server.Root.Logical().DeleteWithContext(ctx, mount+"/data/gone"); err != nil {
+		t.Fatal(err)
+	}
+	tok, sec := tokenFor(t, fmt.Sprintf(`path "%s/*" { capabilities = ["read", "list"] }`, mount))
+	c := newFixture(t, sec).mustClient(configv1alpha1.VaultProvider{Server: server.HTTPSURL, CABundle: server.CA.CertPEM, Path: &mount, Auth: tokenAuth()})
+
+	latest, err := c.Get(ctx, providers.Ref{Key: "app/db"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Numbers keep their JSON form; nested objects stay objects.
+	if got := string(latest.Data); !strings.Contains(got, `"port":5432`) || !strings.Contains(got, `"nested":{"host":"db"}`) {
+		t.Errorf("latest = %s", got)
+	}
+	if f := fieldsOf(t, latest); f["password"] != canary || latest.Version != fmt.Sprint(v2) {
+		t.Errorf("latest: password %v version %q, want the canary and version %d", f["password"], latest.Version, v2)
+	}
+	old, err := c.Get(ctx, providers.Ref{Key: "/app/db/", Version: fmt.Sprint(v1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := fieldsOf(t, old); f["password"] != "old-"+canary || old.Version != fmt.Sprint(v1) {
+		t.Errorf("version %d: %v, version %q", v1, f, old.Version)
+	}
+
+	_, err = c.Get(ctx, providers.Ref{Key: "app/nope"})
+	wantError(t, err, providers.NotFound, `key "app/nope" does not exist in SecretStore team/vault`)
+	_, err = c.Get(ctx, providers.Ref{Key: "app/db", Version: "9"})
+	wantError(t, err, providers.NotFound, `version 9 of key "app/db" does not exist`)
+	_, err = c.Get(ctx, providers.Ref{Key: "gone"})
+	wantError(t, err, providers.NotFound, `key "gone"`)
+	_, err = c.Get(ctx, providers.Ref{Key: "app/db", Version: "latest"})
+	wantError(t, err, providers.Invalid, `is not a Vault KV v2 version`)
+	// A key may not climb out of the mount: the Vault library would clean
+	// the path into sys/ otherwise.
+	_, err = c.Get(ctx, providers.Ref{Key: "../../sys/policy/root"})
+	wantError(t, err, providers.Invalid, `".." segment`)
+
+	// The token may not read other mounts.
+	other := newFixture(t, sec).mustClient(httpsSpec(tokenAuth()))
+	_, err = other.Get(ctx, providers.Ref{Key: "app/db"})
+	wantError(t, err, providers.Forbidden, `lacks access; its policies must grant "read" on "secret/data/app/db"`, tok, canary)
+	if !strings.Contains(err.Error(), `the token in Secret vault-token key "token"`) {
+		t.Errorf("the error does not say which identity lacks access: %v", err)
+	}
+}
+
+func TestKVv1Get(t *testing.T) {
+	ctx := ctxFor(t)
+	mount := unique(t)
+	if err := server.EnableKV(ctx, mount, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := server.PutKVv1(ctx, mount, "app/api", map[string]any{"token": "t0k", "n": 1}); err != nil {
+		t.Fatal(err)
+	}
+	_, sec := tokenFor(t, fmt.Sprintf(`path "%s/*" { capabilities = ["read", "list"] }`, mount))
+	spec := httpsSpec(tokenAuth())
+	spec.Path, spec.Version = &mount, configv1alpha1.VaultKVv1
+	c := newFixture(t, sec).mustClient(spec)
+
+	v, err := c.Get(ctx, providers.Ref{Key: "app/api"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(v.Data) != `{"n":1,"token":"t0k"}` || v.Version != "" {
+		t.Errorf("got %s version %q", v.Data, v.Version)
+	}
+	_, err = c.Get(ctx, providers.Ref{Key: "app/api", Version: "1"})
+	wantError(t, err, providers.Invalid, "KV v1 mount, which has no versions")
+	_, err = c.Get(ctx, providers.Ref{Key: "app/none"})
+	wantError(t, err, providers.NotFound, `key "app/none" does not exist in SecretStore team/vault (Vault KV v1 mount "`+mount+`")`)
+	_, err = c.Find(ctx, providers.Find{Tags: map[string]string{"a": "b"}})
+	wantError(t, err, providers.Invalid, "find by name instead")
+	found, err := c.Find(ctx, providers.Find{NameRegexp: "api$"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(found) != 1 || string(found["app/api"].Data) != `{"n":1,"token":"t0k"}` {
+		t.Errorf("find = %v", found)
+	}
+	_, err = c.Push(ctx, providers.Push{Key: "app/api", Property: "x", Value: []byte("y")})
+	wantError(t, err, providers.Invalid, "only KV v2 mounts")
+}
+
+func TestFind(t *testing.T) {
+	ctx := ctxFor(t)
+	mount := unique(t)
+	if err := server.EnableKV(ctx, mount, 2); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"app/db", "app/cache", "app/deep/er/db-replica", "other/db", "app/removed"} {
+		if _, err := server.PutKV(ctx, mount, k, map[string]any{"key": k}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := server.Root.Logical().DeleteWithContext(ctx, mount+"/data/app/removed"); err != nil {
+		t.Fatal(err)
+	}
+	for k, tags := range map[string]map[string]string{
+		"app/db":                 {"team": "a", "env": "prod"},
+		"app/deep/er/db-replica": {"team": "a", "env": "dev"},
+		"other/db":               {"team": "a", "env": "prod"},
+	} {
+		if err := server.TagKV(ctx, mount, k, tags); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, sec := tokenFor(t, fmt.Sprintf(`path "%s/*" { capabilities = ["read", "list"] }`, mount))
+	spec := httpsSpec(tokenAuth())
+	spec.Path = &mount
+	c := newFixture(t, sec).mustClient(spec)
+
+	for _, tc := range []struct {
+		name string
+		find providers.Find
+		want []string
+	}{
+		{"all", providers.Find{}, []string{"app/cache", "app/db", "app/deep/er/db-replica", "other/db"}},
+		{"regexp at any depth", providers.Find{NameRegexp: "db"}, []string{"app/db", "app/deep/er/db-replica", "other/db"}},
+		{"under a path", providers.Find{Path: "app", NameRegexp: "db"}, []string{"app/db", "app/deep/er/db-replica"}},
+		{"under a deeper path", providers.Find{Path: "/app/deep/"}, []string{"app/deep/er/db-replica"}},
+		{"anchored", providers.Find{NameRegexp: "^app/[a-z]+$"}, []string{"app/cache", "app/db"}},
+		{"tags", providers.Find{Tags: map[string]string{"team": "a", "env": "prod"}}, []string{"app/db", "other/db"}},
+		{"tags under a path", providers.Find{Path: "app", Tags: map[string]string{"team": "a"}}, []string{"app/db", "app/deep/er/db-replica"}},
+		{"tags and regexp", providers.Find{NameRegexp: "replica", Tags: map[string]string{"team": "a"}}, []string{"app/deep/er/db-replica"}},
+		{"nothing under a path", providers.Find{Path: "none"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			found, err := c.Find(ctx, tc.find)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := slices.Sorted(maps.Keys(found))
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("found %v, want %v", got, tc.want)
+			}
+			for k, v := range found {
+				if f := fieldsOf(t, v); f["key"] != k || v.Version != "1" {
+					t.Errorf("%s: %s version %q", k, v.Data, v.Version)
+				}
+			}
+		})
+	}
+	_, err := c.Find(ctx, providers.Find{NameRegexp: "("})
+	wantError(t, err, providers.Invalid, "not a valid regular expression")
+
+	// Listing needs the list capability on metadata/.
+	_, readOnly := tokenFor(t, fmt.Sprintf(`path "%s/data/*" { capabilities = ["read"] }`, mount))
+	c = newFixture(t, readOnly).mustClient(spec)
+	_, err = c.Find(ctx, providers.Find{Path: "app"})
+	wantError(t, err, providers.Forbidden, fmt.Sprintf(`must grant "list" on "%s/metadata/app"`, mount))
+}
+
+func TestPushAndDelete(t *testing.T) {
+	ctx := ctxFor(t)
+	mount := unique(t)
+	if err := server.EnableKV(ctx, mount, 2); err != nil {
+		t.Fatal(err)
+	}
+	_, sec := tokenFor(t, fmt.Sprintf(`path "%s/*" { capabilities = ["create", "read", "update", "delete", "list"] }`, mount))
+	spec := httpsSpec(tokenAuth())
+	spec.Path = &mount
+	c := newFixture(t, sec).mustClient(spec)
+	read := func(key string) (map[string]any, string) {
+		t.Helper()
+		v, err := c.Get(ctx, providers.Ref{Key: key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fieldsOf(t, v), v.Version
+	}
+	push := func(p providers.Push, want providers.PushResult) {
+		t.Helper()
+		got, err := c.Push(ctx, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Fatalf("push %s/%s: %s, want %s", p.Key, p.Property, got, want)
+		}
+	}
+
+	// A whole object, then the same again: one version.
+	push(providers.Push{Key: "app/db", Value: []byte(`{"user":"app","port":5432}`)}, providers.Pushed)
+	push(providers.Push{Key: "app/db", Value: []byte(`{"port":5432,"user":"app"}`)}, providers.Unchanged)
+	if f, v := read("app/db"); f["user"] != "app" || v != "1" {
+		t.Fatalf("after push: %v version %s", f, v)
+	}
+	// One property is merged into the object.
+	push(providers.Push{Key: "app/db", Property: "password", Value: []byte("pw1")}, providers.Pushed)
+	if f, v := read("app/db"); f["user"] != "app" || f["password"] != "pw1" || v != "2" {
+		t.Fatalf("after property push: %v version %s", f, v)
+	}
+	push(providers.Push{Key: "app/db", Property: "password", Value: []byte("pw2"), IfNotExists: true}, providers.SkippedExists)
+	push(providers.Push{Key: "app/new", Property: "a", Value: []byte("1"), IfNotExists: true}, providers.Pushed)
+	push(providers.Push{Key: "app/new", Value: []byte(`{}`), IfNotExists: true}, providers.SkippedExists)
+	_, err := c.Push(ctx, providers.Push{Key: "app/db", Value: []byte(`"not an object"`)})
+	wantError(t, err, providers.Invalid, "is not a JSON object")
+
+	// Keys Veil did not write are neither overwritten nor deleted unless asked.
+	if _, err := server.PutKV(ctx, mount, "foreign", map[string]any{"owner": "someone"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Push(ctx, providers.Push{Key: "foreign", Property: "x", Value: []byte("y")})
+	wantError(t, err, providers.Conflict, `remote key "foreign"`)
+	wantError(t, c.Delete(ctx, providers.Delete{Key: "foreign"}), providers.Conflict, "not written by Veil")
+	if err := server.TagKV(ctx, mount, "foreign", map[string]string{"team": "a"}); err != nil {
+		t.Fatal(err)
+	}
+	push(providers.Push{Key: "foreign", Property: "x", Value: []byte("y"), Replace: true}, providers.Pushed)
+	if f, _ := read("foreign"); f["owner"] != "someone" || f["x"] != "y" {
+		t.Fatalf("after replace: %v", f)
+	}
+	meta, err := c.metadata(ctx, "foreign")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if meta.custom["team"] != "a" || !meta.managed() {
+		t.Errorf("custom_metadata after replace = %v, want the team tag kept and Veil's mark added", meta.custom)
+	}
+
+	// Deleting a property keeps the others; deleting the last removes the key.
+	if err := c.Delete(ctx, providers.Delete{Key: "app/db", Property: "password"}); err != nil {
+		t.Fatal(err)
+	}
+	if f, _ := read("app/db"); f["password"] != nil || f["user"] != "app" {
+		t.Fatalf("after property delete: %v", f)
+	}
+	if err := c.Delete(ctx, providers.Delete{Key: "app/db", Property: "absent"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Delete(ctx, providers.Delete{Key: "app/new", Property: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Delete(ctx, providers.Delete{Key: "app/db"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"app/db", "app/new"} {
+		if m, err := c.metadata(ctx, k); err != nil || m != nil {
+			t.Errorf("%s after delete: metadata %v, %v; want it gone with every version", k, m, err)
+		}
+	}
+	if err := c.Delete(ctx, providers.Delete{Key: "app/db"}); err != nil {
+		t.Errorf("deleting a key that does not exist: %v", err)
+	}
+}
+
+func TestCheckAndSet(t *testing.T) {
+	ctx := ctxFor(t)
+	mount := unique(t)
+	if err := server.EnableKV(ctx, mount, 2); err != nil {
+		t.Fatal(err)
+	}
+	// The mount refuses writes without cas.
+	if _, err := server.Write(ctx, mount+"/config", map[string]any{"cas_required": true}); err != nil {
+		t.Fatal(err)
+	}
+	_, sec := tokenFor(t, fmt.Sprintf(`path "%s/*" { capabilities = ["create", "read", "update", "delete", "list"] }`, mount))
+	spec := httpsSpec(tokenAuth())
+	spec.Path = &mount
+	plain := newFixture(t, sec).mustClient(spec)
+	_, err := plain.Push(ctx, providers.Push{Key: "k", Value: []byte(`{"a":"1"}`)})
+	wantError(t, err, providers.Invalid, `requires check-and-set; set spec.provider.vault.checkAndSet.required to true`)
+
+	spec.CheckAndSet = &configv1alpha1.VaultCheckAndSet{Required: true}
+	c := newFixture(t, sec).mustClient(spec)
+	for i, v := range []string{`{"a":"1"}`, `{"a":"2"}`} {
+		if _, err := c.Push(ctx, providers.Push{Key: "k", Value: []byte(v)}); err != nil {
+			t.Fatalf("push %d: %v", i, err)
+		}
+	}
+	// A write racing Veil's is detected, not overwritten: Veil read version
+	// 2, someone wrote 3, Veil's write names 2.
+	if _, err := server.Write(ctx, mount+"/data/k", map[string]any{"data": map[string]any{"a": "3"}, "options": map[string]any{"cas": 2}}); err != nil {
+		t.Fatal(err)
+	}
+	err = c.writeData(ctx, "k", map[string]any{"a": "lost"}, 2)
+	wantError(t, err, providers.Conflict, `key "k" changed in Vault while Veil wrote it`)
+}

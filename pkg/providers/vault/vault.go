@@ -1,0 +1,205 @@
+// Package vault is the provider for the KV secrets engines (v1 and v2) of
+// HashiCorp Vault and OpenBao. A client logs in once, keeps its token for
+// every read of its store, renews or replaces it before it expires, and
+// revokes it when the store goes away.
+package vault
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	vaultapi "github.com/hashicorp/vault/api"
+	"k8s.io/utils/clock"
+
+	"github.com/veil-dev/veil/pkg/allowlist"
+	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
+	"github.com/veil-dev/veil/pkg/providers"
+)
+
+func init() { providers.Register(provider{clock: clock.RealClock{}}) }
+
+const (
+	providerName = "vault"
+
+	// requestTimeout bounds one request to Vault, retries included.
+	requestTimeout = 30 * time.Second
+)
+
+type provider struct {
+	// clock times token renewals; tests step it.
+	clock clock.PassiveClock
+}
+
+func (provider) Name() string { return providerName }
+
+func (provider) Endpoints(store *providers.Store) ([]*url.URL, error) {
+	spec, err := specOf(store)
+	if err != nil {
+		return nil, err
+	}
+	u, err := serverURL(store, spec.Server)
+	if err != nil {
+		return nil, err
+	}
+	return []*url.URL{u}, nil
+}
+
+func specOf(store *providers.Store) (*configv1alpha1.VaultProvider, error) {
+	if store.Spec.Provider.Vault == nil {
+		return nil, providers.Errorf(providers.Invalid, "%s has no spec.provider.vault", store)
+	}
+	return store.Spec.Provider.Vault, nil
+}
+
+// serverURL parses spec.provider.vault.server. Its messages never repeat the
+// URL as written, because a URL with user info carries a password.
+func serverURL(store *providers.Store, server string) (*url.URL, error) {
+	u, err := url.Parse(server)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return nil, providers.Errorf(providers.Invalid, "%s: spec.provider.vault.server is not an https:// URL with a host, such as https://vault.example.com:8200", store)
+	}
+	if u.User != nil {
+		return nil, providers.Errorf(providers.Invalid, "%s: spec.provider.vault.server must not carry user info; Veil authenticates with spec.provider.vault.auth", store)
+	}
+	return u, nil
+}
+
+func (p provider) NewClient(ctx context.Context, store *providers.Store, creds providers.Credentials, env providers.Env) (providers.Client, error) {
+	spec, err := specOf(store)
+	if err != nil {
+		return nil, err
+	}
+	u, err := serverURL(store, spec.Server)
+	if err != nil {
+		return nil, err
+	}
+	if u.Scheme == "http" && !env.AllowPlaintext {
+		return nil, providers.Errorf(providers.Forbidden, "%s uses the plaintext endpoint %s://%s; use https://, or start veil-apiserver with --allow-plaintext-providers (for local demos only)", store, u.Scheme, u.Host)
+	}
+	mount := "secret"
+	if spec.Path != nil && *spec.Path != "" {
+		mount = *spec.Path
+	}
+	mount, err = cleanPath(mount)
+	if err != nil {
+		return nil, providers.Errorf(providers.Invalid, "%s: spec.provider.vault.path: %s", store, err)
+	}
+	version := spec.Version
+	switch version {
+	case "":
+		version = configv1alpha1.VaultKVv2
+	case configv1alpha1.VaultKVv1, configv1alpha1.VaultKVv2:
+	default:
+		return nil, providers.Errorf(providers.Invalid, "%s: spec.provider.vault.version %q is neither v1 nor v2", store, version)
+	}
+
+	tlsConfig, err := tlsConfigFor(ctx, store, spec, creds)
+	if err != nil {
+		return nil, err
+	}
+	hc := newHTTPClient(tlsConfig, env)
+	base, err := newAPIClient(u, spec, hc)
+	if err != nil {
+		return nil, providers.Wrap(providers.Invalid, err, "%s: configuring the Vault client", store)
+	}
+	c := &client{
+		store:   store.String(),
+		server:  u.Scheme + "://" + u.Host,
+		mount:   mount,
+		version: version,
+		cas:     spec.CheckAndSet != nil && spec.CheckAndSet.Required,
+		base:    base,
+		http:    []*http.Client{hc},
+		clock:   p.clock,
+	}
+	if err := c.setUpAuth(ctx, store, spec, u, creds, tlsConfig, env); err != nil {
+		return nil, err
+	}
+	// Logging in here, while Veil builds the client once for the store,
+	// means concurrent first reads share one login, and credentials the
+	// login reads are part of the store's identity from the start.
+	if c.login != nil {
+		if _, err := c.refresh(ctx, nil, false); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// newAPIClient builds a Vault client that holds no token: each request is
+// made through a copy carrying the token current at that time.
+func newAPIClient(u *url.URL, spec *configv1alpha1.VaultProvider, hc *http.Client) (*vaultapi.Client, error) {
+	c, err := vaultapi.NewClient(&vaultapi.Config{
+		Address:        u.Scheme + "://" + u.Host + strings.TrimSuffix(u.Path, "/"),
+		HttpClient:     hc,
+		Timeout:        requestTimeout,
+		MaxRetries:     2,
+		MinRetryWait:   250 * time.Millisecond,
+		MaxRetryWait:   time.Second,
+		ReadYourWrites: spec.ReadYourWrites,
+		CheckRetry:     checkRetry,
+	})
+	if err != nil {
+		return nil, err
+	}
+	// The library takes a token, a namespace and headers from veil-apiserver's
+	// environment (VAULT_TOKEN, VAULT_NAMESPACE, VAULT_HEADERS); none of them
+	// may reach a server a store names.
+	c.ClearToken()
+	c.SetHeaders(http.Header{vaultapi.RequestHeaderName: []string{"true"}})
+	if spec.Namespace != nil && *spec.Namespace != "" {
+		c.SetNamespace(*spec.Namespace)
+	}
+	return c, nil
+}
+
+// checkRetry retries what the Vault library does (connection failures,
+// 5xx), except a connection the endpoint allowlist refused: that answer
+// will not change.
+func checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
+	var notAllowed *allowlist.NotAllowedError
+	if errors.As(err, &notAllowed) {
+		return false, err
+	}
+	return vaultapi.DefaultRetryPolicy(ctx, resp, err)
+}
+
+// newHTTPClient dials only through env.DialContext, which enforces
+// --allowed-provider-endpoints on every connection. There is no proxy: a
+// proxy would carry connections around that check.
+func newHTTPClient(tlsConfig *tls.Config, env providers.Env) *http.Client {
+	return &http.Client{
+		Transport: &http.Transport{
+			DialContext:         env.DialContext,
+			TLSClientConfig:     tlsConfig,
+			ForceAttemptHTTP2:   true,
+			TLSHandshakeTimeout: 10 * time.Second,
+			IdleConnTimeout:     90 * time.Second,
+			MaxIdleConnsPerHost: 16,
+		},
+		// The Vault library follows one redirect itself, refusing a
+		// downgrade to http; the transport must hand redirects back to it.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// cleanPath checks a mount path or a remote key: segments "." and ".."
+// are refused, because the Vault library cleans request paths and a key
+// like "../../sys/x" would otherwise leave the mount.
+func cleanPath(p string) (string, error) {
+	p = strings.Trim(p, "/")
+	if p == "" {
+		return "", errors.New("it is empty")
+	}
+	for _, seg := range strings.Split(p, "/") {
+		if seg == "." || seg == ".." {
+			return "", errors.New(`it has a "." or ".." segment`)
+		}
+	}
+	return p, nil
+}

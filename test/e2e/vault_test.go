@@ -1,0 +1,733 @@
+package e2e
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
+	esv1alpha1 "github.com/veil-dev/veil/pkg/apis/externalsecrets/v1alpha1"
+	"github.com/veil-dev/veil/test/harness"
+)
+
+// The Vault tests run a real Vault server each (hack/install-vault.sh),
+// whose files live under the cluster's directory but outside logs/, which
+// FindCanary searches.
+
+// startVault starts a Vault server for one test.
+func startVault(t *testing.T) *harness.Vault {
+	t.Helper()
+	v, err := cluster.StartVault(ctxFor(t), unique("vault-"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(v.Stop)
+	return v
+}
+
+// vaultPolicy is what the tests' Vault identities may do.
+const vaultPolicy = `
+path "secret/data/*"     { capabilities = ["read"] }
+path "secret/metadata/*" { capabilities = ["read", "list"] }
+path "kv/*"              { capabilities = ["read", "list"] }
+path "secret/data/denied/*" { capabilities = ["deny"] }
+`
+
+// vaultNamespace creates a namespace named prefix plus a random suffix.
+func vaultNamespace(t *testing.T, prefix string) string {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: unique(prefix)}}
+	if _, err := cluster.KubeClient.CoreV1().Namespaces().Create(ctxFor(t), ns, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cluster.KubeClient.CoreV1().Namespaces().Delete(context.Background(), ns.Name, metav1.DeleteOptions{})
+	})
+	return ns.Name
+}
+
+func vaultSecret(t *testing.T, ns, name string, data map[string]string) {
+	t.Helper()
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, StringData: data}
+	if _, err := cluster.KubeClient.CoreV1().Secrets(ns).Create(ctxFor(t), s, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func vaultStore(t *testing.T, ns, name string, spec configv1alpha1.VaultProvider) {
+	t.Helper()
+	s := &configv1alpha1.SecretStore{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec:       configv1alpha1.SecretStoreSpec{Provider: configv1alpha1.SecretStoreProvider{Vault: &spec}},
+	}
+	if _, err := cluster.VeilClient.ConfigV1alpha1().SecretStores(ns).Create(ctxFor(t), s, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// vaultTokenStore creates a store on v's TLS listener (trusting its CA)
+// that authenticates with a token of vaultPolicy held in a Secret.
+func vaultTokenStore(t *testing.T, v *harness.Vault, ns, name string, edit func(*configv1alpha1.VaultProvider)) {
+	t.Helper()
+	ctx := ctxFor(t)
+	if err := v.Policy(ctx, "reader", vaultPolicy); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := v.Token(ctx, time.Hour, "reader")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vaultSecret(t, ns, name+"-token", map[string]string{"token": tok})
+	spec := configv1alpha1.VaultProvider{
+		Server: v.HTTPSURL, CABundle: v.CA.CertPEM,
+		Auth: configv1alpha1.VaultAuth{TokenSecretRef: &configv1alpha1.SecretKeySelector{Name: name + "-token", Key: "token"}},
+	}
+	if edit != nil {
+		edit(&spec)
+	}
+	vaultStore(t, ns, name, spec)
+}
+
+// vaultExternalSecret creates an ExternalSecret that asks for values read
+// now (refreshInterval 0), so every read goes to Vault.
+func vaultExternalSecret(t *testing.T, ns, name, store string, spec configv1alpha1.ExternalSecretSpec) {
+	t.Helper()
+	spec.SecretStoreRef = storeRef(store)
+	spec.RefreshInterval = &metav1.Duration{}
+	es := &configv1alpha1.ExternalSecret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Spec: spec}
+	if _, err := cluster.VeilClient.ConfigV1alpha1().ExternalSecrets(ns).Create(ctxFor(t), es, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func vaultData(t *testing.T, ns, name, store string, data ...configv1alpha1.ExternalSecretData) {
+	t.Helper()
+	vaultExternalSecret(t, ns, name, store, configv1alpha1.ExternalSecretSpec{Data: data})
+}
+
+func readValue(t *testing.T, ns, name string) (*esv1alpha1.ExternalSecretValue, error) {
+	t.Helper()
+	return cluster.VeilClient.ExternalsecretsV1alpha1().ExternalSecretValues(ns).Get(ctxFor(t), name, metav1.GetOptions{})
+}
+
+// mustValue reads an ExternalSecretValue through the aggregator, waiting
+// for veil-apiserver's informers to see what the test just created.
+func mustValue(t *testing.T, ns, name string) *esv1alpha1.ExternalSecretValue {
+	t.Helper()
+	var v *esv1alpha1.ExternalSecretValue
+	eventually(t, func() (err error) {
+		v, err = readValue(t, ns, name)
+		return err
+	})
+	return v
+}
+
+// valueError waits until reading ns/name fails as is says (the objects it
+// needs may take a moment to reach veil-apiserver's informers) and returns
+// the error.
+func valueError(t *testing.T, ns, name string, is func(error) bool, says string) error {
+	t.Helper()
+	var got error
+	eventually(t, func() error {
+		_, got = readValue(t, ns, name)
+		if got == nil || !is(got) || !strings.Contains(got.Error(), says) {
+			return fmt.Errorf("got %v, want an error saying %q", got, says)
+		}
+		return nil
+	})
+	t.Logf("%s/%s: %v", ns, name, got)
+	return got
+}
+
+func wantData(t *testing.T, v *esv1alpha1.ExternalSecretValue, want map[string]string) {
+	t.Helper()
+	got := map[string]string{}
+	for k, b := range v.Data {
+		got[k] = string(b)
+	}
+	if len(got) != len(want) {
+		t.Errorf("%s has keys %v, want %v", v.Name, slices.Sorted(maps.Keys(got)), slices.Sorted(maps.Keys(want)))
+	}
+	for k, w := range want {
+		if got[k] != w {
+			t.Errorf("%s: data[%s] = %q, want %q", v.Name, k, got[k], w)
+		}
+	}
+}
+
+// vaultCalls is veil-apiserver's count of requests to Vault, by operation
+// ("" for all).
+func vaultCalls(t *testing.T, operation string) float64 {
+	t.Helper()
+	m, err := cluster.VeilMetrics(ctxFor(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	labels := map[string]string{"provider": "vault"}
+	if operation != "" {
+		labels["operation"] = operation
+	}
+	return m.Sum("veil_provider_calls_total", labels)
+}
+
+func vaultLogins(t *testing.T, v *harness.Vault, mount string) int {
+	t.Helper()
+	n, err := v.Logins(mount)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestVaultKVv2(t *testing.T) {
+	ctx := ctxFor(t)
+	v := startVault(t)
+	old, current := unique("old-"), unique("current-")
+	for _, w := range []struct {
+		key  string
+		data map[string]any
+	}{
+		{"app/db", map[string]any{"password": old}},
+		{"app/db", map[string]any{"password": current, "host": "db.internal", "port": 5432, "conn": map[string]any{"user": "app"}}},
+		{"app/api", map[string]any{"token": "api-token"}},
+		{"app/cache", map[string]any{"url": "redis://cache"}},
+		{"other/x", map[string]any{"x": "1"}},
+		{"denied/y", map[string]any{"y": "1"}},
+	} {
+		if _, err := v.PutKV(ctx, "secret", w.key, w.data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, k := range []string{"app/db", "other/x"} {
+		if err := v.TagKV(ctx, "secret", k, map[string]string{"team": "a"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ns := newNamespace(t, nil)
+	vaultTokenStore(t, v, ns, "vault", nil)
+
+	versioned := func(secretKey, key, property, version string) configv1alpha1.ExternalSecretData {
+		d := dataRef(secretKey, key, property)
+		d.RemoteRef.Version = version
+		return d
+	}
+	vaultData(t, ns, "properties", "vault",
+		dataRef("password", "app/db", "password"), dataRef("host", "app/db", "host"),
+		dataRef("port", "app/db", "port"), dataRef("user", "app/db", "conn.user"), dataRef("whole", "app/api", ""))
+	vaultData(t, ns, "versions", "vault", versioned("old", "app/db", "password", "1"), versioned("current", "app/db", "password", "2"))
+	vaultExternalSecret(t, ns, "extract", "vault", configv1alpha1.ExternalSecretSpec{DataFrom: []configv1alpha1.ExternalSecretDataFromRemoteRef{
+		{Extract: &configv1alpha1.ExternalSecretDataRemoteRef{Key: "app/db"}},
+	}})
+	vaultExternalSecret(t, ns, "find-name", "vault", configv1alpha1.ExternalSecretSpec{DataFrom: []configv1alpha1.ExternalSecretDataFromRemoteRef{
+		{Find: &configv1alpha1.ExternalSecretFind{Path: ptrTo("app"), Name: &configv1alpha1.FindName{RegExp: "^app/(api|cache)$"}}},
+	}})
+	vaultExternalSecret(t, ns, "find-tags", "vault", configv1alpha1.ExternalSecretSpec{DataFrom: []configv1alpha1.ExternalSecretDataFromRemoteRef{
+		{Find: &configv1alpha1.ExternalSecretFind{Tags: map[string]string{"team": "a"}}},
+	}})
+	vaultData(t, ns, "missing", "vault", dataRef("k", "app/nope", ""))
+	vaultData(t, ns, "missing-version", "vault", versioned("k", "app/db", "", "7"))
+	vaultData(t, ns, "denied", "vault", dataRef("k", "denied/y", ""))
+
+	t.Run("properties", func(t *testing.T) {
+		wantData(t, mustValue(t, ns, "properties"), map[string]string{
+			"password": current, "host": "db.internal", "port": "5432", "user": "app", "whole": `{"token":"api-token"}`,
+		})
+		// The same through kubectl, as a user would.
+		out := kubectl(t, "", "get", "externalsecretvalue", "properties", "-n", ns, "-o", "jsonpath={.data.password}")
+		if b, err := base64.StdEncoding.DecodeString(out); err != nil || string(b) != current {
+			t.Errorf("kubectl jsonpath: %q", out)
+		}
+	})
+	t.Run("versions", func(t *testing.T) {
+		val := mustValue(t, ns, "versions")
+		wantData(t, val, map[string]string{"old": old, "current": current})
+		var versions []string
+		for _, r := range val.Source.Remote {
+			versions = append(versions, r.Key+"@"+r.Version)
+		}
+		slices.Sort(versions)
+		if !slices.Equal(versions, []string{"app/db@1", "app/db@2"}) {
+			t.Errorf("source.remote = %v, want both versions of app/db", versions)
+		}
+		props := mustValue(t, ns, "properties")
+		if i := slices.IndexFunc(props.Source.Remote, func(r esv1alpha1.RemoteValue) bool { return r.Key == "app/db" }); i < 0 || props.Source.Remote[i].Version != "2" {
+			t.Errorf("the latest read names no version 2: %v", props.Source.Remote)
+		}
+	})
+	t.Run("extract", func(t *testing.T) {
+		wantData(t, mustValue(t, ns, "extract"), map[string]string{"password": current, "host": "db.internal", "port": "5432", "conn": `{"user":"app"}`})
+	})
+	t.Run("find by name", func(t *testing.T) {
+		wantData(t, mustValue(t, ns, "find-name"), map[string]string{"app_api": `{"token":"api-token"}`, "app_cache": `{"url":"redis://cache"}`})
+	})
+	t.Run("find by tags", func(t *testing.T) {
+		val := mustValue(t, ns, "find-tags")
+		if len(val.Data) != 2 || !strings.Contains(string(val.Data["app_db"]), current) || string(val.Data["other_x"]) != `{"x":"1"}` {
+			t.Errorf("find by tags: keys %d, other_x %s", len(val.Data), val.Data["other_x"])
+		}
+	})
+	t.Run("errors", func(t *testing.T) {
+		valueError(t, ns, "missing", apierrors.IsNotFound, `ExternalSecret `+ns+`/missing: key "app/nope" does not exist in SecretStore `+ns+`/vault`)
+		valueError(t, ns, "missing-version", apierrors.IsNotFound, `version 7 of key "app/db" does not exist`)
+		err := valueError(t, ns, "denied", apierrors.IsForbidden, `lacks access; its policies must grant "read" on "secret/data/denied/y"`)
+		if strings.Contains(err.Error(), current) || strings.Contains(err.Error(), "hvs.") {
+			t.Errorf("the error carries a secret: %v", err)
+		}
+	})
+}
+
+func ptrTo[T any](v T) *T { return &v }
+
+func TestVaultKVv1(t *testing.T) {
+	ctx := ctxFor(t)
+	v := startVault(t)
+	if err := v.EnableKV(ctx, "kv", 1); err != nil {
+		t.Fatal(err)
+	}
+	for key, data := range map[string]map[string]any{
+		"team/db":  {"user": "app", "password": "kv1-password"},
+		"team/api": {"token": "kv1-token"},
+	} {
+		if err := v.PutKVv1(ctx, "kv", key, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ns := newNamespace(t, nil)
+	vaultTokenStore(t, v, ns, "vault", func(s *configv1alpha1.VaultProvider) {
+		s.Path, s.Version = ptrTo("kv"), configv1alpha1.VaultKVv1
+	})
+	vaultData(t, ns, "property", "vault", dataRef("password", "team/db", "password"))
+	vaultExternalSecret(t, ns, "extract", "vault", configv1alpha1.ExternalSecretSpec{DataFrom: []configv1alpha1.ExternalSecretDataFromRemoteRef{
+		{Extract: &configv1alpha1.ExternalSecretDataRemoteRef{Key: "team/db"}},
+	}})
+	vaultExternalSecret(t, ns, "find", "vault", configv1alpha1.ExternalSecretSpec{DataFrom: []configv1alpha1.ExternalSecretDataFromRemoteRef{
+		{Find: &configv1alpha1.ExternalSecretFind{Name: &configv1alpha1.FindName{RegExp: "api"}}},
+	}})
+	versioned := dataRef("k", "team/db", "")
+	versioned.RemoteRef.Version = "1"
+	vaultData(t, ns, "versioned", "vault", versioned)
+
+	wantData(t, mustValue(t, ns, "property"), map[string]string{"password": "kv1-password"})
+	wantData(t, mustValue(t, ns, "extract"), map[string]string{"user": "app", "password": "kv1-password"})
+	wantData(t, mustValue(t, ns, "find"), map[string]string{"team_api": `{"token":"kv1-token"}`})
+	valueError(t, ns, "versioned", apierrors.IsInvalid, "KV v1 mount, which has no versions")
+}
+
+// TestVaultKubernetesAuth: Vault's Kubernetes auth method, configured
+// against this cluster's kube-apiserver, checks the ServiceAccount tokens
+// Veil requests with a TokenReview. A store may only request tokens for
+// ServiceAccounts of its own namespace, and Veil refuses one that names
+// another namespace's before anything reaches Vault.
+func TestVaultKubernetesAuth(t *testing.T) {
+	ctx := ctxFor(t)
+	v := startVault(t)
+	teamA, teamB := vaultNamespace(t, "team-a-"), vaultNamespace(t, "team-b-")
+	for _, ns := range []string{teamA, teamB} {
+		sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "vault-reader", Namespace: ns}}
+		if _, err := cluster.KubeClient.CoreV1().ServiceAccounts(ns).Create(ctx, sa, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := v.ConfigureKubernetesAuth(ctx, cluster, "kubernetes"); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Policy(ctx, "reader", vaultPolicy); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Write(ctx, "auth/kubernetes/role/team-a", map[string]any{
+		"bound_service_account_names":      []string{"vault-reader"},
+		"bound_service_account_namespaces": []string{teamA},
+		"audience":                         "vault",
+		"token_policies":                   []string{"reader"},
+		"token_ttl":                        "1h",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.PutKV(ctx, "secret", "team-a/db", map[string]any{"password": "team-a-password"}); err != nil {
+		t.Fatal(err)
+	}
+	kubeStore := func(ns, name string, sa configv1alpha1.ServiceAccountSelector) {
+		vaultStore(t, ns, name, configv1alpha1.VaultProvider{Server: v.HTTPSURL, CABundle: v.CA.CertPEM, Auth: configv1alpha1.VaultAuth{
+			Kubernetes: &configv1alpha1.VaultKubernetesAuth{Path: "kubernetes", Role: "team-a", ServiceAccountRef: &sa},
+		}})
+	}
+
+	kubeStore(teamA, "vault", configv1alpha1.ServiceAccountSelector{Name: "vault-reader"})
+	vaultData(t, teamA, "db", "vault", dataRef("password", "team-a/db", "password"))
+	wantData(t, mustValue(t, teamA, "db"), map[string]string{"password": "team-a-password"})
+	if n := vaultLogins(t, v, "kubernetes"); n != 1 {
+		t.Fatalf("%d Kubernetes logins, want 1", n)
+	}
+
+	// team-b names team-a's ServiceAccount: Veil refuses, and neither
+	// kube-apiserver's TokenRequest nor Vault is asked anything.
+	attempts, _, err := v.Responses("auth/kubernetes/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := vaultCalls(t, "")
+	kubeStore(teamB, "borrowed", configv1alpha1.ServiceAccountSelector{Name: "vault-reader", Namespace: &teamA})
+	vaultData(t, teamB, "db", "borrowed", dataRef("password", "team-a/db", "password"))
+	valueError(t, teamB, "db", apierrors.IsForbidden, `ServiceAccount vault-reader is in namespace "`+teamA+`", but a SecretStore may only use credentials of its own namespace "`+teamB+`"`)
+	if after, _, err := v.Responses("auth/kubernetes/login"); err != nil || after != attempts {
+		t.Errorf("Vault saw %d login attempts for the refused store, want none (%v)", after-attempts, err)
+	}
+	if after := vaultCalls(t, ""); after != calls {
+		t.Errorf("veil-apiserver made %v requests to Vault for the refused store, want none", after-calls)
+	}
+
+	// team-b's own ServiceAccount is a real one, but Vault's role is not
+	// bound to it: Vault refuses it after its TokenReview.
+	kubeStore(teamB, "own", configv1alpha1.ServiceAccountSelector{Name: "vault-reader"})
+	vaultData(t, teamB, "own", "own", dataRef("password", "team-a/db", "password"))
+	valueError(t, teamB, "own", apierrors.IsForbidden, `Vault refused to log in as role "team-a" of the kubernetes auth method at auth/kubernetes`)
+}
+
+// TestVaultJWTAuth: Vault's JWT auth method trusts the key that signs this
+// cluster's ServiceAccount tokens; Veil requests one with audience "vault".
+func TestVaultJWTAuth(t *testing.T) {
+	ctx := ctxFor(t)
+	v := startVault(t)
+	ns := newNamespace(t, nil)
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "vault-reader", Namespace: ns}}
+	if _, err := cluster.KubeClient.CoreV1().ServiceAccounts(ns).Create(ctx, sa, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	signingKey, err := os.ReadFile(filepath.Join(cluster.Dir, "pki", "sa.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.EnableAuth(ctx, "jwt", "jwt"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Write(ctx, "auth/jwt/config", map[string]any{"jwt_validation_pubkeys": []string{string(signingKey)}, "bound_issuer": "https://kubernetes.default.svc"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Policy(ctx, "reader", vaultPolicy); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Write(ctx, "auth/jwt/role/app", map[string]any{
+		"role_type": "jwt", "user_claim": "sub", "bound_audiences": []string{"vault"},
+		"bound_subject": "system:serviceaccount:" + ns + ":vault-reader", "token_policies": []string{"reader"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.PutKV(ctx, "secret", "app/db", map[string]any{"password": "jwt-password"}); err != nil {
+		t.Fatal(err)
+	}
+	vaultStore(t, ns, "vault", configv1alpha1.VaultProvider{Server: v.HTTPSURL, CABundle: v.CA.CertPEM, Auth: configv1alpha1.VaultAuth{
+		JWT: &configv1alpha1.VaultJWTAuth{Path: "jwt", Role: "app", KubernetesServiceAccountToken: &configv1alpha1.VaultKubernetesServiceAccountTokenAuth{
+			ServiceAccountRef: configv1alpha1.ServiceAccountSelector{Name: "vault-reader"},
+		}},
+	}})
+	vaultData(t, ns, "db", "vault", dataRef("password", "app/db", "password"))
+	wantData(t, mustValue(t, ns, "db"), map[string]string{"password": "jwt-password"})
+	if n := vaultLogins(t, v, "jwt"); n != 1 {
+		t.Errorf("%d JWT logins, want 1", n)
+	}
+}
+
+func TestVaultAppRoleAndToken(t *testing.T) {
+	ctx := ctxFor(t)
+	v := startVault(t)
+	if err := v.Policy(ctx, "reader", vaultPolicy); err != nil {
+		t.Fatal(err)
+	}
+	roleID, secretID, err := v.AppRole(ctx, "approle", "app", map[string]any{"token_policies": "reader", "token_ttl": "1h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.PutKV(ctx, "secret", "app/db", map[string]any{"password": "approle-password"}); err != nil {
+		t.Fatal(err)
+	}
+	ns := newNamespace(t, nil)
+	vaultSecret(t, ns, "approle", map[string]string{"role-id": roleID, "secret-id": secretID, "wrong-secret-id": secretID + "x"})
+	appRoleStore := func(name string, r configv1alpha1.VaultAppRole) {
+		vaultStore(t, ns, name, configv1alpha1.VaultProvider{Server: v.HTTPSURL, CABundle: v.CA.CertPEM, Auth: configv1alpha1.VaultAuth{AppRole: &r}})
+		vaultData(t, ns, name, name, dataRef("password", "app/db", "password"))
+	}
+	appRoleStore("inline-role", configv1alpha1.VaultAppRole{RoleID: roleID, SecretRef: configv1alpha1.SecretKeySelector{Name: "approle", Key: "secret-id"}})
+	appRoleStore("role-ref", configv1alpha1.VaultAppRole{
+		RoleRef:   &configv1alpha1.SecretKeySelector{Name: "approle", Key: "role-id"},
+		SecretRef: configv1alpha1.SecretKeySelector{Name: "approle", Key: "secret-id"},
+	})
+	appRoleStore("wrong", configv1alpha1.VaultAppRole{RoleID: roleID, SecretRef: configv1alpha1.SecretKeySelector{Name: "approle", Key: "wrong-secret-id"}})
+	vaultTokenStore(t, v, ns, "token", nil)
+	vaultData(t, ns, "token", "token", dataRef("password", "app/db", "password"))
+
+	for _, name := range []string{"inline-role", "role-ref", "token"} {
+		wantData(t, mustValue(t, ns, name), map[string]string{"password": "approle-password"})
+	}
+	err = valueError(t, ns, "wrong", apierrors.IsForbidden, "Vault refused to log in as the AppRole at auth/approle")
+	if strings.Contains(err.Error(), secretID) {
+		t.Errorf("the error carries the secret id: %v", err)
+	}
+}
+
+func TestVaultTLS(t *testing.T) {
+	ctx := ctxFor(t)
+	v := startVault(t)
+	if _, err := v.PutKV(ctx, "secret", "app/db", map[string]any{"password": "tls-password"}); err != nil {
+		t.Fatal(err)
+	}
+	wrongCA, err := harness.NewCA(t.TempDir(), "wrong-ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := newNamespace(t, nil)
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "vault-ca", Namespace: ns}, Data: map[string]string{"ca.crt": string(v.CA.CertPEM)}}
+	if _, err := cluster.KubeClient.CoreV1().ConfigMaps(ns).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for name, edit := range map[string]func(*configv1alpha1.VaultProvider){
+		"right-ca": nil,
+		"ca-provider": func(s *configv1alpha1.VaultProvider) {
+			s.CABundle, s.CAProvider = nil, &configv1alpha1.CAProvider{Type: "ConfigMap", Name: "vault-ca", Key: "ca.crt"}
+		},
+		"wrong-ca": func(s *configv1alpha1.VaultProvider) { s.CABundle = wrongCA.CertPEM },
+		"no-ca":    func(s *configv1alpha1.VaultProvider) { s.CABundle = nil },
+	} {
+		vaultTokenStore(t, v, ns, name, edit)
+		vaultData(t, ns, name, name, dataRef("password", "app/db", "password"))
+	}
+	wantData(t, mustValue(t, ns, "right-ca"), map[string]string{"password": "tls-password"})
+	wantData(t, mustValue(t, ns, "ca-provider"), map[string]string{"password": "tls-password"})
+	for _, name := range []string{"wrong-ca", "no-ca"} {
+		valueError(t, ns, name, apierrors.IsServiceUnavailable, "cannot verify the TLS certificate of Vault at "+v.HTTPSURL+"; set spec.provider.vault.caBundle or caProvider to the CA that signed it")
+	}
+
+	// Mutual TLS: the client certificate of spec.tls logs in with Vault's
+	// cert auth method.
+	clientCA, err := harness.NewCA(t.TempDir(), "client-ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := clientCA.Issue(t.TempDir(), "veil", "veil", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.EnableAuth(ctx, "cert", "cert"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Write(ctx, "auth/cert/certs/veil", map[string]any{"certificate": string(clientCA.CertPEM), "token_policies": "reader"}); err != nil {
+		t.Fatal(err)
+	}
+	vaultSecret(t, ns, "client-cert", map[string]string{"tls.crt": string(client.CertPEM), "tls.key": string(client.KeyPEM)})
+	vaultStore(t, ns, "mtls", configv1alpha1.VaultProvider{
+		Server: v.HTTPSURL, CABundle: v.CA.CertPEM,
+		TLS:  &configv1alpha1.VaultClientTLS{CertSecretRef: configv1alpha1.SecretKeySelector{Name: "client-cert", Key: "tls.crt"}, KeySecretRef: configv1alpha1.SecretKeySelector{Name: "client-cert", Key: "tls.key"}},
+		Auth: configv1alpha1.VaultAuth{Cert: &configv1alpha1.VaultCertAuth{Path: "cert", Name: "veil"}},
+	})
+	vaultData(t, ns, "mtls", "mtls", dataRef("password", "app/db", "password"))
+	wantData(t, mustValue(t, ns, "mtls"), map[string]string{"password": "tls-password"})
+}
+
+// TestVaultUnavailable stops Vault under a store in use: reads fail with
+// 503 and say why, and recover once Vault is back, with the same
+// veil-apiserver and the same Vault token.
+func TestVaultUnavailable(t *testing.T) {
+	ctx := ctxFor(t)
+	v := startVault(t)
+	if err := v.Policy(ctx, "reader", vaultPolicy); err != nil {
+		t.Fatal(err)
+	}
+	roleID, secretID, err := v.AppRole(ctx, "approle", "app", map[string]any{"token_policies": "reader", "token_ttl": "1h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.PutKV(ctx, "secret", "app/db", map[string]any{"password": "before"}); err != nil {
+		t.Fatal(err)
+	}
+	ns := newNamespace(t, nil)
+	vaultSecret(t, ns, "approle", map[string]string{"secret-id": secretID})
+	vaultStore(t, ns, "vault", configv1alpha1.VaultProvider{Server: v.HTTPSURL, CABundle: v.CA.CertPEM, Auth: configv1alpha1.VaultAuth{
+		AppRole: &configv1alpha1.VaultAppRole{RoleID: roleID, SecretRef: configv1alpha1.SecretKeySelector{Name: "approle", Key: "secret-id"}},
+	}})
+	vaultData(t, ns, "db", "vault", dataRef("password", "app/db", "password"))
+	wantData(t, mustValue(t, ns, "db"), map[string]string{"password": "before"})
+	veil := cluster.Veil
+
+	v.Stop()
+	_, err = readValue(t, ns, "db")
+	if !apierrors.IsServiceUnavailable(err) || !strings.Contains(err.Error(), "cannot reach Vault at "+v.HTTPSURL+` to read key "app/db"; check that Vault is running`) {
+		t.Fatalf("with Vault stopped: %v, want 503 saying Vault cannot be reached", err)
+	}
+	t.Logf("with Vault stopped: %v", err)
+
+	if err := v.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.PutKV(ctx, "secret", "app/db", map[string]any{"password": "after"}); err != nil {
+		t.Fatal(err)
+	}
+	wantData(t, mustValue(t, ns, "db"), map[string]string{"password": "after"})
+	if cluster.Veil != veil {
+		t.Error("veil-apiserver was restarted")
+	}
+	if n := vaultLogins(t, v, "approle"); n != 1 {
+		t.Errorf("%d logins, want 1: the token outlives Vault's restart", n)
+	}
+}
+
+// TestCanaryVault: a value that exists only in Vault, read several times
+// through the aggregator, is found nowhere: not in etcd, not in any log,
+// not in either audit log.
+func TestCanaryVault(t *testing.T) {
+	canary := unique("veil-canary-vault-")
+	v := startVault(t)
+	if _, err := v.PutKV(ctxFor(t), "secret", "app/secret", map[string]any{"value": canary}); err != nil {
+		t.Fatal(err)
+	}
+	ns := newNamespace(t, nil)
+	vaultTokenStore(t, v, ns, "vault", nil)
+	vaultData(t, ns, "app", "vault", dataRef("secret", "app/secret", "value"))
+
+	readCanary(t, ns, "app", "secret", canary)
+
+	s, err := cluster.FindCanary(ctxFor(t), canary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Total() != 0 {
+		t.Errorf("the canary was found: %s", s)
+	}
+}
+
+// TestVaultOneLoginForManyReads: 100 reads across 10 ExternalSecrets of
+// one store are 100 Vault reads and one login; deleting the store revokes
+// the token.
+func TestVaultOneLoginForManyReads(t *testing.T) {
+	ctx := ctxFor(t)
+	v := startVault(t)
+	if err := v.Policy(ctx, "reader", vaultPolicy); err != nil {
+		t.Fatal(err)
+	}
+	roleID, secretID, err := v.AppRole(ctx, "approle", "app", map[string]any{"token_policies": "reader", "token_ttl": "1h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := newNamespace(t, nil)
+	vaultSecret(t, ns, "approle", map[string]string{"secret-id": secretID})
+	vaultStore(t, ns, "vault", configv1alpha1.VaultProvider{Server: v.HTTPSURL, CABundle: v.CA.CertPEM, Auth: configv1alpha1.VaultAuth{
+		AppRole: &configv1alpha1.VaultAppRole{RoleID: roleID, SecretRef: configv1alpha1.SecretKeySelector{Name: "approle", Key: "secret-id"}},
+	}})
+	for i := range 10 {
+		if _, err := v.PutKV(ctx, "secret", fmt.Sprintf("app/k%d", i), map[string]any{"v": fmt.Sprint(i)}); err != nil {
+			t.Fatal(err)
+		}
+		vaultData(t, ns, fmt.Sprintf("es%d", i), "vault", dataRef("v", fmt.Sprintf("app/k%d", i), "v"))
+	}
+	// Every ExternalSecret is read once, so veil-apiserver has seen them all
+	// and built the store's client, before counting.
+	for i := range 10 {
+		mustValue(t, ns, fmt.Sprintf("es%d", i))
+	}
+	logins, gets := vaultCalls(t, "login"), vaultCalls(t, "kv-get")
+	if vaultLogins(t, v, "approle") != 1 {
+		t.Fatal("more than one login before the reads")
+	}
+
+	for round := range 10 {
+		for i := range 10 {
+			val, err := readValue(t, ns, fmt.Sprintf("es%d", i))
+			if err != nil {
+				t.Fatalf("round %d, es%d: %v", round, i, err)
+			}
+			if string(val.Data["v"]) != fmt.Sprint(i) {
+				t.Fatalf("es%d: %q", i, val.Data["v"])
+			}
+		}
+	}
+	if n := vaultCalls(t, "login") - logins; n != 0 {
+		t.Errorf("veil-apiserver logged in %v more times for 100 reads, want 0", n)
+	}
+	if n := vaultCalls(t, "kv-get") - gets; n != 100 {
+		t.Errorf("%v Vault reads for 100 reads at refreshInterval 0, want 100", n)
+	}
+	if n := vaultLogins(t, v, "approle"); n != 1 {
+		t.Errorf("Vault's audit log shows %d logins, want 1", n)
+	}
+
+	// Deleting the store closes its client, after a grace period for reads
+	// in flight, and the client revokes its token.
+	if err := cluster.VeilClient.ConfigV1alpha1().SecretStores(ns).Delete(ctx, "vault", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		n, failed, err := v.Responses("auth/token/revoke-self")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n-failed == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the token was not revoked 3 minutes after the store was deleted (%d revocations, %d failed)", n, failed)
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// TestVaultPlaintextNeedsTheFlag runs veil-apiserver without
+// --allow-plaintext-providers: a store with an http:// server is refused
+// before any connection, and says which flag would allow it.
+func TestVaultPlaintextNeedsTheFlag(t *testing.T) {
+	v := startVault(t)
+	if _, err := v.PutKV(ctxFor(t), "secret", "app/db", map[string]any{"password": "plain"}); err != nil {
+		t.Fatal(err)
+	}
+	ns := newNamespace(t, nil)
+	vaultTokenStore(t, v, ns, "plain", func(s *configv1alpha1.VaultProvider) { s.Server, s.CABundle = v.HTTPURL, nil })
+	vaultData(t, ns, "db", "plain", dataRef("password", "app/db", "password"))
+	wantData(t, mustValue(t, ns, "db"), map[string]string{"password": "plain"})
+
+	var args []string
+	for _, a := range veilArgs {
+		if a != "--allow-plaintext-providers" {
+			args = append(args, a)
+		}
+	}
+	if len(args) == len(veilArgs) {
+		t.Fatal("the suite's veilArgs no longer allow plaintext providers; this test must turn the flag off")
+	}
+	cluster.StopVeil()
+	t.Cleanup(func() {
+		cluster.StopVeil()
+		if err := cluster.StartVeil(context.Background(), veilArgs...); err != nil {
+			t.Errorf("restoring veil-apiserver: %v", err)
+		}
+	})
+	if err := cluster.StartVeil(ctxFor(t), args...); err != nil {
+		t.Fatal(err)
+	}
+	valueError(t, ns, "db", apierrors.IsForbidden, "uses the plaintext endpoint "+v.HTTPURL+"; use https://, or start veil-apiserver with --allow-plaintext-providers")
+	if n := vaultCalls(t, ""); n != 0 {
+		t.Errorf("veil-apiserver made %v requests to Vault, want none", n)
+	}
+}
+
+func TestVaultEndpointNotAllowed(t *testing.T) {
+	ns := newNamespace(t, nil)
+	vaultSecret(t, ns, "token", map[string]string{"token": "not-used"})
+	vaultStore(t, ns, "elsewhere", configv1alpha1.VaultProvider{Server: "https://vault.example.com:8200", Auth: configv1alpha1.VaultAuth{
+		TokenSecretRef: &configv1alpha1.SecretKeySelector{Name: "token", Key: "token"},
+	}})
+	vaultData(t, ns, "db", "elsewhere", dataRef("password", "app/db", "password"))
+	calls := vaultCalls(t, "")
+	valueError(t, ns, "db", apierrors.IsForbidden, `uses endpoint "vault.example.com", which veil-apiserver's --allowed-provider-endpoints (127.0.0.1,localhost) does not allow`)
+	if n := vaultCalls(t, "") - calls; n != 0 {
+		t.Errorf("veil-apiserver made %v requests to Vault, want none", n)
+	}
+}
