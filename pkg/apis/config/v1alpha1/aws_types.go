@@ -22,7 +22,16 @@ type AWSProvider struct {
 	// It must match veil-apiserver's --allowed-provider-endpoints.
 	Endpoint string `json:"endpoint,omitempty"`
 
-	// Role is the ARN of a role to assume after authenticating.
+	// STSEndpoint overrides the STS endpoint used to assume Role or to
+	// exchange a web identity token; the regional STS endpoint when unset.
+	// It is separate from Endpoint because a VPC endpoint serves one
+	// service only. It must match --allowed-provider-endpoints too.
+	STSEndpoint string `json:"stsEndpoint,omitempty"`
+
+	// Role is the ARN of a role to assume after authenticating. Veil tags
+	// the session with the store's kind, namespace and name (so the role's
+	// trust policy must allow sts:TagSession), and names the session after
+	// the store, so CloudTrail attributes every call to it.
 	Role string `json:"role,omitempty"`
 
 	// ExternalID is passed when assuming Role.

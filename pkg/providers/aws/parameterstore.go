@@ -1,0 +1,257 @@
+package aws
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
+
+	"github.com/veil-dev/veil/pkg/providers"
+)
+
+// Parameter Store limits: GetParameters takes at most 10 names,
+// GetParametersByPath returns at most 10 parameters a page and
+// DescribeParameters at most 50.
+const (
+	getParametersMax      = 10
+	parametersByPathMax   = 10
+	describeParametersMax = 50
+)
+
+type parameterStoreClient struct {
+	base
+	api *ssm.Client
+}
+
+var (
+	_ providers.Client      = &parameterStoreClient{}
+	_ providers.BatchGetter = &parameterStoreClient{}
+)
+
+// name is the GetParameter name of ref: remoteRef.version becomes a
+// selector, a version number ("3") or a label ("prod").
+func (c *parameterStoreClient) name(ref providers.Ref) string {
+	if ref.Version != "" {
+		return c.key(ref.Key) + ":" + ref.Version
+	}
+	return c.key(ref.Key)
+}
+
+func (c *parameterStoreClient) Get(ctx context.Context, ref providers.Ref) (providers.Value, error) {
+	out, err := c.api.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(c.name(ref)), WithDecryption: aws.Bool(true)})
+	if err != nil {
+		return providers.Value{}, c.callError(err, reading("parameter", ref))
+	}
+	return parameterValue(out.Parameter), nil
+}
+
+func parameterValue(p *ssmtypes.Parameter) providers.Value {
+	return providers.Value{Data: []byte(aws.ToString(p.Value)), Version: strconv.FormatInt(p.Version, 10)}
+}
+
+// GetBatch reads latest values ten at a time with GetParameters. A
+// response names a parameter without the selector it was asked with, so
+// versioned refs, and ARNs, which come back as names, are read one by one.
+func (c *parameterStoreClient) GetBatch(ctx context.Context, refs []providers.Ref) (map[providers.Ref]providers.Value, error) {
+	out := make(map[providers.Ref]providers.Value, len(refs))
+	byName := map[string]providers.Ref{}
+	var names []string
+	for _, ref := range refs {
+		if ref.Version != "" || strings.HasPrefix(ref.Key, "arn:") {
+			v, err := c.Get(ctx, ref)
+			if providers.ReasonOf(err) == providers.NotFound {
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			out[ref] = v
+			continue
+		}
+		if _, dup := byName[c.key(ref.Key)]; !dup {
+			byName[c.key(ref.Key)] = ref
+			names = append(names, c.key(ref.Key))
+		}
+	}
+	got, err := c.getParameters(ctx, names, "reading parameters")
+	if err != nil {
+		return nil, err
+	}
+	for name, v := range got {
+		out[byName[name]] = v
+	}
+	return out, nil
+}
+
+// getParameters reads names, ten a call; missing names are left out.
+func (c *parameterStoreClient) getParameters(ctx context.Context, names []string, doing string) (map[string]providers.Value, error) {
+	out := make(map[string]providers.Value, len(names))
+	for start := 0; start < len(names); start += getParametersMax {
+		page, err := c.api.GetParameters(ctx, &ssm.GetParametersInput{
+			Names:          names[start:min(start+getParametersMax, len(names))],
+			WithDecryption: aws.Bool(true),
+		})
+		if err != nil {
+			return nil, c.callError(err, doing)
+		}
+		for i := range page.Parameters {
+			out[aws.ToString(page.Parameters[i].Name)] = parameterValue(&page.Parameters[i])
+		}
+	}
+	return out, nil
+}
+
+// Find reads a hierarchy with GetParametersByPath when only a path and a
+// name are asked for. Tags, or a path that is not a hierarchy, need
+// DescribeParameters, which returns names only; their values are then read
+// ten at a time.
+func (c *parameterStoreClient) Find(ctx context.Context, f providers.Find) (map[string]providers.Value, error) {
+	re, err := regexp.Compile(f.NameRegexp)
+	if err != nil {
+		return nil, providers.Errorf(providers.Invalid, "find.name.regexp %q is not a valid regular expression", f.NameRegexp)
+	}
+	path := c.prefix + f.Path
+	matches := func(name string) (string, bool) {
+		key, ok := strings.CutPrefix(name, c.prefix)
+		return key, ok && re.MatchString(key)
+	}
+	out := map[string]providers.Value{}
+
+	if len(f.Tags) == 0 && strings.HasPrefix(path, "/") {
+		pages := ssm.NewGetParametersByPathPaginator(c.api, &ssm.GetParametersByPathInput{
+			Path: aws.String(path), Recursive: aws.Bool(true), WithDecryption: aws.Bool(true), MaxResults: aws.Int32(parametersByPathMax),
+		})
+		for pages.HasMorePages() {
+			page, err := pages.NextPage(ctx)
+			if err != nil {
+				return nil, c.callError(err, fmt.Sprintf("reading parameters under %q for dataFrom.find", f.Path))
+			}
+			for i := range page.Parameters {
+				if key, ok := matches(aws.ToString(page.Parameters[i].Name)); ok {
+					out[key] = parameterValue(&page.Parameters[i])
+				}
+			}
+		}
+		return out, nil
+	}
+
+	var filters []ssmtypes.ParameterStringFilter
+	switch {
+	case strings.HasPrefix(path, "/"):
+		filters = append(filters, ssmtypes.ParameterStringFilter{Key: aws.String("Path"), Option: aws.String("Recursive"), Values: []string{path}})
+	case path != "":
+		filters = append(filters, ssmtypes.ParameterStringFilter{Key: aws.String("Name"), Option: aws.String("BeginsWith"), Values: []string{path}})
+	}
+	for _, k := range sortedKeys(f.Tags) {
+		filters = append(filters, ssmtypes.ParameterStringFilter{Key: aws.String("tag:" + k), Option: aws.String("Equals"), Values: []string{f.Tags[k]}})
+	}
+	var names []string
+	pages := ssm.NewDescribeParametersPaginator(c.api, &ssm.DescribeParametersInput{ParameterFilters: filters, MaxResults: aws.Int32(describeParametersMax)})
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(ctx)
+		if err != nil {
+			return nil, c.callError(err, "listing parameters for dataFrom.find")
+		}
+		for _, p := range page.Parameters {
+			if _, ok := matches(aws.ToString(p.Name)); ok {
+				names = append(names, aws.ToString(p.Name))
+			}
+		}
+	}
+	got, err := c.getParameters(ctx, names, "reading the parameters dataFrom.find matched")
+	if err != nil {
+		return nil, err
+	}
+	for name, v := range got {
+		key, _ := strings.CutPrefix(name, c.prefix)
+		out[key] = v
+	}
+	return out, nil
+}
+
+func (c *parameterStoreClient) Push(ctx context.Context, p providers.Push) (providers.PushResult, error) {
+	return push(ctx, &c.base, parameterStoreRemote{c}, p)
+}
+
+func (c *parameterStoreClient) Delete(ctx context.Context, d providers.Delete) error {
+	return remove(ctx, &c.base, parameterStoreRemote{c}, d)
+}
+
+// parameterStoreRemote is the Parameter Store side of push and remove.
+type parameterStoreRemote struct{ c *parameterStoreClient }
+
+func (r parameterStoreRemote) kind() string { return "parameter" }
+
+func (r parameterStoreRemote) read(ctx context.Context, name string) (current, error) {
+	out, err := r.c.api.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(name), WithDecryption: aws.Bool(true)})
+	if err != nil {
+		if classify(err).reason == providers.NotFound {
+			return current{}, nil
+		}
+		return current{}, r.c.callError(err, fmt.Sprintf("reading parameter %q before writing it", name))
+	}
+	cur := current{exists: true, hasValue: true, value: []byte(aws.ToString(out.Parameter.Value)), paramType: string(out.Parameter.Type)}
+	tags, err := r.c.api.ListTagsForResource(ctx, &ssm.ListTagsForResourceInput{ResourceType: ssmtypes.ResourceTypeForTaggingParameter, ResourceId: aws.String(name)})
+	if err != nil {
+		return current{}, r.c.callError(err, fmt.Sprintf("reading the tags of parameter %q", name))
+	}
+	for _, t := range tags.TagList {
+		if aws.ToString(t.Key) == ManagedByTagKey && aws.ToString(t.Value) == ManagedByTagValue {
+			cur.managed = true
+		}
+	}
+	return cur, nil
+}
+
+// create makes a SecureString: Veil pushes secrets.
+func (r parameterStoreRemote) create(ctx context.Context, name string, value []byte) error {
+	if err := r.text(name, value); err != nil {
+		return err
+	}
+	_, err := r.c.api.PutParameter(ctx, &ssm.PutParameterInput{
+		Name: aws.String(name), Value: aws.String(string(value)), Type: ssmtypes.ParameterTypeSecureString,
+		Tags: []ssmtypes.Tag{{Key: aws.String(ManagedByTagKey), Value: aws.String(ManagedByTagValue)}},
+	})
+	if err != nil {
+		return r.c.callError(err, fmt.Sprintf("creating parameter %q", name))
+	}
+	return nil
+}
+
+// update overwrites a parameter, keeping its type.
+func (r parameterStoreRemote) update(ctx context.Context, name string, value []byte, cur current) error {
+	if err := r.text(name, value); err != nil {
+		return err
+	}
+	_, err := r.c.api.PutParameter(ctx, &ssm.PutParameterInput{
+		Name: aws.String(name), Value: aws.String(string(value)), Type: ssmtypes.ParameterType(cur.paramType), Overwrite: aws.Bool(true),
+	})
+	if err != nil {
+		return r.c.callError(err, fmt.Sprintf("writing parameter %q", name))
+	}
+	return nil
+}
+
+func (r parameterStoreRemote) delete(ctx context.Context, name string) error {
+	if _, err := r.c.api.DeleteParameter(ctx, &ssm.DeleteParameterInput{Name: aws.String(name)}); err != nil {
+		if classify(err).reason == providers.NotFound {
+			return nil
+		}
+		return r.c.callError(err, fmt.Sprintf("deleting parameter %q", name))
+	}
+	return nil
+}
+
+// text refuses values Parameter Store cannot hold: it stores strings.
+func (r parameterStoreRemote) text(name string, value []byte) error {
+	if !utf8.Valid(value) {
+		return providers.Errorf(providers.Invalid, "%s: the value for parameter %q is not text, and Parameter Store holds text only; encode it (base64) before pushing it", r.c.store, name)
+	}
+	return nil
+}

@@ -1,0 +1,261 @@
+package aws
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
+
+	"github.com/veil-dev/veil/pkg/providers"
+)
+
+// Secrets Manager limits: BatchGetSecretValue takes at most 20 secret IDs,
+// ListSecrets returns at most 100 secrets a page.
+const (
+	batchGetSecretsMax = 20
+	listSecretsMax     = 100
+)
+
+type secretsManagerClient struct {
+	base
+	api                *secretsmanager.Client
+	recoveryWindowDays int64
+	forceDelete        bool
+}
+
+var _ providers.Client = &secretsManagerClient{}
+
+var uuidPattern = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+
+// secretVersion reads remoteRef.version: a UUID, which is what Secrets
+// Manager makes version IDs of, or "uuid/<id>" (External Secrets
+// Operator's spelling, for IDs a client chose) is a version ID; anything
+// else is a staging label such as AWSPREVIOUS.
+func secretVersion(v string) (id, stage *string) {
+	switch {
+	case v == "":
+		return nil, nil
+	case strings.HasPrefix(v, "uuid/"):
+		return aws.String(strings.TrimPrefix(v, "uuid/")), nil
+	case uuidPattern.MatchString(v):
+		return aws.String(v), nil
+	}
+	return nil, aws.String(v)
+}
+
+func (c *secretsManagerClient) Get(ctx context.Context, ref providers.Ref) (providers.Value, error) {
+	in := &secretsmanager.GetSecretValueInput{SecretId: aws.String(c.key(ref.Key))}
+	in.VersionId, in.VersionStage = secretVersion(ref.Version)
+	out, err := c.api.GetSecretValue(ctx, in)
+	if err != nil {
+		return providers.Value{}, c.callError(err, reading("secret", ref))
+	}
+	return secretValue(out.SecretString, out.SecretBinary, out.VersionId), nil
+}
+
+func secretValue(s *string, b []byte, version *string) providers.Value {
+	if s != nil {
+		return providers.Value{Data: []byte(*s), Version: aws.ToString(version)}
+	}
+	return providers.Value{Data: b, Version: aws.ToString(version)}
+}
+
+// Find lists the secrets whose names and tags match — narrowed by AWS with
+// a name-prefix and a tag filter, then matched exactly here, because AWS
+// filters match prefixes — and reads their values 20 at a time with
+// BatchGetSecretValue. ListSecrets comes first because BatchGetSecretValue
+// returns no tags, so it could not tell env=prod from env=production, and
+// because it keeps Veil from fetching values it would throw away.
+func (c *secretsManagerClient) Find(ctx context.Context, f providers.Find) (map[string]providers.Value, error) {
+	re, err := regexp.Compile(f.NameRegexp)
+	if err != nil {
+		return nil, providers.Errorf(providers.Invalid, "find.name.regexp %q is not a valid regular expression", f.NameRegexp)
+	}
+	var filters []smtypes.Filter
+	if p := c.prefix + f.Path; p != "" {
+		filters = append(filters, smtypes.Filter{Key: smtypes.FilterNameStringTypeName, Values: []string{p}})
+	}
+	if len(f.Tags) > 0 {
+		k := sortedKeys(f.Tags)[0]
+		filters = append(filters,
+			smtypes.Filter{Key: smtypes.FilterNameStringTypeTagKey, Values: []string{k}},
+			smtypes.Filter{Key: smtypes.FilterNameStringTypeTagValue, Values: []string{f.Tags[k]}})
+	}
+
+	var ids []string
+	pages := secretsmanager.NewListSecretsPaginator(c.api, &secretsmanager.ListSecretsInput{Filters: filters, MaxResults: aws.Int32(listSecretsMax)})
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(ctx)
+		if err != nil {
+			return nil, c.callError(err, "listing secrets for dataFrom.find")
+		}
+		for _, s := range page.SecretList {
+			key, ok := strings.CutPrefix(aws.ToString(s.Name), c.prefix)
+			if ok && strings.HasPrefix(key, f.Path) && re.MatchString(key) && hasTags(s.Tags, f.Tags) {
+				ids = append(ids, aws.ToString(s.ARN))
+			}
+		}
+	}
+
+	out := make(map[string]providers.Value, len(ids))
+	for start := 0; start < len(ids); start += batchGetSecretsMax {
+		in := &secretsmanager.BatchGetSecretValueInput{SecretIdList: ids[start:min(start+batchGetSecretsMax, len(ids))]}
+		for {
+			page, err := c.api.BatchGetSecretValue(ctx, in)
+			if err != nil {
+				return nil, c.callError(err, "reading the secrets dataFrom.find matched")
+			}
+			for _, e := range page.Errors {
+				// A secret deleted since it was listed no longer matches.
+				if aws.ToString(e.ErrorCode) == "ResourceNotFoundException" {
+					continue
+				}
+				return nil, c.entryError(e, "BatchGetSecretValue")
+			}
+			for _, v := range page.SecretValues {
+				key, _ := strings.CutPrefix(aws.ToString(v.Name), c.prefix)
+				out[key] = secretValue(v.SecretString, v.SecretBinary, v.VersionId)
+			}
+			if aws.ToString(page.NextToken) == "" {
+				break
+			}
+			in.NextToken = page.NextToken
+		}
+	}
+	return out, nil
+}
+
+// entryError reports the failure of one secret of a batch, which AWS
+// returns as an entry rather than as an error of the call.
+func (c *secretsManagerClient) entryError(e smtypes.APIErrorType, op string) error {
+	f := failure{code: aws.ToString(e.ErrorCode), service: "Secrets Manager", op: op}
+	doing := fmt.Sprintf("reading secret %q, which dataFrom.find matched", strings.TrimPrefix(aws.ToString(e.SecretId), c.prefix))
+	cause := fmt.Errorf("%s: %s", f.code, aws.ToString(e.Message))
+	switch {
+	case signatureCodes[f.code], unknownKeyCodes[f.code], expiredCodes[f.code], deniedCodes[f.code]:
+		return providers.Wrap(providers.Forbidden, cause, "%s: AWS refused %s %s: %s", c.store, c.identity, doing, f.hint())
+	case throttled(f.code):
+		return providers.Wrap(providers.Unavailable, cause, "%s: AWS throttled %s; retry later", c.store, doing)
+	}
+	return providers.Wrap(providers.Unavailable, cause, "%s: AWS failed %s", c.store, doing)
+}
+
+func hasTags(have []smtypes.Tag, want map[string]string) bool {
+	for k, v := range want {
+		found := false
+		for _, t := range have {
+			if aws.ToString(t.Key) == k && aws.ToString(t.Value) == v {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func (c *secretsManagerClient) Push(ctx context.Context, p providers.Push) (providers.PushResult, error) {
+	return push(ctx, &c.base, secretsManagerRemote{c}, p)
+}
+
+func (c *secretsManagerClient) Delete(ctx context.Context, d providers.Delete) error {
+	return remove(ctx, &c.base, secretsManagerRemote{c}, d)
+}
+
+// secretsManagerRemote is the Secrets Manager side of push and remove.
+type secretsManagerRemote struct{ c *secretsManagerClient }
+
+func (r secretsManagerRemote) kind() string { return "secret" }
+
+func (r secretsManagerRemote) read(ctx context.Context, name string) (current, error) {
+	desc, err := r.c.api.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: aws.String(name)})
+	if err != nil {
+		if classify(err).reason == providers.NotFound {
+			return current{}, nil
+		}
+		return current{}, r.c.callError(err, fmt.Sprintf("looking up secret %q", name))
+	}
+	if desc.DeletedDate != nil {
+		return current{}, providers.Errorf(providers.Conflict, "%s: secret %q is scheduled for deletion; restore it (RestoreSecret) or wait until it is gone", r.c.store, name)
+	}
+	cur := current{exists: true}
+	for _, t := range desc.Tags {
+		if aws.ToString(t.Key) == ManagedByTagKey && aws.ToString(t.Value) == ManagedByTagValue {
+			cur.managed = true
+		}
+	}
+	v, err := r.c.api.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(name)})
+	switch {
+	case err == nil:
+		cur.value, cur.hasValue = secretValue(v.SecretString, v.SecretBinary, nil).Data, true
+	case classify(err).reason == providers.NotFound:
+		// A secret created without a value has no AWSCURRENT version.
+	default:
+		return current{}, r.c.callError(err, fmt.Sprintf("reading secret %q before writing it", name))
+	}
+	return cur, nil
+}
+
+func (r secretsManagerRemote) create(ctx context.Context, name string, value []byte) error {
+	in := &secretsmanager.CreateSecretInput{
+		Name: aws.String(name),
+		Tags: []smtypes.Tag{{Key: aws.String(ManagedByTagKey), Value: aws.String(ManagedByTagValue)}},
+	}
+	in.SecretString, in.SecretBinary = secretPayload(value)
+	if _, err := r.c.api.CreateSecret(ctx, in); err != nil {
+		return r.c.callError(err, fmt.Sprintf("creating secret %q", name))
+	}
+	return nil
+}
+
+func (r secretsManagerRemote) update(ctx context.Context, name string, value []byte, _ current) error {
+	in := &secretsmanager.PutSecretValueInput{SecretId: aws.String(name)}
+	in.SecretString, in.SecretBinary = secretPayload(value)
+	if _, err := r.c.api.PutSecretValue(ctx, in); err != nil {
+		return r.c.callError(err, fmt.Sprintf("writing secret %q", name))
+	}
+	return nil
+}
+
+func (r secretsManagerRemote) delete(ctx context.Context, name string) error {
+	in := &secretsmanager.DeleteSecretInput{SecretId: aws.String(name)}
+	switch {
+	case r.c.forceDelete:
+		in.ForceDeleteWithoutRecovery = aws.Bool(true)
+	case r.c.recoveryWindowDays > 0:
+		in.RecoveryWindowInDays = aws.Int64(r.c.recoveryWindowDays)
+	}
+	if _, err := r.c.api.DeleteSecret(ctx, in); err != nil {
+		if classify(err).reason == providers.NotFound {
+			return nil
+		}
+		return r.c.callError(err, fmt.Sprintf("deleting secret %q", name))
+	}
+	return nil
+}
+
+// secretPayload stores text as SecretString, which the console and most
+// tools show, and anything else as SecretBinary.
+func secretPayload(value []byte) (*string, []byte) {
+	if utf8.Valid(value) {
+		return aws.String(string(value)), nil
+	}
+	return nil, value
+}
