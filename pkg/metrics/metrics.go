@@ -5,6 +5,7 @@
 package metrics
 
 import (
+	"strconv"
 	"sync"
 	"time"
 
@@ -30,6 +31,65 @@ var (
 		Buckets:        []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		StabilityLevel: metrics.ALPHA,
 	}, []string{"provider", "operation"})
+
+	// CacheHits counts reads answered from the value cache, by the kind of
+	// entry: a value, or a remembered NotFound.
+	CacheHits = metrics.NewCounterVec(&metrics.CounterOpts{
+		Namespace: "veil", Subsystem: "cache", Name: "hits_total",
+		Help:           "Remote values answered from the cache, by entry (value or not_found).",
+		StabilityLevel: metrics.ALPHA,
+	}, []string{"entry"})
+
+	// CacheMisses counts reads the cache could not answer, by why: no entry,
+	// an entry older than the reader's refresh interval, an entry sealed
+	// under a rotated key, or one that failed to open.
+	CacheMisses = metrics.NewCounterVec(&metrics.CounterOpts{
+		Namespace: "veil", Subsystem: "cache", Name: "misses_total",
+		Help:           "Remote values the cache could not answer, by reason (absent, too_old, key_rotated, unreadable).",
+		StabilityLevel: metrics.ALPHA,
+	}, []string{"reason"})
+
+	// CacheEvictions counts entries removed by the cache itself: to stay
+	// within --cache-max-bytes, because their lifetime ended, or refused on
+	// admission because the cache was full of more frequently read entries.
+	CacheEvictions = metrics.NewCounterVec(&metrics.CounterOpts{
+		Namespace: "veil", Subsystem: "cache", Name: "evictions_total",
+		Help:           "Cache entries removed or refused, by reason (capacity, expired, rejected).",
+		StabilityLevel: metrics.ALPHA,
+	}, []string{"reason"})
+
+	// CacheBytes is what the cache's entries account for, against
+	// --cache-max-bytes.
+	CacheBytes = metrics.NewGauge(&metrics.GaugeOpts{
+		Namespace: "veil", Subsystem: "cache", Name: "bytes",
+		Help:           "Bytes held by cache entries (sealed values and their bookkeeping).",
+		StabilityLevel: metrics.ALPHA,
+	})
+
+	// CacheSharedFetches counts reads that waited for a provider call made
+	// for another read of the same value instead of making their own.
+	CacheSharedFetches = metrics.NewCounter(&metrics.CounterOpts{
+		Namespace: "veil", Subsystem: "cache", Name: "shared_fetches_total",
+		Help:           "Remote values a read received from a provider call another read had in flight (single-flight).",
+		StabilityLevel: metrics.ALPHA,
+	})
+
+	// CacheStaleServed counts values served past their refresh interval
+	// because the provider failed (--max-stale).
+	CacheStaleServed = metrics.NewCounter(&metrics.CounterOpts{
+		Namespace: "veil", Subsystem: "cache", Name: "stale_served_total",
+		Help:           "Remote values served older than their refresh interval because the provider was unavailable.",
+		StabilityLevel: metrics.ALPHA,
+	})
+
+	// ReadDuration is the latency of externalsecretvalues requests as
+	// veil-apiserver handles them, by verb and HTTP status code.
+	ReadDuration = metrics.NewHistogramVec(&metrics.HistogramOpts{
+		Namespace: "veil", Name: "read_duration_seconds",
+		Help:           "Latency of externalsecretvalues reads (resolution and provider or cache), by verb and status code.",
+		Buckets:        []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		StabilityLevel: metrics.ALPHA,
+	}, []string{"verb", "code"})
 )
 
 var register sync.Once
@@ -37,7 +97,8 @@ var register sync.Once
 // Register adds Veil's metrics to the registry /metrics serves.
 func Register() {
 	register.Do(func() {
-		legacyregistry.MustRegister(ProviderCalls, ProviderCallDuration)
+		legacyregistry.MustRegister(ProviderCalls, ProviderCallDuration,
+			CacheHits, CacheMisses, CacheEvictions, CacheBytes, CacheSharedFetches, CacheStaleServed, ReadDuration)
 	})
 }
 
@@ -50,4 +111,10 @@ func ObserveProviderCall(provider, operation string, start time.Time, err error)
 	}
 	ProviderCalls.WithLabelValues(provider, operation, result).Inc()
 	ProviderCallDuration.WithLabelValues(provider, operation).Observe(time.Since(start).Seconds())
+}
+
+// ObserveRead records one externalsecretvalues request that started at
+// start and was answered with the HTTP status code.
+func ObserveRead(verb string, start time.Time, code int) {
+	ReadDuration.WithLabelValues(verb, strconv.Itoa(code)).Observe(time.Since(start).Seconds())
 }

@@ -5,14 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"sync"
+	"time"
 
-	"golang.org/x/sync/errgroup"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/clock"
 
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
 	"github.com/veil-dev/veil/pkg/apis/externalsecrets"
+	"github.com/veil-dev/veil/pkg/cache"
 	"github.com/veil-dev/veil/pkg/providers"
 )
 
@@ -21,6 +21,12 @@ type Resolver struct {
 	Stores  *Stores
 	Clients *Clients
 	Clock   clock.PassiveClock
+	// Cache holds the values read from providers; nil reads every value
+	// from its provider.
+	Cache *cache.Cache
+	// DefaultRefreshInterval is --default-refresh-interval: how old a value
+	// may be when neither the ExternalSecret nor its store says.
+	DefaultRefreshInterval time.Duration
 }
 
 // maxParallelReads bounds the provider reads one ExternalSecret makes at once.
@@ -45,11 +51,16 @@ func (r *Resolver) resolve(ctx context.Context, es *configv1alpha1.ExternalSecre
 	if err != nil {
 		return nil, err
 	}
-	client, _, err := r.Clients.For(ctx, store)
+	return r.read(ctx, es, store)
+}
+
+// read reads the values of es through store, which es may use.
+func (r *Resolver) read(ctx context.Context, es *configv1alpha1.ExternalSecret, store *UsableStore) (*externalsecrets.ExternalSecretValue, error) {
+	client, id, err := r.Clients.For(ctx, store)
 	if err != nil {
 		return nil, err
 	}
-	fetched := r.Clock.Now()
+	src := &source{cache: r.Cache, client: client, id: id, maxAge: r.refreshInterval(es, store), clock: r.Clock, es: es}
 
 	// Every data[] entry and extract naming the same remote value costs one read.
 	var refs []providers.Ref
@@ -68,7 +79,7 @@ func (r *Resolver) resolve(ctx context.Context, es *configv1alpha1.ExternalSecre
 	for _, d := range es.Spec.Data {
 		want(providers.Ref{Key: d.RemoteRef.Key, Version: d.RemoteRef.Version})
 	}
-	values, err := getAll(ctx, client, refs)
+	values, err := src.get(ctx, refs)
 	if err != nil {
 		return nil, err
 	}
@@ -100,7 +111,7 @@ func (r *Resolver) resolve(ctx context.Context, es *configv1alpha1.ExternalSecre
 			if d.Find.Name != nil {
 				f.NameRegexp = d.Find.Name.RegExp
 			}
-			found, err := client.Find(ctx, f)
+			found, err := src.find(ctx, f)
 			if err != nil {
 				return nil, err
 			}
@@ -136,7 +147,7 @@ func (r *Resolver) resolve(ctx context.Context, es *configv1alpha1.ExternalSecre
 		Source: externalsecrets.ValueSource{
 			StoreRef:  externalsecrets.StoreRef{Kind: string(store.Kind), Name: store.Name},
 			Provider:  store.Provider.Name(),
-			FetchTime: metav1.NewTime(fetched),
+			FetchTime: metav1.NewTime(src.oldest),
 		},
 	}
 	if t := es.Spec.Target; t != nil && t.Template != nil && t.Template.Type != "" {
@@ -146,52 +157,5 @@ func (r *Resolver) resolve(ctx context.Context, es *configv1alpha1.ExternalSecre
 		out.Source.Remote = append(out.Source.Remote, externalsecrets.RemoteValue{Key: ref.Key, Version: values[ref].Version})
 	}
 	sort.Slice(out.Source.Remote, func(i, j int) bool { return out.Source.Remote[i].Key < out.Source.Remote[j].Key })
-	return out, nil
-}
-
-// getAll reads refs, in one call when the client batches, otherwise a few
-// at a time. Any failure fails the whole read: a partial set of values is
-// never served as if it were complete.
-func getAll(ctx context.Context, client providers.Client, refs []providers.Ref) (map[providers.Ref]providers.Value, error) {
-	if b, ok := client.(providers.BatchGetter); ok && len(refs) > 1 {
-		got, err := b.GetBatch(ctx, refs)
-		if err != nil {
-			return nil, err
-		}
-		for _, ref := range refs {
-			if _, ok := got[ref]; !ok {
-				return nil, providers.Errorf(providers.NotFound, "remote key %q does not exist", ref.Key)
-			}
-		}
-		return got, nil
-	}
-
-	out := make(map[providers.Ref]providers.Value, len(refs))
-	if len(refs) == 1 {
-		v, err := client.Get(ctx, refs[0])
-		if err != nil {
-			return nil, err
-		}
-		out[refs[0]] = v
-		return out, nil
-	}
-	var mu sync.Mutex
-	g, ctx := errgroup.WithContext(ctx)
-	g.SetLimit(maxParallelReads)
-	for _, ref := range refs {
-		g.Go(func() error {
-			v, err := client.Get(ctx, ref)
-			if err != nil {
-				return err
-			}
-			mu.Lock()
-			out[ref] = v
-			mu.Unlock()
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return nil, err
-	}
 	return out, nil
 }

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/base64"
 	"strings"
 	"testing"
 
@@ -31,6 +32,25 @@ func TestCanaryFakeStore(t *testing.T) {
 	}
 	if s.InFiles() != 0 {
 		t.Errorf("canary found in logs: %s", s)
+	}
+	assertNotInMetrics(t, canary)
+}
+
+// assertNotInMetrics checks that veil-apiserver's /metrics, which counts
+// cache and provider activity, shows the value in none of its forms.
+func assertNotInMetrics(t *testing.T, value string) {
+	t.Helper()
+	m, err := cluster.VeilMetrics(ctxFor(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Sum("veil_cache_hits_total", nil) == 0 {
+		t.Errorf("/metrics shows no cache hit after repeated reads; is this the metrics of the server that served them?")
+	}
+	for _, form := range []string{value, base64.StdEncoding.EncodeToString([]byte(value)), base64.RawURLEncoding.EncodeToString([]byte(value))} {
+		if strings.Contains(m.Raw, form) {
+			t.Errorf("/metrics contains the canary (%q)", form)
+		}
 	}
 }
 

@@ -121,8 +121,10 @@ func readThroughAggregator(ctx context.Context, c *harness.Cluster) error {
 			return err
 		}
 	}
-	return measurePair(ctx, "through kube-apiserver", get(valuePath), get(secretPath),
-		"GET externalsecretvalue (Veil)", "GET secret (native)")
+	return duringMeasurement(ctx, c, func() error {
+		return measurePair(ctx, "through kube-apiserver", get(valuePath), get(secretPath),
+			"GET externalsecretvalue (Veil)", "GET secret (native)")
+	})
 }
 
 // readDirect is P2: the same net/http client code reads Veil's own port, as
@@ -178,8 +180,10 @@ func readDirect(ctx context.Context, c *harness.Cluster) error {
 		}
 	}
 	asUser := map[string]string{"X-Remote-User": benchUser, "X-Remote-Group": "system:authenticated"}
-	return measurePair(ctx, "direct", get(veil, c.VeilURL()+valuePath, asUser), get(kube, c.APIServerURL+secretPath, nil),
-		"veil-apiserver directly", "kube-apiserver directly")
+	return duringMeasurement(ctx, c, func() error {
+		return measurePair(ctx, "direct", get(veil, c.VeilURL()+valuePath, asUser), get(kube, c.APIServerURL+secretPath, nil),
+			"veil-apiserver directly", "kube-apiserver directly")
+	})
 }
 
 // measurePair warms both paths, then measures them alternately so drift in

@@ -5,7 +5,9 @@ package externalsecretvalue
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
 	"sort"
 	"sync"
 	"time"
@@ -25,6 +27,7 @@ import (
 	"github.com/veil-dev/veil/pkg/apis/externalsecrets"
 	configclient "github.com/veil-dev/veil/pkg/generated/clientset/versioned/typed/config/v1alpha1"
 	configlisters "github.com/veil-dev/veil/pkg/generated/listers/config/v1alpha1"
+	"github.com/veil-dev/veil/pkg/metrics"
 	"github.com/veil-dev/veil/pkg/providers"
 	"github.com/veil-dev/veil/pkg/resolve"
 )
@@ -75,7 +78,8 @@ func (r *REST) ShortNames() []string    { return []string{"esv"} }
 func (r *REST) Categories() []string    { return []string{"veil"} }
 
 // Get resolves the ExternalSecret of the same namespace and name.
-func (r *REST) Get(ctx context.Context, name string, _ *metav1.GetOptions) (runtime.Object, error) {
+func (r *REST) Get(ctx context.Context, name string, _ *metav1.GetOptions) (_ runtime.Object, err error) {
+	defer observe("get", time.Now(), &err)
 	ns, ok := genericapirequest.NamespaceFrom(ctx)
 	if !ok || ns == "" {
 		return nil, apierrors.NewBadRequest("externalsecretvalues are namespaced: name a namespace")
@@ -102,7 +106,8 @@ func (r *REST) Get(ctx context.Context, name string, _ *metav1.GetOptions) (runt
 // List resolves every ExternalSecret that matches the selectors. One that
 // cannot be resolved is left out with a warning naming it and why, so one
 // broken store does not hide every other value.
-func (r *REST) List(ctx context.Context, opts *metainternalversion.ListOptions) (runtime.Object, error) {
+func (r *REST) List(ctx context.Context, opts *metainternalversion.ListOptions) (_ runtime.Object, err error) {
+	defer observe("list", time.Now(), &err)
 	labelSel, fieldSel := labels.Everything(), fields.Everything()
 	if opts != nil && opts.LabelSelector != nil {
 		labelSel = opts.LabelSelector
@@ -118,7 +123,6 @@ func (r *REST) List(ctx context.Context, opts *metainternalversion.ListOptions) 
 
 	ns := genericapirequest.NamespaceValue(ctx)
 	var ess []*configv1alpha1.ExternalSecret
-	var err error
 	if ns == "" {
 		ess, err = r.externalSecrets.List(labelSel)
 	} else {
@@ -164,6 +168,19 @@ func (r *REST) List(ctx context.Context, opts *metainternalversion.ListOptions) 
 		list.Items = append(list.Items, *v)
 	}
 	return list, nil
+}
+
+// observe records the latency of a read and the status it was answered with.
+func observe(verb string, start time.Time, err *error) {
+	code := http.StatusOK
+	if *err != nil {
+		code = http.StatusInternalServerError
+		var status apierrors.APIStatus
+		if errors.As(*err, &status) {
+			code = int(status.Status().Code)
+		}
+	}
+	metrics.ObserveRead(verb, start, code)
 }
 
 // ConvertToTable shows where values come from, never a value.

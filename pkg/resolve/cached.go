@@ -1,0 +1,218 @@
+package resolve
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"k8s.io/apiserver/pkg/warning"
+	"k8s.io/utils/clock"
+
+	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
+	"github.com/veil-dev/veil/pkg/cache"
+	"github.com/veil-dev/veil/pkg/providers"
+)
+
+// Cache keys start with everything that decides what a store's client may
+// read (StoreIdentity), so two stores — or one store before and after a
+// change of spec or credentials — never share an entry, and one tenant can
+// never be served another's value.
+//
+// A remote value's key is (identity, remote key, version) and deliberately
+// not the property: providers return whole remote values and Resolve picks
+// properties afterwards, so every property of one remote secret, for every
+// ExternalSecret that reads it, costs one provider call and one entry.
+// (DESIGN.md lists property in the key; leaving it out changes no isolation,
+// since a property is only ever read out of a value its reader may read.)
+func identityFields(id StoreIdentity, op string) []string {
+	return []string{id.Kind, id.Namespace, id.Name, string(id.UID), strconv.FormatInt(id.Generation, 10), id.Fingerprint,
+		strconv.FormatUint(id.Writes, 10), op}
+}
+
+func valueKey(id StoreIdentity, ref providers.Ref) cache.Key {
+	return cache.NewKey(append(identityFields(id, "get"), ref.Key, ref.Version)...)
+}
+
+// findKey names the result of one dataFrom.find: its path, name pattern and
+// tags, in a fixed order.
+func findKey(id StoreIdentity, f providers.Find) cache.Key {
+	fields := append(identityFields(id, "find"), f.Path, f.NameRegexp)
+	tags := make([]string, 0, len(f.Tags))
+	for t := range f.Tags {
+		tags = append(tags, t)
+	}
+	slices.Sort(tags)
+	for _, t := range tags {
+		fields = append(fields, t, f.Tags[t])
+	}
+	return cache.NewKey(fields...)
+}
+
+// refreshInterval is how old a value read for es may be: its own
+// refreshInterval, else its store's defaultRefreshInterval, else
+// --default-refresh-interval. Zero asks for a value read now.
+func (r *Resolver) refreshInterval(es *configv1alpha1.ExternalSecret, store *UsableStore) time.Duration {
+	switch {
+	case es.Spec.RefreshInterval != nil:
+		return es.Spec.RefreshInterval.Duration
+	case store.Spec.DefaultRefreshInterval != nil:
+		return store.Spec.DefaultRefreshInterval.Duration
+	}
+	return r.DefaultRefreshInterval
+}
+
+// source reads the remote values of one ExternalSecret through its store's
+// client and the cache, and remembers the oldest value it served.
+type source struct {
+	cache  *cache.Cache
+	client providers.Client
+	id     StoreIdentity
+	maxAge time.Duration
+	clock  clock.PassiveClock
+	es     *configv1alpha1.ExternalSecret
+	oldest time.Time
+}
+
+// served notes an entry that is part of the answer: the answer is as old as
+// its oldest value, and a value served in place of an unavailable provider
+// is announced to the client as a warning.
+func (s *source) served(ctx context.Context, e cache.Entry, what string) {
+	if s.oldest.IsZero() || e.Fetched.Before(s.oldest) {
+		s.oldest = e.Fetched
+	}
+	if e.Stale != nil {
+		warning.AddWarning(ctx, "", fmt.Sprintf("ExternalSecret %s/%s: %s is served as read %s ago, older than its refresh interval, because the provider is unavailable: %v",
+			s.es.Namespace, s.es.Name, what, s.clock.Since(e.Fetched).Round(time.Second), e.Stale))
+	}
+}
+
+// get returns the values of refs, each at most maxAge old.
+func (s *source) get(ctx context.Context, refs []providers.Ref) (map[providers.Ref]providers.Value, error) {
+	keys := make([]cache.Key, len(refs))
+	for i, ref := range refs {
+		keys[i] = valueKey(s.id, ref)
+	}
+	entries, err := s.cache.Get(ctx, keys, s.maxAge, func(ctx context.Context, positions []int) []cache.Outcome {
+		want := make([]providers.Ref, len(positions))
+		for j, i := range positions {
+			want[j] = refs[i]
+		}
+		return readValues(ctx, s.client, want)
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[providers.Ref]providers.Value, len(refs))
+	for i, e := range entries {
+		f, err := unpack(e.Data, 2)
+		if err != nil {
+			return nil, err
+		}
+		out[refs[i]] = providers.Value{Version: string(f[0]), Data: f[1]}
+		s.served(ctx, e, fmt.Sprintf("remote key %q", refs[i].Key))
+	}
+	return out, nil
+}
+
+// find returns the remote values a dataFrom.find selects, as of at most
+// maxAge ago.
+func (s *source) find(ctx context.Context, f providers.Find) (map[string]providers.Value, error) {
+	entries, err := s.cache.Get(ctx, []cache.Key{findKey(s.id, f)}, s.maxAge, func(ctx context.Context, _ []int) []cache.Outcome {
+		found, err := s.client.Find(ctx, f)
+		if err != nil {
+			return []cache.Outcome{{Err: err}}
+		}
+		var fields [][]byte
+		for k, v := range found {
+			fields = append(fields, []byte(k), []byte(v.Version), v.Data)
+		}
+		return []cache.Outcome{{Data: pack(fields...)}}
+	})
+	if err != nil {
+		return nil, err
+	}
+	fs, err := unpack(entries[0].Data, -1)
+	if err != nil || len(fs)%3 != 0 {
+		return nil, providers.Errorf(providers.Unavailable, "a cached find result could not be decoded")
+	}
+	out := make(map[string]providers.Value, len(fs)/3)
+	for i := 0; i < len(fs); i += 3 {
+		out[string(fs[i])] = providers.Value{Version: string(fs[i+1]), Data: fs[i+2]}
+	}
+	s.served(ctx, entries[0], "the result of dataFrom.find")
+	return out, nil
+}
+
+// readValues reads refs from the provider, in one call when the client
+// batches, otherwise a few at a time. Each ref gets its own outcome, so a
+// missing key keeps neither the others out of the cache nor their callers
+// waiting.
+func readValues(ctx context.Context, client providers.Client, refs []providers.Ref) []cache.Outcome {
+	out := make([]cache.Outcome, len(refs))
+	if b, ok := client.(providers.BatchGetter); ok && len(refs) > 1 {
+		got, err := b.GetBatch(ctx, refs)
+		for i, ref := range refs {
+			v, ok := got[ref]
+			switch {
+			case err != nil:
+				out[i].Err = err
+			case !ok:
+				out[i].Err = providers.Errorf(providers.NotFound, "remote key %q does not exist", ref.Key)
+			default:
+				out[i].Data = pack([]byte(v.Version), v.Data)
+			}
+		}
+		return out
+	}
+	var g errgroup.Group
+	g.SetLimit(maxParallelReads)
+	for i, ref := range refs {
+		g.Go(func() error {
+			v, err := client.Get(ctx, ref)
+			if err != nil {
+				out[i].Err = err
+			} else {
+				out[i].Data = pack([]byte(v.Version), v.Data)
+			}
+			return nil
+		})
+	}
+	_ = g.Wait() // every function returns nil; failures are per ref
+	return out
+}
+
+// pack encodes fields, each length-prefixed, as one plaintext to seal.
+func pack(fields ...[]byte) []byte {
+	n := 0
+	for _, f := range fields {
+		n += binary.MaxVarintLen64 + len(f)
+	}
+	b := make([]byte, 0, n)
+	for _, f := range fields {
+		b = binary.AppendUvarint(b, uint64(len(f)))
+		b = append(b, f...)
+	}
+	return b
+}
+
+// unpack reverses pack, expecting n fields (any number when n < 0). The
+// fields share b's memory.
+func unpack(b []byte, n int) ([][]byte, error) {
+	var fields [][]byte
+	for len(b) > 0 {
+		l, w := binary.Uvarint(b)
+		if w <= 0 || uint64(len(b)-w) < l {
+			return nil, providers.Errorf(providers.Unavailable, "a cached value could not be decoded")
+		}
+		fields = append(fields, b[w:w+int(l)])
+		b = b[w+int(l):]
+	}
+	if n >= 0 && len(fields) != n {
+		return nil, providers.Errorf(providers.Unavailable, "a cached value could not be decoded")
+	}
+	return fields, nil
+}
