@@ -21,6 +21,7 @@ import (
 	configclient "github.com/veil-dev/veil/pkg/generated/clientset/versioned/typed/config/v1alpha1"
 	configlisters "github.com/veil-dev/veil/pkg/generated/listers/config/v1alpha1"
 	"github.com/veil-dev/veil/pkg/registry/externalsecretvalue"
+	"github.com/veil-dev/veil/pkg/registry/secretpush"
 )
 
 var (
@@ -41,9 +42,11 @@ func init() {
 // ExtraConfig is what Veil adds to the generic server's configuration.
 type ExtraConfig struct {
 	ExternalSecrets configlisters.ExternalSecretLister
+	PushSecrets     configlisters.PushSecretLister
 	// Live reads what informers do not have yet.
-	Live     configclient.ExternalSecretsGetter
+	Live     configclient.ConfigV1alpha1Interface
 	Resolver externalsecretvalue.Resolver
+	Pusher   secretpush.Pusher
 	// Informers must have synced before the server reports ready.
 	Informers map[string]cache.InformerSynced
 	// StartInformers starts every informer the server reads; it is called
@@ -89,6 +92,7 @@ func (c completedConfig) New() (*Server, error) {
 	group.NegotiatedSerializer = jsonAndYAMLOnly{Codecs}
 	group.VersionedResourcesStorageMap["v1alpha1"] = map[string]rest.Storage{
 		"externalsecretvalues": externalsecretvalue.NewREST(c.ExtraConfig.ExternalSecrets, c.ExtraConfig.Live, c.ExtraConfig.Resolver),
+		"secretpushes":         secretpush.NewREST(c.ExtraConfig.PushSecrets, c.ExtraConfig.Live, c.ExtraConfig.Pusher),
 	}
 	if err := generic.InstallAPIGroup(&group); err != nil {
 		return nil, err

@@ -59,3 +59,14 @@ func ReasonOf(err error) Reason {
 	}
 	return Unavailable
 }
+
+// Within puts the name of the object being served in front of a provider
+// error's message ("ExternalSecret app/db: key ... does not exist"),
+// keeping its reason. Other errors are returned as they are.
+func Within(err error, format string, args ...any) error {
+	var pe *Error
+	if !errors.As(err, &pe) {
+		return err
+	}
+	return &Error{Reason: pe.Reason, Message: fmt.Sprintf(format, args...) + ": " + pe.Message, Err: pe.Err}
+}

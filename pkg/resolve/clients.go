@@ -24,6 +24,9 @@ type StoreIdentity struct {
 	Generation int64
 	// Fingerprint is an HMAC of the credentials the client was built with.
 	Fingerprint string
+	// Writes counts pushes through the store by this process: a push makes
+	// a new identity, so nothing cached before it is served after it.
+	Writes uint64
 }
 
 // Clients builds one client per store identity and reuses it, so a Vault
@@ -58,14 +61,18 @@ func (c *Clients) For(ctx context.Context, store *UsableStore) (providers.Client
 	key := storeName{string(store.Kind), store.Namespace, store.Name}
 	c.mu.Lock()
 	e := c.entries[key]
+	var id StoreIdentity
+	if e != nil {
+		id = e.id
+	}
 	c.mu.Unlock()
-	if e != nil && e.id.UID == store.UID && e.id.Generation == store.Generation {
+	if e != nil && id.UID == store.UID && id.Generation == store.Generation {
 		fp, err := e.recorder.Fingerprint(ctx)
 		if err != nil {
 			return nil, StoreIdentity{}, err
 		}
-		if fp == e.id.Fingerprint {
-			return e.client, e.id, nil
+		if fp == id.Fingerprint {
+			return e.client, id, nil
 		}
 	}
 
@@ -101,17 +108,38 @@ func (c *Clients) For(ctx context.Context, store *UsableStore) (providers.Client
 		return nil, StoreIdentity{}, err
 	}
 	ne := v.(*clientEntry)
-	return ne.client, ne.id, nil
+	c.mu.Lock()
+	id = ne.id
+	c.mu.Unlock()
+	return ne.client, id, nil
 }
 
-// Forget closes the client of a store that was deleted.
+// Written records a push through the store of id, so that reads after it
+// use a new identity and do not see values cached before it.
+func (c *Clients) Written(id StoreIdentity) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e := c.entries[storeName{id.Kind, id.Namespace, id.Name}]; e != nil && e.id.UID == id.UID && e.id.Generation == id.Generation {
+		e.id.Writes++
+	}
+}
+
+// Forget closes the client of a store that was deleted at once: what it
+// holds (a Vault token) is revoked, and a read still using it fails, as
+// it should for a store that no longer exists.
 func (c *Clients) Forget(kind, namespace, name string) {
 	key := storeName{kind, namespace, name}
 	c.mu.Lock()
 	old := c.entries[key]
 	delete(c.entries, key)
 	c.mu.Unlock()
-	c.retire(old)
+	if old != nil {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			closeClient(ctx, old)
+		}()
+	}
 }
 
 // Close closes every client, at shutdown.

@@ -25,7 +25,7 @@ type countingProvider struct {
 	gate chan struct{}
 }
 
-func (p *countingProvider) Name() string                                  { return "counting" }
+func (p *countingProvider) Name() string                                   { return "counting" }
 func (p *countingProvider) Endpoints(*providers.Store) ([]*url.URL, error) { return nil, nil }
 
 func (p *countingProvider) NewClient(ctx context.Context, _ *providers.Store, creds providers.Credentials, _ providers.Env) (providers.Client, error) {
@@ -156,5 +156,26 @@ func TestAFailedBuildIsNotCached(t *testing.T) {
 	}
 	if _, _, err := c.For(ctx, usable(p, 1)); err != nil {
 		t.Errorf("once the credential exists: %v", err)
+	}
+}
+
+func TestAWriteMakesANewIdentity(t *testing.T) {
+	ctx := context.Background()
+	p := &countingProvider{}
+	c, _ := newClients(t)
+	client, before, err := c.For(ctx, usable(p, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Written(before)
+	again, after, err := c.For(ctx, usable(p, 1))
+	if err != nil || again != client || after == before || after.Writes != before.Writes+1 {
+		t.Fatalf("after a write: same client %v, identity %+v -> %+v (%v)", again == client, before, after, err)
+	}
+	if valueKey(after, providers.Ref{Key: "k"}) == valueKey(before, providers.Ref{Key: "k"}) {
+		t.Error("a write does not change the cache key of a value")
+	}
+	if p.builds.Load() != 1 {
+		t.Errorf("a write rebuilt the client: %d builds", p.builds.Load())
 	}
 }

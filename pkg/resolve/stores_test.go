@@ -13,8 +13,8 @@ import (
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 
-	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
 	"github.com/veil-dev/veil/pkg/allowlist"
+	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
 	veilfake "github.com/veil-dev/veil/pkg/generated/clientset/versioned/fake"
 	configlisters "github.com/veil-dev/veil/pkg/generated/listers/config/v1alpha1"
 	"github.com/veil-dev/veil/pkg/providers"

@@ -213,7 +213,9 @@ func TestClusterSecretStoreConditions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cluster.VeilClient.ConfigV1alpha1().ClusterSecretStores().Delete(ctx, css.Name, metav1.DeleteOptions{}) })
+	t.Cleanup(func() {
+		_ = cluster.VeilClient.ConfigV1alpha1().ClusterSecretStores().Delete(ctx, css.Name, metav1.DeleteOptions{})
+	})
 	ref := configv1alpha1.SecretStoreRef{Name: css.Name, Kind: configv1alpha1.ClusterSecretStoreKind}
 	for _, ns := range []string{named, selected, other} {
 		createExternalSecret(t, ns, "shared", ref, nil, dataRef("v", "shared", ""))

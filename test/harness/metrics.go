@@ -43,6 +43,10 @@ func (c *Cluster) VeilMetrics(ctx context.Context) (*Metrics, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("/metrics: %s: %s", resp.Status, body)
 	}
+	return parseMetrics(body)
+}
+
+func parseMetrics(body []byte) (*Metrics, error) {
 	parser := expfmt.NewTextParser(model.UTF8Validation)
 	families, err := parser.TextToMetricFamilies(strings.NewReader(string(body)))
 	if err != nil {

@@ -36,7 +36,10 @@ func run(dir string) error {
 		return err
 	}
 	start := time.Now()
-	c, err := harness.Start(ctx, harness.Options{Dir: dir, Progress: os.Stderr, ControllerManager: true})
+	// The AWS demo's moto serves plain HTTP; a real install never needs
+	// --allow-plaintext-providers.
+	c, err := harness.Start(ctx, harness.Options{Dir: dir, Progress: os.Stderr, ControllerManager: true,
+		VeilArgs: []string{"--allow-plaintext-providers"}})
 	if err != nil {
 		return err
 	}
@@ -45,6 +48,16 @@ func run(dir string) error {
 	if _, _, err := c.RunKubectl(ctx, "", nil, "apply", "-k", filepath.Join(c.Root, "artifacts", "examples", "fake")); err != nil {
 		return err
 	}
+	stopVault, err := startVaultDemo(ctx, c)
+	if err != nil {
+		return err
+	}
+	defer stopVault()
+	stopAWS, err := startAWSDemo(ctx, c)
+	if err != nil {
+		return err
+	}
+	defer stopAWS()
 	alice, err := c.UserKubeconfig("alice")
 	if err != nil {
 		return err

@@ -24,6 +24,7 @@ var (
 func addKnownTypes(scheme *runtime.Scheme) error {
 	scheme.AddKnownTypes(SchemeGroupVersion,
 		&ExternalSecretValue{}, &ExternalSecretValueList{},
+		&SecretPush{},
 	)
 	return nil
 }

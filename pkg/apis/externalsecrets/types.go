@@ -50,3 +50,46 @@ type ExternalSecretValueList struct {
 
 	Items []ExternalSecretValue
 }
+
+// SecretPush asks veil-apiserver to write values to the remote keys named
+// by the PushSecret of the same namespace and name, or to delete them.
+//
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+type SecretPush struct {
+	metav1.TypeMeta
+	metav1.ObjectMeta
+
+	Spec   SecretPushSpec
+	Status SecretPushStatus
+}
+
+// SecretPushAction is what a SecretPush does.
+type SecretPushAction string
+
+const (
+	SecretPushActionPush   SecretPushAction = "Push"
+	SecretPushActionDelete SecretPushAction = "Delete"
+)
+
+// SecretPushSpec carries the values to push.
+type SecretPushSpec struct {
+	Action SecretPushAction
+	// Data holds the values by the secretKey of the PushSecret's data[].match.
+	Data map[string][]byte
+}
+
+// SecretPushStatus reports what happened to each remote key.
+type SecretPushStatus struct {
+	Results []SecretPushResult
+}
+
+// SecretPushResult is the outcome for one remote key of one store.
+type SecretPushResult struct {
+	StoreRef  StoreRef
+	SecretKey string
+	RemoteKey string
+	Property  string
+	Result    string
+	Reason    string
+	Message   string
+}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/api/resource"
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/apiserver/pkg/authentication/authenticator"
@@ -27,16 +28,20 @@ import (
 	"github.com/veil-dev/veil/pkg/allowlist"
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
 	"github.com/veil-dev/veil/pkg/apiserver"
+	valuecache "github.com/veil-dev/veil/pkg/cache"
 	"github.com/veil-dev/veil/pkg/credentials"
-	"github.com/veil-dev/veil/pkg/metrics"
 	versioned "github.com/veil-dev/veil/pkg/generated/clientset/versioned"
 	configinformers "github.com/veil-dev/veil/pkg/generated/informers/externalversions"
 	generatedopenapi "github.com/veil-dev/veil/pkg/generated/openapi"
+	"github.com/veil-dev/veil/pkg/metrics"
 	"github.com/veil-dev/veil/pkg/providers"
+	"github.com/veil-dev/veil/pkg/push"
 	"github.com/veil-dev/veil/pkg/resolve"
 
 	// Providers built into veil-apiserver.
+	_ "github.com/veil-dev/veil/pkg/providers/aws"
 	_ "github.com/veil-dev/veil/pkg/providers/fake"
+	_ "github.com/veil-dev/veil/pkg/providers/vault"
 )
 
 // Options are veil-apiserver's flags. They are the generic server's
@@ -55,6 +60,14 @@ type Options struct {
 	AllowedProviderEndpoints []string
 	AllowPlaintextProviders  bool
 	CredentialCacheTTL       time.Duration
+
+	// The value cache; see pkg/cache.
+	CacheMaxBytes          resource.QuantityValue
+	CacheMaxTTL            time.Duration
+	CacheKeyRotation       time.Duration
+	DefaultRefreshInterval time.Duration
+	NegativeCacheTTL       time.Duration
+	MaxStale               time.Duration
 }
 
 // NewOptions returns the defaults.
@@ -67,6 +80,12 @@ func NewOptions() *Options {
 		Features:           genericoptions.NewFeatureOptions(),
 		CoreAPI:            genericoptions.NewCoreAPIOptions(),
 		CredentialCacheTTL: 10 * time.Second,
+		// 64Mi holds tens of thousands of typical secrets.
+		CacheMaxBytes:          resource.QuantityValue{Quantity: resource.MustParse("64Mi")},
+		CacheMaxTTL:            24 * time.Hour,
+		CacheKeyRotation:       24 * time.Hour,
+		DefaultRefreshInterval: time.Hour,
+		NegativeCacheTTL:       10 * time.Second,
 	}
 	o.SecureServing.BindPort = 8443
 	// kube-apiserver multiplexes many users' requests over few HTTP/2
@@ -113,6 +132,18 @@ func NewCommand(ctx context.Context) *cobra.Command {
 		"Allow stores with http:// endpoints. For local demos only: values and tokens then cross the network unencrypted.")
 	fs.DurationVar(&o.CredentialCacheTTL, "credential-cache-ttl", o.CredentialCacheTTL,
 		"How long a credential Secret read for a store is reused; a rotated credential takes effect within this time.")
+	fs.Var(&o.CacheMaxBytes, "cache-max-bytes",
+		"Memory the value cache may use for sealed values and their bookkeeping, as a quantity (64Mi, 1Gi); the least used values are evicted beyond it.")
+	fs.DurationVar(&o.CacheMaxTTL, "cache-max-ttl", o.CacheMaxTTL,
+		"Longest time a cached value is served: a refresh interval above it is treated as this, and values expire after the longest refresh interval in use up to this.")
+	fs.DurationVar(&o.CacheKeyRotation, "cache-key-rotation", o.CacheKeyRotation,
+		"How often the in-memory key that seals cached values is replaced; values sealed under the previous key are read again from their providers.")
+	fs.DurationVar(&o.DefaultRefreshInterval, "default-refresh-interval", o.DefaultRefreshInterval,
+		"How old a value served for an ExternalSecret may be when neither its spec.refreshInterval nor its store's spec.defaultRefreshInterval is set.")
+	fs.DurationVar(&o.NegativeCacheTTL, "negative-cache-ttl", o.NegativeCacheTTL,
+		"How long a remote key that does not exist is remembered as missing before the provider is asked again; 0 always asks.")
+	fs.DurationVar(&o.MaxStale, "max-stale", o.MaxStale,
+		"When a provider is unavailable, serve a cached value younger than this (with a warning) instead of failing; 0 disables. Only has an effect above the refresh intervals in use.")
 	return cmd
 }
 
@@ -130,6 +161,25 @@ func (o *Options) Validate() error {
 	}
 	if o.CredentialCacheTTL < 0 {
 		errs = append(errs, fmt.Errorf("--credential-cache-ttl must not be negative"))
+	}
+	if o.CacheMaxBytes.Value() < 1<<20 {
+		errs = append(errs, fmt.Errorf("--cache-max-bytes must be at least 1Mi, not %s", o.CacheMaxBytes.String()))
+	}
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{{"cache-max-ttl", o.CacheMaxTTL}, {"cache-key-rotation", o.CacheKeyRotation}} {
+		if d.v <= 0 {
+			errs = append(errs, fmt.Errorf("--%s must be positive", d.flag))
+		}
+	}
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{{"default-refresh-interval", o.DefaultRefreshInterval}, {"negative-cache-ttl", o.NegativeCacheTTL}, {"max-stale", o.MaxStale}} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("--%s must not be negative", d.flag))
+		}
 	}
 	return utilerrors.NewAggregate(errs)
 }
@@ -191,6 +241,7 @@ func (o *Options) Config() (*apiserver.Config, error) {
 	esInformer := configInformers.Config().V1alpha1().ExternalSecrets()
 	ssInformer := configInformers.Config().V1alpha1().SecretStores()
 	cssInformer := configInformers.Config().V1alpha1().ClusterSecretStores()
+	psInformer := configInformers.Config().V1alpha1().PushSecrets()
 	nsInformer := c.SharedInformerFactory.Core().V1().Namespaces()
 
 	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
@@ -219,6 +270,16 @@ func (o *Options) Config() (*apiserver.Config, error) {
 		return nil, err
 	}
 
+	values, err := valuecache.New(valuecache.Config{
+		MaxBytes:    o.CacheMaxBytes.Value(),
+		MaxTTL:      o.CacheMaxTTL,
+		NegativeTTL: o.NegativeCacheTTL,
+		MaxStale:    o.MaxStale,
+		KeyRotation: o.CacheKeyRotation,
+	})
+	if err != nil {
+		return nil, err
+	}
 	resolver := &resolve.Resolver{
 		Stores: &resolve.Stores{
 			SecretStores:        ssInformer.Lister(),
@@ -229,8 +290,10 @@ func (o *Options) Config() (*apiserver.Config, error) {
 			Endpoints:           endpoints,
 			AllowPlaintext:      o.AllowPlaintextProviders,
 		},
-		Clients: clients,
-		Clock:   clock.RealClock{},
+		Clients:                clients,
+		Clock:                  clock.RealClock{},
+		Cache:                  values,
+		DefaultRefreshInterval: o.DefaultRefreshInterval,
 	}
 	if !endpoints.Empty() {
 		klog.InfoS("Provider endpoints are restricted", "allowed", endpoints.String())
@@ -241,12 +304,15 @@ func (o *Options) Config() (*apiserver.Config, error) {
 		GenericConfig: c,
 		ExtraConfig: apiserver.ExtraConfig{
 			ExternalSecrets: esInformer.Lister(),
+			PushSecrets:     psInformer.Lister(),
 			Live:            veil.ConfigV1alpha1(),
+			Pusher:          &push.Pusher{Stores: resolver.Stores, Clients: clients},
 			Resolver:        resolver,
 			Informers: map[string]cache.InformerSynced{
 				"externalsecrets":     esInformer.Informer().HasSynced,
 				"secretstores":        ssInformer.Informer().HasSynced,
 				"clustersecretstores": cssInformer.Informer().HasSynced,
+				"pushsecrets":         psInformer.Informer().HasSynced,
 				"namespaces":          nsInformer.Informer().HasSynced,
 			},
 			StartInformers: func(stop <-chan struct{}) {

@@ -36,6 +36,10 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		v1alpha1.ExternalSecretValue{}.OpenAPIModelName():     schema_pkg_apis_externalsecrets_v1alpha1_ExternalSecretValue(ref),
 		v1alpha1.ExternalSecretValueList{}.OpenAPIModelName(): schema_pkg_apis_externalsecrets_v1alpha1_ExternalSecretValueList(ref),
 		v1alpha1.RemoteValue{}.OpenAPIModelName():             schema_pkg_apis_externalsecrets_v1alpha1_RemoteValue(ref),
+		v1alpha1.SecretPush{}.OpenAPIModelName():              schema_pkg_apis_externalsecrets_v1alpha1_SecretPush(ref),
+		v1alpha1.SecretPushResult{}.OpenAPIModelName():        schema_pkg_apis_externalsecrets_v1alpha1_SecretPushResult(ref),
+		v1alpha1.SecretPushSpec{}.OpenAPIModelName():          schema_pkg_apis_externalsecrets_v1alpha1_SecretPushSpec(ref),
+		v1alpha1.SecretPushStatus{}.OpenAPIModelName():        schema_pkg_apis_externalsecrets_v1alpha1_SecretPushStatus(ref),
 		v1alpha1.StoreRef{}.OpenAPIModelName():                schema_pkg_apis_externalsecrets_v1alpha1_StoreRef(ref),
 		v1alpha1.ValueSource{}.OpenAPIModelName():             schema_pkg_apis_externalsecrets_v1alpha1_ValueSource(ref),
 		resource.Quantity{}.OpenAPIModelName():                schema_apimachinery_pkg_api_resource_Quantity(ref),
@@ -237,6 +241,192 @@ func schema_pkg_apis_externalsecrets_v1alpha1_RemoteValue(ref common.ReferenceCa
 				Required: []string{"key"},
 			},
 		},
+	}
+}
+
+func schema_pkg_apis_externalsecrets_v1alpha1_SecretPush(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "SecretPush asks veil-apiserver to write values to the remote keys that the PushSecret of the same namespace and name maps them to — or, with action Delete, to delete those remote keys. Like a TokenReview, it is only ever created, never stored: the response's status says what happened to each remote key, and never echoes a value. It is how veil-syncer pushes without holding provider credentials, and how a CI job with `create secretpushes` writes values under Kubernetes RBAC and audit.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"kind": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"apiVersion": {
+						SchemaProps: spec.SchemaProps{
+							Description: "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"metadata": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Standard object metadata; the name is the PushSecret's.",
+							Default:     map[string]interface{}{},
+							Ref:         ref(v1.ObjectMeta{}.OpenAPIModelName()),
+						},
+					},
+					"spec": {
+						SchemaProps: spec.SchemaProps{
+							Default: map[string]interface{}{},
+							Ref:     ref(v1alpha1.SecretPushSpec{}.OpenAPIModelName()),
+						},
+					},
+					"status": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Status is set by veil-apiserver in the response.",
+							Default:     map[string]interface{}{},
+							Ref:         ref(v1alpha1.SecretPushStatus{}.OpenAPIModelName()),
+						},
+					},
+				},
+				Required: []string{"spec"},
+			},
+		},
+		Dependencies: []string{
+			v1alpha1.SecretPushSpec{}.OpenAPIModelName(), v1alpha1.SecretPushStatus{}.OpenAPIModelName(), v1.ObjectMeta{}.OpenAPIModelName()},
+	}
+}
+
+func schema_pkg_apis_externalsecrets_v1alpha1_SecretPushResult(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "SecretPushResult is the outcome for one remote key of one store.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"storeRef": {
+						SchemaProps: spec.SchemaProps{
+							Description: "StoreRef names the store written through.",
+							Default:     map[string]interface{}{},
+							Ref:         ref(v1alpha1.StoreRef{}.OpenAPIModelName()),
+						},
+					},
+					"secretKey": {
+						SchemaProps: spec.SchemaProps{
+							Description: "SecretKey is the key of spec.data that was pushed.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"remoteKey": {
+						SchemaProps: spec.SchemaProps{
+							Description: "RemoteKey is the remote key written or deleted.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"property": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Property is the field of the remote JSON value written, if any.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"result": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Result is Pushed, Unchanged, SkippedExists (updatePolicy IfNotExists), Deleted, or Failed.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"reason": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Reason classifies a failure: NotFound, Forbidden, Unavailable, Invalid or Conflict.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"message": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Message says what went wrong and what to do; never a value.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"storeRef", "secretKey", "remoteKey", "result"},
+			},
+		},
+		Dependencies: []string{
+			v1alpha1.StoreRef{}.OpenAPIModelName()},
+	}
+}
+
+func schema_pkg_apis_externalsecrets_v1alpha1_SecretPushSpec(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "SecretPushSpec carries the values to push.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"action": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Action is Push (the default) or Delete.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"data": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Data holds the values, base64-encoded like a Secret's, by the secretKey of the PushSecret's data[].match. With action Push it must hold exactly the PushSecret's secretKeys; with Delete, nothing.",
+							Type:        []string{"object"},
+							AdditionalProperties: &spec.SchemaOrBool{
+								Allows: true,
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Type:   []string{"string"},
+										Format: "byte",
+									},
+								},
+							},
+						},
+					},
+				},
+			},
+		},
+	}
+}
+
+func schema_pkg_apis_externalsecrets_v1alpha1_SecretPushStatus(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "SecretPushStatus reports what happened to each remote key.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"results": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "atomic",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "Results has one entry per store and remote key (or property).",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1alpha1.SecretPushResult{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			v1alpha1.SecretPushResult{}.OpenAPIModelName()},
 	}
 }
 

@@ -23,6 +23,10 @@ func (provider) Name() string { return "fake" }
 
 func (provider) Endpoints(*providers.Store) ([]*url.URL, error) { return nil, nil }
 
+// ReadOnly: the fake provider's values are its store's spec, which
+// veil-apiserver never writes.
+func (provider) ReadOnly() bool { return true }
+
 func (provider) NewClient(_ context.Context, store *providers.Store, _ providers.Credentials, _ providers.Env) (providers.Client, error) {
 	if store.Spec.Provider.Fake == nil {
 		return nil, providers.Errorf(providers.Invalid, "%s has no spec.provider.fake", store)

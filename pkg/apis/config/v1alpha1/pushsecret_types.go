@@ -41,7 +41,10 @@ type PushSecretList struct {
 type PushSecretUpdatePolicy string
 
 const (
-	PushSecretUpdatePolicyReplace     PushSecretUpdatePolicy = "Replace"
+	// PushSecretUpdatePolicyReplace overwrites remote values, even ones
+	// Veil did not create.
+	PushSecretUpdatePolicyReplace PushSecretUpdatePolicy = "Replace"
+	// PushSecretUpdatePolicyIfNotExists never overwrites a remote value.
 	PushSecretUpdatePolicyIfNotExists PushSecretUpdatePolicy = "IfNotExists"
 )
 
@@ -65,7 +68,9 @@ type PushSecretSpec struct {
 	// +kubebuilder:validation:MinItems=1
 	SecretStoreRefs []SecretStoreRef `json:"secretStoreRefs"`
 
-	// +kubebuilder:default=Replace
+	// UpdatePolicy: unset, a push creates remote values and updates the ones
+	// Veil created, and refuses to overwrite any other; Replace overwrites
+	// them too; IfNotExists never overwrites.
 	UpdatePolicy PushSecretUpdatePolicy `json:"updatePolicy,omitempty"`
 
 	// +kubebuilder:default=None

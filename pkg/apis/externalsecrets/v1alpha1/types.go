@@ -67,3 +67,79 @@ type ExternalSecretValueList struct {
 
 	Items []ExternalSecretValue `json:"items"`
 }
+
+// SecretPush asks veil-apiserver to write values to the remote keys that
+// the PushSecret of the same namespace and name maps them to — or, with
+// action Delete, to delete those remote keys. Like a TokenReview, it is only
+// ever created, never stored: the response's status says what happened to
+// each remote key, and never echoes a value. It is how veil-syncer pushes
+// without holding provider credentials, and how a CI job with
+// `create secretpushes` writes values under Kubernetes RBAC and audit.
+//
+// +genclient
+// +genclient:onlyVerbs=create
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+type SecretPush struct {
+	metav1.TypeMeta `json:",inline"`
+	// Standard object metadata; the name is the PushSecret's.
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec SecretPushSpec `json:"spec"`
+	// Status is set by veil-apiserver in the response.
+	Status SecretPushStatus `json:"status,omitempty"`
+}
+
+// SecretPushAction is what a SecretPush does.
+type SecretPushAction string
+
+const (
+	// SecretPushActionPush writes spec.data.
+	SecretPushActionPush SecretPushAction = "Push"
+	// SecretPushActionDelete deletes the PushSecret's remote keys (or
+	// properties); veil-syncer sends it when a PushSecret with
+	// deletionPolicy Delete is deleted.
+	SecretPushActionDelete SecretPushAction = "Delete"
+)
+
+// SecretPushSpec carries the values to push.
+type SecretPushSpec struct {
+	// Action is Push (the default) or Delete.
+	// +optional
+	Action SecretPushAction `json:"action,omitempty"`
+	// Data holds the values, base64-encoded like a Secret's, by the
+	// secretKey of the PushSecret's data[].match. With action Push it must
+	// hold exactly the PushSecret's secretKeys; with Delete, nothing.
+	// +optional
+	Data map[string][]byte `json:"data,omitempty"`
+}
+
+// SecretPushStatus reports what happened to each remote key.
+type SecretPushStatus struct {
+	// Results has one entry per store and remote key (or property).
+	// +listType=atomic
+	// +optional
+	Results []SecretPushResult `json:"results,omitempty"`
+}
+
+// SecretPushResult is the outcome for one remote key of one store.
+type SecretPushResult struct {
+	// StoreRef names the store written through.
+	StoreRef StoreRef `json:"storeRef"`
+	// SecretKey is the key of spec.data that was pushed.
+	SecretKey string `json:"secretKey"`
+	// RemoteKey is the remote key written or deleted.
+	RemoteKey string `json:"remoteKey"`
+	// Property is the field of the remote JSON value written, if any.
+	// +optional
+	Property string `json:"property,omitempty"`
+	// Result is Pushed, Unchanged, SkippedExists (updatePolicy
+	// IfNotExists), Deleted, or Failed.
+	Result string `json:"result"`
+	// Reason classifies a failure: NotFound, Forbidden, Unavailable,
+	// Invalid or Conflict.
+	// +optional
+	Reason string `json:"reason,omitempty"`
+	// Message says what went wrong and what to do; never a value.
+	// +optional
+	Message string `json:"message,omitempty"`
+}

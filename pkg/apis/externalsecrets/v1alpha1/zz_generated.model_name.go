@@ -37,6 +37,26 @@ func (in RemoteValue) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in SecretPush) OpenAPIModelName() string {
+	return "dev.veil.externalsecrets.v1alpha1.SecretPush"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in SecretPushResult) OpenAPIModelName() string {
+	return "dev.veil.externalsecrets.v1alpha1.SecretPushResult"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in SecretPushSpec) OpenAPIModelName() string {
+	return "dev.veil.externalsecrets.v1alpha1.SecretPushSpec"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in SecretPushStatus) OpenAPIModelName() string {
+	return "dev.veil.externalsecrets.v1alpha1.SecretPushStatus"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in StoreRef) OpenAPIModelName() string {
 	return "dev.veil.externalsecrets.v1alpha1.StoreRef"
 }

@@ -29,6 +29,7 @@ import (
 type ExternalsecretsV1alpha1Interface interface {
 	RESTClient() rest.Interface
 	ExternalSecretValuesGetter
+	SecretPushesGetter
 }
 
 // ExternalsecretsV1alpha1Client is used to interact with features provided by the externalsecrets.veil.dev group.
@@ -38,6 +39,10 @@ type ExternalsecretsV1alpha1Client struct {
 
 func (c *ExternalsecretsV1alpha1Client) ExternalSecretValues(namespace string) ExternalSecretValueInterface {
 	return newExternalSecretValues(c, namespace)
+}
+
+func (c *ExternalsecretsV1alpha1Client) SecretPushes(namespace string) SecretPushInterface {
+	return newSecretPushes(c, namespace)
 }
 
 // NewForConfig creates a new ExternalsecretsV1alpha1Client for the given config.

@@ -32,6 +32,10 @@ func (c *FakeExternalsecretsV1alpha1) ExternalSecretValues(namespace string) v1a
 	return newFakeExternalSecretValues(c, namespace)
 }
 
+func (c *FakeExternalsecretsV1alpha1) SecretPushes(namespace string) v1alpha1.SecretPushInterface {
+	return newFakeSecretPushes(c, namespace)
+}
+
 // RESTClient returns a RESTClient that is used to communicate
 // with API server by this client implementation.
 func (c *FakeExternalsecretsV1alpha1) RESTClient() rest.Interface {

@@ -1,0 +1,173 @@
+// Package push writes values to providers on behalf of SecretPush requests:
+// it resolves a PushSecret's stores with the same rules as reads, refuses
+// read-only stores before anything is written, and maps each of the
+// PushSecret's keys to its remote key.
+package push
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
+	"github.com/veil-dev/veil/pkg/apis/externalsecrets"
+	"github.com/veil-dev/veil/pkg/providers"
+	"github.com/veil-dev/veil/pkg/resolve"
+)
+
+// Results of one remote key.
+const (
+	ResultPushed        = string(providers.Pushed)
+	ResultUnchanged     = string(providers.Unchanged)
+	ResultSkippedExists = string(providers.SkippedExists)
+	ResultDeleted       = "Deleted"
+	ResultFailed        = "Failed"
+	// ResultDryRun: every check passed and nothing was written.
+	ResultDryRun = "DryRun"
+)
+
+// ReadOnlyProvider is implemented by providers that can never be written
+// to, such as fake, whose values are its store's spec.
+type ReadOnlyProvider interface {
+	ReadOnly() bool
+}
+
+// Pusher carries out SecretPushes.
+type Pusher struct {
+	Stores  *resolve.Stores
+	Clients *resolve.Clients
+}
+
+// Push validates a SecretPush for ps and carries it out. An error means
+// nothing was written (the request or a store is not acceptable); failures
+// of single writes are results, so one unreachable store does not hide
+// what happened to the others. Errors are *providers.Error.
+func (p *Pusher) Push(ctx context.Context, ps *configv1alpha1.PushSecret, spec externalsecrets.SecretPushSpec, dryRun bool) ([]externalsecrets.SecretPushResult, error) {
+	action := spec.Action
+	if action == "" {
+		action = externalsecrets.SecretPushActionPush
+	}
+	if err := validate(ps, action, spec.Data); err != nil {
+		return nil, err
+	}
+
+	stores := make([]*resolve.UsableStore, 0, len(ps.Spec.SecretStoreRefs))
+	for _, ref := range ps.Spec.SecretStoreRefs {
+		s, err := p.Stores.For(ctx, ps.Namespace, ref)
+		if err != nil {
+			return nil, err
+		}
+		if s.Spec.ReadOnly {
+			return nil, providers.Errorf(providers.Forbidden, "%s is read-only (spec.readOnly), so nothing may be pushed through it", &s.Store)
+		}
+		if ro, ok := s.Provider.(ReadOnlyProvider); ok && ro.ReadOnly() {
+			return nil, providers.Errorf(providers.Forbidden, "%s uses the %s provider, which cannot be written to", &s.Store, s.Provider.Name())
+		}
+		stores = append(stores, s)
+	}
+
+	var results []externalsecrets.SecretPushResult
+	for _, s := range stores {
+		ref := externalsecrets.StoreRef{Kind: string(s.Kind), Name: s.Name}
+		var (
+			client providers.Client
+			id     resolve.StoreIdentity
+			err    error
+		)
+		if !dryRun {
+			client, id, err = p.Clients.For(ctx, s)
+		}
+		for _, d := range ps.Spec.Data {
+			m := d.Match
+			r := externalsecrets.SecretPushResult{StoreRef: ref, SecretKey: m.SecretKey, RemoteKey: m.RemoteRef.RemoteKey, Property: m.RemoteRef.Property}
+			switch {
+			case dryRun:
+				r.Result = ResultDryRun
+			case err != nil:
+				fail(&r, err)
+			case action == externalsecrets.SecretPushActionDelete:
+				if derr := client.Delete(ctx, providers.Delete{Key: m.RemoteRef.RemoteKey, Property: m.RemoteRef.Property}); derr != nil && providers.ReasonOf(derr) != providers.NotFound {
+					fail(&r, derr)
+				} else {
+					r.Result = ResultDeleted
+					p.Clients.Written(id)
+				}
+			default:
+				res, perr := client.Push(ctx, providers.Push{
+					Key:         m.RemoteRef.RemoteKey,
+					Property:    m.RemoteRef.Property,
+					Value:       spec.Data[m.SecretKey],
+					IfNotExists: ps.Spec.UpdatePolicy == configv1alpha1.PushSecretUpdatePolicyIfNotExists,
+					Replace:     ps.Spec.UpdatePolicy == configv1alpha1.PushSecretUpdatePolicyReplace,
+				})
+				if perr != nil {
+					fail(&r, perr)
+				} else {
+					r.Result = string(res)
+					if res == providers.Pushed {
+						p.Clients.Written(id)
+					}
+				}
+			}
+			results = append(results, r)
+		}
+	}
+	return results, nil
+}
+
+func fail(r *externalsecrets.SecretPushResult, err error) {
+	r.Result, r.Reason, r.Message = ResultFailed, string(providers.ReasonOf(err)), err.Error()
+}
+
+// validate checks that the request names exactly what the PushSecret maps:
+// nothing is written that the PushSecret does not name, and no key of it is
+// silently skipped.
+func validate(ps *configv1alpha1.PushSecret, action externalsecrets.SecretPushAction, data map[string][]byte) error {
+	switch action {
+	case externalsecrets.SecretPushActionDelete:
+		if len(data) > 0 {
+			return providers.Errorf(providers.Invalid, "a SecretPush with action Delete must not carry data")
+		}
+		return nil
+	case externalsecrets.SecretPushActionPush:
+	default:
+		return providers.Errorf(providers.Invalid, "spec.action %q is neither Push nor Delete", action)
+	}
+	want := map[string]bool{}
+	for _, d := range ps.Spec.Data {
+		want[d.Match.SecretKey] = true
+	}
+	var missing, extra []string
+	for k := range want {
+		if _, ok := data[k]; !ok {
+			missing = append(missing, k)
+		}
+	}
+	for k := range data {
+		if !want[k] {
+			extra = append(extra, k)
+		}
+	}
+	sort.Strings(missing)
+	sort.Strings(extra)
+	var problems []string
+	if len(missing) > 0 {
+		problems = append(problems, fmt.Sprintf("spec.data lacks %s, which PushSecret %s/%s maps", quote(missing), ps.Namespace, ps.Name))
+	}
+	if len(extra) > 0 {
+		problems = append(problems, fmt.Sprintf("spec.data has %s, which PushSecret %s/%s does not map to any remote key", quote(extra), ps.Namespace, ps.Name))
+	}
+	if len(problems) > 0 {
+		return providers.Errorf(providers.Invalid, "%s", strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+func quote(keys []string) string {
+	q := make([]string, len(keys))
+	for i, k := range keys {
+		q[i] = fmt.Sprintf("%q", k)
+	}
+	return strings.Join(q, ", ")
+}

@@ -1,0 +1,199 @@
+package push
+
+import (
+	"context"
+	"net/url"
+	"strings"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	kubefake "k8s.io/client-go/kubernetes/fake"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+
+	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
+	"github.com/veil-dev/veil/pkg/apis/externalsecrets"
+	"github.com/veil-dev/veil/pkg/credentials"
+	veilfake "github.com/veil-dev/veil/pkg/generated/clientset/versioned/fake"
+	configlisters "github.com/veil-dev/veil/pkg/generated/listers/config/v1alpha1"
+	"github.com/veil-dev/veil/pkg/providers"
+	_ "github.com/veil-dev/veil/pkg/providers/fake"
+	"github.com/veil-dev/veil/pkg/resolve"
+)
+
+const value = "pushed-canary-value"
+
+// memory is a writable provider standing in for Vault (it takes the name
+// "vault", so stores with spec.provider.vault use it).
+type memory struct {
+	providers.Provider
+	data   map[string][]byte
+	writes int
+}
+
+var mem = &memory{data: map[string][]byte{}}
+
+func init() { providers.Register(mem) }
+
+func (*memory) Name() string                                   { return "vault" }
+func (*memory) Endpoints(*providers.Store) ([]*url.URL, error) { return nil, nil }
+func (m *memory) NewClient(context.Context, *providers.Store, providers.Credentials, providers.Env) (providers.Client, error) {
+	return &memoryClient{m: m}, nil
+}
+
+type memoryClient struct {
+	providers.Client
+	m *memory
+}
+
+func (c *memoryClient) Push(_ context.Context, p providers.Push) (providers.PushResult, error) {
+	if strings.HasPrefix(p.Key, "locked/") {
+		return "", providers.Errorf(providers.Forbidden, "the store's role may not write %q", p.Key)
+	}
+	if _, ok := c.m.data[p.Key]; ok && p.IfNotExists {
+		return providers.SkippedExists, nil
+	}
+	if string(c.m.data[p.Key]) == string(p.Value) {
+		return providers.Unchanged, nil
+	}
+	c.m.writes++
+	c.m.data[p.Key] = p.Value
+	return providers.Pushed, nil
+}
+
+func (c *memoryClient) Delete(_ context.Context, d providers.Delete) error {
+	if _, ok := c.m.data[d.Key]; !ok {
+		return providers.Errorf(providers.NotFound, "no %q", d.Key)
+	}
+	delete(c.m.data, d.Key)
+	return nil
+}
+
+func pusher(t *testing.T, stores ...*configv1alpha1.SecretStore) *Pusher {
+	t.Helper()
+	idx := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+	for _, s := range stores {
+		if err := idx.Add(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	empty := func() cache.Indexer { return cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{}) }
+	return &Pusher{
+		Stores: &resolve.Stores{
+			SecretStores:        configlisters.NewSecretStoreLister(idx),
+			ClusterSecretStores: configlisters.NewClusterSecretStoreLister(empty()),
+			Namespaces:          corelisters.NewNamespaceLister(empty()),
+			Live:                veilfake.NewSimpleClientset().ConfigV1alpha1(),
+			LiveCore:            kubefake.NewClientset().CoreV1(),
+		},
+		Clients: resolve.NewClients(credentials.NewReader(kubefake.NewClientset(), 0), providers.Env{}),
+	}
+}
+
+func store(name string, spec configv1alpha1.SecretStoreSpec) *configv1alpha1.SecretStore {
+	return &configv1alpha1.SecretStore{ObjectMeta: metav1.ObjectMeta{Namespace: "ci", Name: name, UID: types.UID("u-" + name)}, Spec: spec}
+}
+
+func vaultStore(name string, readOnly bool) *configv1alpha1.SecretStore {
+	return store(name, configv1alpha1.SecretStoreSpec{ReadOnly: readOnly, Provider: configv1alpha1.SecretStoreProvider{Vault: &configv1alpha1.VaultProvider{Server: "https://vault.example"}}})
+}
+
+func pushSecret(policy configv1alpha1.PushSecretUpdatePolicy, stores []string, keys ...[2]string) *configv1alpha1.PushSecret {
+	ps := &configv1alpha1.PushSecret{ObjectMeta: metav1.ObjectMeta{Namespace: "ci", Name: "deploy-key"}, Spec: configv1alpha1.PushSecretSpec{UpdatePolicy: policy}}
+	for _, s := range stores {
+		ps.Spec.SecretStoreRefs = append(ps.Spec.SecretStoreRefs, configv1alpha1.SecretStoreRef{Name: s, Kind: configv1alpha1.SecretStoreKind})
+	}
+	for _, k := range keys {
+		ps.Spec.Data = append(ps.Spec.Data, configv1alpha1.PushSecretData{Match: configv1alpha1.PushSecretMatch{SecretKey: k[0], RemoteRef: configv1alpha1.PushSecretRemoteRef{RemoteKey: k[1]}}})
+	}
+	return ps
+}
+
+func TestPushResults(t *testing.T) {
+	ctx := context.Background()
+	p := pusher(t, vaultStore("vault", false))
+	ps := pushSecret("", []string{"vault"}, [2]string{"key", "ci/deploy"}, [2]string{"other", "locked/x"})
+	spec := externalsecrets.SecretPushSpec{Data: map[string][]byte{"key": []byte(value), "other": []byte(value)}}
+
+	results, err := p.Push(ctx, ps, spec, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(results) != 2 || results[0].Result != ResultPushed || results[1].Result != ResultFailed || results[1].Reason != "Forbidden" {
+		t.Fatalf("results %+v", results)
+	}
+	for _, r := range results {
+		if strings.Contains(r.Message, value) {
+			t.Errorf("a result carries the value: %+v", r)
+		}
+	}
+	if string(mem.data["ci/deploy"]) != value {
+		t.Error("the value was not written")
+	}
+	writes := mem.writes
+	results, _ = p.Push(ctx, ps, spec, false)
+	if results[0].Result != ResultUnchanged || mem.writes != writes {
+		t.Errorf("an unchanged value: %+v, writes %d -> %d", results[0], writes, mem.writes)
+	}
+
+	ifNotExists := pushSecret(configv1alpha1.PushSecretUpdatePolicyIfNotExists, []string{"vault"}, [2]string{"key", "ci/deploy"})
+	results, _ = p.Push(ctx, ifNotExists, externalsecrets.SecretPushSpec{Data: map[string][]byte{"key": []byte("new")}}, false)
+	if results[0].Result != ResultSkippedExists || string(mem.data["ci/deploy"]) != value {
+		t.Errorf("IfNotExists over an existing value: %+v", results[0])
+	}
+
+	results, err = p.Push(ctx, ps, externalsecrets.SecretPushSpec{Action: externalsecrets.SecretPushActionDelete}, false)
+	if err != nil || results[0].Result != ResultDeleted {
+		t.Fatalf("delete: %+v, %v", results, err)
+	}
+	if _, ok := mem.data["ci/deploy"]; ok {
+		t.Error("the remote key was not deleted")
+	}
+	// Deleting what is already gone is not a failure.
+	if results, _ = p.Push(ctx, ps, externalsecrets.SecretPushSpec{Action: externalsecrets.SecretPushActionDelete}, false); results[0].Result != ResultDeleted {
+		t.Errorf("delete again: %+v", results[0])
+	}
+
+	before := mem.writes
+	results, err = p.Push(ctx, ps, spec, true)
+	if err != nil || results[0].Result != ResultDryRun || mem.writes != before {
+		t.Errorf("dry run: %+v, %v, writes %d -> %d", results, err, before, mem.writes)
+	}
+}
+
+func TestRefusedBeforeAnyWrite(t *testing.T) {
+	ctx := context.Background()
+	p := pusher(t, vaultStore("vault", false), vaultStore("frozen", true),
+		store("demo", configv1alpha1.SecretStoreSpec{Provider: configv1alpha1.SecretStoreProvider{Fake: &configv1alpha1.FakeProvider{}}}))
+	data := externalsecrets.SecretPushSpec{Data: map[string][]byte{"key": []byte(value)}}
+	cases := []struct {
+		name   string
+		ps     *configv1alpha1.PushSecret
+		spec   externalsecrets.SecretPushSpec
+		reason providers.Reason
+		says   string
+	}{
+		{"read-only store", pushSecret("", []string{"vault", "frozen"}, [2]string{"key", "a"}), data, providers.Forbidden, "SecretStore ci/frozen is read-only (spec.readOnly)"},
+		{"fake provider", pushSecret("", []string{"demo"}, [2]string{"key", "a"}), data, providers.Forbidden, "fake provider, which cannot be written to"},
+		{"missing store", pushSecret("", []string{"vault", "nope"}, [2]string{"key", "a"}), data, providers.NotFound, `SecretStore "nope" does not exist`},
+		{"missing key", pushSecret("", []string{"vault"}, [2]string{"key", "a"}, [2]string{"second", "b"}), data, providers.Invalid, `spec.data lacks "second"`},
+		{"extra key", pushSecret("", []string{"vault"}, [2]string{"key", "a"}), externalsecrets.SecretPushSpec{Data: map[string][]byte{"key": nil, "smuggled": []byte(value)}}, providers.Invalid, `spec.data has "smuggled", which PushSecret ci/deploy-key does not map`},
+		{"delete with data", pushSecret("", []string{"vault"}, [2]string{"key", "a"}), externalsecrets.SecretPushSpec{Action: externalsecrets.SecretPushActionDelete, Data: data.Data}, providers.Invalid, "must not carry data"},
+		{"unknown action", pushSecret("", []string{"vault"}, [2]string{"key", "a"}), externalsecrets.SecretPushSpec{Action: "Copy"}, providers.Invalid, `"Copy" is neither Push nor Delete`},
+	}
+	for _, c := range cases {
+		before := len(mem.data)
+		writes := mem.writes
+		_, err := p.Push(ctx, c.ps, c.spec, false)
+		if providers.ReasonOf(err) != c.reason || !strings.Contains(err.Error(), c.says) {
+			t.Errorf("%s: %v, want %s saying %q", c.name, err, c.reason, c.says)
+		}
+		if strings.Contains(err.Error(), value) {
+			t.Errorf("%s: the error carries the value", c.name)
+		}
+		if mem.writes != writes || len(mem.data) != before {
+			t.Errorf("%s: something was written", c.name)
+		}
+	}
+}
