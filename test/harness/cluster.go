@@ -84,7 +84,7 @@ type Cluster struct {
 type clusterPorts struct{ etcd, etcdPeer, apiserver, veil int }
 
 type binaries struct {
-	etcd, kubeAPIServer, kubeControllerManager, kubectl, veil string
+	etcd, kubeAPIServer, kubeControllerManager, kubectl, veil, syncer string
 }
 
 // Start builds or reuses every binary and starts the control plane and Veil.
@@ -210,7 +210,7 @@ func (c *Cluster) installBinaries(ctx context.Context) error {
 	if out, err := build.CombinedOutput(); err != nil {
 		return fmt.Errorf("building veil-apiserver: %w\n%s", err, out)
 	}
-	return nil
+	return c.buildSyncer(ctx)
 }
 
 // Kubectl is the path of the kubectl binary matching kube-apiserver.

@@ -3,6 +3,7 @@ package v1alpha1
 import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // ExternalSecret names remote values. Reading it shows where values come
@@ -176,7 +177,11 @@ const (
 	CreatePolicyOwner CreationPolicy = "Owner"
 	// CreatePolicyOrphan creates the Secret without an owner reference.
 	CreatePolicyOrphan CreationPolicy = "Orphan"
-	// CreatePolicyMerge adds keys to an existing Secret and never removes others.
+	// CreatePolicyMerge adds keys to an existing Secret and never removes
+	// others. The Secret must opt in with the annotation
+	// veil.dev/merge-from set to the ExternalSecret's name: otherwise anyone
+	// allowed to create an ExternalSecret could make veil-syncer write into
+	// any Secret of the namespace.
 	CreatePolicyMerge CreationPolicy = "Merge"
 	// CreatePolicyNone writes no Secret.
 	CreatePolicyNone CreationPolicy = "None"
@@ -187,7 +192,11 @@ const (
 type DeletionPolicy string
 
 const (
+	// DeletionPolicyRetain keeps the Secret with its last values.
 	DeletionPolicyRetain DeletionPolicy = "Retain"
+	// DeletionPolicyDelete deletes the Secret veil-syncer created (the one
+	// whose UID is in status.targetUID, never one created in its place);
+	// a Secret merged into (creationPolicy Merge) is never deleted.
 	DeletionPolicyDelete DeletionPolicy = "Delete"
 )
 
@@ -261,4 +270,9 @@ type ExternalSecretStatus struct {
 	// veil-syncer holds: it tells whether data changed, and unlike a plain
 	// hash it cannot be used to guess the values.
 	DataHMAC string `json:"dataHMAC,omitempty"`
+
+	// TargetUID is the UID of the Secret veil-syncer last wrote. It deletes
+	// a target (deletionPolicy Delete) only on this UID, so a Secret someone
+	// created in its place is never deleted.
+	TargetUID types.UID `json:"targetUID,omitempty"`
 }

@@ -1,0 +1,86 @@
+package syncer
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"hash"
+	"sort"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/utils/ptr"
+)
+
+// HMACKeySecret is the Secret, in the syncer's namespace, holding the key of
+// the data HMACs. Its name is fixed because the Role in artifacts/ grants
+// get on it, and on no other Secret, by name.
+const HMACKeySecret = "veil-syncer-hmac-key"
+
+const hmacKeyField = "key"
+
+// loadHMACKey reads the HMAC key, creating it on the first start. Replicas
+// starting together may both try to create it; the one that loses reads the
+// other's.
+func loadHMACKey(ctx context.Context, secrets corev1client.SecretInterface, namespace string) ([]byte, error) {
+	for range 2 {
+		s, err := secrets.Get(ctx, HMACKeySecret, metav1.GetOptions{})
+		if err == nil {
+			key := s.Data[hmacKeyField]
+			if len(key) != sha256.Size {
+				return nil, fmt.Errorf("Secret %s/%s does not hold a %d-byte %q: delete it and veil-syncer creates a new key "+
+					"(every target is then rewritten once and its rollout restart targets restarted)", namespace, HMACKeySecret, sha256.Size, hmacKeyField)
+			}
+			return key, nil
+		}
+		if !apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("reading the HMAC key Secret %s/%s: %w", namespace, HMACKeySecret, err)
+		}
+		key := make([]byte, sha256.Size)
+		if _, err := rand.Read(key); err != nil {
+			return nil, err
+		}
+		_, err = secrets.Create(ctx, &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: HMACKeySecret, Labels: map[string]string{"app.kubernetes.io/part-of": "veil"}},
+			// Replacing the key would make every HMAC change at once.
+			Immutable: ptr.To(true),
+			Data:      map[string][]byte{hmacKeyField: key},
+		}, metav1.CreateOptions{FieldManager: fieldManager})
+		if err == nil {
+			return key, nil
+		}
+		if !apierrors.IsAlreadyExists(err) {
+			return nil, fmt.Errorf("creating the HMAC key Secret %s/%s: %w", namespace, HMACKeySecret, err)
+		}
+	}
+	return nil, fmt.Errorf("the HMAC key Secret %s/%s was created and deleted while veil-syncer was reading it", namespace, HMACKeySecret)
+}
+
+// dataHMAC is an HMAC-SHA256 of a Secret's data. Keys and values are
+// length-prefixed, so no two different maps encode the same.
+func dataHMAC(key []byte, data map[string][]byte) string {
+	mac := hmac.New(sha256.New, key)
+	keys := make([]string, 0, len(data))
+	for k := range data {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		writeField(mac, []byte(k))
+		writeField(mac, data[k])
+	}
+	return hex.EncodeToString(mac.Sum(nil))
+}
+
+func writeField(h hash.Hash, b []byte) {
+	var n [8]byte
+	binary.BigEndian.PutUint64(n[:], uint64(len(b)))
+	h.Write(n[:])
+	h.Write(b)
+}

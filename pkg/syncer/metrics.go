@@ -1,0 +1,59 @@
+package syncer
+
+import (
+	"sync"
+
+	"k8s.io/component-base/metrics"
+	"k8s.io/component-base/metrics/legacyregistry"
+
+	// client-go's own metrics: leader election status, workqueue depth and
+	// latency, REST client requests. None has a label that could carry a
+	// value or a key.
+	_ "k8s.io/component-base/metrics/prometheus/clientgo/leaderelection"
+	_ "k8s.io/component-base/metrics/prometheus/restclient"
+	_ "k8s.io/component-base/metrics/prometheus/workqueue"
+)
+
+// The syncer's metrics are labelled by result (a condition reason or what
+// was written) and queue priority only: never by namespace, name or key,
+// which can be sensitive and would make cardinality unbounded.
+var (
+	syncDuration = metrics.NewHistogramVec(&metrics.HistogramOpts{
+		Namespace: "veil", Subsystem: "syncer", Name: "sync_duration_seconds",
+		Help:           "Time to sync one ExternalSecret: read its values, write its Secret and status, by result.",
+		Buckets:        []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		StabilityLevel: metrics.ALPHA,
+	}, []string{"result"})
+
+	syncResults = metrics.NewCounterVec(&metrics.CounterOpts{
+		Namespace: "veil", Subsystem: "syncer", Name: "syncs_total",
+		Help:           "Syncs of ExternalSecrets by result: Created, Updated (new data), Refreshed (data unchanged), Repaired (changed by someone else, written again), Deleted (values gone, deletionPolicy Delete), Gone (the ExternalSecret was deleted meanwhile), or the Ready reason of a failure.",
+		StabilityLevel: metrics.ALPHA,
+	}, []string{"result"})
+
+	queueDepth = metrics.NewGaugeVec(&metrics.GaugeOpts{
+		Namespace: "veil", Subsystem: "syncer", Name: "queue_depth",
+		Help:           "ExternalSecrets waiting for a worker, by priority: urgent (new or changed) or refresh (periodic refreshes and retries).",
+		StabilityLevel: metrics.ALPHA,
+	}, []string{"priority"})
+
+	timeToFirstSync = metrics.NewHistogram(&metrics.HistogramOpts{
+		Namespace: "veil", Subsystem: "syncer", Name: "time_to_first_sync_seconds",
+		Help:           "Time from the creation of an ExternalSecret (second resolution) to the first write of its Secret.",
+		Buckets:        []float64{.25, .5, 1, 2, 3, 5, 10, 20, 30, 60, 120, 300, 600},
+		StabilityLevel: metrics.ALPHA,
+	})
+)
+
+var registerMetrics sync.Once
+
+func register() {
+	registerMetrics.Do(func() {
+		legacyregistry.MustRegister(syncDuration, syncResults, queueDepth, timeToFirstSync)
+	})
+}
+
+func reportDepth(urgent, refresh int) {
+	queueDepth.WithLabelValues("urgent").Set(float64(urgent))
+	queueDepth.WithLabelValues("refresh").Set(float64(refresh))
+}

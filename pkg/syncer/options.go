@@ -1,0 +1,317 @@
+// Package syncer is veil-syncer: it materialises the ExternalSecrets that
+// have a target as Secrets, for workloads that can only consume Secrets. It
+// holds no provider credentials — it reads values through the aggregated
+// API (externalsecretvalues) as its own ServiceAccount — and it cannot read
+// Secrets: it writes them with create, JSON patches that test Veil's marks
+// first, and deletes with a UID precondition.
+package syncer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/apimachinery/pkg/util/uuid"
+	"k8s.io/client-go/kubernetes"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/flowcontrol"
+	"k8s.io/component-base/metrics/legacyregistry"
+	"k8s.io/klog/v2"
+
+	versioned "github.com/veil-dev/veil/pkg/generated/clientset/versioned"
+	veilscheme "github.com/veil-dev/veil/pkg/generated/clientset/versioned/scheme"
+	configinformers "github.com/veil-dev/veil/pkg/generated/informers/externalversions"
+)
+
+// LeaseName is the Lease replicas elect a leader with; the Role in
+// artifacts/ grants update on it by name.
+const LeaseName = "veil-syncer"
+
+// Options are veil-syncer's flags.
+type Options struct {
+	// Kubeconfig; the in-cluster configuration when empty.
+	Kubeconfig string
+	// Namespace holds the Lease and the HMAC key Secret.
+	Namespace string
+
+	Workers                int
+	QPS                    float32
+	Burst                  int
+	DefaultRefreshInterval time.Duration
+
+	// MetricsBindAddress serves /metrics, /healthz and /readyz.
+	MetricsBindAddress string
+
+	LeaderElect   bool
+	LeaseDuration time.Duration
+	RenewDeadline time.Duration
+	RetryPeriod   time.Duration
+	// Identity in the Lease; the host name and a random suffix when empty.
+	Identity string
+}
+
+// NewOptions returns the defaults.
+func NewOptions() *Options {
+	return &Options{
+		Namespace: "veil-system",
+		Workers:   20,
+		// A first sync costs four requests (read the values, create the
+		// Secret, write the status, record an Event): client-go's default
+		// of 5 per second would make 1,000 new ExternalSecrets take over
+		// ten minutes. kube-apiserver's priority and fairness still
+		// protects it from a runaway syncer.
+		QPS:                    500,
+		Burst:                  1000,
+		DefaultRefreshInterval: time.Hour,
+		MetricsBindAddress:     ":8080",
+		LeaderElect:            true,
+		LeaseDuration:          15 * time.Second,
+		RenewDeadline:          10 * time.Second,
+		RetryPeriod:            2 * time.Second,
+	}
+}
+
+// NewCommand returns the veil-syncer command.
+func NewCommand(ctx context.Context) *cobra.Command {
+	o := NewOptions()
+	cmd := &cobra.Command{
+		Use:   "veil-syncer",
+		Short: "Keeps Secrets in sync with ExternalSecrets that ask for one",
+		Long: "veil-syncer materialises ExternalSecrets that have a spec.target as Secrets, for workloads that\n" +
+			"can only consume Secrets. It reads values through the Kubernetes API (externalsecretvalues,\n" +
+			"served by veil-apiserver) and holds no provider credentials.",
+		SilenceUsage: true,
+		RunE: func(c *cobra.Command, _ []string) error {
+			o.Complete()
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			return o.Run(c.Context())
+		},
+	}
+	cmd.SetContext(ctx)
+	fs := cmd.Flags()
+	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "Kubeconfig of the syncer's identity; the in-cluster ServiceAccount when empty.")
+	fs.StringVar(&o.Namespace, "namespace", o.Namespace, "Namespace of the leader election Lease and of the HMAC key Secret.")
+	fs.IntVar(&o.Workers, "workers", o.Workers, "ExternalSecrets synced in parallel.")
+	fs.Float32Var(&o.QPS, "kube-api-qps", o.QPS, "Requests per second to kube-apiserver, shared by all workers (leader election has its own budget).")
+	fs.IntVar(&o.Burst, "kube-api-burst", o.Burst, "Burst of requests to kube-apiserver above --kube-api-qps.")
+	fs.DurationVar(&o.DefaultRefreshInterval, "default-refresh-interval", o.DefaultRefreshInterval,
+		"Refresh interval of ExternalSecrets that set none. veil-syncer does not read stores, so it cannot use a store's defaultRefreshInterval.")
+	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", o.MetricsBindAddress, "Address of /metrics, /healthz and /readyz (plain HTTP: they carry no values).")
+	fs.BoolVar(&o.LeaderElect, "leader-elect", o.LeaderElect, "Elect a leader among replicas with a Lease; only the leader writes.")
+	fs.DurationVar(&o.LeaseDuration, "leader-elect-lease-duration", o.LeaseDuration, "How long followers wait after the last renewal before taking the lease.")
+	fs.DurationVar(&o.RenewDeadline, "leader-elect-renew-deadline", o.RenewDeadline, "How long the leader tries to renew before it stops acting.")
+	fs.DurationVar(&o.RetryPeriod, "leader-elect-retry-period", o.RetryPeriod, "How often replicas try to acquire or renew the lease.")
+	fs.StringVar(&o.Identity, "leader-elect-identity", o.Identity, "This replica's name in the Lease; the host name and a random suffix when empty.")
+	return cmd
+}
+
+// Complete fills in what has a computed default.
+func (o *Options) Complete() {
+	if o.Identity == "" {
+		host, _ := os.Hostname()
+		o.Identity = host + "_" + string(uuid.NewUUID())
+	}
+}
+
+// Validate checks the options, reporting every problem at once.
+func (o *Options) Validate() error {
+	var errs []error
+	if o.Namespace == "" {
+		errs = append(errs, errors.New("--namespace must not be empty"))
+	}
+	if o.Workers < 1 {
+		errs = append(errs, errors.New("--workers must be at least 1"))
+	}
+	if o.QPS <= 0 || o.Burst < 1 {
+		errs = append(errs, errors.New("--kube-api-qps must be positive and --kube-api-burst at least 1"))
+	}
+	if o.DefaultRefreshInterval < 0 {
+		errs = append(errs, errors.New("--default-refresh-interval must not be negative"))
+	}
+	if _, _, err := net.SplitHostPort(o.MetricsBindAddress); err != nil {
+		errs = append(errs, fmt.Errorf("--metrics-bind-address: %w", err))
+	}
+	if o.LeaderElect && (o.RetryPeriod <= 0 || o.RenewDeadline <= o.RetryPeriod || o.LeaseDuration <= o.RenewDeadline) {
+		errs = append(errs, errors.New("leader election needs 0 < --leader-elect-retry-period < --leader-elect-renew-deadline < --leader-elect-lease-duration"))
+	}
+	// client-go logs request and response bodies from -v=8: those of
+	// externalsecretvalues and Secret writes are values.
+	if klog.V(8).Enabled() {
+		errs = append(errs, errors.New("-v 8 and above log request bodies, which carry secret values: use -v 7 or lower"))
+	}
+	return utilerrors.NewAggregate(errs)
+}
+
+// Run syncs until ctx is done (or leadership is lost, which is an error:
+// the process exits rather than act without the lease).
+func (o *Options) Run(ctx context.Context) error {
+	register()
+	cfg, err := clientcmd.BuildConfigFromFlags("", o.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	cfg.UserAgent = "veil-syncer"
+	// Leader election gets its own client, so a busy controller cannot
+	// delay renewals until the lease is lost.
+	leaderCfg := rest.CopyConfig(cfg)
+	// One budget for every client of the controller: per-client limiters
+	// would add up to several times --kube-api-qps.
+	cfg.RateLimiter = flowcontrol.NewTokenBucketRateLimiter(o.QPS, o.Burst)
+
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	veil, err := versioned.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	meta, err := metadata.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	key, err := loadHMACKey(ctx, kube.CoreV1().Secrets(o.Namespace), o.Namespace)
+	if err != nil {
+		return err
+	}
+
+	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
+	defer broadcaster.Shutdown()
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
+	recorder := broadcaster.NewRecorder(veilscheme.Scheme, corev1.EventSource{Component: "veil-syncer"})
+
+	informers := configinformers.NewSharedInformerFactory(veil, 0)
+	esInformer := informers.Config().V1alpha1().ExternalSecrets()
+	ctrl, err := newController(esInformer, veil, kube.AppsV1(), &secretWriter{core: kube.CoreV1().RESTClient(), meta: meta},
+		recorder, key, o.DefaultRefreshInterval)
+	if err != nil {
+		return err
+	}
+	// Followers keep their informer and queue warm, so a failover does not
+	// start from an empty cache.
+	informers.Start(ctx.Done())
+	defer informers.Shutdown()
+
+	leaderHealth := leaderelection.NewLeaderHealthzAdaptor(20 * time.Second)
+	srv, err := o.serve(ctx, leaderHealth, esInformer.Informer().HasSynced)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+
+	if !o.LeaderElect {
+		ctrl.Run(ctx, o.Workers)
+		return nil
+	}
+	leaderKube, err := kubernetes.NewForConfig(leaderCfg)
+	if err != nil {
+		return err
+	}
+	return o.lead(ctx, leaderKube, leaderHealth, func(ctx context.Context) { ctrl.Run(ctx, o.Workers) })
+}
+
+// lead runs work while this replica holds the Lease. On shutdown it stops
+// work first and releases the Lease after, so two replicas never act at
+// once and the next one need not wait for the Lease to expire.
+func (o *Options) lead(ctx context.Context, kube kubernetes.Interface, health *leaderelection.HealthzAdaptor, work func(context.Context)) error {
+	logger := klog.FromContext(ctx)
+	electCtx, stopElection := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopElection()
+	workDone := make(chan struct{})
+	le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
+		Lock: &resourcelock.LeaseLock{
+			LeaseMeta:  metav1.ObjectMeta{Name: LeaseName, Namespace: o.Namespace},
+			Client:     kube.CoordinationV1(),
+			LockConfig: resourcelock.ResourceLockConfig{Identity: o.Identity},
+		},
+		LeaseDuration:   o.LeaseDuration,
+		RenewDeadline:   o.RenewDeadline,
+		RetryPeriod:     o.RetryPeriod,
+		ReleaseOnCancel: true,
+		Name:            LeaseName,
+		WatchDog:        health,
+		Callbacks: leaderelection.LeaderCallbacks{
+			OnStartedLeading: func(leading context.Context) {
+				defer close(workDone)
+				logger.Info("Leading", "identity", o.Identity)
+				// Stop on shutdown or on losing the lease, whichever first.
+				workCtx, stop := context.WithCancel(ctx)
+				defer stop()
+				defer context.AfterFunc(leading, stop)()
+				work(workCtx)
+			},
+			OnStoppedLeading: func() { logger.Info("Stopped leading", "identity", o.Identity) },
+			OnNewLeader: func(identity string) {
+				if identity != o.Identity {
+					logger.Info("Following", "leader", identity)
+				}
+			},
+		},
+	})
+	if err != nil {
+		return err
+	}
+	go func() {
+		<-ctx.Done()
+		if le.IsLeader() {
+			select {
+			case <-workDone:
+			case <-time.After(o.RenewDeadline):
+			}
+		}
+		stopElection()
+	}()
+	le.Run(electCtx)
+	if ctx.Err() == nil {
+		return errors.New("lost the leader election lease; exiting so as never to act without it")
+	}
+	return nil
+}
+
+// serve starts /metrics, /healthz (fails when the leader cannot renew its
+// Lease) and /readyz (ExternalSecrets listed).
+func (o *Options) serve(ctx context.Context, leader *leaderelection.HealthzAdaptor, synced func() bool) (*http.Server, error) {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", legacyregistry.Handler())
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		if err := leader.Check(r); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !synced() {
+			http.Error(w, "ExternalSecrets not listed yet", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	l, err := net.Listen("tcp", o.MetricsBindAddress)
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			klog.FromContext(ctx).Error(err, "Serving metrics and health")
+		}
+	}()
+	return srv, nil
+}

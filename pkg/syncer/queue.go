@@ -1,0 +1,130 @@
+package syncer
+
+import (
+	"sync"
+	"time"
+
+	"k8s.io/client-go/util/workqueue"
+)
+
+// priorityQueue orders the items of a workqueue: keys marked urgent (new or
+// changed ExternalSecrets) are handed out before any other (periodic
+// refreshes and retries), so a new ExternalSecret never waits behind a
+// backlog of refreshes. The workqueue around it keeps its guarantees: a key
+// is queued once, and never processed by two workers at a time.
+type priorityQueue struct {
+	// mu guards marked only: the workqueue calls Push, Touch, Pop and Len
+	// under its own lock, while Urgent is called from event handlers.
+	mu     sync.Mutex
+	marked map[string]bool
+
+	urgent, refresh []string
+	// queued says which list a key is in.
+	queued map[string]bool
+
+	onDepth func(urgent, refresh int)
+}
+
+var _ workqueue.Queue[string] = &priorityQueue{}
+
+func newPriorityQueue(onDepth func(urgent, refresh int)) *priorityQueue {
+	return &priorityQueue{marked: map[string]bool{}, queued: map[string]bool{}, onDepth: onDepth}
+}
+
+// mark makes the next Push or Touch of key urgent. Call it before adding key
+// to the workqueue.
+func (q *priorityQueue) mark(key string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.marked[key] = true
+}
+
+func (q *priorityQueue) isMarked(key string) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.marked[key]
+}
+
+func (q *priorityQueue) Push(key string) {
+	urgent := q.isMarked(key)
+	if urgent {
+		q.urgent = append(q.urgent, key)
+	} else {
+		q.refresh = append(q.refresh, key)
+	}
+	q.queued[key] = urgent
+	q.report()
+}
+
+// Touch is called when a queued key is added again: a refresh that becomes
+// urgent moves to the urgent list.
+func (q *priorityQueue) Touch(key string) {
+	if urgent, ok := q.queued[key]; !ok || urgent || !q.isMarked(key) {
+		return
+	}
+	for i, k := range q.refresh {
+		if k == key {
+			q.refresh = append(q.refresh[:i], q.refresh[i+1:]...)
+			break
+		}
+	}
+	q.urgent = append(q.urgent, key)
+	q.queued[key] = true
+	q.report()
+}
+
+func (q *priorityQueue) Len() int { return len(q.urgent) + len(q.refresh) }
+
+func (q *priorityQueue) Pop() string {
+	var key string
+	if len(q.urgent) > 0 {
+		key, q.urgent[0] = q.urgent[0], ""
+		q.urgent = q.urgent[1:]
+	} else {
+		key, q.refresh[0] = q.refresh[0], ""
+		q.refresh = q.refresh[1:]
+	}
+	delete(q.queued, key)
+	q.mu.Lock()
+	delete(q.marked, key)
+	q.mu.Unlock()
+	q.report()
+	return key
+}
+
+func (q *priorityQueue) report() {
+	if q.onDepth != nil {
+		q.onDepth(len(q.urgent), len(q.refresh))
+	}
+}
+
+// workQueue is the rate-limited, delaying workqueue of the syncer with its
+// priority order.
+type workQueue struct {
+	workqueue.TypedRateLimitingInterface[string]
+	order *priorityQueue
+}
+
+// maxRetryDelay bounds the backoff of a failing ExternalSecret.
+const maxRetryDelay = 5 * time.Minute
+
+func newWorkQueue(onDepth func(urgent, refresh int)) *workQueue {
+	order := newPriorityQueue(onDepth)
+	// Backoff per key only: a cluster-wide retry budget would make 1,000
+	// ExternalSecrets that failed together during an outage recover slowly.
+	limiter := workqueue.NewTypedItemExponentialFailureRateLimiter[string](500*time.Millisecond, maxRetryDelay)
+	q := workqueue.NewTypedRateLimitingQueueWithConfig(limiter, workqueue.TypedRateLimitingQueueConfig[string]{
+		Name: "veil_syncer",
+		DelayingQueue: workqueue.NewTypedDelayingQueueWithConfig(workqueue.TypedDelayingQueueConfig[string]{
+			Name:  "veil_syncer",
+			Queue: workqueue.NewTypedWithConfig(workqueue.TypedQueueConfig[string]{Name: "veil_syncer", Queue: order}),
+		}),
+	})
+	return &workQueue{TypedRateLimitingInterface: q, order: order}
+}
+
+// AddUrgent queues key ahead of every refresh.
+func (q *workQueue) AddUrgent(key string) {
+	q.order.mark(key)
+	q.Add(key)
+}

@@ -1,0 +1,346 @@
+package syncer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
+
+	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
+	esv1alpha1 "github.com/veil-dev/veil/pkg/apis/externalsecrets/v1alpha1"
+	"github.com/veil-dev/veil/pkg/syncer/template"
+)
+
+const readyCondition = "Ready"
+
+// Reasons of the Ready condition. The failures are also results of
+// veil_syncer_syncs_total.
+const (
+	ReasonSynced             = "Synced"
+	ReasonCreationPolicyNone = "CreationPolicyNone"
+	ReasonTargetConflict     = "TargetConflict"
+	ReasonTargetMissing      = "TargetMissing"
+	ReasonTargetImmutable    = "TargetImmutable"
+	ReasonTargetInvalid      = "TargetInvalid"
+	ReasonTemplateError      = "TemplateError"
+	ReasonRemoteNotFound     = "RemoteNotFound"
+	ReasonValuesUnavailable  = "ValuesUnavailable"
+	ReasonWriteFailed        = "WriteFailed"
+	ReasonRolloutFailed      = "RolloutRestartFailed"
+)
+
+// Event reasons. Events carry their own timestamps and, with the status and
+// the managedFields of the Secret (field manager veil-syncer), are the
+// record of when what was written.
+const (
+	EventSynced    = "Synced"
+	EventUpdated   = "Updated"
+	EventDeleted   = "Deleted"
+	EventSyncError = "SyncError"
+)
+
+// Results of a successful sync in veil_syncer_syncs_total.
+const (
+	resultCreated   = "Created"
+	resultUpdated   = "Updated"
+	resultRefreshed = "Refreshed"
+	resultRepaired  = "Repaired"
+	resultDeleted   = "Deleted"
+	resultGone      = "Gone"
+)
+
+// RestartedForAnnotation is set on the pod template of rollout restart
+// targets to "<ExternalSecret>@<data HMAC>": a new value restarts the
+// workload, and a retried patch with the same value restarts nothing.
+const RestartedForAnnotation = "veil.dev/restarted-for"
+
+type result struct {
+	result string
+	// retry asks for a retry with backoff rather than at the refresh interval.
+	retry bool
+}
+
+// sync brings the target of es in line with its values and records the
+// outcome in its status and in Events. Values are held only in memory, for
+// this call; no message built here contains one.
+func (c *Controller) sync(ctx context.Context, es *configv1alpha1.ExternalSecret) result {
+	t := es.Spec.Target
+	st := es.Status.DeepCopy()
+	if t.CreationPolicy == configv1alpha1.CreatePolicyNone {
+		setReady(st, es, metav1.ConditionTrue, ReasonCreationPolicyNone, "creationPolicy None: veil-syncer writes no Secret")
+		return c.finish(ctx, es, st, ReasonCreationPolicyNone, false)
+	}
+	name := targetName(es)
+
+	v, err := c.veil.ExternalsecretsV1alpha1().ExternalSecretValues(es.Namespace).Get(ctx, es.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return c.remoteGone(ctx, es, st, name, err)
+	}
+	if err != nil {
+		return c.fail(ctx, es, st, ReasonValuesUnavailable, "reading the values: "+err.Error(), true)
+	}
+	d, err := c.desired(es, v, name)
+	if err != nil {
+		var te *template.Error
+		if errors.As(err, &te) {
+			return c.fail(ctx, es, st, ReasonTemplateError, err.Error()+"; the Secret was left as it was", false)
+		}
+		return c.fail(ctx, es, st, ReasonTargetInvalid, err.Error(), false)
+	}
+
+	last := dataChanged
+	switch {
+	case st.TargetUID == "":
+		last = neverWritten
+	case st.DataHMAC == d.hmac && readyFor(es):
+		last = unchanged
+	}
+	w, err := c.writer.write(ctx, d, last)
+	if err != nil {
+		return c.writeFailed(ctx, es, st, d, err)
+	}
+	st.TargetUID = w.uid
+
+	newData := st.DataHMAC != "" && st.DataHMAC != d.hmac
+	var restarted []string
+	if newData {
+		if restarted, err = c.restart(ctx, es, d.hmac); err != nil {
+			// The data HMAC is not recorded, so the next attempt restarts
+			// again (the same annotation value makes repeats harmless).
+			return c.fail(ctx, es, st, ReasonRolloutFailed, fmt.Sprintf("Secret %s was written, but a rollout restart failed: %v", name, err), true)
+		}
+	}
+
+	res := resultRefreshed
+	switch {
+	case w.created:
+		res = resultCreated
+		c.recorder.Eventf(es, corev1.EventTypeNormal, EventSynced, "Created Secret %s (resourceVersion %s, data HMAC %s)", name, w.resourceVersion, short(d.hmac))
+	case w.repaired:
+		// Someone else changed the Secret: the record says so.
+		res = resultRepaired
+		c.recorder.Eventf(es, corev1.EventTypeWarning, EventUpdated,
+			"Secret %s was changed outside veil-syncer; its data and marks were written again (resourceVersion %s, data HMAC %s)", name, w.resourceVersion, short(d.hmac))
+	case newData || st.DataHMAC == "":
+		res = resultUpdated
+		msg := fmt.Sprintf("Wrote new data to Secret %s (resourceVersion %s, data HMAC %s)", name, w.resourceVersion, short(d.hmac))
+		if len(restarted) > 0 {
+			msg += "; restarted " + strings.Join(restarted, ", ")
+		}
+		c.recorder.Event(es, corev1.EventTypeNormal, EventUpdated, msg)
+	}
+	if res != resultRefreshed {
+		klog.FromContext(ctx).Info("Wrote target Secret", "externalSecret", klog.KObj(es), "secret", name,
+			"result", res, "resourceVersion", w.resourceVersion, "dataHMAC", short(d.hmac))
+	}
+	if st.SyncedResourceVersion == "" {
+		timeToFirstSync.Observe(c.clock.Since(es.CreationTimestamp.Time).Seconds())
+	}
+	now := metav1.NewTime(c.clock.Now())
+	st.RefreshTime = &now
+	st.DataHMAC = d.hmac
+	st.SyncedResourceVersion = fmt.Sprintf("%d-%s", es.Generation, w.resourceVersion)
+	setReady(st, es, metav1.ConditionTrue, ReasonSynced, fmt.Sprintf("Secret %s is in sync", name))
+	return c.finish(ctx, es, st, res, false)
+}
+
+// desired renders the target from the values.
+func (c *Controller) desired(es *configv1alpha1.ExternalSecret, v *esv1alpha1.ExternalSecretValue, name string) (*desired, error) {
+	t := es.Spec.Target
+	d := &desired{
+		namespace:   es.Namespace,
+		name:        name,
+		es:          es,
+		policy:      t.CreationPolicy,
+		secretType:  corev1.SecretType(v.Type),
+		data:        v.Data,
+		immutable:   t.Immutable,
+		labels:      map[string]string{},
+		annotations: map[string]string{},
+	}
+	if d.policy == "" {
+		d.policy = configv1alpha1.CreatePolicyOwner
+	}
+	if tmpl := t.Template; tmpl != nil {
+		if tmpl.Type != "" {
+			d.secretType = tmpl.Type
+		}
+		if len(tmpl.Data) > 0 {
+			data, err := template.Render(tmpl.Data, v.Data)
+			if err != nil {
+				return nil, err
+			}
+			d.data = data
+		}
+		// Labels and annotations are copied, never templated: metadata is
+		// readable by anyone who can list Secrets' names.
+		maps.Copy(d.labels, tmpl.Metadata.Labels)
+		maps.Copy(d.annotations, tmpl.Metadata.Annotations)
+	}
+	if d.secretType == "" {
+		d.secretType = corev1.SecretTypeOpaque
+	}
+	if d.secretType == corev1.SecretTypeServiceAccountToken {
+		// kube-controller-manager fills such a Secret with a token of the
+		// ServiceAccount it names: the ExternalSecret's author would get a
+		// credential they were never given.
+		return nil, fmt.Errorf("template type %s is refused: Kubernetes would put a ServiceAccount token into it", corev1.SecretTypeServiceAccountToken)
+	}
+	d.hmac = dataHMAC(c.key, d.data)
+	d.labels[ManagedByLabel] = managedBy
+	d.annotations[ExternalSecretAnnotation] = es.Name
+	d.annotations[DataHMACAnnotation] = d.hmac
+	return d, nil
+}
+
+// writeFailed records why a write was refused.
+func (c *Controller) writeFailed(ctx context.Context, es *configv1alpha1.ExternalSecret, st *configv1alpha1.ExternalSecretStatus, d *desired, err error) result {
+	var invalid *invalidError
+	switch {
+	case errors.Is(err, errConflict) && d.policy == configv1alpha1.CreatePolicyMerge:
+		return c.fail(ctx, es, st, ReasonTargetConflict, fmt.Sprintf(
+			"Secret %s has not opted in to creationPolicy Merge: veil-syncer adds keys only to a Secret annotated %s=%s; the Secret was not changed",
+			d.name, MergeFromAnnotation, es.Name), false)
+	case errors.Is(err, errConflict):
+		return c.fail(ctx, es, st, ReasonTargetConflict, fmt.Sprintf(
+			"Secret %s exists and was not created by veil-syncer for this ExternalSecret (label %s=%s, annotation %s=%s); it was not changed. "+
+				"Delete it, choose another target name, or use creationPolicy Merge", d.name, ManagedByLabel, managedBy, ExternalSecretAnnotation, es.Name), false)
+	case errors.Is(err, errMissing):
+		return c.fail(ctx, es, st, ReasonTargetMissing, fmt.Sprintf(
+			"creationPolicy Merge writes into an existing Secret only: create Secret %s annotated %s=%s", d.name, MergeFromAnnotation, es.Name), false)
+	case errors.As(err, &invalid) && d.immutable:
+		return c.fail(ctx, es, st, ReasonTargetImmutable, fmt.Sprintf(
+			"Secret %s is immutable and its data or type changed: delete it and veil-syncer creates it again (%v)", d.name, invalid.err), false)
+	case errors.As(err, &invalid):
+		return c.fail(ctx, es, st, ReasonTargetInvalid, fmt.Sprintf("kube-apiserver refused the change to Secret %s: %v", d.name, invalid.err), false)
+	default:
+		return c.fail(ctx, es, st, ReasonWriteFailed, fmt.Sprintf("writing Secret %s: %v", d.name, err), true)
+	}
+}
+
+// remoteGone handles values that no longer exist: the target keeps its last
+// values (Retain) or is deleted (Delete) — only if it is still the very
+// Secret veil-syncer wrote, by UID.
+func (c *Controller) remoteGone(ctx context.Context, es *configv1alpha1.ExternalSecret, st *configv1alpha1.ExternalSecretStatus, name string, notFound error) result {
+	t := es.Spec.Target
+	msg := notFound.Error()
+	switch {
+	case t.CreationPolicy == configv1alpha1.CreatePolicyMerge:
+		return c.fail(ctx, es, st, ReasonRemoteNotFound, fmt.Sprintf("%s; Secret %s keeps the keys veil-syncer added (a Secret merged into is never deleted)", msg, name), false)
+	case t.DeletionPolicy != configv1alpha1.DeletionPolicyDelete:
+		return c.fail(ctx, es, st, ReasonRemoteNotFound, fmt.Sprintf("%s; Secret %s keeps its last values (deletionPolicy Retain)", msg, name), false)
+	case st.TargetUID == "":
+		return c.fail(ctx, es, st, ReasonRemoteNotFound, fmt.Sprintf("%s; no Secret written by veil-syncer is left to delete (deletionPolicy Delete)", msg), false)
+	}
+	// The values are also "not found" when the ExternalSecret itself was
+	// just deleted and our informer has not seen it yet: deleting then
+	// would delete a target that creationPolicy Orphan must keep.
+	live, err := c.veil.ConfigV1alpha1().ExternalSecrets(es.Namespace).Get(ctx, es.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) || (err == nil && (live.UID != es.UID || live.DeletionTimestamp != nil)) {
+		return result{result: resultGone}
+	}
+	if err != nil {
+		return c.fail(ctx, es, st, ReasonValuesUnavailable, "reading the ExternalSecret: "+err.Error(), true)
+	}
+	uid := st.TargetUID
+	deleted := false
+	switch err := c.writer.delete(ctx, es.Namespace, name, uid); {
+	case err == nil:
+		deleted = true
+		msg = fmt.Sprintf("%s; deleted Secret %s (deletionPolicy Delete)", msg, name)
+		c.recorder.Eventf(es, corev1.EventTypeNormal, EventDeleted, "Deleted Secret %s (UID %s): its values no longer exist", name, uid)
+		klog.FromContext(ctx).Info("Deleted target Secret", "externalSecret", klog.KObj(es), "secret", name, "uid", uid)
+	case apierrors.IsNotFound(err):
+		msg = fmt.Sprintf("%s; Secret %s no longer exists", msg, name)
+	case apierrors.IsConflict(err):
+		// The UID stays in the status, so every refresh reports the same;
+		// a delete on it can never remove another Secret.
+		return c.fail(ctx, es, st, ReasonRemoteNotFound,
+			fmt.Sprintf("%s; Secret %s is not the Secret veil-syncer created (UID %s) and was left in place", msg, name, uid), false)
+	default:
+		return c.fail(ctx, es, st, ReasonWriteFailed, fmt.Sprintf("deleting Secret %s: %v", name, err), true)
+	}
+	st.TargetUID, st.DataHMAC = "", ""
+	res := c.fail(ctx, es, st, ReasonRemoteNotFound, msg, false)
+	if deleted && res.result == ReasonRemoteNotFound {
+		res.result = resultDeleted
+	}
+	return res
+}
+
+// fail records a failed sync: Ready=False, a SyncError Event, a log line.
+func (c *Controller) fail(ctx context.Context, es *configv1alpha1.ExternalSecret, st *configv1alpha1.ExternalSecretStatus, reason, msg string, retry bool) result {
+	setReady(st, es, metav1.ConditionFalse, reason, msg)
+	c.recorder.Eventf(es, corev1.EventTypeWarning, EventSyncError, "%s: %s", reason, msg)
+	klog.FromContext(ctx).Info("Sync failed", "externalSecret", klog.KObj(es), "reason", reason, "message", msg)
+	return c.finish(ctx, es, st, reason, retry)
+}
+
+// finish writes the status when it changed.
+func (c *Controller) finish(ctx context.Context, es *configv1alpha1.ExternalSecret, st *configv1alpha1.ExternalSecretStatus, res string, retry bool) result {
+	if equality.Semantic.DeepEqual(*st, es.Status) {
+		return result{result: res, retry: retry}
+	}
+	// A merge patch with every field: null removes what was cleared, and
+	// no resourceVersion means a concurrent spec change cannot make it fail.
+	patch, err := json.Marshal(map[string]any{"status": map[string]any{
+		"conditions":            st.Conditions,
+		"refreshTime":           st.RefreshTime,
+		"syncedResourceVersion": nullIfEmpty(st.SyncedResourceVersion),
+		"dataHMAC":              nullIfEmpty(st.DataHMAC),
+		"targetUID":             nullIfEmpty(string(st.TargetUID)),
+	}})
+	if err != nil {
+		return result{result: res, retry: true}
+	}
+	updated, err := c.veil.ConfigV1alpha1().ExternalSecrets(es.Namespace).Patch(ctx, es.Name, types.MergePatchType, patch,
+		metav1.PatchOptions{FieldManager: fieldManager}, "status")
+	if apierrors.IsNotFound(err) {
+		return result{result: resultGone}
+	}
+	if err != nil {
+		klog.FromContext(ctx).Error(err, "Writing status", "externalSecret", klog.KObj(es))
+		return result{result: res, retry: true}
+	}
+	c.remember(updated)
+	return result{result: res, retry: retry}
+}
+
+func nullIfEmpty(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func setReady(st *configv1alpha1.ExternalSecretStatus, es *configv1alpha1.ExternalSecret, status metav1.ConditionStatus, reason, msg string) {
+	apimeta.SetStatusCondition(&st.Conditions, metav1.Condition{
+		Type: readyCondition, Status: status, Reason: reason, Message: msg, ObservedGeneration: es.Generation,
+	})
+}
+
+// readyFor: the last sync of this generation succeeded.
+func readyFor(es *configv1alpha1.ExternalSecret) bool {
+	r := apimeta.FindStatusCondition(es.Status.Conditions, readyCondition)
+	return r != nil && r.Status == metav1.ConditionTrue && r.ObservedGeneration == es.Generation
+}
+
+func targetName(es *configv1alpha1.ExternalSecret) string {
+	if es.Spec.Target.Name != "" {
+		return es.Spec.Target.Name
+	}
+	return es.Name
+}
+
+// short is enough of an HMAC to tell writes apart in Events and logs.
+func short(hmac string) string { return hmac[:min(12, len(hmac))] }

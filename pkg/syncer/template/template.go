@@ -1,0 +1,145 @@
+// Package template renders the data of a target Secret from an
+// ExternalSecret's values with Go text/template and a small, closed set of
+// functions. Nothing in the set reads the environment, files or the network,
+// so a template can only transform the values it is given.
+package template
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+	"text/template"
+)
+
+// Error is a template that cannot be parsed or evaluated. Its message names
+// the Secret key and what is wrong, and never carries a value.
+type Error struct {
+	Key string
+	Msg string
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("template for key %q: %s", e.Key, e.Msg) }
+
+// funcError is returned by the functions below; its message is written here
+// and never includes an argument, so it may be shown as it is.
+type funcError struct{ msg string }
+
+func (e *funcError) Error() string { return e.msg }
+
+var funcs = template.FuncMap{
+	"b64enc": func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) },
+	"b64dec": func(s string) (string, error) {
+		b, err := base64.StdEncoding.DecodeString(s)
+		if err != nil {
+			return "", &funcError{"b64dec: the input is not valid base64"}
+		}
+		return string(b), nil
+	},
+	"upper": strings.ToUpper,
+	"lower": strings.ToLower,
+	"trim":  strings.TrimSpace,
+	"toJson": func(v any) (string, error) {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return "", &funcError{"toJson: the input cannot be encoded as JSON"}
+		}
+		return string(b), nil
+	},
+	"fromJson": func(s string) (any, error) {
+		var v any
+		// json's syntax errors quote the offending character, which is part
+		// of a value: only say that it failed.
+		if err := json.Unmarshal([]byte(s), &v); err != nil {
+			return nil, &funcError{"fromJson: the input is not valid JSON"}
+		}
+		return v, nil
+	},
+	// filterPEM keeps the PEM blocks of one type, e.g. the certificates of
+	// a bundle that also holds the private key.
+	"filterPEM": func(blockType, s string) (string, error) {
+		var out bytes.Buffer
+		rest := []byte(s)
+		for {
+			var b *pem.Block
+			b, rest = pem.Decode(rest)
+			if b == nil {
+				break
+			}
+			if b.Type == blockType {
+				if err := pem.Encode(&out, b); err != nil {
+					return "", &funcError{"filterPEM: cannot encode a block"}
+				}
+			}
+		}
+		if out.Len() == 0 {
+			return "", &funcError{fmt.Sprintf("filterPEM: the input has no %q PEM block", blockType)}
+		}
+		return out.String(), nil
+	},
+}
+
+// Render renders every template of tmpls (Secret key -> template text) with
+// the values as its data: `{{ .password }}`, `{{ index . "tls.crt" }}`.
+// A key missing from the values is an error rather than "<no value>".
+func Render(tmpls map[string]string, values map[string][]byte) (map[string][]byte, error) {
+	data := make(map[string]string, len(values))
+	for k, v := range values {
+		data[k] = string(v)
+	}
+	keys := make([]string, 0, len(tmpls))
+	for k := range tmpls {
+		keys = append(keys, k)
+	}
+	// Sorted, so the same spec always reports the same first error.
+	sort.Strings(keys)
+	out := make(map[string][]byte, len(tmpls))
+	for _, key := range keys {
+		t, err := template.New(key).Funcs(funcs).Option("missingkey=error").Parse(tmpls[key])
+		if err != nil {
+			// Parse errors quote only the template text, which is in the
+			// ExternalSecret's spec for anyone who can read it.
+			return nil, &Error{Key: key, Msg: err.Error()}
+		}
+		var buf bytes.Buffer
+		if err := t.Execute(&buf, data); err != nil {
+			return nil, &Error{Key: key, Msg: execMessage(key, err)}
+		}
+		out[key] = buf.Bytes()
+	}
+	return out, nil
+}
+
+var (
+	location     = regexp.MustCompile(`^template: [-._a-zA-Z0-9]+:(\d+:\d+): `)
+	missingKey   = regexp.MustCompile(`map has no entry for key "[^"]*"`)
+	wrongNumArgs = regexp.MustCompile(`wrong number of args for [a-zA-Z0-9_]+: (got|want) [^:]*$`)
+)
+
+// execMessage describes an evaluation error without its value: several of
+// text/template's own messages print the value they failed on ("range can't
+// iterate over ...", "non-comparable types ..."), so only messages known to
+// be safe are kept, and every other one is reduced to where it happened.
+func execMessage(key string, err error) string {
+	msg := err.Error()
+	where := "evaluation failed"
+	if m := location.FindStringSubmatch(msg); m != nil {
+		where = "evaluation failed at line:column " + m[1]
+	}
+	var fe *funcError
+	switch {
+	case errors.As(err, &fe):
+		return where + ": " + fe.msg
+	case missingKey.MatchString(msg):
+		return where + ": " + missingKey.FindString(msg) + " (the values have no such key)"
+	case wrongNumArgs.MatchString(msg):
+		return where + ": " + wrongNumArgs.FindString(msg)
+	default:
+		return where + ": a function or action was used on a value of the wrong kind (the message is withheld because it could quote the value)"
+	}
+}
