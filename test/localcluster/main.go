@@ -58,6 +58,11 @@ func run(dir string) error {
 		return err
 	}
 	defer stopAWS()
+	syncer, err := c.StartSyncer(ctx, "veil-syncer")
+	if err != nil {
+		return err
+	}
+	defer syncer.Stop()
 	alice, err := c.UserKubeconfig("alice")
 	if err != nil {
 		return err
@@ -77,6 +82,10 @@ Veil is up (%s). In another shell:
   kubectl auth can-i get externalsecretvalues -n demo --as bob     # no: bob only reads definitions
   kubectl get externalsecretvalue -n demo db --as bob      # 403
   kubectl --kubeconfig=%s get externalsecretvalue -n demo db -o jsonpath='{.data.password}' | base64 -d
+
+  kubectl get externalsecretvalues -A                      # also demo-vault and demo-aws
+  kubectl get secret -n demo legacy-db -o yaml             # materialised by veil-syncer for a legacy workload
+  kubectl get externalsecret -n demo legacy-db             # READY, with the sync recorded in status and events
 
 Logs: %s
 Press Ctrl-C to stop and clean up.
