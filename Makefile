@@ -11,7 +11,8 @@ all: build
 
 ## build: the two binaries, into bin/
 build:
-	$(GO) build -o bin/ ./cmd/...
+	$(GO) build -o bin/veil-apiserver ./cmd/apiserver
+	$(GO) build -o bin/veil-syncer ./cmd/syncer
 
 ## run: a local control plane with veil-apiserver and demo stores, until Ctrl-C
 run:
