@@ -14,6 +14,7 @@ package cache
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"runtime/debug"
 	"sync"
@@ -38,6 +39,16 @@ type Key string
 // NewKey joins fields into a Key. Each field is length-prefixed, so no two
 // different lists of fields give the same Key.
 func NewKey(fields ...string) Key {
+	bs := make([][]byte, len(fields))
+	for i, f := range fields {
+		bs[i] = []byte(f)
+	}
+	return Key(Pack(bs...))
+}
+
+// Pack encodes fields, each length-prefixed, as one byte string: several
+// values can then be cached, and sealed, as one entry.
+func Pack(fields ...[]byte) []byte {
 	n := 0
 	for _, f := range fields {
 		n += binary.MaxVarintLen64 + len(f)
@@ -47,7 +58,21 @@ func NewKey(fields ...string) Key {
 		b = binary.AppendUvarint(b, uint64(len(f)))
 		b = append(b, f...)
 	}
-	return Key(b)
+	return b
+}
+
+// Unpack reverses Pack. The fields share b's memory.
+func Unpack(b []byte) ([][]byte, error) {
+	var fields [][]byte
+	for len(b) > 0 {
+		l, w := binary.Uvarint(b)
+		if w <= 0 || uint64(len(b)-w) < l {
+			return nil, errors.New("malformed packed fields")
+		}
+		fields = append(fields, b[w:w+int(l)])
+		b = b[w+int(l):]
+	}
+	return fields, nil
 }
 
 // Config tunes a Cache.

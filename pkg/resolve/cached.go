@@ -2,7 +2,6 @@ package resolve
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"slices"
 	"strconv"
@@ -130,7 +129,7 @@ func (s *source) find(ctx context.Context, f providers.Find) (map[string]provide
 		for k, v := range found {
 			fields = append(fields, []byte(k), []byte(v.Version), v.Data)
 		}
-		return []cache.Outcome{{Data: pack(fields...)}}
+		return []cache.Outcome{{Data: cache.Pack(fields...)}}
 	})
 	if err != nil {
 		return nil, err
@@ -163,7 +162,7 @@ func readValues(ctx context.Context, client providers.Client, refs []providers.R
 			case !ok:
 				out[i].Err = providers.Errorf(providers.NotFound, "remote key %q does not exist", ref.Key)
 			default:
-				out[i].Data = pack([]byte(v.Version), v.Data)
+				out[i].Data = cache.Pack([]byte(v.Version), v.Data)
 			}
 		}
 		return out
@@ -176,7 +175,7 @@ func readValues(ctx context.Context, client providers.Client, refs []providers.R
 			if err != nil {
 				out[i].Err = err
 			} else {
-				out[i].Data = pack([]byte(v.Version), v.Data)
+				out[i].Data = cache.Pack([]byte(v.Version), v.Data)
 			}
 			return nil
 		})
@@ -185,33 +184,10 @@ func readValues(ctx context.Context, client providers.Client, refs []providers.R
 	return out
 }
 
-// pack encodes fields, each length-prefixed, as one plaintext to seal.
-func pack(fields ...[]byte) []byte {
-	n := 0
-	for _, f := range fields {
-		n += binary.MaxVarintLen64 + len(f)
-	}
-	b := make([]byte, 0, n)
-	for _, f := range fields {
-		b = binary.AppendUvarint(b, uint64(len(f)))
-		b = append(b, f...)
-	}
-	return b
-}
-
-// unpack reverses pack, expecting n fields (any number when n < 0). The
-// fields share b's memory.
+// unpack reverses cache.Pack, expecting n fields (any number when n < 0).
 func unpack(b []byte, n int) ([][]byte, error) {
-	var fields [][]byte
-	for len(b) > 0 {
-		l, w := binary.Uvarint(b)
-		if w <= 0 || uint64(len(b)-w) < l {
-			return nil, providers.Errorf(providers.Unavailable, "a cached value could not be decoded")
-		}
-		fields = append(fields, b[w:w+int(l)])
-		b = b[w+int(l):]
-	}
-	if n >= 0 && len(fields) != n {
+	fields, err := cache.Unpack(b)
+	if err != nil || (n >= 0 && len(fields) != n) {
 		return nil, providers.Errorf(providers.Unavailable, "a cached value could not be decoded")
 	}
 	return fields, nil

@@ -8,6 +8,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
+	"github.com/veil-dev/veil/test/harness"
 )
 
 // TestCanaryFakeStore reads a unique value through the aggregator several
@@ -36,6 +37,25 @@ func TestCanaryFakeStore(t *testing.T) {
 	assertNotInMetrics(t, canary)
 }
 
+// assertOnlyInProvider checks that a value that lives only in a provider,
+// read or pushed through Veil, is found nowhere in the cluster: not in
+// etcd, a log, an audit log, nor veil-apiserver's /metrics.
+func assertOnlyInProvider(t *testing.T, value string) {
+	t.Helper()
+	s, err := cluster.FindCanary(ctxFor(t), value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Total() != 0 {
+		t.Errorf("a value held only by the provider was found in the cluster: %s", s)
+	}
+	m, err := cluster.VeilMetrics(ctxFor(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	notInMetrics(t, m, value)
+}
+
 // assertNotInMetrics checks that veil-apiserver's /metrics, which counts
 // cache and provider activity, shows the value in none of its forms.
 func assertNotInMetrics(t *testing.T, value string) {
@@ -47,6 +67,11 @@ func assertNotInMetrics(t *testing.T, value string) {
 	if m.Sum("veil_cache_hits_total", nil) == 0 {
 		t.Errorf("/metrics shows no cache hit after repeated reads; is this the metrics of the server that served them?")
 	}
+	notInMetrics(t, m, value)
+}
+
+func notInMetrics(t *testing.T, m *harness.Metrics, value string) {
+	t.Helper()
 	for _, form := range []string{value, base64.StdEncoding.EncodeToString([]byte(value)), base64.RawURLEncoding.EncodeToString([]byte(value))} {
 		if strings.Contains(m.Raw, form) {
 			t.Errorf("/metrics contains the canary (%q)", form)

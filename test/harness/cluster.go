@@ -203,14 +203,17 @@ func (c *Cluster) installBinaries(ctx context.Context) error {
 	c.bins.kubeControllerManager = filepath.Join(kubeDir, "kube-controller-manager")
 	c.bins.kubectl = filepath.Join(kubeDir, "kubectl")
 
-	c.progress("go build ./cmd/apiserver")
 	c.bins.veil = filepath.Join(c.Dir, "bin", "veil-apiserver")
-	build := exec.CommandContext(ctx, "go", "build", "-o", c.bins.veil, "./cmd/apiserver")
-	build.Dir = c.Root
-	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("building veil-apiserver: %w\n%s", err, out)
+	c.bins.syncer = filepath.Join(c.Dir, "bin", "veil-syncer")
+	for pkg, out := range map[string]string{"./cmd/apiserver": c.bins.veil, "./cmd/syncer": c.bins.syncer} {
+		c.progress("go build %s", pkg)
+		build := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
+		build.Dir = c.Root
+		if b, err := build.CombinedOutput(); err != nil {
+			return fmt.Errorf("building %s: %w\n%s", pkg, err, b)
+		}
 	}
-	return c.buildSyncer(ctx)
+	return nil
 }
 
 // Kubectl is the path of the kubectl binary matching kube-apiserver.
@@ -358,16 +361,17 @@ func (c *Cluster) startKubeAPIServer(ctx context.Context) error {
 	})
 }
 
-// veilToken returns a token of Veil's ServiceAccount, so veil-apiserver runs
-// with exactly the RBAC artifacts/ ships.
-func (c *Cluster) veilToken(ctx context.Context) (string, error) {
+// serviceAccountKubeconfig writes a kubeconfig with a token of a
+// ServiceAccount of veil-system, so Veil's components run with exactly the
+// RBAC artifacts/ ships.
+func (c *Cluster) serviceAccountKubeconfig(ctx context.Context, serviceAccount, path string) error {
 	exp := int64(48 * 3600)
-	tr, err := c.KubeClient.CoreV1().ServiceAccounts(VeilNamespace).CreateToken(ctx, VeilServiceAccount,
+	tr, err := c.KubeClient.CoreV1().ServiceAccounts(VeilNamespace).CreateToken(ctx, serviceAccount,
 		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &exp}}, metav1.CreateOptions{})
 	if err != nil {
-		return "", fmt.Errorf("requesting a token for %s/%s: %w", VeilNamespace, VeilServiceAccount, err)
+		return fmt.Errorf("requesting a token for %s/%s: %w", VeilNamespace, serviceAccount, err)
 	}
-	return tr.Status.Token, nil
+	return c.writeKubeconfig(path, serviceAccount, &clientcmdapi.AuthInfo{Token: tr.Status.Token})
 }
 
 func httpOK(ctx context.Context, client *http.Client, url string) error {

@@ -25,13 +25,20 @@ func (c *Cluster) VeilMetrics(ctx context.Context) (*Metrics, error) {
 	if err != nil {
 		return nil, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.VeilURL()+"/metrics", nil)
+	return scrape(ctx, c.VeilHTTPClient(&cert), c.VeilURL()+"/metrics",
+		map[string]string{"X-Remote-User": "admin", "X-Remote-Group": "system:masters"})
+}
+
+// scrape reads and parses a Prometheus text endpoint.
+func scrape(ctx context.Context, client *http.Client, url string, headers map[string]string) (*Metrics, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("X-Remote-User", "admin")
-	req.Header.Set("X-Remote-Group", "system:masters")
-	resp, err := c.VeilHTTPClient(&cert).Do(req)
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return nil, err
 	}
@@ -41,7 +48,7 @@ func (c *Cluster) VeilMetrics(ctx context.Context) (*Metrics, error) {
 		return nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("/metrics: %s: %s", resp.Status, body)
+		return nil, fmt.Errorf("%s: %s: %s", url, resp.Status, body)
 	}
 	return parseMetrics(body)
 }

@@ -2,16 +2,9 @@ package harness
 
 import (
 	"context"
-	"fmt"
-	"io"
 	"net/http"
-	"os/exec"
 	"path/filepath"
 	"time"
-
-	authenticationv1 "k8s.io/api/authentication/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
 
 // SyncerServiceAccount is veil-syncer's identity; artifacts/base/syncer
@@ -25,17 +18,6 @@ type Syncer struct {
 	MetricsURL string
 }
 
-func (c *Cluster) buildSyncer(ctx context.Context) error {
-	c.progress("go build ./cmd/syncer")
-	c.bins.syncer = filepath.Join(c.Dir, "bin", "veil-syncer")
-	build := exec.CommandContext(ctx, "go", "build", "-o", c.bins.syncer, "./cmd/syncer")
-	build.Dir = c.Root
-	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("building veil-syncer: %w\n%s", err, out)
-	}
-	return nil
-}
-
 // SyncerBinary is the path of the veil-syncer binary.
 func (c *Cluster) SyncerBinary() string { return c.bins.syncer }
 
@@ -45,14 +27,8 @@ func (c *Cluster) SyncerBinary() string { return c.bins.syncer }
 // args come after the harness's flags. It returns once /readyz answers,
 // which does not mean it leads.
 func (c *Cluster) StartSyncer(ctx context.Context, name string, args ...string) (*Syncer, error) {
-	exp := int64(48 * 3600)
-	tr, err := c.KubeClient.CoreV1().ServiceAccounts(VeilNamespace).CreateToken(ctx, SyncerServiceAccount,
-		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &exp}}, metav1.CreateOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("requesting a token for %s/%s: %w", VeilNamespace, SyncerServiceAccount, err)
-	}
 	kubeconfig := filepath.Join(c.Dir, name+".kubeconfig")
-	if err := c.writeKubeconfig(kubeconfig, SyncerServiceAccount, &clientcmdapi.AuthInfo{Token: tr.Status.Token}); err != nil {
+	if err := c.serviceAccountKubeconfig(ctx, SyncerServiceAccount, kubeconfig); err != nil {
 		return nil, err
 	}
 	port, err := FreePort()
@@ -83,21 +59,5 @@ func (c *Cluster) StartSyncer(ctx context.Context, name string, args ...string) 
 
 // Metrics scrapes the syncer's /metrics.
 func (s *Syncer) Metrics(ctx context.Context) (*Metrics, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.MetricsURL+"/metrics", nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s/metrics: %s: %s", s.MetricsURL, resp.Status, body)
-	}
-	return parseMetrics(body)
+	return scrape(ctx, http.DefaultClient, s.MetricsURL+"/metrics", nil)
 }

@@ -18,18 +18,47 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/yaml"
 )
 
 // installVeil applies what artifacts/base ships — CRDs, namespace,
-// ServiceAccount, RBAC, APIService — except the in-cluster Deployment,
-// PodDisruptionBudget and Service: this control plane runs no pods, so the
-// Service becomes an ExternalName for localhost, and the APIService gets the
-// port and the CA of this run.
+// ServiceAccounts, RBAC, admission policy, APIService — except the
+// in-cluster Deployments, PodDisruptionBudget and Service: this control
+// plane runs no pods, so the Service becomes an ExternalName for
+// localhost, and the APIService gets the port and the CA of this run.
 func (c *Cluster) installVeil(ctx context.Context) error {
 	c.progress("applying artifacts/base")
-	rendered, _, err := c.RunKubectl(ctx, "", nil, "kustomize", filepath.Join(c.Root, "artifacts", "base"))
+	err := c.ApplyKustomization(ctx, filepath.Join(c.Root, "artifacts", "base"), func(u *unstructured.Unstructured) (bool, error) {
+		switch u.GetKind() {
+		case "Deployment", "PodDisruptionBudget", "Service":
+			return false, nil
+		case "APIService":
+			if err := unstructured.SetNestedField(u.Object, base64.StdEncoding.EncodeToString(c.VeilCA.CertPEM), "spec", "caBundle"); err != nil {
+				return false, err
+			}
+			return true, unstructured.SetNestedField(u.Object, int64(c.VeilPort), "spec", "service", "port")
+		}
+		return true, nil
+	}, map[string]any{
+		"apiVersion": "v1", "kind": "Service",
+		"metadata": map[string]any{"name": VeilService, "namespace": VeilNamespace},
+		"spec": map[string]any{
+			"type": "ExternalName", "externalName": "localhost",
+			"ports": []any{map[string]any{"name": "https", "port": int64(c.VeilPort), "protocol": "TCP"}},
+		},
+	})
+	if err != nil {
+		return err
+	}
+	_, _, err = c.RunKubectl(ctx, "", nil, "wait", "--for=condition=Established", "--timeout=60s", "crd", "-l", "app.kubernetes.io/part-of=veil")
+	return err
+}
+
+// ApplyKustomization renders the kustomization in dir with kubectl, lets
+// edit change each object or drop it (by returning false), and applies the
+// result, and extra objects, server-side as the admin.
+func (c *Cluster) ApplyKustomization(ctx context.Context, dir string, edit func(*unstructured.Unstructured) (bool, error), extra ...map[string]any) error {
+	rendered, _, err := c.RunKubectl(ctx, "", nil, "kustomize", dir)
 	if err != nil {
 		return err
 	}
@@ -40,40 +69,30 @@ func (c *Cluster) installVeil(ctx context.Context) error {
 		if err := dec.Decode(&u.Object); errors.Is(err, io.EOF) {
 			break
 		} else if err != nil {
-			return fmt.Errorf("reading artifacts/base: %w", err)
+			return fmt.Errorf("reading %s: %w", dir, err)
 		}
 		if u.Object == nil {
 			continue
 		}
-		switch u.GetKind() {
-		case "Deployment", "PodDisruptionBudget", "Service":
-			continue
-		case "APIService":
-			if err := unstructured.SetNestedField(u.Object, base64.StdEncoding.EncodeToString(c.VeilCA.CertPEM), "spec", "caBundle"); err != nil {
-				return err
+		if edit != nil {
+			keep, err := edit(&u)
+			if err != nil {
+				return fmt.Errorf("%s: %s %s: %w", dir, u.GetKind(), u.GetName(), err)
 			}
-			if err := unstructured.SetNestedField(u.Object, int64(c.VeilPort), "spec", "service", "port"); err != nil {
-				return err
+			if !keep {
+				continue
 			}
 		}
 		if err := writeDoc(&out, u.Object); err != nil {
 			return err
 		}
 	}
-	if err := writeDoc(&out, map[string]any{
-		"apiVersion": "v1", "kind": "Service",
-		"metadata": map[string]any{"name": VeilService, "namespace": VeilNamespace},
-		"spec": map[string]any{
-			"type": "ExternalName", "externalName": "localhost",
-			"ports": []any{map[string]any{"name": "https", "port": int64(c.VeilPort), "protocol": "TCP"}},
-		},
-	}); err != nil {
-		return err
+	for _, obj := range extra {
+		if err := writeDoc(&out, obj); err != nil {
+			return err
+		}
 	}
-	if _, _, err := c.RunKubectl(ctx, "", out.Bytes(), "apply", "--server-side", "-f", "-"); err != nil {
-		return err
-	}
-	_, _, err = c.RunKubectl(ctx, "", nil, "wait", "--for=condition=Established", "--timeout=60s", "crd", "-l", "app.kubernetes.io/part-of=veil")
+	_, _, err = c.RunKubectl(ctx, "", out.Bytes(), "apply", "--server-side", "-f", "-")
 	return err
 }
 
@@ -90,16 +109,13 @@ func writeDoc(w io.Writer, obj map[string]any) error {
 // flags (Start passes Options.VeilArgs), and waits until kube-apiserver
 // serves its APIService and its OpenAPI.
 func (c *Cluster) StartVeil(ctx context.Context, args ...string) error {
-	token, err := c.veilToken(ctx)
-	if err != nil {
-		return err
-	}
 	c.veilKubeconfig = filepath.Join(c.Dir, "veil-apiserver.kubeconfig")
-	if err := c.writeKubeconfig(c.veilKubeconfig, VeilServiceAccount, &clientcmdapi.AuthInfo{Token: token}); err != nil {
+	if err := c.serviceAccountKubeconfig(ctx, VeilServiceAccount, c.veilKubeconfig); err != nil {
 		return err
 	}
 	c.VeilAuditLog = filepath.Join(c.Dir, "logs", "veil-apiserver-audit.log")
 	c.progress("starting veil-apiserver on %s", hostPort(c.VeilPort))
+	var err error
 	c.Veil, err = startProcess("veil-apiserver", filepath.Join(c.Dir, "logs"), c.bins.veil, append([]string{
 		"--bind-address=127.0.0.1",
 		"--secure-port=" + strconv.Itoa(c.VeilPort),
@@ -203,10 +219,4 @@ func (c *Cluster) RunKubectl(ctx context.Context, kubeconfig string, stdin []byt
 		return out.Bytes(), errOut.Bytes(), fmt.Errorf("kubectl %v: %w: %s", args, err, bytes.TrimSpace(errOut.Bytes()))
 	}
 	return out.Bytes(), errOut.Bytes(), nil
-}
-
-// Apply applies YAML as the admin.
-func (c *Cluster) Apply(ctx context.Context, manifest []byte) error {
-	_, _, err := c.RunKubectl(ctx, "", manifest, "apply", "-f", "-")
-	return err
 }

@@ -1,11 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"path/filepath"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -16,8 +13,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	"sigs.k8s.io/yaml"
 
 	"github.com/veil-dev/veil/test/harness"
 )
@@ -42,34 +37,16 @@ func startAWSDemo(ctx context.Context, c *harness.Cluster) (stop func(), err err
 	}
 
 	// The example names AWS's regional endpoints; here they are moto's.
-	rendered, _, err := c.RunKubectl(ctx, "", nil, "kustomize", filepath.Join(c.Root, "artifacts", "examples", "aws"))
+	err = c.ApplyKustomization(ctx, filepath.Join(c.Root, "artifacts", "examples", "aws"), func(u *unstructured.Unstructured) (bool, error) {
+		if u.GetKind() != "SecretStore" {
+			return true, nil
+		}
+		if err := unstructured.SetNestedField(u.Object, m.URL, "spec", "provider", "aws", "endpoint"); err != nil {
+			return false, err
+		}
+		return true, unstructured.SetNestedField(u.Object, m.Region, "spec", "provider", "aws", "region")
+	})
 	if err != nil {
-		return nil, err
-	}
-	var manifest bytes.Buffer
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(rendered), 4096)
-	for {
-		var u unstructured.Unstructured
-		if err := dec.Decode(&u.Object); errors.Is(err, io.EOF) {
-			break
-		} else if err != nil {
-			return nil, fmt.Errorf("reading artifacts/examples/aws: %w", err)
-		}
-		if u.GetKind() == "SecretStore" {
-			if err := unstructured.SetNestedField(u.Object, m.URL, "spec", "provider", "aws", "endpoint"); err != nil {
-				return nil, err
-			}
-			if err := unstructured.SetNestedField(u.Object, m.Region, "spec", "provider", "aws", "region"); err != nil {
-				return nil, err
-			}
-		}
-		b, err := yaml.Marshal(u.Object)
-		if err != nil {
-			return nil, err
-		}
-		fmt.Fprintf(&manifest, "---\n%s", b)
-	}
-	if err := c.Apply(ctx, manifest.Bytes()); err != nil {
 		return nil, err
 	}
 	// moto accepts any keys; these are its documented test ones.

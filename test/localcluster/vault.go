@@ -1,19 +1,14 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	"sigs.k8s.io/yaml"
 
 	"github.com/veil-dev/veil/test/harness"
 )
@@ -66,31 +61,13 @@ path "secret/metadata/demo/*" { capabilities = ["read", "list"] }
 
 	// The example names a placeholder server and a ConfigMap for Vault's
 	// CA; here they are this Vault's.
-	rendered, _, err := c.RunKubectl(ctx, "", nil, "kustomize", filepath.Join(c.Root, "artifacts", "examples", "vault"))
-	if err != nil {
-		return nil, err
-	}
-	var manifest bytes.Buffer
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(rendered), 4096)
-	for {
-		var u unstructured.Unstructured
-		if err := dec.Decode(&u.Object); errors.Is(err, io.EOF) {
-			break
-		} else if err != nil {
-			return nil, fmt.Errorf("reading artifacts/examples/vault: %w", err)
-		}
+	err = c.ApplyKustomization(ctx, filepath.Join(c.Root, "artifacts", "examples", "vault"), func(u *unstructured.Unstructured) (bool, error) {
 		if u.GetKind() == "SecretStore" {
-			if err := unstructured.SetNestedField(u.Object, v.HTTPSURL, "spec", "provider", "vault", "server"); err != nil {
-				return nil, err
-			}
+			return true, unstructured.SetNestedField(u.Object, v.HTTPSURL, "spec", "provider", "vault", "server")
 		}
-		b, err := yaml.Marshal(u.Object)
-		if err != nil {
-			return nil, err
-		}
-		fmt.Fprintf(&manifest, "---\n%s", b)
-	}
-	if err := c.Apply(ctx, manifest.Bytes()); err != nil {
+		return true, nil
+	})
+	if err != nil {
 		return nil, err
 	}
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "vault-ca", Namespace: "demo-vault"}, Data: map[string]string{"ca.crt": string(v.CA.CertPEM)}}
