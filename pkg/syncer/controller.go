@@ -61,7 +61,7 @@ func newController(informer configinformers.ExternalSecretInformer, veil version
 		lister:         informer.Lister(),
 		synced:         informer.Informer().HasSynced,
 		recorder:       recorder,
-		queue:          newWorkQueue(reportDepth),
+		queue:          newWorkQueue("veil_syncer", reportDepth),
 		key:            key,
 		clock:          clock.RealClock{},
 		defaultRefresh: defaultRefresh,

@@ -16,6 +16,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/utils/ptr"
+
+	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
 )
 
 // HMACKeySecret is the Secret, in the syncer's namespace, holding the key of
@@ -66,21 +68,57 @@ func loadHMACKey(ctx context.Context, secrets corev1client.SecretInterface, name
 // length-prefixed, so no two different maps encode the same.
 func dataHMAC(key []byte, data map[string][]byte) string {
 	mac := hmac.New(sha256.New, key)
+	writeData(mac, data)
+	return hex.EncodeToString(mac.Sum(nil))
+}
+
+// pushHMAC is an HMAC-SHA256 of what a PushSecret pushes and where to: its
+// stores, update policy and mapping, and the values. The status keeps it
+// instead of the values, so that the next sync can tell that nothing
+// changed without a SecretPush and without anyone learning the values from
+// it.
+func pushHMAC(key []byte, spec *configv1alpha1.PushSecretSpec, data map[string][]byte) string {
+	mac := hmac.New(sha256.New, key)
+	// A domain of its own: no PushSecret's HMAC can equal the data HMAC of
+	// an ExternalSecret, even for the same values.
+	writeField(mac, []byte("PushSecret"))
+	writeCount(mac, len(spec.SecretStoreRefs))
+	for _, s := range spec.SecretStoreRefs {
+		writeField(mac, []byte(s.Kind))
+		writeField(mac, []byte(s.Name))
+	}
+	writeField(mac, []byte(spec.UpdatePolicy))
+	writeCount(mac, len(spec.Data))
+	for _, d := range spec.Data {
+		writeField(mac, []byte(d.Match.SecretKey))
+		writeField(mac, []byte(d.Match.RemoteRef.RemoteKey))
+		writeField(mac, []byte(d.Match.RemoteRef.Property))
+	}
+	writeData(mac, data)
+	return hex.EncodeToString(mac.Sum(nil))
+}
+
+// writeData writes a map in key order. It needs no count as long as it is
+// the last thing written.
+func writeData(h hash.Hash, data map[string][]byte) {
 	keys := make([]string, 0, len(data))
 	for k := range data {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		writeField(mac, []byte(k))
-		writeField(mac, data[k])
+		writeField(h, []byte(k))
+		writeField(h, data[k])
 	}
-	return hex.EncodeToString(mac.Sum(nil))
 }
 
 func writeField(h hash.Hash, b []byte) {
-	var n [8]byte
-	binary.BigEndian.PutUint64(n[:], uint64(len(b)))
-	h.Write(n[:])
+	writeCount(h, len(b))
 	h.Write(b)
+}
+
+func writeCount(h hash.Hash, n int) {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(n))
+	h.Write(b[:])
 }

@@ -15,7 +15,7 @@ import (
 )
 
 // The syncer's metrics are labelled by result (a condition reason or what
-// was written) and queue priority only: never by namespace, name or key,
+// was written), SecretPush action and queue priority only: never by namespace, name or key,
 // which can be sensitive and would make cardinality unbounded.
 var (
 	syncDuration = metrics.NewHistogramVec(&metrics.HistogramOpts{
@@ -37,6 +37,40 @@ var (
 		StabilityLevel: metrics.ALPHA,
 	}, []string{"priority"})
 
+	pushSyncDuration = metrics.NewHistogramVec(&metrics.HistogramOpts{
+		Namespace: "veil", Subsystem: "syncer", Name: "push_sync_duration_seconds",
+		Help:           "Time to sync one PushSecret: read its source Secret, create a SecretPush if needed and write its status, by result.",
+		Buckets:        []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		StabilityLevel: metrics.ALPHA,
+	}, []string{"result"})
+
+	pushSyncs = metrics.NewCounterVec(&metrics.CounterOpts{
+		Namespace: "veil", Subsystem: "syncer", Name: "push_syncs_total",
+		Help: "Syncs of PushSecrets by result: Pushed (a remote key was written), Refreshed (a SecretPush found every remote key as it should be), " +
+			"Unchanged (same data, no refresh due: no SecretPush), Deleted (remote keys deleted with the PushSecret), Released (finalizer removed, remote keys kept), " +
+			"Gone (the PushSecret was deleted meanwhile), or the Ready reason of a failure.",
+		StabilityLevel: metrics.ALPHA,
+	}, []string{"result"})
+
+	secretPushes = metrics.NewCounterVec(&metrics.CounterOpts{
+		Namespace: "veil", Subsystem: "syncer", Name: "secretpushes_total",
+		Help: "SecretPushes created by action (Push or Delete) and result: Succeeded (every remote key pushed, unchanged, skipped or deleted), " +
+			"Failed (some remote key failed), or Refused (the API answered with an error and nothing was written).",
+		StabilityLevel: metrics.ALPHA,
+	}, []string{"action", "result"})
+
+	pushedKeys = metrics.NewCounterVec(&metrics.CounterOpts{
+		Namespace: "veil", Subsystem: "syncer", Name: "push_remote_keys_total",
+		Help:           "Remote keys in the answers to SecretPushes, by action and result (Pushed, Unchanged, SkippedExists, Deleted, Failed).",
+		StabilityLevel: metrics.ALPHA,
+	}, []string{"action", "result"})
+
+	pushQueueDepth = metrics.NewGaugeVec(&metrics.GaugeOpts{
+		Namespace: "veil", Subsystem: "syncer", Name: "push_queue_depth",
+		Help:           "PushSecrets waiting for a worker, by priority: urgent (new or changed PushSecret or source Secret) or refresh (periodic refreshes and retries).",
+		StabilityLevel: metrics.ALPHA,
+	}, []string{"priority"})
+
 	timeToFirstSync = metrics.NewHistogram(&metrics.HistogramOpts{
 		Namespace: "veil", Subsystem: "syncer", Name: "time_to_first_sync_seconds",
 		Help:           "Time from the creation of an ExternalSecret (second resolution) to the first write of its Secret.",
@@ -49,11 +83,17 @@ var registerMetrics sync.Once
 
 func register() {
 	registerMetrics.Do(func() {
-		legacyregistry.MustRegister(syncDuration, syncResults, queueDepth, timeToFirstSync)
+		legacyregistry.MustRegister(syncDuration, syncResults, queueDepth, timeToFirstSync,
+			pushSyncDuration, pushSyncs, secretPushes, pushedKeys, pushQueueDepth)
 	})
 }
 
 func reportDepth(urgent, refresh int) {
 	queueDepth.WithLabelValues("urgent").Set(float64(urgent))
 	queueDepth.WithLabelValues("refresh").Set(float64(refresh))
+}
+
+func reportPushDepth(urgent, refresh int) {
+	pushQueueDepth.WithLabelValues("urgent").Set(float64(urgent))
+	pushQueueDepth.WithLabelValues("refresh").Set(float64(refresh))
 }

@@ -1,9 +1,11 @@
 // Package syncer is veil-syncer: it materialises the ExternalSecrets that
-// have a target as Secrets, for workloads that can only consume Secrets. It
-// holds no provider credentials — it reads values through the aggregated
-// API (externalsecretvalues) as its own ServiceAccount — and it cannot read
-// Secrets: it writes them with create, JSON patches that test Veil's marks
-// first, and deletes with a UID precondition.
+// have a target as Secrets, for workloads that can only consume Secrets, and
+// carries out PushSecrets. It holds no provider credentials — it reads
+// values through the aggregated API (externalsecretvalues) and pushes them
+// through it (secretpushes), as its own ServiceAccount. It writes Secrets
+// with create, JSON patches that test Veil's marks first, and deletes with a
+// UID precondition; the only Secrets it can read are the source Secrets of
+// PushSecrets in namespaces that granted it them.
 package syncer
 
 import (
@@ -13,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -90,10 +93,11 @@ func NewCommand(ctx context.Context) *cobra.Command {
 	o := NewOptions()
 	cmd := &cobra.Command{
 		Use:   "veil-syncer",
-		Short: "Keeps Secrets in sync with ExternalSecrets that ask for one",
+		Short: "Keeps Secrets in sync with ExternalSecrets that ask for one, and pushes PushSecrets",
 		Long: "veil-syncer materialises ExternalSecrets that have a spec.target as Secrets, for workloads that\n" +
-			"can only consume Secrets. It reads values through the Kubernetes API (externalsecretvalues,\n" +
-			"served by veil-apiserver) and holds no provider credentials.",
+			"can only consume Secrets, and pushes the source Secrets of PushSecrets. It reads and writes values\n" +
+			"through the Kubernetes API (externalsecretvalues and secretpushes, served by veil-apiserver) and\n" +
+			"holds no provider credentials.",
 		SilenceUsage: true,
 		RunE: func(c *cobra.Command, _ []string) error {
 			o.Complete()
@@ -107,7 +111,7 @@ func NewCommand(ctx context.Context) *cobra.Command {
 	fs := cmd.Flags()
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "Kubeconfig of the syncer's identity; the in-cluster ServiceAccount when empty.")
 	fs.StringVar(&o.Namespace, "namespace", o.Namespace, "Namespace of the leader election Lease and of the HMAC key Secret.")
-	fs.IntVar(&o.Workers, "workers", o.Workers, "ExternalSecrets synced in parallel.")
+	fs.IntVar(&o.Workers, "workers", o.Workers, "ExternalSecrets synced in parallel, and as many PushSecrets.")
 	fs.Float32Var(&o.QPS, "kube-api-qps", o.QPS, "Requests per second to kube-apiserver, shared by all workers (leader election has its own budget).")
 	fs.IntVar(&o.Burst, "kube-api-burst", o.Burst, "Burst of requests to kube-apiserver above --kube-api-qps.")
 	fs.DurationVar(&o.DefaultRefreshInterval, "default-refresh-interval", o.DefaultRefreshInterval,
@@ -203,27 +207,39 @@ func (o *Options) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// Followers keep their informer and queue warm, so a failover does not
-	// start from an empty cache.
+	psInformer := informers.Config().V1alpha1().PushSecrets()
+	// The source Secret watches stop with ctx, after the workers.
+	pushCtrl, err := newPushController(ctx, psInformer, veil, kube, meta, recorder, key)
+	if err != nil {
+		return err
+	}
+	// Followers keep their informers, source watches and queues warm, so a
+	// failover does not start from an empty cache.
 	informers.Start(ctx.Done())
 	defer informers.Shutdown()
 
 	leaderHealth := leaderelection.NewLeaderHealthzAdaptor(20 * time.Second)
-	srv, err := o.serve(ctx, leaderHealth, esInformer.Informer().HasSynced)
+	srv, err := o.serve(ctx, leaderHealth, func() bool { return esInformer.Informer().HasSynced() && psInformer.Informer().HasSynced() })
 	if err != nil {
 		return err
 	}
 	defer srv.Close()
 
+	work := func(ctx context.Context) {
+		var wg sync.WaitGroup
+		wg.Go(func() { ctrl.Run(ctx, o.Workers) })
+		wg.Go(func() { pushCtrl.Run(ctx, o.Workers) })
+		wg.Wait()
+	}
 	if !o.LeaderElect {
-		ctrl.Run(ctx, o.Workers)
+		work(ctx)
 		return nil
 	}
 	leaderKube, err := kubernetes.NewForConfig(leaderCfg)
 	if err != nil {
 		return err
 	}
-	return o.lead(ctx, leaderKube, leaderHealth, func(ctx context.Context) { ctrl.Run(ctx, o.Workers) })
+	return o.lead(ctx, leaderKube, leaderHealth, work)
 }
 
 // lead runs work while this replica holds the Lease. On shutdown it stops
@@ -285,7 +301,7 @@ func (o *Options) lead(ctx context.Context, kube kubernetes.Interface, health *l
 }
 
 // serve starts /metrics, /healthz (fails when the leader cannot renew its
-// Lease) and /readyz (ExternalSecrets listed).
+// Lease) and /readyz (ExternalSecrets and PushSecrets listed).
 func (o *Options) serve(ctx context.Context, leader *leaderelection.HealthzAdaptor, synced func() bool) (*http.Server, error) {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", legacyregistry.Handler())
@@ -298,7 +314,7 @@ func (o *Options) serve(ctx context.Context, leader *leaderelection.HealthzAdapt
 	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !synced() {
-			http.Error(w, "ExternalSecrets not listed yet", http.StatusServiceUnavailable)
+			http.Error(w, "ExternalSecrets and PushSecrets not listed yet", http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ok")

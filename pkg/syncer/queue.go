@@ -98,26 +98,28 @@ func (q *priorityQueue) report() {
 	}
 }
 
-// workQueue is the rate-limited, delaying workqueue of the syncer with its
-// priority order.
+// workQueue is a rate-limited, delaying workqueue of the syncer with its
+// priority order: one for ExternalSecrets, one for PushSecrets.
 type workQueue struct {
 	workqueue.TypedRateLimitingInterface[string]
 	order *priorityQueue
 }
 
-// maxRetryDelay bounds the backoff of a failing ExternalSecret.
+// maxRetryDelay bounds the backoff of a failing ExternalSecret or PushSecret.
 const maxRetryDelay = 5 * time.Minute
 
-func newWorkQueue(onDepth func(urgent, refresh int)) *workQueue {
+// newWorkQueue returns a queue; name labels client-go's workqueue metrics,
+// so each queue must have its own.
+func newWorkQueue(name string, onDepth func(urgent, refresh int)) *workQueue {
 	order := newPriorityQueue(onDepth)
 	// Backoff per key only: a cluster-wide retry budget would make 1,000
 	// ExternalSecrets that failed together during an outage recover slowly.
 	limiter := workqueue.NewTypedItemExponentialFailureRateLimiter[string](500*time.Millisecond, maxRetryDelay)
 	q := workqueue.NewTypedRateLimitingQueueWithConfig(limiter, workqueue.TypedRateLimitingQueueConfig[string]{
-		Name: "veil_syncer",
+		Name: name,
 		DelayingQueue: workqueue.NewTypedDelayingQueueWithConfig(workqueue.TypedDelayingQueueConfig[string]{
-			Name:  "veil_syncer",
-			Queue: workqueue.NewTypedWithConfig(workqueue.TypedQueueConfig[string]{Name: "veil_syncer", Queue: order}),
+			Name:  name,
+			Queue: workqueue.NewTypedWithConfig(workqueue.TypedQueueConfig[string]{Name: name, Queue: order}),
 		}),
 	})
 	return &workQueue{TypedRateLimitingInterface: q, order: order}

@@ -18,7 +18,7 @@ func get(t *testing.T, q *workQueue) string {
 
 func TestUrgentKeysGoBeforeRefreshes(t *testing.T) {
 	var depth [2]int
-	q := newWorkQueue(func(u, r int) { depth = [2]int{u, r} })
+	q := newWorkQueue("test", func(u, r int) { depth = [2]int{u, r} })
 	defer q.ShutDown()
 	for _, k := range []string{"r1", "r2", "r3"} {
 		q.Add(k)
@@ -40,7 +40,7 @@ func TestUrgentKeysGoBeforeRefreshes(t *testing.T) {
 }
 
 func TestKeyChangedWhileProcessingIsRequeuedUrgent(t *testing.T) {
-	q := newWorkQueue(nil)
+	q := newWorkQueue("test", nil)
 	defer q.ShutDown()
 	q.Add("busy")
 	k, _ := q.Get()
@@ -61,7 +61,7 @@ func TestKeyChangedWhileProcessingIsRequeuedUrgent(t *testing.T) {
 }
 
 func TestUrgentMarkIsClearedOnceServed(t *testing.T) {
-	q := newWorkQueue(nil)
+	q := newWorkQueue("test", nil)
 	defer q.ShutDown()
 	q.AddUrgent("a")
 	get(t, q)

@@ -139,7 +139,9 @@ type PushSecretStatus struct {
 	// resourceVersion last pushed.
 	SyncedResourceVersion string `json:"syncedResourceVersion,omitempty"`
 
-	// SyncedPushSecrets maps "Kind/name" of each store to the remote keys pushed.
+	// SyncedPushSecrets maps "Kind/name" of each store to the remote keys
+	// pushed: each remote key, followed by "#" and the property when one
+	// property of it is written, to the result of its last push.
 	SyncedPushSecrets map[string]map[string]PushSecretSyncedData `json:"syncedPushSecrets,omitempty"`
 
 	// DataHMAC is an HMAC-SHA256 of the pushed data under a key only

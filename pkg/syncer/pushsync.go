@@ -1,0 +1,457 @@
+package syncer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+
+	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
+
+	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
+	esv1alpha1 "github.com/veil-dev/veil/pkg/apis/externalsecrets/v1alpha1"
+)
+
+// PushSecretFinalizer holds a PushSecret with deletionPolicy Delete until
+// its remote keys are deleted.
+const PushSecretFinalizer = "veil.dev/pushsecret"
+
+// PushSourceClusterRole is the ClusterRole (artifacts/base/syncer) a
+// namespace binds to let veil-syncer read its PushSecrets' source Secrets
+// and create SecretPushes. It is bound in no namespace by default.
+const PushSourceClusterRole = "veil-syncer:push-source"
+
+// Reasons of a PushSecret's Ready condition besides ReasonSynced. They are
+// also results of veil_syncer_push_syncs_total.
+const (
+	// ReasonNotPermitted: the namespace has not granted veil-syncer its
+	// source Secret or create on secretpushes.
+	ReasonNotPermitted = "NotPermitted"
+	// ReasonSourceNotFound and ReasonKeyNotFound: nothing is pushed, and no
+	// remote key is deleted.
+	ReasonSourceNotFound    = "SourceNotFound"
+	ReasonKeyNotFound       = "KeyNotFound"
+	ReasonSourceUnavailable = "SourceUnavailable"
+	// ReasonPushRefused: the API refused the SecretPush, and nothing was
+	// written (a read-only store, a store the namespace may not use, ...).
+	ReasonPushRefused = "PushRefused"
+	// ReasonPushFailed: a remote key could not be written, or the SecretPush
+	// got no answer.
+	ReasonPushFailed = "PushFailed"
+	// ReasonDeleteFailed: the PushSecret is being deleted and its remote
+	// keys could not be; the finalizer stays.
+	ReasonDeleteFailed    = "DeleteFailed"
+	ReasonFinalizerFailed = "FinalizerFailed"
+)
+
+// Event reasons of PushSecrets, besides EventDeleted.
+const (
+	EventPushed     = "Pushed"
+	EventPushFailed = "PushFailed"
+)
+
+// Results of veil_syncer_push_syncs_total besides failures and the
+// ExternalSecret results Refreshed, Deleted and Gone.
+const (
+	resultPushed    = "Pushed"
+	resultUnchanged = "Unchanged"
+	resultReleased  = "Released"
+)
+
+// Results of veil_syncer_secretpushes_total.
+const (
+	secretPushSucceeded = "Succeeded"
+	secretPushFailed    = "Failed"
+	secretPushRefused   = "Refused"
+)
+
+// Results of one remote key, as veil-apiserver reports them.
+const (
+	keyPushed    = "Pushed"
+	keyUnchanged = "Unchanged"
+	keyFailed    = "Failed"
+)
+
+// sync pushes the source Secret of ps, or, if ps is being deleted, deletes
+// its remote keys as its deletionPolicy says. Values are held only in
+// memory, for this call; no message built here contains one.
+func (c *PushController) sync(ctx context.Context, ps *configv1alpha1.PushSecret) result {
+	if ps.DeletionTimestamp != nil {
+		return c.finalize(ctx, ps)
+	}
+	ps, err := c.setFinalizer(ctx, ps, ps.Spec.DeletionPolicy == configv1alpha1.PushSecretDeletionPolicyDelete)
+	if err != nil {
+		return c.finalizerFailed(ctx, ps, err)
+	}
+	st := ps.Status.DeepCopy()
+	src := ps.Spec.Selector.Secret.Name
+
+	data, resourceVersion, err := c.readSource(ctx, ps)
+	var missing *missingKeysError
+	switch {
+	case apierrors.IsForbidden(err):
+		return c.fail(ctx, ps, st, ReasonNotPermitted, notPermitted(ps.Namespace, "read Secret "+src, "nothing was pushed", err), true)
+	case apierrors.IsNotFound(err):
+		// The watch of the source reports its creation.
+		return c.fail(ctx, ps, st, ReasonSourceNotFound, fmt.Sprintf("Secret %s does not exist: nothing was pushed, and no remote key was deleted", src), false)
+	case errors.As(err, &missing):
+		return c.fail(ctx, ps, st, ReasonKeyNotFound, fmt.Sprintf("Secret %s has no key %s: nothing was pushed, and no remote key was deleted", src, quoted(missing.keys)), false)
+	case err != nil:
+		return c.fail(ctx, ps, st, ReasonSourceUnavailable, fmt.Sprintf("reading Secret %s: %v", src, err), true)
+	}
+
+	mac := pushHMAC(c.key, &ps.Spec, data)
+	synced := syncedVersion(ps.Generation, resourceVersion)
+	if mac == st.DataHMAC && pushedFor(ps) && !c.refreshDue(ps) {
+		// Nothing to push: no SecretPush, so no provider call at all.
+		st.SyncedResourceVersion = synced
+		return c.finish(ctx, ps, st, resultUnchanged, false)
+	}
+
+	sp, err := c.secretPush(ctx, ps, esv1alpha1.SecretPushActionPush, data)
+	if err != nil {
+		return c.refused(ctx, ps, st, esv1alpha1.SecretPushActionPush, err)
+	}
+	now := metav1.NewTime(c.clock.Now())
+	failures := recordResults(st, sp.Status.Results, now)
+	if len(failures) > 0 {
+		return c.fail(ctx, ps, st, ReasonPushFailed, fmt.Sprintf("%d of %d remote keys were not pushed: %s",
+			len(failures), len(sp.Status.Results), strings.Join(failures, "; ")), true)
+	}
+
+	var pushed []string
+	for _, r := range sp.Status.Results {
+		if r.Result == keyPushed {
+			pushed = append(pushed, storeName(r.StoreRef)+" "+remoteKeyName(r.RemoteKey, r.Property))
+		}
+	}
+	res := resultRefreshed
+	if len(pushed) > 0 {
+		res = resultPushed
+		c.recorder.Eventf(ps, corev1.EventTypeNormal, EventPushed, "Pushed Secret %s (resourceVersion %s, data HMAC %s) to %s",
+			src, resourceVersion, short(mac), strings.Join(pushed, ", "))
+		klog.FromContext(ctx).Info("Pushed", "pushSecret", klog.KObj(ps), "secret", src, "resourceVersion", resourceVersion,
+			"dataHMAC", short(mac), "remoteKeys", len(pushed))
+	}
+	st.RefreshTime = &now
+	st.DataHMAC = mac
+	st.SyncedResourceVersion = synced
+	setPushReady(st, ps, metav1.ConditionTrue, ReasonSynced, fmt.Sprintf("Secret %s is pushed to %s", src, storesOf(sp.Status.Results)))
+	return c.finish(ctx, ps, st, res, false)
+}
+
+// missingKeysError: the source Secret lacks keys the PushSecret maps.
+type missingKeysError struct{ keys []string }
+
+func (e *missingKeysError) Error() string { return "missing keys " + quoted(e.keys) }
+
+// readSource gets the source Secret and returns the values the PushSecret
+// maps, and the Secret's resourceVersion. The Secret itself is not kept.
+func (c *PushController) readSource(ctx context.Context, ps *configv1alpha1.PushSecret) (map[string][]byte, string, error) {
+	s, err := c.secrets.Secrets(ps.Namespace).Get(ctx, ps.Spec.Selector.Secret.Name, metav1.GetOptions{})
+	if err != nil {
+		return nil, "", err
+	}
+	data := map[string][]byte{}
+	var missing []string
+	for _, d := range ps.Spec.Data {
+		k := d.Match.SecretKey
+		v, ok := s.Data[k]
+		switch {
+		case !ok && !slices.Contains(missing, k):
+			missing = append(missing, k)
+		case ok:
+			data[k] = v
+		}
+	}
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		return nil, "", &missingKeysError{keys: missing}
+	}
+	return data, s.ResourceVersion, nil
+}
+
+// finalize handles a PushSecret being deleted. With deletionPolicy Delete,
+// its remote keys are deleted through a SecretPush, and the finalizer is
+// removed only once every one of them is; any failure keeps it and is
+// retried. With None, or if nothing was ever pushed, the finalizer is
+// removed and the remote keys stay.
+func (c *PushController) finalize(ctx context.Context, ps *configv1alpha1.PushSecret) result {
+	if !slices.Contains(ps.Finalizers, PushSecretFinalizer) {
+		return result{result: resultGone}
+	}
+	if ps.Spec.DeletionPolicy != configv1alpha1.PushSecretDeletionPolicyDelete || !pushedAny(&ps.Status) {
+		klog.FromContext(ctx).Info("Releasing a deleted PushSecret; its remote keys stay", "pushSecret", klog.KObj(ps), "deletionPolicy", ps.Spec.DeletionPolicy)
+		return c.release(ctx, ps, resultReleased)
+	}
+	st := ps.Status.DeepCopy()
+	sp, err := c.secretPush(ctx, ps, esv1alpha1.SecretPushActionDelete, nil)
+	if err != nil {
+		return c.refused(ctx, ps, st, esv1alpha1.SecretPushActionDelete, err)
+	}
+	failures := recordResults(st, sp.Status.Results, metav1.NewTime(c.clock.Now()))
+	if len(failures) > 0 {
+		return c.fail(ctx, ps, st, ReasonDeleteFailed, fmt.Sprintf("%d of %d remote keys were not deleted: %s; the finalizer %s stays until they are "+
+			"(remove it by hand to delete the PushSecret and keep them)", len(failures), len(sp.Status.Results), strings.Join(failures, "; "), PushSecretFinalizer), true)
+	}
+	var deleted []string
+	for _, r := range sp.Status.Results {
+		deleted = append(deleted, storeName(r.StoreRef)+" "+remoteKeyName(r.RemoteKey, r.Property))
+	}
+	c.recorder.Eventf(ps, corev1.EventTypeNormal, EventDeleted, "Deleted %s (deletionPolicy Delete)", strings.Join(deleted, ", "))
+	klog.FromContext(ctx).Info("Deleted remote keys", "pushSecret", klog.KObj(ps), "remoteKeys", len(deleted))
+	return c.release(ctx, ps, resultDeleted)
+}
+
+// pushedAny: some remote key was written, or found holding the value, by a
+// push of this PushSecret. Keys it never wrote — skipped because they
+// existed (IfNotExists), or never reached — are not its to delete.
+func pushedAny(st *configv1alpha1.PushSecretStatus) bool {
+	for _, keys := range st.SyncedPushSecrets {
+		for _, k := range keys {
+			if k.PushTime != nil || k.Result == keyPushed || k.Result == keyUnchanged {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// release removes the finalizer of a deleted PushSecret.
+func (c *PushController) release(ctx context.Context, ps *configv1alpha1.PushSecret, res string) result {
+	_, err := c.setFinalizer(ctx, ps, false)
+	switch {
+	case err == nil:
+		return result{result: res}
+	case apierrors.IsNotFound(err):
+		return result{result: resultGone}
+	default:
+		klog.FromContext(ctx).Error(err, "Removing the finalizer", "pushSecret", klog.KObj(ps))
+		return result{result: ReasonFinalizerFailed, retry: true}
+	}
+}
+
+// setFinalizer adds or removes PushSecretFinalizer. The merge patch carries
+// the resourceVersion, so it cannot drop a finalizer someone else added
+// meanwhile: it fails with a conflict and is retried.
+func (c *PushController) setFinalizer(ctx context.Context, ps *configv1alpha1.PushSecret, want bool) (*configv1alpha1.PushSecret, error) {
+	if slices.Contains(ps.Finalizers, PushSecretFinalizer) == want {
+		return ps, nil
+	}
+	finalizers := slices.DeleteFunc(slices.Clone(ps.Finalizers), func(f string) bool { return f == PushSecretFinalizer })
+	if want {
+		finalizers = append(finalizers, PushSecretFinalizer)
+	}
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{
+		"finalizers":      finalizers,
+		"resourceVersion": ps.ResourceVersion,
+	}})
+	if err != nil {
+		return ps, err
+	}
+	updated, err := c.veil.ConfigV1alpha1().PushSecrets(ps.Namespace).Patch(ctx, ps.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: fieldManager})
+	if err != nil {
+		return ps, err
+	}
+	return updated, nil
+}
+
+func (c *PushController) finalizerFailed(ctx context.Context, ps *configv1alpha1.PushSecret, err error) result {
+	if apierrors.IsNotFound(err) {
+		return result{result: resultGone}
+	}
+	if apierrors.IsConflict(err) {
+		// Our informer has not seen the newest PushSecret yet.
+		return result{result: ReasonFinalizerFailed, retry: true}
+	}
+	return c.fail(ctx, ps, ps.Status.DeepCopy(), ReasonFinalizerFailed, fmt.Sprintf("setting the finalizer %s: %v", PushSecretFinalizer, err), true)
+}
+
+// secretPush creates a SecretPush for ps and counts it and its results.
+func (c *PushController) secretPush(ctx context.Context, ps *configv1alpha1.PushSecret, action esv1alpha1.SecretPushAction, data map[string][]byte) (*esv1alpha1.SecretPush, error) {
+	sp, err := c.veil.ExternalsecretsV1alpha1().SecretPushes(ps.Namespace).Create(ctx, &esv1alpha1.SecretPush{
+		ObjectMeta: metav1.ObjectMeta{Name: ps.Name},
+		Spec:       esv1alpha1.SecretPushSpec{Action: action, Data: data},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		secretPushes.WithLabelValues(string(action), secretPushRefused).Inc()
+		return nil, err
+	}
+	res := secretPushSucceeded
+	for _, r := range sp.Status.Results {
+		pushedKeys.WithLabelValues(string(action), r.Result).Inc()
+		if r.Result == keyFailed {
+			res = secretPushFailed
+		}
+	}
+	secretPushes.WithLabelValues(string(action), res).Inc()
+	return sp, nil
+}
+
+// refused records why the API refused a SecretPush; nothing was written.
+func (c *PushController) refused(ctx context.Context, ps *configv1alpha1.PushSecret, st *configv1alpha1.PushSecretStatus, action esv1alpha1.SecretPushAction, err error) result {
+	consequence := "nothing was pushed"
+	if action == esv1alpha1.SecretPushActionDelete {
+		consequence = fmt.Sprintf("the remote keys were not deleted, and the finalizer %s stays (remove it by hand to delete the PushSecret and keep them)", PushSecretFinalizer)
+	}
+	if apierrors.IsForbidden(err) {
+		// A 403 is either RBAC's (no create on secretpushes here) or
+		// veil-apiserver's (a read-only store, a ClusterSecretStore the
+		// namespace may not use); only a review tells them apart.
+		if allowed, rerr := c.mayCreateSecretPushes(ctx, ps.Namespace); rerr == nil && !allowed {
+			return c.fail(ctx, ps, st, ReasonNotPermitted, notPermitted(ps.Namespace, "create secretpushes", consequence, err), true)
+		}
+	}
+	reason := ReasonPushRefused
+	switch {
+	case action == esv1alpha1.SecretPushActionDelete:
+		reason = ReasonDeleteFailed
+	case !isClientError(err):
+		// Not a refusal: the request did not get through, or failed.
+		reason = ReasonPushFailed
+	}
+	return c.fail(ctx, ps, st, reason, fmt.Sprintf("SecretPush %s: %v; %s", action, err, consequence), true)
+}
+
+// isClientError: the API refused the request itself (4xx), rather than
+// failing to carry it out.
+func isClientError(err error) bool {
+	var s apierrors.APIStatus
+	if !errors.As(err, &s) {
+		return false
+	}
+	code := s.Status().Code
+	return code >= 400 && code < 500
+}
+
+// mayCreateSecretPushes asks kube-apiserver whether the syncer may create
+// secretpushes in ns. Every authenticated user may ask about itself
+// (system:basic-user).
+func (c *PushController) mayCreateSecretPushes(ctx context.Context, ns string) (bool, error) {
+	r, err := c.reviews.SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
+		Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
+			Namespace: ns, Verb: "create", Group: esv1alpha1.SchemeGroupVersion.Group, Resource: "secretpushes",
+		}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return false, err
+	}
+	return r.Status.Allowed, nil
+}
+
+// notPermitted says what the namespace must grant for its PushSecrets to work.
+func notPermitted(ns, what, consequence string, err error) string {
+	return fmt.Sprintf("veil-syncer may not %s in namespace %s, so %s. To let it carry out this namespace's PushSecrets, bind the ClusterRole %s "+
+		"to its ServiceAccount with a RoleBinding in %s (artifacts/examples/push), or grant it a Role with get, list and watch on the source Secret "+
+		"by name (resourceNames) and create on secretpushes. kube-apiserver said: %v", what, ns, consequence, PushSourceClusterRole, ns, err)
+}
+
+// recordResults puts the results of a SecretPush into st.syncedPushSecrets
+// and returns a description of each failure. Push times are kept for keys
+// not written this time.
+func recordResults(st *configv1alpha1.PushSecretStatus, results []esv1alpha1.SecretPushResult, now metav1.Time) []string {
+	next := map[string]map[string]configv1alpha1.PushSecretSyncedData{}
+	var failures []string
+	for _, r := range results {
+		store, key := storeName(r.StoreRef), remoteKeyName(r.RemoteKey, r.Property)
+		e := configv1alpha1.PushSecretSyncedData{
+			Match: configv1alpha1.PushSecretMatch{
+				SecretKey: r.SecretKey,
+				RemoteRef: configv1alpha1.PushSecretRemoteRef{RemoteKey: r.RemoteKey, Property: r.Property},
+			},
+			Result:   r.Result,
+			PushTime: st.SyncedPushSecrets[store][key].PushTime,
+		}
+		if r.Result == keyPushed {
+			e.PushTime = &now
+		}
+		if next[store] == nil {
+			next[store] = map[string]configv1alpha1.PushSecretSyncedData{}
+		}
+		next[store][key] = e
+		if r.Result == keyFailed {
+			failures = append(failures, fmt.Sprintf("%s %s: %s: %s", store, key, r.Reason, r.Message))
+		}
+	}
+	st.SyncedPushSecrets = next
+	return failures
+}
+
+// storeName is the "Kind/name" of a store, the key of syncedPushSecrets.
+func storeName(s esv1alpha1.StoreRef) string { return s.Kind + "/" + s.Name }
+
+// remoteKeyName names a remote key, or one property of it, in
+// syncedPushSecrets and messages. "#" separates the property because remote
+// keys contain "/" and no AWS name may contain "#".
+func remoteKeyName(key, property string) string {
+	if property == "" {
+		return key
+	}
+	return key + "#" + property
+}
+
+// storesOf lists the stores of results, for the Ready message.
+func storesOf(results []esv1alpha1.SecretPushResult) string {
+	var stores []string
+	for _, r := range results {
+		if s := storeName(r.StoreRef); !slices.Contains(stores, s) {
+			stores = append(stores, s)
+		}
+	}
+	return strings.Join(stores, ", ")
+}
+
+// fail records a failed sync: Ready=False, a PushFailed Event, a log line.
+func (c *PushController) fail(ctx context.Context, ps *configv1alpha1.PushSecret, st *configv1alpha1.PushSecretStatus, reason, msg string, retry bool) result {
+	setPushReady(st, ps, metav1.ConditionFalse, reason, msg)
+	c.recorder.Eventf(ps, corev1.EventTypeWarning, EventPushFailed, "%s: %s", reason, msg)
+	klog.FromContext(ctx).Info("Push failed", "pushSecret", klog.KObj(ps), "reason", reason, "message", msg)
+	return c.finish(ctx, ps, st, reason, retry)
+}
+
+// finish writes the status when it changed, replacing it whole: only the
+// leading syncer writes it.
+func (c *PushController) finish(ctx context.Context, ps *configv1alpha1.PushSecret, st *configv1alpha1.PushSecretStatus, res string, retry bool) result {
+	if equality.Semantic.DeepEqual(*st, ps.Status) {
+		return result{result: res, retry: retry}
+	}
+	patch, err := json.Marshal([]patchOp{{Op: "add", Path: "/status", Value: st}})
+	if err != nil {
+		return result{result: res, retry: true}
+	}
+	updated, err := c.veil.ConfigV1alpha1().PushSecrets(ps.Namespace).Patch(ctx, ps.Name, types.JSONPatchType, patch,
+		metav1.PatchOptions{FieldManager: fieldManager}, "status")
+	if apierrors.IsNotFound(err) {
+		return result{result: resultGone}
+	}
+	if err != nil {
+		klog.FromContext(ctx).Error(err, "Writing status", "pushSecret", klog.KObj(ps))
+		return result{result: res, retry: true}
+	}
+	c.remember(updated)
+	return result{result: res, retry: retry}
+}
+
+func setPushReady(st *configv1alpha1.PushSecretStatus, ps *configv1alpha1.PushSecret, status metav1.ConditionStatus, reason, msg string) {
+	apimeta.SetStatusCondition(&st.Conditions, metav1.Condition{
+		Type: readyCondition, Status: status, Reason: reason, Message: msg, ObservedGeneration: ps.Generation,
+	})
+}
+
+func quoted(keys []string) string {
+	q := make([]string, len(keys))
+	for i, k := range keys {
+		q[i] = fmt.Sprintf("%q", k)
+	}
+	return strings.Join(q, ", ")
+}
