@@ -8,11 +8,9 @@ import (
 
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/wait"
 	appsv1client "k8s.io/client-go/kubernetes/typed/apps/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
-	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
@@ -117,23 +115,7 @@ func (c *Controller) schedule(es *configv1alpha1.ExternalSecret) {
 // Run processes the queue with workers until ctx is done, then waits for
 // the syncs in progress to end.
 func (c *Controller) Run(ctx context.Context, workers int) {
-	logger := klog.FromContext(ctx)
-	if !cache.WaitForNamedCacheSyncWithContext(ctx, c.synced) {
-		return
-	}
-	logger.Info("Syncing ExternalSecrets", "workers", workers)
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() { wait.UntilWithContext(ctx, c.work, time.Second) })
-	}
-	<-ctx.Done()
-	c.queue.ShutDown()
-	wg.Wait()
-}
-
-func (c *Controller) work(ctx context.Context) {
-	for c.next(ctx) {
-	}
+	runWorkers(ctx, "ExternalSecrets", c.synced, c.queue, workers, c.next)
 }
 
 func (c *Controller) next(ctx context.Context) bool {

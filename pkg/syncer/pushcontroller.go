@@ -9,14 +9,12 @@ import (
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	authorizationv1client "k8s.io/client-go/kubernetes/typed/authorization/v1"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
-	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
@@ -163,22 +161,7 @@ func (c *PushController) sourceChanged(src types.NamespacedName, resourceVersion
 // Run processes the queue with workers until ctx is done, then waits for
 // the syncs in progress to end.
 func (c *PushController) Run(ctx context.Context, workers int) {
-	if !cache.WaitForNamedCacheSyncWithContext(ctx, c.synced) {
-		return
-	}
-	klog.FromContext(ctx).Info("Syncing PushSecrets", "workers", workers)
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() { wait.UntilWithContext(ctx, c.work, time.Second) })
-	}
-	<-ctx.Done()
-	c.queue.ShutDown()
-	wg.Wait()
-}
-
-func (c *PushController) work(ctx context.Context) {
-	for c.next(ctx) {
-	}
+	runWorkers(ctx, "PushSecrets", c.synced, c.queue, workers, c.next)
 }
 
 func (c *PushController) next(ctx context.Context) bool {

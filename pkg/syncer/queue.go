@@ -1,10 +1,14 @@
 package syncer
 
 import (
+	"context"
 	"sync"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
+	"k8s.io/klog/v2"
 )
 
 // priorityQueue orders the items of a workqueue: keys marked urgent (new or
@@ -129,4 +133,25 @@ func newWorkQueue(name string, onDepth func(urgent, refresh int)) *workQueue {
 func (q *workQueue) AddUrgent(key string) {
 	q.order.mark(key)
 	q.Add(key)
+}
+
+// runWorkers hands the keys of q to workers calling next until ctx is done,
+// once the informer has synced, then waits for the syncs in progress to end.
+func runWorkers(ctx context.Context, what string, synced cache.InformerSynced, q *workQueue, workers int, next func(context.Context) bool) {
+	if !cache.WaitForNamedCacheSyncWithContext(ctx, synced) {
+		return
+	}
+	klog.FromContext(ctx).Info("Syncing "+what, "workers", workers)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			wait.UntilWithContext(ctx, func(ctx context.Context) {
+				for next(ctx) {
+				}
+			}, time.Second)
+		})
+	}
+	<-ctx.Done()
+	q.ShutDown()
+	wg.Wait()
 }
