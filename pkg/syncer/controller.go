@@ -3,11 +3,9 @@ package syncer
 import (
 	"context"
 	"math/rand/v2"
-	"sync"
 	"time"
 
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/apimachinery/pkg/types"
 	appsv1client "k8s.io/client-go/kubernetes/typed/apps/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
@@ -34,16 +32,8 @@ type Controller struct {
 
 	defaultRefresh time.Duration
 
-	mu sync.Mutex
-	// last is what this process last wrote to each ExternalSecret's status.
-	// The informer's copy lags behind our own writes; deciding from it could
-	// restart workloads twice for one change.
-	last map[string]writtenStatus
-}
-
-type writtenStatus struct {
-	uid    types.UID
-	status *configv1alpha1.ExternalSecretStatus
+	// written is the status this process last wrote to each ExternalSecret.
+	written *writtenStatuses[*configv1alpha1.ExternalSecretStatus]
 }
 
 // minRefresh keeps a tiny refreshInterval from turning into a busy loop
@@ -63,7 +53,7 @@ func newController(informer configinformers.ExternalSecretInformer, veil version
 		key:            key,
 		clock:          clock.RealClock{},
 		defaultRefresh: defaultRefresh,
-		last:           map[string]writtenStatus{},
+		written:        newWrittenStatuses[*configv1alpha1.ExternalSecretStatus](),
 	}
 	_, err := informer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: func(obj any) {
@@ -182,25 +172,17 @@ func jitter(d time.Duration) time.Duration {
 // current is the informer's ExternalSecret with the status this process
 // last wrote. Only the leader writes status, so ours is the newest.
 func (c *Controller) current(es *configv1alpha1.ExternalSecret) *configv1alpha1.ExternalSecret {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	out := es.DeepCopy()
-	if w, ok := c.last[keyOf(es)]; ok && w.uid == es.UID {
-		w.status.DeepCopyInto(&out.Status)
+	if st, ok := c.written.get(keyOf(es), es.UID); ok {
+		st.DeepCopyInto(&out.Status)
 	}
 	return out
 }
 
 func (c *Controller) remember(es *configv1alpha1.ExternalSecret) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.last[keyOf(es)] = writtenStatus{uid: es.UID, status: es.Status.DeepCopy()}
+	c.written.remember(keyOf(es), es.UID, es.Status.DeepCopy())
 }
 
-func (c *Controller) forget(key string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.last, key)
-}
+func (c *Controller) forget(key string) { c.written.forget(key) }
 
 func keyOf(es *configv1alpha1.ExternalSecret) string { return es.Namespace + "/" + es.Name }

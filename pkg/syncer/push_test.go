@@ -68,7 +68,7 @@ func newPushFixture(t *testing.T, ps *configv1alpha1.PushSecret, objs ...runtime
 	f.c = &PushController{
 		veil: f.veil, secrets: f.kube.CoreV1(), reviews: f.kube.AuthorizationV1(),
 		recorder: f.recorder, key: []byte(strings.Repeat("k", 32)), clock: f.clock,
-		last: map[string]writtenPushStatus{},
+		written: newWrittenStatuses[*configv1alpha1.PushSecretStatus](),
 	}
 	return f
 }

@@ -3,7 +3,6 @@ package syncer
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
@@ -42,16 +41,8 @@ type PushController struct {
 	key      []byte
 	clock    clock.PassiveClock
 
-	mu sync.Mutex
-	// last is what this process last wrote to each PushSecret's status: the
-	// informer's copy lags behind our own writes, and deciding from it would
-	// create a SecretPush for data just pushed.
-	last map[string]writtenPushStatus
-}
-
-type writtenPushStatus struct {
-	uid    types.UID
-	status *configv1alpha1.PushSecretStatus
+	// written is the status this process last wrote to each PushSecret.
+	written *writtenStatuses[*configv1alpha1.PushSecretStatus]
 }
 
 // sourceIndex indexes PushSecrets by "namespace/name" of their source Secret.
@@ -77,7 +68,7 @@ func newPushController(ctx context.Context, informer configinformers.PushSecretI
 		queue:    newWorkQueue("veil_syncer_push", reportPushDepth),
 		key:      key,
 		clock:    clock.RealClock{},
-		last:     map[string]writtenPushStatus{},
+		written:  newWrittenStatuses[*configv1alpha1.PushSecretStatus](),
 	}
 	c.sources = newSourceWatches(ctx, meta, c.sourceChanged)
 	if err := informer.Informer().AddIndexers(cache.Indexers{sourceIndex: func(obj any) ([]string, error) {
@@ -247,26 +238,18 @@ func (c *PushController) refreshDue(ps *configv1alpha1.PushSecret) bool {
 // current is the informer's PushSecret with the status this process last
 // wrote. Only the leader writes status, so ours is the newest.
 func (c *PushController) current(ps *configv1alpha1.PushSecret) *configv1alpha1.PushSecret {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	out := ps.DeepCopy()
-	if w, ok := c.last[pushKeyOf(ps)]; ok && w.uid == ps.UID {
-		w.status.DeepCopyInto(&out.Status)
+	if st, ok := c.written.get(pushKeyOf(ps), ps.UID); ok {
+		st.DeepCopyInto(&out.Status)
 	}
 	return out
 }
 
 func (c *PushController) remember(ps *configv1alpha1.PushSecret) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.last[pushKeyOf(ps)] = writtenPushStatus{uid: ps.UID, status: ps.Status.DeepCopy()}
+	c.written.remember(pushKeyOf(ps), ps.UID, ps.Status.DeepCopy())
 }
 
-func (c *PushController) forget(key string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.last, key)
-}
+func (c *PushController) forget(key string) { c.written.forget(key) }
 
 func pushKeyOf(ps *configv1alpha1.PushSecret) string { return ps.Namespace + "/" + ps.Name }
 
