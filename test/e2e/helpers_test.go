@@ -10,7 +10,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
@@ -42,9 +44,58 @@ func newNamespace(t *testing.T, labels map[string]string) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		purgeSynced(t, ns.Name)
 		_ = cluster.KubeClient.CoreV1().Namespaces().Delete(context.Background(), ns.Name, metav1.DeleteOptions{})
 	})
 	return ns.Name
+}
+
+// purgeSynced deletes the PushSecrets and ExternalSecrets of a test's
+// namespace, finalizers and all, and waits until they are gone. The
+// namespace controller takes its time over a deleted namespace, and until
+// it is done the next test's syncer would list them and go on syncing them
+// (against a Vault already stopped, say), which its metrics would count.
+func purgeSynced(t *testing.T, ns string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	config := cluster.VeilClient.ConfigV1alpha1()
+	if err := config.ExternalSecrets(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil {
+		t.Errorf("deleting the ExternalSecrets of %s: %v", ns, err)
+	}
+	// Deleted first, so that no syncer adds its finalizer back; then the
+	// finalizer goes, whatever the deletionPolicy: the test is over.
+	if err := config.PushSecrets(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil {
+		t.Errorf("deleting the PushSecrets of %s: %v", ns, err)
+	}
+	noFinalizers := []byte(`{"metadata":{"finalizers":null}}`)
+	for {
+		pss, err := config.PushSecrets(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Errorf("listing the PushSecrets of %s: %v", ns, err)
+			return
+		}
+		es, err := config.ExternalSecrets(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Errorf("listing the ExternalSecrets of %s: %v", ns, err)
+			return
+		}
+		if len(pss.Items) == 0 && len(es.Items) == 0 {
+			return
+		}
+		for _, ps := range pss.Items {
+			_, err := config.PushSecrets(ns).Patch(ctx, ps.Name, types.MergePatchType, noFinalizers, metav1.PatchOptions{})
+			if err != nil && !apierrors.IsNotFound(err) {
+				t.Errorf("removing the finalizers of PushSecret %s/%s: %v", ns, ps.Name, err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Errorf("%d PushSecrets and %d ExternalSecrets of %s are still there", len(pss.Items), len(es.Items), ns)
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // createFakeStore creates a SecretStore of the fake provider.

@@ -75,20 +75,25 @@ func match(secretKey, remoteKey, property string) configv1alpha1.PushSecretMatch
 // informers have not seen a PushSecret or store created a moment ago.
 func secretPush(t *testing.T, client versioned.Interface, ns, name string, action esv1alpha1.SecretPushAction, data map[string]string) (*esv1alpha1.SecretPush, error) {
 	t.Helper()
-	sp := &esv1alpha1.SecretPush{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: esv1alpha1.SecretPushSpec{Action: action, Data: map[string][]byte{}}}
-	for k, v := range data {
-		sp.Spec.Data[k] = []byte(v)
-	}
-	var out *esv1alpha1.SecretPush
-	var err error
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		out, err = client.ExternalsecretsV1alpha1().SecretPushes(ns).Create(ctxFor(t), sp, metav1.CreateOptions{})
+		out, err := secretPushOnce(t, client, ns, name, action, data)
 		if !apierrors.IsNotFound(err) || time.Now().After(deadline) {
 			return out, err
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// secretPushOnce creates a SecretPush once, for a request whose answer is
+// meant to be an error, NotFound included.
+func secretPushOnce(t *testing.T, client versioned.Interface, ns, name string, action esv1alpha1.SecretPushAction, data map[string]string) (*esv1alpha1.SecretPush, error) {
+	t.Helper()
+	sp := &esv1alpha1.SecretPush{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: esv1alpha1.SecretPushSpec{Action: action, Data: map[string][]byte{}}}
+	for k, v := range data {
+		sp.Spec.Data[k] = []byte(v)
+	}
+	return client.ExternalsecretsV1alpha1().SecretPushes(ns).Create(ctxFor(t), sp, metav1.CreateOptions{})
 }
 
 // results flattens a SecretPush's results to "remoteKey[/property]=Result".
@@ -280,7 +285,7 @@ func TestPushAuthorization(t *testing.T) {
 			if c.user != "admin" {
 				client = userClient(t, c.user)
 			}
-			_, err := secretPush(t, client, c.ns, c.ps, "", data)
+			_, err := secretPushOnce(t, client, c.ns, c.ps, "", data)
 			if !c.check(err) || !strings.Contains(err.Error(), c.says) {
 				t.Errorf("got %v, want an error saying %q", err, c.says)
 			}
