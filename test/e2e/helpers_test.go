@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -44,8 +45,11 @@ func newNamespace(t *testing.T, labels map[string]string) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		// Deferred, so that the namespace goes even if the purge fails.
+		defer func() {
+			_ = cluster.KubeClient.CoreV1().Namespaces().Delete(context.Background(), ns.Name, metav1.DeleteOptions{})
+		}()
 		purgeSynced(t, ns.Name)
-		_ = cluster.KubeClient.CoreV1().Namespaces().Delete(context.Background(), ns.Name, metav1.DeleteOptions{})
 	})
 	return ns.Name
 }
@@ -57,7 +61,7 @@ func newNamespace(t *testing.T, labels map[string]string) string {
 // (against a Vault already stopped, say), which its metrics would count.
 func purgeSynced(t *testing.T, ns string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	config := cluster.VeilClient.ConfigV1alpha1()
 	if err := config.ExternalSecrets(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil {
@@ -69,33 +73,26 @@ func purgeSynced(t *testing.T, ns string) {
 		t.Errorf("deleting the PushSecrets of %s: %v", ns, err)
 	}
 	noFinalizers := []byte(`{"metadata":{"finalizers":null}}`)
-	for {
+	eventually(t, func() error {
 		pss, err := config.PushSecrets(ns).List(ctx, metav1.ListOptions{})
 		if err != nil {
-			t.Errorf("listing the PushSecrets of %s: %v", ns, err)
-			return
+			return err
 		}
 		es, err := config.ExternalSecrets(ns).List(ctx, metav1.ListOptions{})
 		if err != nil {
-			t.Errorf("listing the ExternalSecrets of %s: %v", ns, err)
-			return
-		}
-		if len(pss.Items) == 0 && len(es.Items) == 0 {
-			return
+			return err
 		}
 		for _, ps := range pss.Items {
 			_, err := config.PushSecrets(ns).Patch(ctx, ps.Name, types.MergePatchType, noFinalizers, metav1.PatchOptions{})
 			if err != nil && !apierrors.IsNotFound(err) {
-				t.Errorf("removing the finalizers of PushSecret %s/%s: %v", ns, ps.Name, err)
+				return fmt.Errorf("removing the finalizers of PushSecret %s/%s: %v", ns, ps.Name, err)
 			}
 		}
-		select {
-		case <-ctx.Done():
-			t.Errorf("%d PushSecrets and %d ExternalSecrets of %s are still there", len(pss.Items), len(es.Items), ns)
-			return
-		case <-time.After(100 * time.Millisecond):
+		if n, m := len(pss.Items), len(es.Items); n+m > 0 {
+			return fmt.Errorf("%d PushSecrets and %d ExternalSecrets of %s are still there", n, m, ns)
 		}
-	}
+		return nil
+	})
 }
 
 // createFakeStore creates a SecretStore of the fake provider.
