@@ -3,9 +3,9 @@
 # $(VEIL_CACHE_DIR) (default ~/.cache/veil), outside the repository.
 
 GO ?= go
-E2E_TIMEOUT ?= 75m
+E2E_TIMEOUT ?= 30m
 
-.PHONY: all build run test test-unit test-e2e check-moto verify verify-gofmt verify-vet verify-tidy verify-codegen update tools bench certs clean
+.PHONY: all build run test test-unit test-e2e check-moto verify verify-gofmt verify-vet verify-tidy verify-codegen verify-test-order update tools bench certs clean
 
 all: build
 
@@ -15,33 +15,38 @@ build:
 	$(GO) build -o bin/veil-syncer ./cmd/syncer
 
 ## run: a local control plane with veil-apiserver and demo stores, until Ctrl-C
-run:
+run: tools
 	$(GO) run ./test/localcluster
 
-## test: what CI runs: verification, unit tests, end-to-end tests
-test: verify test-unit test-e2e
+## test: what CI runs, in this order: verification, the real components
+## (built once), unit tests, end-to-end tests. Tests never build a
+## component themselves; hack/verify-test-order.sh checks this order.
+test: verify tools test-unit test-e2e
 
-## test-unit: unit tests, with the race detector
-test-unit:
-	$(GO) test -race -count=1 ./pkg/... ./cmd/...
+## test-unit: unit tests, with the race detector (the Vault and AWS
+## provider tests run against real servers, so they need tools too)
+test-unit: tools
+	@bash hack/phase.sh unit $(GO) test -race -count=1 ./pkg/... ./cmd/... ./test/harness/...
 
 ## test-e2e: end-to-end tests against real etcd, kube-apiserver and providers
 test-e2e: tools
-	$(GO) test -count=1 -timeout $(E2E_TIMEOUT) ./test/...
+	@bash hack/phase.sh e2e $(GO) test -count=1 -timeout $(E2E_TIMEOUT) ./test/e2e/...
 
 ## tools: build (once) and cache the real components the tests run
 tools: check-moto
-	@bash hack/install-etcd.sh >/dev/null
-	@bash hack/install-kube.sh >/dev/null
-	@bash hack/install-vault.sh >/dev/null
+	@bash hack/phase.sh tools bash hack/install-tools.sh
 
 # moto (the AWS emulator) comes with the machine image; no registry here
 # can install it, so say so instead of failing obscurely later.
 check-moto:
 	@python3 -c 'import moto' 2>/dev/null || { echo "moto is not installed: the AWS end-to-end tests need python3 with moto 5.x (pip install 'moto[server]==5.2.1')"; exit 1; }
 
-## verify: formatting, vet, go.mod tidiness, generated code
-verify: verify-gofmt verify-vet verify-tidy verify-codegen
+## verify: formatting, vet, go.mod tidiness, generated code, test order
+verify:
+	@bash hack/phase.sh verify $(MAKE) --no-print-directory verify-gofmt verify-vet verify-tidy verify-codegen verify-test-order
+
+verify-test-order:
+	@bash hack/verify-test-order.sh
 
 verify-gofmt:
 	@out=$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go')); \

@@ -5,10 +5,11 @@ set -euo pipefail
 source "$(dirname "$0")/lib/cache.sh"
 
 dest="$VEIL_CACHE_DIR/bin/etcd-$ETCD_VERSION"
-if [[ -x "$dest/etcd" ]]; then echo "$dest/etcd"; exit 0; fi
+veil::cached "etcd $ETCD_VERSION" "$dest/etcd" "$@"
 
 work="$VEIL_CACHE_DIR/build/etcd-$ETCD_VERSION"
-veil::log "building etcd $ETCD_VERSION (about a minute, once)"
+veil::log "building etcd $ETCD_VERSION (1-3 minutes on two cores, once)"
+started=$SECONDS
 veil::fresh_module "$work" veil.local/etcd-build
 cat > "$work/main.go" <<'GO'
 package main
@@ -24,11 +25,12 @@ GO
 (
   cd "$work"
   export GOFLAGS=-mod=mod
-  veil::quietly build.log go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION"
-  veil::quietly build.log go mod tidy
+  veil::quietly "building etcd" build.log go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION"
+  veil::quietly "building etcd" build.log go mod tidy
   mkdir -p out
-  veil::quietly build.log go build -trimpath -ldflags="-s -w" -o out/etcd .
+  veil::quietly "building etcd" build.log go build -trimpath -ldflags="-s -w" -o out/etcd .
 )
 veil::install_atomically "$work/out" "$dest"
 rm -rf "$work"
+veil::log "built etcd $ETCD_VERSION in $(( (SECONDS - started) / 60 ))m$(( (SECONDS - started) % 60 ))s"
 echo "$dest/etcd"

@@ -12,14 +12,17 @@ source "$(dirname "$0")/lib/cache.sh"
 
 dest="$VEIL_CACHE_DIR/bin/kube-$KUBE_VERSION"
 bins=(kube-apiserver kube-controller-manager kubectl)
+# A binary added to bins makes the cached directory incomplete: rebuilt.
 complete=1
 for b in "${bins[@]}"; do [[ -x "$dest/$b" ]] || complete=0; done
 if (( complete )); then echo "$dest"; exit 0; fi
+veil::missing "${bins[*]} $KUBE_VERSION" "${1:-}"
 
 staging_version="v0.${KUBE_VERSION#v1.}"
 minor="${KUBE_VERSION#v1.}"; minor="${minor%%.*}"
 work="$VEIL_CACHE_DIR/build/kube-$KUBE_VERSION"
-veil::log "building kube-apiserver, kube-controller-manager, kubectl $KUBE_VERSION (5-10 minutes on two cores, once)"
+veil::log "building kube-apiserver, kube-controller-manager, kubectl $KUBE_VERSION (about 10 minutes on two cores, once)"
+started=$SECONDS
 veil::fresh_module "$work" veil.local/kube-build
 (
   cd "$work"
@@ -42,11 +45,12 @@ import (
 	_ "k8s.io/kubernetes/cmd/kubectl"
 )
 GO
-  veil::quietly build.log go mod tidy -e
+  veil::quietly "building Kubernetes" build.log go mod tidy -e
   mkdir -p out
-  veil::quietly build.log go build -tags tools -trimpath -ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor" \
+  veil::quietly "building Kubernetes" build.log go build -tags tools -trimpath -ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor" \
     -o out/ k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl
 )
 veil::install_atomically "$work/out" "$dest"
 rm -rf "$work"
+veil::log "built Kubernetes $KUBE_VERSION in $(( (SECONDS - started) / 60 ))m$(( (SECONDS - started) % 60 ))s"
 echo "$dest"

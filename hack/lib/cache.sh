@@ -12,6 +12,26 @@ VAULT_VERSION="${VAULT_VERSION:-v1.21.0}"
 
 veil::log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 
+# veil::cached NAME PATH [--print-path]: the start of every installer. When
+# PATH (a file or directory of the finished build) exists it is printed and
+# the installer stops. With --print-path a missing build is an error naming
+# the command that builds it: tests and `make run` look binaries up this way
+# and never start a build of their own, which could outlast their timeouts.
+veil::cached() {
+  local name=$1 path=$2 mode=${3:-}
+  if [[ -e "$path" ]]; then echo "$path"; exit 0; fi
+  veil::missing "$name" "$mode"
+}
+
+# veil::missing NAME [--print-path]: with --print-path, fails at once naming
+# the command that builds NAME; otherwise returns, and the build goes on.
+veil::missing() {
+  if [[ "${2:-}" == --print-path ]]; then
+    echo "$1 is not built in $VEIL_CACHE_DIR (VEIL_CACHE_DIR): run 'make tools' first (it builds etcd, Kubernetes and Vault once; see the README for how long)" >&2
+    exit 3
+  fi
+}
+
 # veil::fresh_module DIR MODULE: an empty throwaway module, so nothing these
 # builds need ever lands in the project's go.mod.
 veil::fresh_module() {
@@ -29,13 +49,20 @@ veil::install_atomically() {
   rm -rf "$dest.tmp" && mv "$src" "$dest.tmp" && rm -rf "$dest" && mv "$dest.tmp" "$dest"
 }
 
-# veil::quietly LOG CMD...: runs a long, chatty step with its output in LOG,
-# shown only if it fails.
+# veil::quietly WHAT LOG CMD...: runs a long, chatty step with its output in
+# LOG, shown only if it fails. Every minute it says it is still working, so a
+# first build of ten minutes never looks hung.
 veil::quietly() {
-  local log=$1; shift
-  if ! "$@" >>"$log" 2>&1; then
+  local what=$1 log=$2; shift 2
+  local start=$SECONDS
+  ( while sleep 60; do veil::log "$what: still working, $(( (SECONDS - start) / 60 ))m so far"; done ) &
+  local ticker=$!
+  local rc=0
+  "$@" >>"$log" 2>&1 || rc=$?
+  kill "$ticker" 2>/dev/null; wait "$ticker" 2>/dev/null || true
+  if (( rc != 0 )); then
     echo "failed: $*" >&2
     tail -n 50 "$log" >&2
-    return 1
+    return "$rc"
   fi
 }

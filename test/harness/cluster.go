@@ -165,6 +165,23 @@ func (c *Cluster) Stop() {
 	}
 }
 
+// CachedBinary returns the path hack/install-TOOL.sh printed for the cached
+// build of TOOL (etcd, kube or vault). It never builds: a build takes
+// minutes and would outlast the timeouts of the tests that call this, so a
+// missing binary is an error at once, naming the command that builds it.
+func CachedBinary(ctx context.Context, root, tool string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", filepath.Join(root, "hack", "install-"+tool+".sh"), "--print-path")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("%s (hack/install-%s.sh --print-path: %v)", strings.TrimSpace(stderr.String()), tool, err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
 func repoRoot() (string, error) {
 	out, err := exec.Command("go", "env", "GOMOD").Output()
 	if err != nil {
@@ -177,25 +194,15 @@ func repoRoot() (string, error) {
 	return filepath.Dir(mod), nil
 }
 
-// installBinaries runs the hack/ installers, which build each component
-// once and print where the cached binary is, and builds veil-apiserver.
+// installBinaries finds the cached real components (built by `make tools`)
+// and builds veil-apiserver and veil-syncer.
 func (c *Cluster) installBinaries(ctx context.Context) error {
-	run := func(script string) (string, error) {
-		c.progress("hack/%s", script)
-		cmd := exec.CommandContext(ctx, "bash", filepath.Join(c.Root, "hack", script))
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil {
-			return "", fmt.Errorf("hack/%s: %w\n%s", script, err, stderr.String())
-		}
-		return strings.TrimSpace(string(out)), nil
-	}
 	var err error
-	if c.bins.etcd, err = run("install-etcd.sh"); err != nil {
+	c.progress("looking up etcd and Kubernetes in the binary cache")
+	if c.bins.etcd, err = CachedBinary(ctx, c.Root, "etcd"); err != nil {
 		return err
 	}
-	kubeDir, err := run("install-kube.sh")
+	kubeDir, err := CachedBinary(ctx, c.Root, "kube")
 	if err != nil {
 		return err
 	}

@@ -2,16 +2,13 @@ package harness
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"time"
 
 	vaultapi "github.com/hashicorp/vault/api"
@@ -22,7 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// Vault is a real Vault server, built by hack/install-vault.sh (Vault is
+// Vault is a real Vault server, built by `make tools` (hack/install-vault.sh) (Vault is
 // BUSL-licensed: a test fixture, never shipped). It is not a dev server: it
 // keeps its data in files and is initialised and unsealed like a real one,
 // so a restart keeps its data and the tokens it issued.
@@ -74,15 +71,9 @@ func StartVault(ctx context.Context, opts VaultOptions) (*Vault, error) {
 	if err != nil {
 		return nil, err
 	}
-	v.progress("hack/install-vault.sh")
-	cmd := exec.CommandContext(ctx, "bash", filepath.Join(root, "hack", "install-vault.sh"))
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return nil, fmt.Errorf("hack/install-vault.sh: %w\n%s", err, stderr.String())
+	if v.Binary, err = CachedBinary(ctx, root, "vault"); err != nil {
+		return nil, err
 	}
-	v.Binary = strings.TrimSpace(string(out))
 
 	if v.CA, err = NewCA(v.Dir, "vault-ca"); err != nil {
 		return nil, err
