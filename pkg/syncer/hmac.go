@@ -64,10 +64,15 @@ func loadHMACKey(ctx context.Context, secrets corev1client.SecretInterface, name
 	return nil, fmt.Errorf("the HMAC key Secret %s/%s was created and deleted while veil-syncer was reading it", namespace, HMACKeySecret)
 }
 
-// dataHMAC is an HMAC-SHA256 of a Secret's data. Keys and values are
-// length-prefixed, so no two different maps encode the same.
-func dataHMAC(key []byte, data map[string][]byte) string {
+// dataHMAC is an HMAC-SHA256 of the data veil-syncer writes for an
+// ExternalSecret. It is bound to the ExternalSecret (namespace, name, UID):
+// status.dataHMAC is readable by anyone who may view the ExternalSecret,
+// and the key is shared by every namespace, so an HMAC of the data alone
+// would let an author of an ExternalSecret elsewhere confirm a guess at
+// these values by making the syncer compute the HMAC of the guess.
+func dataHMAC(key []byte, es *configv1alpha1.ExternalSecret, data map[string][]byte) string {
 	mac := hmac.New(sha256.New, key)
+	writeOwner(mac, "ExternalSecret", es)
 	writeData(mac, data)
 	return hex.EncodeToString(mac.Sum(nil))
 }
@@ -76,12 +81,13 @@ func dataHMAC(key []byte, data map[string][]byte) string {
 // stores, update policy and mapping, and the values. The status keeps it
 // instead of the values, so that the next sync can tell that nothing
 // changed without a SecretPush and without anyone learning the values from
-// it.
-func pushHMAC(key []byte, spec *configv1alpha1.PushSecretSpec, data map[string][]byte) string {
+// it. It is bound to the PushSecret for the reason dataHMAC is.
+func pushHMAC(key []byte, ps *configv1alpha1.PushSecret, data map[string][]byte) string {
 	mac := hmac.New(sha256.New, key)
-	// A domain of its own: no PushSecret's HMAC can equal the data HMAC of
-	// an ExternalSecret, even for the same values.
-	writeField(mac, []byte("PushSecret"))
+	// The kind is a domain of its own: no PushSecret's HMAC can equal the
+	// data HMAC of an ExternalSecret, even for the same values.
+	writeOwner(mac, "PushSecret", ps)
+	spec := &ps.Spec
 	writeCount(mac, len(spec.SecretStoreRefs))
 	for _, s := range spec.SecretStoreRefs {
 		writeField(mac, []byte(s.Kind))
@@ -96,6 +102,15 @@ func pushHMAC(key []byte, spec *configv1alpha1.PushSecretSpec, data map[string][
 	}
 	writeData(mac, data)
 	return hex.EncodeToString(mac.Sum(nil))
+}
+
+// writeOwner writes the kind and identity of the object an HMAC is for. The
+// UID keeps an object deleted and created again under the same name from
+// matching what was computed for its predecessor.
+func writeOwner(h hash.Hash, kind string, obj metav1.Object) {
+	for _, f := range []string{kind, obj.GetNamespace(), obj.GetName(), string(obj.GetUID())} {
+		writeField(h, []byte(f))
+	}
 }
 
 // writeData writes a map in key order. It needs no count as long as it is

@@ -187,7 +187,7 @@ func TestPushSyncPushesOnlyWhatChanged(t *testing.T) {
 	}
 	st := got.Status
 	if st.SyncedResourceVersion != "2-5" || st.RefreshTime == nil ||
-		st.DataHMAC != pushHMAC(f.c.key, &ps.Spec, map[string][]byte{"password": []byte(pushCanary), "token": []byte("t1")}) {
+		st.DataHMAC != pushHMAC(f.c.key, ps, map[string][]byte{"password": []byte(pushCanary), "token": []byte("t1")}) {
 		t.Errorf("status: syncedResourceVersion %q, refreshTime %v, dataHMAC %q", st.SyncedResourceVersion, st.RefreshTime, st.DataHMAC)
 	}
 	entry := st.SyncedPushSecrets["SecretStore/vault"]["ci/app#password"]
@@ -451,22 +451,27 @@ func TestPushFinalizer(t *testing.T) {
 
 func TestPushHMAC(t *testing.T) {
 	key := []byte(strings.Repeat("k", 32))
-	spec := testPushSecret("").Spec
+	ps := testPushSecret("")
 	data := map[string][]byte{"password": []byte("p"), "token": []byte("t")}
-	h := pushHMAC(key, &spec, data)
-	if h != pushHMAC(key, spec.DeepCopy(), map[string][]byte{"token": []byte("t"), "password": []byte("p")}) {
+	h := pushHMAC(key, ps, data)
+	if h != pushHMAC(key, ps.DeepCopy(), map[string][]byte{"token": []byte("t"), "password": []byte("p")}) {
 		t.Error("not deterministic")
 	}
-	remapped := spec.DeepCopy()
-	remapped.Data[1].Match.RemoteRef.RemoteKey = "elsewhere"
-	otherStore := spec.DeepCopy()
-	otherStore.SecretStoreRefs[0].Name = "other"
+	changed := func(change func(*configv1alpha1.PushSecret)) *configv1alpha1.PushSecret {
+		c := ps.DeepCopy()
+		change(c)
+		return c
+	}
+	es := &configv1alpha1.ExternalSecret{ObjectMeta: ps.ObjectMeta}
 	for name, other := range map[string]string{
-		"another remote key": pushHMAC(key, remapped, data),
-		"another store":      pushHMAC(key, otherStore, data),
-		"another value":      pushHMAC(key, &spec, map[string][]byte{"password": []byte("p"), "token": []byte("u")}),
-		"another HMAC key":   pushHMAC([]byte(strings.Repeat("x", 32)), &spec, data),
-		"an ExternalSecret":  dataHMAC(key, data),
+		"another remote key": pushHMAC(key, changed(func(c *configv1alpha1.PushSecret) { c.Spec.Data[1].Match.RemoteRef.RemoteKey = "elsewhere" }), data),
+		"another store":      pushHMAC(key, changed(func(c *configv1alpha1.PushSecret) { c.Spec.SecretStoreRefs[0].Name = "other" }), data),
+		"another value":      pushHMAC(key, ps, map[string][]byte{"password": []byte("p"), "token": []byte("u")}),
+		"another HMAC key":   pushHMAC([]byte(strings.Repeat("x", 32)), ps, data),
+		"another namespace":  pushHMAC(key, changed(func(c *configv1alpha1.PushSecret) { c.Namespace = "other" }), data),
+		"another name":       pushHMAC(key, changed(func(c *configv1alpha1.PushSecret) { c.Name = "other" }), data),
+		"another UID":        pushHMAC(key, changed(func(c *configv1alpha1.PushSecret) { c.UID = "other" }), data),
+		"an ExternalSecret":  dataHMAC(key, es, data),
 	} {
 		if other == h {
 			t.Errorf("%s: same HMAC", name)

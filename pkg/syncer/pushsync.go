@@ -110,7 +110,7 @@ func (c *PushController) sync(ctx context.Context, ps *configv1alpha1.PushSecret
 		return c.fail(ctx, ps, st, ReasonSourceUnavailable, fmt.Sprintf("reading Secret %s: %v", src, err), true)
 	}
 
-	mac := pushHMAC(c.key, &ps.Spec, data)
+	mac := pushHMAC(c.key, ps, data)
 	synced := syncedVersion(ps.Generation, resourceVersion)
 	if mac == st.DataHMAC && pushedFor(ps) && !c.refreshDue(ps) {
 		// Nothing to push: no SecretPush, so no provider call at all.

@@ -196,7 +196,7 @@ func (c *Controller) desired(es *configv1alpha1.ExternalSecret, v *esv1alpha1.Ex
 		// credential they were never given.
 		return nil, fmt.Errorf("template type %s is refused: Kubernetes would put a ServiceAccount token into it", corev1.SecretTypeServiceAccountToken)
 	}
-	d.hmac = dataHMAC(c.key, d.data)
+	d.hmac = dataHMAC(c.key, es, d.data)
 	d.labels[ManagedByLabel] = managedBy
 	d.annotations[ExternalSecretAnnotation] = es.Name
 	d.annotations[DataHMACAnnotation] = d.hmac

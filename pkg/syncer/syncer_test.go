@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/rest"
@@ -24,14 +25,24 @@ import (
 
 func TestDataHMAC(t *testing.T) {
 	key := []byte(strings.Repeat("k", 32))
-	a := dataHMAC(key, map[string][]byte{"a": []byte("bc")})
-	if a != dataHMAC(key, map[string][]byte{"a": []byte("bc")}) {
+	es := &configv1alpha1.ExternalSecret{ObjectMeta: metav1.ObjectMeta{Namespace: "a", Name: "db", UID: "u1"}}
+	a := dataHMAC(key, es, map[string][]byte{"a": []byte("bc")})
+	if a != dataHMAC(key, es.DeepCopy(), map[string][]byte{"a": []byte("bc")}) {
 		t.Error("not deterministic")
 	}
+	elsewhere := func(namespace, name, uid string) *configv1alpha1.ExternalSecret {
+		return &configv1alpha1.ExternalSecret{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, UID: types.UID(uid)}}
+	}
 	for name, other := range map[string]string{
-		"keys and values are length-prefixed": dataHMAC(key, map[string][]byte{"ab": []byte("c")}),
-		"another key":                         dataHMAC([]byte(strings.Repeat("x", 32)), map[string][]byte{"a": []byte("bc")}),
-		"another value":                       dataHMAC(key, map[string][]byte{"a": []byte("bd")}),
+		"keys and values are length-prefixed": dataHMAC(key, es, map[string][]byte{"ab": []byte("c")}),
+		"another key":                         dataHMAC([]byte(strings.Repeat("x", 32)), es, map[string][]byte{"a": []byte("bc")}),
+		"another value":                       dataHMAC(key, es, map[string][]byte{"a": []byte("bd")}),
+		// The same data in another place is another HMAC, so status.dataHMAC
+		// cannot confirm a guess made with an ExternalSecret elsewhere.
+		"another namespace": dataHMAC(key, elsewhere("b", "db", "u1"), map[string][]byte{"a": []byte("bc")}),
+		"another name":      dataHMAC(key, elsewhere("a", "db2", "u1"), map[string][]byte{"a": []byte("bc")}),
+		"another UID":       dataHMAC(key, elsewhere("a", "db", "u2"), map[string][]byte{"a": []byte("bc")}),
+		"fields are framed": dataHMAC(key, elsewhere("ad", "b", "u1"), map[string][]byte{"a": []byte("bc")}),
 	} {
 		if other == a {
 			t.Errorf("%s: same HMAC", name)
@@ -99,7 +110,7 @@ func TestDesired(t *testing.T) {
 		t.Errorf("desired = %+v", d)
 	}
 	if d.labels["team"] != "a" || d.labels[ManagedByLabel] != "veil-syncer" || d.annotations[ExternalSecretAnnotation] != "db" ||
-		d.annotations[DataHMACAnnotation] != d.hmac || d.hmac != dataHMAC(c.key, d.data) {
+		d.annotations[DataHMACAnnotation] != d.hmac || d.hmac != dataHMAC(c.key, es, d.data) {
 		t.Errorf("marks: labels %v annotations %v", d.labels, d.annotations)
 	}
 

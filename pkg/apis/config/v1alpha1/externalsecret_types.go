@@ -266,9 +266,11 @@ type ExternalSecretStatus struct {
 	// resourceVersion last synced.
 	SyncedResourceVersion string `json:"syncedResourceVersion,omitempty"`
 
-	// DataHMAC is an HMAC-SHA256 of the target's data under a key only
-	// veil-syncer holds: it tells whether data changed, and unlike a plain
-	// hash it cannot be used to guess the values.
+	// DataHMAC is an HMAC-SHA256 of the target's data and of this
+	// ExternalSecret's namespace, name and UID, under a key only veil-syncer
+	// holds: it tells whether the data changed. The same data in another
+	// ExternalSecret has another HMAC, so it cannot be compared with an HMAC
+	// of chosen data made through an ExternalSecret elsewhere.
 	DataHMAC string `json:"dataHMAC,omitempty"`
 
 	// TargetUID is the UID of the Secret veil-syncer last wrote. It deletes

@@ -144,8 +144,10 @@ type PushSecretStatus struct {
 	// property of it is written, to the result of its last push.
 	SyncedPushSecrets map[string]map[string]PushSecretSyncedData `json:"syncedPushSecrets,omitempty"`
 
-	// DataHMAC is an HMAC-SHA256 of the pushed data under a key only
-	// veil-syncer holds.
+	// DataHMAC is an HMAC-SHA256 of the pushed data, where it is pushed, and
+	// this PushSecret's namespace, name and UID, under a key only
+	// veil-syncer holds: the same data pushed by another PushSecret has
+	// another HMAC.
 	DataHMAC string `json:"dataHMAC,omitempty"`
 }
 
