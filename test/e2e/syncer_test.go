@@ -225,6 +225,20 @@ func TestSyncerMaterialisesASecret(t *testing.T) {
 	if !regexp.MustCompile(`^[0-9a-f]{64}$`).MatchString(st.DataHMAC) || secret.Annotations[syncer.DataHMACAnnotation] != st.DataHMAC {
 		t.Errorf("status.dataHMAC %q and the Secret's annotation %q should be the same HMAC-SHA256", st.DataHMAC, secret.Annotations[syncer.DataHMACAnnotation])
 	}
+	// The same data, materialised by an ExternalSecret of the same name in
+	// another namespace, has another HMAC: status.dataHMAC, readable with
+	// view, cannot confirm a guess at another namespace's values.
+	other := newNamespace(t, nil)
+	createFakeStore(t, other, "store",
+		configv1alpha1.FakeProviderData{Key: "db/credentials", Value: `{"username":"app","password":"pw-1"}`},
+		configv1alpha1.FakeProviderData{Key: "api/token", Value: "token-1"})
+	newTargetES(t, other, "db", configv1alpha1.ExternalSecretTarget{Name: "db-secret"},
+		dataRef("username", "db/credentials", "username"),
+		dataRef("password", "db/credentials", "password"),
+		dataRef("token", "api/token", ""))
+	if h := waitReady(t, other, "db", syncer.ReasonSynced).Status.DataHMAC; h == "" || h == st.DataHMAC {
+		t.Errorf("equal data in namespaces %s and %s: dataHMAC %q and %q, want two different HMACs", ns, other, st.DataHMAC, h)
+	}
 	if st.RefreshTime == nil || st.SyncedResourceVersion != fmt.Sprintf("%d-%s", got.Generation, secret.ResourceVersion) {
 		t.Errorf("refreshTime %v, syncedResourceVersion %q (Secret resourceVersion %s)", st.RefreshTime, st.SyncedResourceVersion, secret.ResourceVersion)
 	}
