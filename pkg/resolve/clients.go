@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
 
+	"github.com/veil-dev/veil/pkg/allowlist"
 	"github.com/veil-dev/veil/pkg/credentials"
 	"github.com/veil-dev/veil/pkg/providers"
 )
@@ -34,6 +35,10 @@ type StoreIdentity struct {
 type Clients struct {
 	creds *credentials.Reader
 	env   providers.Env
+	// Endpoints is --allowed-provider-endpoints: every connection of a
+	// store's client is checked against it, with the trust of the store's
+	// kind. Without a list, the address rules alone apply.
+	Endpoints *allowlist.List
 	// closeDelay lets requests that still hold a replaced client finish.
 	closeDelay time.Duration
 
@@ -82,7 +87,9 @@ func (c *Clients) For(ctx context.Context, store *UsableStore) (providers.Client
 		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
 		rec := c.creds.ForStore(&store.Store)
-		client, err := store.Provider.NewClient(bctx, &store.Store, rec, c.env)
+		env := c.env
+		env.DialContext = c.Endpoints.Dialer(trustOf(store.Kind), c.env.DialContext)
+		client, err := store.Provider.NewClient(bctx, &store.Store, rec, env)
 		if err != nil {
 			return nil, err
 		}

@@ -145,8 +145,20 @@ func (s *Stores) checkEndpoints(store *UsableStore) error {
 		if !s.Endpoints.Allows(u.Hostname()) {
 			return providers.Errorf(providers.Forbidden, "%s uses endpoint %q, which veil-apiserver's --allowed-provider-endpoints (%s) does not allow", &store.Store, u.Hostname(), s.Endpoints)
 		}
+		if err := s.Endpoints.Check(trustOf(store.Kind), u.Hostname()); err != nil {
+			return providers.Wrap(providers.Forbidden, err, "%s may not use its endpoint", &store.Store)
+		}
 	}
 	return nil
+}
+
+// trustOf is how far a store's author is trusted with addresses: anyone
+// who administers a namespace may write a SecretStore.
+func trustOf(kind configv1alpha1.StoreKind) allowlist.Trust {
+	if kind == configv1alpha1.ClusterSecretStoreKind {
+		return allowlist.Cluster
+	}
+	return allowlist.Namespaced
 }
 
 // redact drops user info and query from a URL before it is shown.

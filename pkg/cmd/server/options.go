@@ -127,7 +127,9 @@ func NewCommand(ctx context.Context) *cobra.Command {
 	o.Features.AddFlags(fs)
 	o.CoreAPI.AddFlags(fs)
 	fs.StringSliceVar(&o.AllowedProviderEndpoints, "allowed-provider-endpoints", o.AllowedProviderEndpoints,
-		"Provider endpoints stores may use: host names, *.suffix patterns, IP addresses and CIDRs (CIDRs match IP-literal endpoints only). Empty allows any endpoint.")
+		"Provider endpoints stores may use: host names, *.suffix patterns, IP addresses and CIDRs (CIDRs match IP-literal endpoints only). "+
+			"Empty allows any host. Whatever the list, a host is refused when it resolves to a link-local or metadata address (169.254.0.0/16, fe80::/10, fd00:ec2::254, ...) "+
+			"that no IP or CIDR entry lists, and, for a SecretStore, to a loopback or private address unless the list names the host.")
 	fs.BoolVar(&o.AllowPlaintextProviders, "allow-plaintext-providers", o.AllowPlaintextProviders,
 		"Allow stores with http:// endpoints. For local demos only: values and tokens then cross the network unencrypted.")
 	fs.DurationVar(&o.CredentialCacheTTL, "credential-cache-ttl", o.CredentialCacheTTL,
@@ -246,9 +248,10 @@ func (o *Options) Config() (*apiserver.Config, error) {
 
 	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 	clients := resolve.NewClients(credentials.NewReader(kube, o.CredentialCacheTTL), providers.Env{
-		DialContext:    endpoints.Dialer(dialer.DialContext),
+		DialContext:    dialer.DialContext,
 		AllowPlaintext: o.AllowPlaintextProviders,
 	})
+	clients.Endpoints = endpoints
 	// A deleted store's client is closed at once, which revokes what it holds.
 	forget := func(kind configv1alpha1.StoreKind) cache.ResourceEventHandler {
 		return cache.ResourceEventHandlerFuncs{DeleteFunc: func(obj any) {
