@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apiserver/pkg/warning"
 	"k8s.io/utils/clock"
 
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
@@ -115,8 +117,12 @@ func (r *Resolver) read(ctx context.Context, es *configv1alpha1.ExternalSecret, 
 			if err != nil {
 				return nil, err
 			}
-			for key, fv := range found {
-				if data[secretKeyFor(key)], err = decode(fv.Data, d.Find.DecodingStrategy, fmt.Sprintf("remote key %q", key)); err != nil {
+			keys, dropped := foundKeys(found)
+			if len(dropped) > 0 {
+				warning.AddWarning(ctx, "", fmt.Sprintf("ExternalSecret %s/%s: dataFrom.find found remote keys that map to the same Secret key; the first in byte order is used, and these are left out: %s", es.Namespace, es.Name, strings.Join(dropped, ", ")))
+			}
+			for key, sk := range keys {
+				if data[sk], err = decode(found[key].Data, d.Find.DecodingStrategy, fmt.Sprintf("remote key %q", key)); err != nil {
 					return nil, err
 				}
 			}

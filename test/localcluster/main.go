@@ -36,10 +36,12 @@ func run(dir string) error {
 		return err
 	}
 	start := time.Now()
-	// The AWS demo's moto serves plain HTTP; a real install never needs
+	// The demos' Vault and moto listen on loopback, which SecretStores may
+	// reach only when the allowlist names it, as for an in-cluster Vault.
+	// moto serves plain HTTP; a real install never needs
 	// --allow-plaintext-providers.
 	c, err := harness.Start(ctx, harness.Options{Dir: dir, Progress: os.Stderr, ControllerManager: true,
-		VeilArgs: []string{"--allow-plaintext-providers"}})
+		VeilArgs: []string{"--allowed-provider-endpoints=127.0.0.1,localhost", "--allow-plaintext-providers"}})
 	if err != nil {
 		return err
 	}
