@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"regexp"
+	"sort"
 	"strings"
 
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
@@ -17,16 +20,18 @@ import (
 
 // property returns one field of a JSON object value; "a.b" descends into
 // objects unless the object has the key "a.b" itself. A string field is
-// returned as its text, anything else as JSON.
+// returned as its text, anything else as the JSON it was written as, so
+// numbers keep every digit (as float64, 123456789012345678 would come back
+// as 123456789012345680).
 func property(data []byte, prop, key string) ([]byte, error) {
-	var cur any
-	if err := json.Unmarshal(data, &cur); err != nil {
+	cur := json.RawMessage(data)
+	obj, err := object(cur)
+	if err != nil && !errors.Is(err, errNotObject) {
 		return nil, providers.Errorf(providers.Invalid, "remote key %q is not JSON, so it has no property %q; remove remoteRef.property to read it whole", key, prop)
 	}
 	rest := prop
 	for rest != "" {
-		obj, ok := cur.(map[string]any)
-		if !ok {
+		if obj == nil {
 			return nil, providers.Errorf(providers.NotFound, "property %q does not exist in remote key %q", prop, key)
 		}
 		if v, ok := obj[rest]; ok {
@@ -39,16 +44,32 @@ func property(data []byte, prop, key string) ([]byte, error) {
 			return nil, providers.Errorf(providers.NotFound, "property %q does not exist in remote key %q", prop, key)
 		}
 		cur, rest = v, tail
+		if obj, err = object(cur); err != nil && !errors.Is(err, errNotObject) {
+			return nil, providers.Errorf(providers.Invalid, "remote key %q is not JSON, so it has no property %q; remove remoteRef.property to read it whole", key, prop)
+		}
 	}
 	return fieldBytes(cur), nil
 }
 
+var errNotObject = errors.New("not a JSON object")
+
+// object decodes a JSON object one level deep, each field kept as written.
+// A valid JSON value that is not an object gives errNotObject.
+func object(data json.RawMessage) (map[string]json.RawMessage, error) {
+	if !json.Valid(data) {
+		return nil, errors.New("not JSON")
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(data, &obj); err != nil || obj == nil {
+		return nil, errNotObject
+	}
+	return obj, nil
+}
+
 // fields returns the fields of a JSON object value.
 func fields(data []byte, key string) (map[string][]byte, error) {
-	var obj map[string]any
-	d := json.NewDecoder(bytes.NewReader(data))
-	d.UseNumber()
-	if err := d.Decode(&obj); err != nil || obj == nil {
+	obj, err := object(data)
+	if err != nil {
 		return nil, providers.Errorf(providers.Invalid, "remote key %q is not a JSON object, so dataFrom.extract cannot read its fields; use data[] to read it whole", key)
 	}
 	out := make(map[string][]byte, len(obj))
@@ -58,12 +79,14 @@ func fields(data []byte, key string) (map[string][]byte, error) {
 	return out, nil
 }
 
-func fieldBytes(v any) []byte {
-	if s, ok := v.(string); ok {
+// fieldBytes is a JSON string's text, or any other JSON value as written.
+func fieldBytes(v json.RawMessage) []byte {
+	v = bytes.TrimSpace(v)
+	var s string
+	if len(v) > 0 && v[0] == '"' && json.Unmarshal(v, &s) == nil {
 		return []byte(s)
 	}
-	b, _ := json.Marshal(v) // values decoded from JSON always encode
-	return b
+	return v
 }
 
 // decode applies a decodingStrategy.
@@ -99,4 +122,29 @@ var invalidKeyChars = regexp.MustCompile(`[^-._a-zA-Z0-9]`)
 // Secret accepts: "app/db/password" becomes "app_db_password".
 func secretKeyFor(remoteKey string) string {
 	return invalidKeyChars.ReplaceAllString(strings.Trim(remoteKey, "/"), "_")
+}
+
+// foundKeys maps the remote keys one dataFrom.find returned to Secret keys.
+// Distinct remote keys can map to one Secret key ("a/b" and "a_b"); then the
+// remote key that sorts first (bytewise) wins, whatever order the provider
+// answered in, so the data never changes between reads for nothing. The
+// losers are returned, so the caller can say which keys were left out.
+func foundKeys(found map[string]providers.Value) (keys map[string]string, dropped []string) {
+	remote := make([]string, 0, len(found))
+	for k := range found {
+		remote = append(remote, k)
+	}
+	sort.Strings(remote)
+	keys = make(map[string]string, len(remote))
+	winner := map[string]string{}
+	for _, k := range remote {
+		sk := secretKeyFor(k)
+		if w, taken := winner[sk]; taken {
+			dropped = append(dropped, fmt.Sprintf("%q (Secret key %q is taken by %q)", k, sk, w))
+			continue
+		}
+		winner[sk] = k
+		keys[k] = sk
+	}
+	return keys, dropped
 }

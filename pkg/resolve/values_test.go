@@ -11,7 +11,7 @@ import (
 const canary = "v4lue-canary"
 
 func TestProperty(t *testing.T) {
-	doc := []byte(`{"user":"app","password":"` + canary + `","port":5432,"nested":{"a":{"b":"deep"}},"a.b":"dotted","obj":{"x":1},"n":null}`)
+	doc := []byte(`{"user":"app","password":"` + canary + `","port":5432,"nested":{"a":{"b":"deep"}},"a.b":"dotted","obj":{"x":1},"n":null,"big":123456789012345678,"nums":{"f":1.50,"e":1e400}}`)
 	cases := []struct{ prop, want string }{
 		{"user", "app"},
 		{"password", canary},
@@ -20,6 +20,8 @@ func TestProperty(t *testing.T) {
 		{"a.b", "dotted"}, // a key with a dot wins over descending
 		{"obj", `{"x":1}`},
 		{"n", "null"},
+		{"big", "123456789012345678"},    // not 123456789012345680, as float64 would give
+		{"nums", `{"f":1.50,"e":1e400}`}, // numbers inside objects keep their text too
 	}
 	for _, c := range cases {
 		got, err := property(doc, c.prop, "db")
@@ -89,6 +91,20 @@ func TestDecode(t *testing.T) {
 		}
 		if err != nil || string(got) != c.want {
 			t.Errorf("decode(%q, %s) = %q, %v; want %q", c.in, c.strategy, got, err, c.want)
+		}
+	}
+}
+
+func TestFoundKeysCollideDeterministically(t *testing.T) {
+	found := map[string]providers.Value{"a/b": {}, "a_b": {}, "/a/b/": {}, "c": {}}
+	// Map order differs from run to run: the answer must not.
+	for range 50 {
+		keys, dropped := foundKeys(found)
+		if len(keys) != 2 || keys["/a/b/"] != "a_b" || keys["c"] != "c" {
+			t.Fatalf("keys = %v: want /a/b/ (first in byte order) as a_b, and c", keys)
+		}
+		if len(dropped) != 2 || !strings.Contains(dropped[0], `"a/b"`) || !strings.Contains(dropped[1], `"a_b"`) {
+			t.Fatalf("dropped = %v: want a/b then a_b, each naming the winner", dropped)
 		}
 	}
 }

@@ -35,6 +35,7 @@ import (
 	"k8s.io/component-base/metrics/legacyregistry"
 	"k8s.io/klog/v2"
 
+	"github.com/veil-dev/veil/pkg/cmd/logcap"
 	versioned "github.com/veil-dev/veil/pkg/generated/clientset/versioned"
 	veilscheme "github.com/veil-dev/veil/pkg/generated/clientset/versioned/scheme"
 	configinformers "github.com/veil-dev/veil/pkg/generated/informers/externalversions"
@@ -100,6 +101,10 @@ func NewCommand(ctx context.Context) *cobra.Command {
 			"holds no provider credentials.",
 		SilenceUsage: true,
 		RunE: func(c *cobra.Command, _ []string) error {
+			// Request and response bodies are values and Secrets.
+			if err := logcap.Apply(); err != nil {
+				return err
+			}
 			o.Complete()
 			if err := o.Validate(); err != nil {
 				return err
@@ -153,11 +158,6 @@ func (o *Options) Validate() error {
 	}
 	if o.LeaderElect && (o.RetryPeriod <= 0 || o.RenewDeadline <= o.RetryPeriod || o.LeaseDuration <= o.RenewDeadline) {
 		errs = append(errs, errors.New("leader election needs 0 < --leader-elect-retry-period < --leader-elect-renew-deadline < --leader-elect-lease-duration"))
-	}
-	// client-go logs request and response bodies from -v=8: those of
-	// externalsecretvalues and Secret writes are values.
-	if klog.V(8).Enabled() {
-		errs = append(errs, errors.New("-v 8 and above log request bodies, which carry secret values: use -v 7 or lower"))
 	}
 	return utilerrors.NewAggregate(errs)
 }

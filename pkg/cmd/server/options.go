@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"path"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -29,6 +31,7 @@ import (
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
 	"github.com/veil-dev/veil/pkg/apiserver"
 	valuecache "github.com/veil-dev/veil/pkg/cache"
+	"github.com/veil-dev/veil/pkg/cmd/logcap"
 	"github.com/veil-dev/veil/pkg/credentials"
 	versioned "github.com/veil-dev/veil/pkg/generated/clientset/versioned"
 	configinformers "github.com/veil-dev/veil/pkg/generated/informers/externalversions"
@@ -112,6 +115,11 @@ func NewCommand(ctx context.Context) *cobra.Command {
 			"providers named by SecretStores and ClusterSecretStores.",
 		SilenceUsage: true,
 		RunE: func(c *cobra.Command, _ []string) error {
+			// Request and response bodies are credentials, tokens and
+			// values.
+			if err := logcap.Apply(); err != nil {
+				return err
+			}
 			if err := o.Validate(); err != nil {
 				return err
 			}
@@ -219,6 +227,10 @@ func (o *Options) Config() (*apiserver.Config, error) {
 	}
 	if err := o.Audit.ApplyTo(&c.Config); err != nil {
 		return nil, err
+	}
+	build := c.BuildHandlerChainFunc
+	c.BuildHandlerChainFunc = func(h http.Handler, c *genericapiserver.Config) http.Handler {
+		return build(fixedVerbosity(h), c)
 	}
 	if err := o.CoreAPI.ApplyTo(c); err != nil {
 		return nil, err
@@ -343,6 +355,19 @@ func (o *Options) Run(ctx context.Context) error {
 		return err
 	}
 	return server.GenericAPIServer.PrepareRun().RunWithContext(ctx)
+}
+
+// fixedVerbosity refuses changes of -v through /debug/flags/v: klog checks
+// -v before --vmodule, so a -v raised at run time would get past the cap
+// logcap.Apply put on client-go's logging of bodies.
+func fixedVerbosity(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(path.Clean(r.URL.Path), "/debug/flags/") && r.Method != http.MethodGet {
+			http.Error(w, "veil-apiserver's verbosity is set by its -v and --vmodule flags at start and cannot be changed at run time", http.StatusForbidden)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // anonymousOnly keeps anonymous authentication for the given paths only.

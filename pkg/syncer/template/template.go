@@ -86,8 +86,13 @@ var funcs = template.FuncMap{
 
 // Render renders every template of tmpls (Secret key -> template text) with
 // the values as its data: `{{ .password }}`, `{{ index . "tls.crt" }}`.
-// A key missing from the values is an error rather than "<no value>".
+// A key missing from the values is an error rather than "<no value>". All
+// the templates together are bounded by the limits in limits.go.
 func Render(tmpls map[string]string, values map[string][]byte) (map[string][]byte, error) {
+	return render(tmpls, values, newBudget(MaxDuration))
+}
+
+func render(tmpls map[string]string, values map[string][]byte, b *budget) (map[string][]byte, error) {
 	data := make(map[string]string, len(values))
 	for k, v := range values {
 		data[k] = string(v)
@@ -98,19 +103,26 @@ func Render(tmpls map[string]string, values map[string][]byte) (map[string][]byt
 	}
 	// Sorted, so the same spec always reports the same first error.
 	sort.Strings(keys)
+	fm := b.budgeted(funcs)
 	out := make(map[string][]byte, len(tmpls))
 	for _, key := range keys {
-		t, err := template.New(key).Funcs(funcs).Option("missingkey=error").Parse(tmpls[key])
+		t, err := template.New(key).Funcs(fm).Option("missingkey=error").Parse(tmpls[key])
 		if err != nil {
 			// Parse errors quote only the template text, which is in the
 			// ExternalSecret's spec for anyone who can read it.
 			return nil, &Error{Key: key, Msg: err.Error()}
 		}
-		var buf bytes.Buffer
-		if err := t.Execute(&buf, data); err != nil {
+		if err := instrument(t, fm); err != nil {
+			return nil, &Error{Key: key, Msg: err.Error()}
+		}
+		buf := &boundedBuffer{b: b}
+		if err := t.Execute(buf, data); err != nil {
+			if b.over != "" {
+				return nil, &Error{Key: key, Msg: "the template is over Veil's limits: " + b.over}
+			}
 			return nil, &Error{Key: key, Msg: execMessage(key, err)}
 		}
-		out[key] = buf.Bytes()
+		out[key] = buf.buf
 	}
 	return out, nil
 }

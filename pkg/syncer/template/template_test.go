@@ -8,8 +8,10 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestRender(t *testing.T) {
@@ -114,5 +116,50 @@ func TestRenderParseError(t *testing.T) {
 	var te *Error
 	if !errors.As(err, &te) || te.Key != "b" {
 		t.Fatalf("got %v, want a parse error for key b", err)
+	}
+}
+
+// TestRenderIsBounded: the templates a hostile author can write fail with
+// a message naming the bound, quickly, and without the memory they ask for.
+func TestRenderIsBounded(t *testing.T) {
+	values := map[string][]byte{"v": []byte(strings.Repeat("x", 1000)), "list": []byte(`[` + strings.Repeat(`1,`, 999) + `1]`)}
+	tests := []struct{ name, tmpl, bound string }{
+		{"wide printf in a loop", `{{range 100}}{{printf "%01000000d" 0}}{{end}}`, "output is larger than"},
+		{"wide printf not printed", `{{range 100}}{{$x := printf "%01000000d" 0}}{{end}}`, "functions produce more than"},
+		{"nested empty ranges", `{{range 100000}}{{range 100000}}{{end}}{{end}}`, "steps (loops"},
+		{"nested ranges over values", `{{$l := fromJson .list}}{{range $l}}{{range $l}}{{range $l}}{{end}}{{end}}{{end}}`, "steps (loops"},
+		{"exponential recursion", `{{define "a"}}{{template "b" .}}{{template "b" .}}{{end}}{{define "b"}}{{template "c" .}}{{template "c" .}}{{end}}{{define "c"}}{{range 1000}}{{end}}{{end}}{{range 1000}}{{template "a" .}}{{end}}`, "steps"},
+		{"growing strings", `{{$s := .v}}{{range 30}}{{$s = printf "%s%s" $s $s}}{{end}}{{$s}}`, "functions produce more than"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			// Without the wall-time bound, the bound that holds on any
+			// machine stops it...
+			_, err := render(map[string]string{"k": tc.tmpl}, values, newBudget(time.Hour))
+			var te *Error
+			if !errors.As(err, &te) || !strings.Contains(te.Msg, "over Veil's limits") || !strings.Contains(te.Msg, tc.bound) {
+				t.Fatalf("err = %v, want the limit %q named", err, tc.bound)
+			}
+			// ...and with it, one of them does, within the wall-time bound.
+			start := time.Now()
+			if _, err := Render(map[string]string{"k": tc.tmpl}, values); err == nil || !strings.Contains(err.Error(), "over Veil's limits") {
+				t.Fatalf("Render: %v", err)
+			}
+			if took := time.Since(start); took > MaxDuration+time.Second {
+				t.Errorf("took %s: the limits did not stop it", took)
+			}
+		})
+	}
+	// The bound is shared by every key of one ExternalSecret.
+	many := map[string]string{}
+	for i := range 3 {
+		many[fmt.Sprint("k", i)] = `{{range 400}}{{printf "%01000d" 0}}{{end}}`
+	}
+	if _, err := Render(many, values); err == nil || !strings.Contains(err.Error(), "output is larger than") {
+		t.Errorf("three keys of 400 KB each: %v, want the output limit", err)
+	}
+	// Ordinary templates, including loops over values, stay well inside.
+	if out, err := Render(map[string]string{"k": `{{range $i, $x := fromJson .list}}{{if $i}},{{end}}{{$x}}{{end}}`}, values); err != nil || len(out["k"]) != 1999 {
+		t.Errorf("a loop over 1000 items: %d bytes, %v", len(out["k"]), err)
 	}
 }

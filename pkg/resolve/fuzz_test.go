@@ -1,0 +1,97 @@
+package resolve
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
+	"github.com/veil-dev/veil/pkg/providers"
+)
+
+// FuzzProperty: any remote value and property path give a value or a typed
+// error, never a panic, and an error never carries the remote value.
+func FuzzProperty(f *testing.F) {
+	for _, seed := range []struct{ data, prop string }{
+		{`{"a":{"b":"c"}}`, "a.b"},
+		{`{"a.b":1,"a":{"b":2}}`, "a.b"},
+		{`{"n":123456789012345678}`, "n"},
+		{`{"x":"\u00e9\ud83d\ude00"}`, "x"},
+		{`[1,2]`, "0"},
+		{`{"a":null}`, "a.b"},
+		{`{"a":{"b":{"c":{"d":[{"e":1}]}}}}`, "a.b.c.d"},
+		{`not json`, "p"},
+		{`{"a":1} {"b":2}`, "a"},
+		{`{"":{"":""}}`, "."},
+	} {
+		f.Add([]byte(seed.data), seed.prop)
+	}
+	f.Fuzz(func(t *testing.T, data []byte, prop string) {
+		if prop == "" {
+			return
+		}
+		got, err := property(data, prop, "k")
+		if err != nil {
+			if r := providers.ReasonOf(err); r != providers.Invalid && r != providers.NotFound {
+				t.Fatalf("reason %q for %v", r, err)
+			}
+			if len(data) > 8 && strings.Contains(err.Error(), string(data)) {
+				t.Fatalf("the error carries the value: %v", err)
+			}
+			return
+		}
+		if again, _ := property(data, prop, "k"); !bytes.Equal(got, again) {
+			t.Fatalf("property %q is not deterministic", prop)
+		}
+	})
+}
+
+// FuzzFieldsAndDecode: extract and every decoding strategy on any input.
+func FuzzFieldsAndDecode(f *testing.F) {
+	for _, seed := range []string{`{"a":"YWJj","b":1.0,"c":{"d":true}}`, `{"a":"!!"}`, `{}`, `[]`, `"x"`, `{"a":"YWJj"`} {
+		f.Add([]byte(seed))
+	}
+	strategies := []configv1alpha1.DecodingStrategy{"", configv1alpha1.DecodeNone, configv1alpha1.DecodeBase64, configv1alpha1.DecodeBase64URL, configv1alpha1.DecodeAuto, "Unknown"}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fs, err := fields(data, "k")
+		if err != nil {
+			if providers.ReasonOf(err) != providers.Invalid {
+				t.Fatalf("fields: %v", err)
+			}
+			return
+		}
+		for k, v := range fs {
+			for _, s := range strategies {
+				if _, err := decode(v, s, "field "+k); err != nil && providers.ReasonOf(err) != providers.Invalid {
+					t.Fatalf("decode %s: %v", s, err)
+				}
+			}
+		}
+	})
+}
+
+// FuzzFoundKeys: whatever keys a find returns, every Secret key is valid,
+// held by one remote key, and the choice does not depend on map order.
+func FuzzFoundKeys(f *testing.F) {
+	f.Add("a/b", "a_b", "/a/b/")
+	f.Add("x", "x/", "y")
+	f.Add("é/ü", "__", "_")
+	f.Fuzz(func(t *testing.T, a, b, c string) {
+		found := map[string]providers.Value{a: {}, b: {}, c: {}}
+		first, _ := foundKeys(found)
+		again, _ := foundKeys(found)
+		seen := map[string]string{}
+		for remote, sk := range first {
+			if again[remote] != sk {
+				t.Fatalf("%q maps to %q, then %q", remote, sk, again[remote])
+			}
+			if other, dup := seen[sk]; dup {
+				t.Fatalf("%q and %q both hold Secret key %q", remote, other, sk)
+			}
+			seen[sk] = remote
+			if invalidKeyChars.MatchString(sk) {
+				t.Fatalf("Secret key %q from %q has invalid characters", sk, remote)
+			}
+		}
+	})
+}
