@@ -62,7 +62,10 @@ type Options struct {
 
 	AllowedProviderEndpoints []string
 	AllowPlaintextProviders  bool
-	CredentialCacheTTL       time.Duration
+	// AllowDirectBearerTokens accepts bearer tokens sent straight to
+	// veil-apiserver, checked with a TokenReview.
+	AllowDirectBearerTokens bool
+	CredentialCacheTTL      time.Duration
 
 	// The value cache; see pkg/cache.
 	CacheMaxBytes          resource.QuantityValue
@@ -138,6 +141,10 @@ func NewCommand(ctx context.Context) *cobra.Command {
 		"Provider endpoints stores may use: host names, *.suffix patterns, IP addresses and CIDRs (CIDRs match IP-literal endpoints only). "+
 			"Empty allows any host. Whatever the list, a host is refused when it resolves to a link-local or metadata address (169.254.0.0/16, fe80::/10, fd00:ec2::254, ...) "+
 			"that no IP or CIDR entry lists, and, for a SecretStore, to a loopback or private address unless the list names the host.")
+	fs.BoolVar(&o.AllowDirectBearerTokens, "allow-direct-bearer-tokens", o.AllowDirectBearerTokens,
+		"Accept bearer tokens sent straight to veil-apiserver's port, checked with a TokenReview, for a faster read path. "+
+			"Such requests bypass kube-apiserver's API Priority and Fairness and its audit log (veil-apiserver's own audit log still records them). "+
+			"Off, only requests proxied by kube-apiserver (front-proxy client certificate) and client certificates are authenticated.")
 	fs.BoolVar(&o.AllowPlaintextProviders, "allow-plaintext-providers", o.AllowPlaintextProviders,
 		"Allow stores with http:// endpoints. For local demos only: values and tokens then cross the network unencrypted.")
 	fs.DurationVar(&o.CredentialCacheTTL, "credential-cache-ttl", o.CredentialCacheTTL,
@@ -222,6 +229,9 @@ func (o *Options) Config() (*apiserver.Config, error) {
 	// The delegating authenticator lets anonymous requests through to every
 	// path; Veil answers them only on health paths, 401 elsewhere.
 	c.Authentication.Authenticator = anonymousOnly(c.Authentication.Authenticator, healthPaths)
+	if !o.AllowDirectBearerTokens {
+		c.Authentication.Authenticator = withoutBearerTokens(c.Authentication.Authenticator)
+	}
 	if err := o.Authorization.ApplyTo(&c.Authorization); err != nil {
 		return nil, err
 	}
@@ -367,6 +377,32 @@ func fixedVerbosity(h http.Handler) http.Handler {
 			return
 		}
 		h.ServeHTTP(w, r)
+	})
+}
+
+// withoutBearerTokens authenticates a request as if it carried no bearer
+// token, so that the delegated TokenReview never sees one. kube-apiserver
+// removes the user's token before it proxies a request here, so only a
+// request sent straight to veil-apiserver has one: such a request would
+// skip kube-apiserver's API Priority and Fairness and its audit log.
+func withoutBearerTokens(inner authenticator.Request) authenticator.Request {
+	return authenticator.RequestFunc(func(req *http.Request) (*authenticator.Response, bool, error) {
+		protocols := req.Header.Values("Sec-WebSocket-Protocol")
+		if req.Header.Get("Authorization") == "" && len(protocols) == 0 {
+			return inner.AuthenticateRequest(req)
+		}
+		stripped := req.Clone(req.Context())
+		stripped.Header.Del("Authorization")
+		// A WebSocket client may carry its token as a subprotocol.
+		stripped.Header.Del("Sec-WebSocket-Protocol")
+		for _, list := range protocols {
+			for _, p := range strings.Split(list, ",") {
+				if p = strings.TrimSpace(p); !strings.HasPrefix(p, "base64url.bearer.authorization.k8s.io.") {
+					stripped.Header.Add("Sec-WebSocket-Protocol", p)
+				}
+			}
+		}
+		return inner.AuthenticateRequest(stripped)
 	})
 }
 

@@ -2,6 +2,7 @@ package server
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -36,6 +37,46 @@ func TestAnonymousOnlyOnHealthPaths(t *testing.T) {
 	}
 }
 
+// A bearer token never reaches the delegated authenticator, in either of
+// the places a client can put one; front-proxy and certificate
+// authentication see the request unchanged.
+func TestWithoutBearerTokens(t *testing.T) {
+	var seen http.Header
+	inner := authenticator.RequestFunc(func(req *http.Request) (*authenticator.Response, bool, error) {
+		seen = req.Header
+		if req.Header.Get("Authorization") != "" || strings.Contains(strings.Join(req.Header.Values("Sec-WebSocket-Protocol"), ","), "bearer") {
+			return &authenticator.Response{User: &user.DefaultInfo{Name: "system:serviceaccount:a:b"}}, true, nil
+		}
+		return nil, false, nil
+	})
+	for name, headers := range map[string]map[string]string{
+		"Authorization": {"Authorization": "Bearer token"},
+		"WebSocket":     {"Sec-WebSocket-Protocol": "base64url.bearer.authorization.k8s.io.dG9rZW4, v4.channel.k8s.io"},
+	} {
+		req, _ := http.NewRequest(http.MethodGet, "https://veil/apis", nil)
+		for k, v := range headers {
+			req.Header.Set(k, v)
+		}
+		if _, ok, err := withoutBearerTokens(inner).AuthenticateRequest(req); ok || err != nil {
+			t.Errorf("%s: authenticated=%v (%v), want the token ignored", name, ok, err)
+		}
+		if got := seen.Values("Sec-WebSocket-Protocol"); name == "WebSocket" && strings.Join(got, ",") != "v4.channel.k8s.io" {
+			t.Errorf("other subprotocols should be kept: %v", got)
+		}
+		for k, v := range headers {
+			if req.Header.Get(k) != v {
+				t.Errorf("%s: the caller's request was changed", name)
+			}
+		}
+	}
+	req, _ := http.NewRequest(http.MethodGet, "https://veil/apis", nil)
+	req.Header.Set("X-Remote-User", "alice")
+	_, _, _ = withoutBearerTokens(inner).AuthenticateRequest(req)
+	if seen.Get("X-Remote-User") != "alice" {
+		t.Error("a request without a token should reach the authenticator unchanged")
+	}
+}
+
 func TestValidate(t *testing.T) {
 	o := NewOptions()
 	o.AllowedProviderEndpoints = []string{"10.0.0.0/99", "*.ok.example"}
@@ -46,5 +87,26 @@ func TestValidate(t *testing.T) {
 	}
 	if err := NewOptions().Validate(); err != nil {
 		t.Errorf("defaults do not validate: %v", err)
+	}
+}
+
+func TestFixedVerbosity(t *testing.T) {
+	reached := false
+	h := fixedVerbosity(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { reached = true }))
+	for _, c := range []struct {
+		method, path string
+		want         bool
+	}{
+		{http.MethodPut, "/debug/flags/v", false},
+		{http.MethodPut, "//debug/./flags/v", false},
+		{http.MethodGet, "/debug/flags/v", true},
+		{http.MethodPut, "/apis/externalsecrets.veil.dev/v1alpha1", true},
+	} {
+		reached = false
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(c.method, "https://veil"+c.path, strings.NewReader("10")))
+		if reached != c.want || (!c.want && rec.Code != http.StatusForbidden) {
+			t.Errorf("%s %s: reached the server %v (%d), want %v", c.method, c.path, reached, rec.Code, c.want)
+		}
 	}
 }
