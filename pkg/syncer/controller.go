@@ -6,6 +6,7 @@ import (
 	"time"
 
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/util/sets"
 	appsv1client "k8s.io/client-go/kubernetes/typed/apps/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
@@ -31,6 +32,8 @@ type Controller struct {
 	clock    clock.PassiveClock
 
 	defaultRefresh time.Duration
+	// excluded namespaces are never written in (--excluded-namespaces).
+	excluded sets.Set[string]
 
 	// written is the status this process last wrote to each ExternalSecret.
 	written *writtenStatuses[*configv1alpha1.ExternalSecretStatus]

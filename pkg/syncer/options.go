@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/client-go/kubernetes"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
@@ -56,6 +58,9 @@ type Options struct {
 	QPS                    float32
 	Burst                  int
 	DefaultRefreshInterval time.Duration
+	// ExcludedNamespaces are never written in; the admission policy
+	// veil-syncer-excluded-namespaces enforces the same list.
+	ExcludedNamespaces []string
 
 	// MetricsBindAddress serves /metrics, /healthz and /readyz.
 	MetricsBindAddress string
@@ -81,6 +86,7 @@ func NewOptions() *Options {
 		QPS:                    500,
 		Burst:                  1000,
 		DefaultRefreshInterval: time.Hour,
+		ExcludedNamespaces:     []string{"kube-system"},
 		MetricsBindAddress:     ":8080",
 		LeaderElect:            true,
 		LeaseDuration:          15 * time.Second,
@@ -121,6 +127,9 @@ func NewCommand(ctx context.Context) *cobra.Command {
 	fs.IntVar(&o.Burst, "kube-api-burst", o.Burst, "Burst of requests to kube-apiserver above --kube-api-qps.")
 	fs.DurationVar(&o.DefaultRefreshInterval, "default-refresh-interval", o.DefaultRefreshInterval,
 		"Refresh interval of ExternalSecrets that set none. veil-syncer does not read stores, so it cannot use a store's defaultRefreshInterval.")
+	fs.StringSliceVar(&o.ExcludedNamespaces, "excluded-namespaces", o.ExcludedNamespaces,
+		"Namespaces veil-syncer never writes in: their ExternalSecrets report Ready=False, NamespaceExcluded. "+
+			"Keep it equal to the namespaces of the ValidatingAdmissionPolicyBinding veil-syncer-excluded-namespaces, which makes kube-apiserver refuse such writes.")
 	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", o.MetricsBindAddress, "Address of /metrics, /healthz and /readyz (plain HTTP: they carry no values).")
 	fs.BoolVar(&o.LeaderElect, "leader-elect", o.LeaderElect, "Elect a leader among replicas with a Lease; only the leader writes.")
 	fs.DurationVar(&o.LeaseDuration, "leader-elect-lease-duration", o.LeaseDuration, "How long followers wait after the last renewal before taking the lease.")
@@ -143,6 +152,9 @@ func (o *Options) Validate() error {
 	var errs []error
 	if o.Namespace == "" {
 		errs = append(errs, errors.New("--namespace must not be empty"))
+	}
+	if slices.Contains(o.ExcludedNamespaces, o.Namespace) {
+		errs = append(errs, fmt.Errorf("--excluded-namespaces must not include --namespace %s, which holds veil-syncer's Lease and HMAC key", o.Namespace))
 	}
 	if o.Workers < 1 {
 		errs = append(errs, errors.New("--workers must be at least 1"))
@@ -207,6 +219,7 @@ func (o *Options) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	ctrl.excluded = sets.New(o.ExcludedNamespaces...)
 	psInformer := informers.Config().V1alpha1().PushSecrets()
 	// The source Secret watches stop with ctx, after the workers.
 	pushCtrl, err := newPushController(ctx, psInformer, veil, kube, meta, recorder, key)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -37,6 +38,7 @@ const (
 	ReasonValuesUnavailable  = "ValuesUnavailable"
 	ReasonWriteFailed        = "WriteFailed"
 	ReasonRolloutFailed      = "RolloutRestartFailed"
+	ReasonNamespaceExcluded  = "NamespaceExcluded"
 )
 
 // Event reasons. Events carry their own timestamps and, with the status and
@@ -64,6 +66,11 @@ const (
 // workload, and a retried patch with the same value restarts nothing.
 const RestartedForAnnotation = "veil.dev/restarted-for"
 
+// writableSecretTypes are the Secret types a target may have; the
+// admission policy veil-syncer-secrets allows the same.
+var writableSecretTypes = []corev1.SecretType{corev1.SecretTypeOpaque, corev1.SecretTypeBasicAuth, corev1.SecretTypeSSHAuth,
+	corev1.SecretTypeTLS, corev1.SecretTypeDockercfg, corev1.SecretTypeDockerConfigJson}
+
 type result struct {
 	result string
 	// retry asks for a retry with backoff rather than at the refresh interval.
@@ -76,6 +83,10 @@ type result struct {
 func (c *Controller) sync(ctx context.Context, es *configv1alpha1.ExternalSecret) result {
 	t := es.Spec.Target
 	st := es.Status.DeepCopy()
+	if c.excluded.Has(es.Namespace) {
+		return c.fail(ctx, es, st, ReasonNamespaceExcluded, fmt.Sprintf(
+			"veil-syncer never writes in namespace %s (--excluded-namespaces): move the ExternalSecret to another namespace, or remove spec.target", es.Namespace), false)
+	}
 	if t.CreationPolicy == configv1alpha1.CreatePolicyNone {
 		setReady(st, es, metav1.ConditionTrue, ReasonCreationPolicyNone, "creationPolicy None: veil-syncer writes no Secret")
 		return c.finish(ctx, es, st, ReasonCreationPolicyNone, false)
@@ -190,11 +201,13 @@ func (c *Controller) desired(es *configv1alpha1.ExternalSecret, v *esv1alpha1.Ex
 	if d.secretType == "" {
 		d.secretType = corev1.SecretTypeOpaque
 	}
-	if d.secretType == corev1.SecretTypeServiceAccountToken {
-		// kube-controller-manager fills such a Secret with a token of the
-		// ServiceAccount it names: the ExternalSecret's author would get a
-		// credential they were never given.
-		return nil, fmt.Errorf("template type %s is refused: Kubernetes would put a ServiceAccount token into it", corev1.SecretTypeServiceAccountToken)
+	if !slices.Contains(writableSecretTypes, d.secretType) {
+		// Other types can mean something to Kubernetes: it fills a
+		// ServiceAccount token Secret with a token of the ServiceAccount it
+		// names, and a bootstrap token lets a node join. The admission
+		// policy veil-syncer-secrets refuses them too.
+		return nil, fmt.Errorf("template type %s is refused: veil-syncer writes only Secrets of type Opaque, %s, %s, %s, %s or %s", d.secretType,
+			corev1.SecretTypeBasicAuth, corev1.SecretTypeSSHAuth, corev1.SecretTypeTLS, corev1.SecretTypeDockercfg, corev1.SecretTypeDockerConfigJson)
 	}
 	d.hmac = dataHMAC(c.key, es, d.data)
 	d.labels[ManagedByLabel] = managedBy
