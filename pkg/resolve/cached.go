@@ -73,6 +73,9 @@ type source struct {
 	maxAge time.Duration
 	clock  clock.PassiveClock
 	es     *configv1alpha1.ExternalSecret
+	// scope gives a find without a path its prefix, and filters what
+	// finds return.
+	scope  *KeyScope
 	oldest time.Time
 }
 
@@ -120,6 +123,10 @@ func (s *source) get(ctx context.Context, refs []providers.Ref) (map[providers.R
 // find returns the remote values a dataFrom.find selects, as of at most
 // maxAge ago.
 func (s *source) find(ctx context.Context, f providers.Find) (map[string]providers.Value, error) {
+	f, err := s.scope.Find(f)
+	if err != nil {
+		return nil, err
+	}
 	entries, err := s.cache.Get(ctx, []cache.Key{findKey(s.id, f)}, s.maxAge, func(ctx context.Context, _ []int) []cache.Outcome {
 		found, err := s.client.Find(ctx, f)
 		if err != nil {
@@ -143,7 +150,7 @@ func (s *source) find(ctx context.Context, f providers.Find) (map[string]provide
 		out[string(fs[i])] = providers.Value{Version: string(fs[i+1]), Data: fs[i+2]}
 	}
 	s.served(ctx, entries[0], "the result of dataFrom.find")
-	return out, nil
+	return s.scope.Filter(out), nil
 }
 
 // readValues reads refs from the provider, in one call when the client

@@ -53,6 +53,9 @@ func (r *Resolver) resolve(ctx context.Context, es *configv1alpha1.ExternalSecre
 	if err != nil {
 		return nil, err
 	}
+	if err := store.Scope.CheckExternalSecret(es); err != nil {
+		return nil, err
+	}
 	return r.read(ctx, es, store)
 }
 
@@ -62,7 +65,7 @@ func (r *Resolver) read(ctx context.Context, es *configv1alpha1.ExternalSecret, 
 	if err != nil {
 		return nil, err
 	}
-	src := &source{cache: r.Cache, client: client, id: id, maxAge: r.refreshInterval(es, store), clock: r.Clock, es: es}
+	src := &source{cache: r.Cache, client: client, id: id, maxAge: r.refreshInterval(es, store), clock: r.Clock, es: es, scope: store.Scope}
 
 	// Every data[] entry and extract naming the same remote value costs one read.
 	var refs []providers.Ref

@@ -6,6 +6,7 @@ package resolve
 import (
 	"context"
 	"net/url"
+	"slices"
 	"strings"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -43,6 +44,9 @@ type UsableStore struct {
 	providers.Store
 	UID      types.UID
 	Provider providers.Provider
+	// Scope is the remote keys the namespace may use through the store;
+	// nil allows all.
+	Scope *KeyScope
 }
 
 // For returns the store ref names, if namespace may use it. Its errors are
@@ -71,10 +75,11 @@ func (s *Stores) For(ctx context.Context, namespace string, ref configv1alpha1.S
 			css, err = s.Live.ClusterSecretStores().Get(ctx, ref.Name, metav1.GetOptions{})
 		}
 		if err == nil {
-			if err := s.namespaceMayUse(ctx, namespace, css); err != nil {
+			scope, err := s.namespaceMayUse(ctx, namespace, css)
+			if err != nil {
 				return nil, err
 			}
-			store = UsableStore{Store: providers.Store{Kind: configv1alpha1.ClusterSecretStoreKind, Name: css.Name, Generation: css.Generation, Spec: &css.Spec.SecretStoreSpec}, UID: css.UID}
+			store = UsableStore{Store: providers.Store{Kind: configv1alpha1.ClusterSecretStoreKind, Name: css.Name, Generation: css.Generation, Spec: &css.Spec.SecretStoreSpec}, UID: css.UID, Scope: scope}
 		}
 	default:
 		return nil, providers.Errorf(providers.Invalid, "secretStoreRef.kind %q is neither SecretStore nor ClusterSecretStore", ref.Kind)
@@ -99,36 +104,38 @@ func (s *Stores) For(ctx context.Context, namespace string, ref configv1alpha1.S
 	return &store, nil
 }
 
-// namespaceMayUse applies spec.conditions of a ClusterSecretStore. Unlike
-// External Secrets Operator, no conditions means no namespace.
-func (s *Stores) namespaceMayUse(ctx context.Context, namespace string, css *configv1alpha1.ClusterSecretStore) error {
+// namespaceMayUse applies spec.conditions of a ClusterSecretStore and
+// returns the key scope of the conditions that match. Unlike External
+// Secrets Operator, no conditions means no namespace.
+func (s *Stores) namespaceMayUse(ctx context.Context, namespace string, css *configv1alpha1.ClusterSecretStore) (*KeyScope, error) {
 	if len(css.Spec.Conditions) == 0 {
-		return providers.Errorf(providers.Forbidden, "ClusterSecretStore %q has no spec.conditions, so no namespace may use it; add a condition that matches namespace %q", css.Name, namespace)
+		return nil, providers.Errorf(providers.Forbidden, "ClusterSecretStore %q has no spec.conditions, so no namespace may use it; add a condition that matches namespace %q", css.Name, namespace)
 	}
 	ns, err := s.Namespaces.Get(namespace)
 	if apierrors.IsNotFound(err) {
 		ns, err = s.LiveCore.Namespaces().Get(ctx, namespace, metav1.GetOptions{})
 	}
 	if err != nil && !apierrors.IsNotFound(err) {
-		return providers.Wrap(providers.Unavailable, err, "looking up namespace %q", namespace)
+		return nil, providers.Wrap(providers.Unavailable, err, "looking up namespace %q", namespace)
 	}
+	var matched []configv1alpha1.ClusterSecretStoreCondition
 	for _, c := range css.Spec.Conditions {
-		for _, n := range c.Namespaces {
-			if n == namespace {
-				return nil
-			}
-		}
-		if c.NamespaceSelector != nil && ns != nil {
+		match := slices.Contains(c.Namespaces, namespace)
+		if !match && c.NamespaceSelector != nil && ns != nil {
 			sel, err := metav1.LabelSelectorAsSelector(c.NamespaceSelector)
 			if err != nil {
-				return providers.Errorf(providers.Invalid, "ClusterSecretStore %q has an invalid spec.conditions namespaceSelector: %v", css.Name, err)
+				return nil, providers.Errorf(providers.Invalid, "ClusterSecretStore %q has an invalid spec.conditions namespaceSelector: %v", css.Name, err)
 			}
-			if sel.Matches(labels.Set(ns.Labels)) {
-				return nil
-			}
+			match = sel.Matches(labels.Set(ns.Labels))
+		}
+		if match {
+			matched = append(matched, c)
 		}
 	}
-	return providers.Errorf(providers.Forbidden, "ClusterSecretStore %q may not be used from namespace %q: none of its spec.conditions matches it", css.Name, namespace)
+	if len(matched) > 0 {
+		return scopeFor(css, namespace, matched)
+	}
+	return nil, providers.Errorf(providers.Forbidden, "ClusterSecretStore %q may not be used from namespace %q: none of its spec.conditions matches it", css.Name, namespace)
 }
 
 // checkEndpoints refuses a store before any connection when one of its

@@ -41,8 +41,9 @@ type PushSecretList struct {
 type PushSecretUpdatePolicy string
 
 const (
-	// PushSecretUpdatePolicyReplace overwrites remote values, even ones
-	// Veil did not create.
+	// PushSecretUpdatePolicyReplace also overwrites remote values Veil did
+	// not create, and makes them this PushSecret's; never one another
+	// PushSecret owns.
 	PushSecretUpdatePolicyReplace PushSecretUpdatePolicy = "Replace"
 	// PushSecretUpdatePolicyIfNotExists never overwrites a remote value.
 	PushSecretUpdatePolicyIfNotExists PushSecretUpdatePolicy = "IfNotExists"
@@ -69,8 +70,10 @@ type PushSecretSpec struct {
 	SecretStoreRefs []SecretStoreRef `json:"secretStoreRefs"`
 
 	// UpdatePolicy: unset, a push creates remote values and updates the ones
-	// Veil created, and refuses to overwrite any other; Replace overwrites
-	// them too; IfNotExists never overwrites.
+	// this PushSecret owns (Veil records the owner, namespace and UID, with
+	// each remote key it creates), and refuses to overwrite any other;
+	// Replace also takes over values Veil did not create; IfNotExists never
+	// overwrites. No policy overwrites a value another PushSecret owns.
 	UpdatePolicy PushSecretUpdatePolicy `json:"updatePolicy,omitempty"`
 
 	// +kubebuilder:default=None
@@ -155,7 +158,10 @@ type PushSecretStatus struct {
 type PushSecretSyncedData struct {
 	// +required
 	Match PushSecretMatch `json:"match"`
-	// Result of the last push of this key.
+	// Result of the last push of this key: Pushed, Unchanged, SkippedExists,
+	// Deleted, NotOwner (the key is another PushSecret's, or, for a
+	// delete, not Veil's) or Failed. Only keys this PushSecret pushed
+	// (pushTime set) are ever deleted with it.
 	Result string `json:"result,omitempty"`
 	// PushTime is when it was last written.
 	PushTime *metav1.Time `json:"pushTime,omitempty"`

@@ -101,6 +101,24 @@ type ClusterSecretStoreCondition struct {
 	// Namespaces lists namespaces by name.
 	// +listType=set
 	Namespaces []string `json:"namespaces,omitempty"`
+
+	// RemoteKeyPrefix confines the namespaces this condition matches to the
+	// remote keys under it, for reads (data, dataFrom.extract and find) and
+	// pushes. "{namespace}" stands for the reading or pushing namespace, so
+	// "teams/{namespace}/" gives every namespace its own keys. It ends with
+	// "/", and "{namespace}" is always followed by "/", so that namespace
+	// "a" is never confined to a prefix of namespace "a-b"'s keys. Under a
+	// prefix, remote keys may only use letters, digits and "/_+=.@-", with
+	// no empty segment and no segment ending in "." (so no "." or ".."),
+	// and are compared byte for byte: anything else (ARNs, encodings,
+	// backslashes, non-ASCII) is refused. A namespace that several
+	// conditions match may use a key if one of them has no prefix, or the
+	// key is under the prefix of one of them.
+	// +kubebuilder:validation:MaxLength=200
+	// +kubebuilder:validation:Pattern=`^/?([A-Za-z0-9_.+=@-]|\{namespace\})+(/([A-Za-z0-9_.+=@-]|\{namespace\})+)*/$`
+	// +kubebuilder:validation:XValidation:rule="!self.contains('./')",message="no segment of remoteKeyPrefix may end with \".\" (so no \".\" or \"..\" segments)"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('[{]namespace[}][^/]')",message="{namespace} in remoteKeyPrefix must be followed by \"/\", so that one namespace's prefix is never a prefix of another's"
+	RemoteKeyPrefix string `json:"remoteKeyPrefix,omitempty"`
 }
 
 // SecretStoreProvider holds exactly one provider.
