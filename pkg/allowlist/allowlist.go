@@ -233,10 +233,10 @@ func (e *NotAllowedError) Error() string {
 	if !e.Addr.IsValid() {
 		return fmt.Sprintf("endpoint %q is not allowed by veil-apiserver's --allowed-provider-endpoints (%s); ask the cluster administrator to add it", e.Host, e.List)
 	}
-	who := "a SecretStore or a ClusterSecretStore"
 	if e.Class == internal {
-		who = "a SecretStore"
+		return fmt.Sprintf("endpoint %q is %s, a %s address, which a SecretStore may reach only when veil-apiserver's --allowed-provider-endpoints (%s) lists the host or the address; ask the cluster administrator",
+			e.Host, e.Addr, e.Class, e.List)
 	}
-	return fmt.Sprintf("endpoint %q is %s, a %s address, which %s may reach only when veil-apiserver's --allowed-provider-endpoints (%s) lists it as an IP address or CIDR; ask the cluster administrator",
-		e.Host, e.Addr, e.Class, who, e.List)
+	return fmt.Sprintf("endpoint %q is %s, a %s address, which no store may reach unless veil-apiserver's --allowed-provider-endpoints (%s) lists the address as an IP or CIDR; ask the cluster administrator",
+		e.Host, e.Addr, e.Class, e.List)
 }
