@@ -79,6 +79,7 @@ func (s *Stores) For(ctx context.Context, namespace string, ref configv1alpha1.S
 			if err != nil {
 				return nil, err
 			}
+			warnIfOpen(ctx, css)
 			store = UsableStore{Store: providers.Store{Kind: configv1alpha1.ClusterSecretStoreKind, Name: css.Name, Generation: css.Generation, Spec: &css.Spec.SecretStoreSpec}, UID: css.UID, Scope: scope}
 		}
 	default:
