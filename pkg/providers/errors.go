@@ -21,6 +21,10 @@ const (
 	// Conflict: a write lost a race (check-and-set) or would overwrite a
 	// value Veil does not manage.
 	Conflict Reason = "Conflict"
+	// NotOwner: the remote key is held by another PushSecret (a push or a
+	// delete), or, for a delete, is not Veil's at all. It does not change
+	// by retrying.
+	NotOwner Reason = "NotOwner"
 )
 
 // Error is a provider failure. Message says what to fix; like every error in

@@ -42,7 +42,8 @@ type Client interface {
 	// Push writes one value.
 	Push(ctx context.Context, p Push) (PushResult, error)
 
-	// Delete removes a remote key (or one property of it), if it exists.
+	// Delete removes a remote key (or one property of it), if it exists and
+	// d.Owner holds it.
 	Delete(ctx context.Context, d Delete) error
 
 	// Close releases what the client holds (a Vault token is revoked).
@@ -78,16 +79,39 @@ type Find struct {
 	Tags       map[string]string
 }
 
-// Push writes Value to Key, or to one Property of the JSON object at Key.
+// Push writes Value to Key, or to one Property of the JSON object at Key,
+// as Owner. Providers decide on ownership before they compare or write any
+// value: a key another owner holds is NotOwner whatever the value, so a
+// push cannot tell whether a guess equals a value it may not write.
 type Push struct {
 	Key      string
 	Property string
 	Value    []byte
-	// IfNotExists skips the write when the key (or property) exists.
+	// Owner is recorded with a key the push creates or takes over; a key
+	// recorded with another owner is never written.
+	Owner Owner
+	// IfNotExists skips the write when the key exists (any owner's), or
+	// when the property exists in a key Owner holds.
 	IfNotExists bool
-	// Replace allows overwriting a remote value Veil did not create.
+	// Replace allows taking over a remote value Veil did not create (or
+	// created without recording an owner); never another owner's.
 	Replace bool
 }
+
+// Owner is the PushSecret on whose behalf a key is pushed. Keys are
+// Owner's by namespace and UID: a PushSecret deleted and created again
+// under the same name is another owner.
+type Owner struct {
+	Namespace string
+	Name      string
+	UID       string
+}
+
+// Valid: every field is set.
+func (o Owner) Valid() bool { return o.Namespace != "" && o.Name != "" && o.UID != "" }
+
+// Is says whether a recorded owner is o.
+func (o Owner) Is(namespace, uid string) bool { return o.Namespace == namespace && o.UID == uid }
 
 // PushResult says what a push did.
 type PushResult string
@@ -99,10 +123,12 @@ const (
 	SkippedExists PushResult = "SkippedExists"
 )
 
-// Delete removes Key, or one Property of the JSON object at Key.
+// Delete removes Key, or one Property of the JSON object at Key, if Owner
+// holds it: any other key is NotOwner and stays.
 type Delete struct {
 	Key      string
 	Property string
+	Owner    Owner
 }
 
 // Store is the part of a SecretStore or ClusterSecretStore a provider sees.

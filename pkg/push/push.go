@@ -22,7 +22,10 @@ const (
 	ResultUnchanged     = string(providers.Unchanged)
 	ResultSkippedExists = string(providers.SkippedExists)
 	ResultDeleted       = "Deleted"
-	ResultFailed        = "Failed"
+	// ResultNotOwner: the remote key is another PushSecret's (a push or a
+	// delete) or, for a delete, not Veil's; it was left as it was.
+	ResultNotOwner = string(providers.NotOwner)
+	ResultFailed   = "Failed"
 	// ResultDryRun: every check passed and nothing was written.
 	ResultDryRun = "DryRun"
 )
@@ -64,8 +67,16 @@ func (p *Pusher) Push(ctx context.Context, ps *configv1alpha1.PushSecret, spec e
 		if ro, ok := s.Provider.(ReadOnlyProvider); ok && ro.ReadOnly() {
 			return nil, providers.Errorf(providers.Forbidden, "%s uses the %s provider, which cannot be written to", &s.Store, s.Provider.Name())
 		}
+		for _, d := range ps.Spec.Data {
+			if err := s.Scope.CheckKey(d.Match.RemoteRef.RemoteKey); err != nil {
+				return nil, err
+			}
+		}
 		stores = append(stores, s)
 	}
+	// Every key pushed or deleted is recorded as, or must be, this
+	// PushSecret's: a SecretPush names the PushSecret, whoever sends it.
+	owner := providers.Owner{Namespace: ps.Namespace, Name: ps.Name, UID: string(ps.UID)}
 
 	var results []externalsecrets.SecretPushResult
 	for _, s := range stores {
@@ -87,7 +98,7 @@ func (p *Pusher) Push(ctx context.Context, ps *configv1alpha1.PushSecret, spec e
 			case err != nil:
 				fail(&r, err)
 			case action == externalsecrets.SecretPushActionDelete:
-				if derr := client.Delete(ctx, providers.Delete{Key: m.RemoteRef.RemoteKey, Property: m.RemoteRef.Property}); derr != nil && providers.ReasonOf(derr) != providers.NotFound {
+				if derr := client.Delete(ctx, providers.Delete{Key: m.RemoteRef.RemoteKey, Property: m.RemoteRef.Property, Owner: owner}); derr != nil && providers.ReasonOf(derr) != providers.NotFound {
 					fail(&r, derr)
 				} else {
 					r.Result = ResultDeleted
@@ -98,6 +109,7 @@ func (p *Pusher) Push(ctx context.Context, ps *configv1alpha1.PushSecret, spec e
 					Key:         m.RemoteRef.RemoteKey,
 					Property:    m.RemoteRef.Property,
 					Value:       spec.Data[m.SecretKey],
+					Owner:       owner,
 					IfNotExists: ps.Spec.UpdatePolicy == configv1alpha1.PushSecretUpdatePolicyIfNotExists,
 					Replace:     ps.Spec.UpdatePolicy == configv1alpha1.PushSecretUpdatePolicyReplace,
 				})
@@ -116,8 +128,13 @@ func (p *Pusher) Push(ctx context.Context, ps *configv1alpha1.PushSecret, spec e
 	return results, nil
 }
 
+// fail records a key that was not written: NotOwner, which retrying does
+// not change, or Failed.
 func fail(r *externalsecrets.SecretPushResult, err error) {
 	r.Result, r.Reason, r.Message = ResultFailed, string(providers.ReasonOf(err)), err.Error()
+	if r.Reason == string(providers.NotOwner) {
+		r.Result = ResultNotOwner
+	}
 }
 
 // validate checks that the request names exactly what the PushSecret maps:

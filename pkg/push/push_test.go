@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	kubefake "k8s.io/client-go/kubernetes/fake"
@@ -28,11 +29,13 @@ const value = "pushed-canary-value"
 // "vault", so stores with spec.provider.vault use it).
 type memory struct {
 	providers.Provider
-	data   map[string][]byte
+	data map[string][]byte
+	// owners holds the owner UID of each key, as providers record it.
+	owners map[string]string
 	writes int
 }
 
-var mem = &memory{data: map[string][]byte{}}
+var mem = &memory{data: map[string][]byte{}, owners: map[string]string{}}
 
 func init() { providers.Register(mem) }
 
@@ -51,14 +54,21 @@ func (c *memoryClient) Push(_ context.Context, p providers.Push) (providers.Push
 	if strings.HasPrefix(p.Key, "locked/") {
 		return "", providers.Errorf(providers.Forbidden, "the store's role may not write %q", p.Key)
 	}
+	if !p.Owner.Valid() {
+		return "", providers.Errorf(providers.Invalid, "no owner")
+	}
 	if _, ok := c.m.data[p.Key]; ok && p.IfNotExists {
 		return providers.SkippedExists, nil
+	}
+	if o, ok := c.m.owners[p.Key]; ok && o != p.Owner.UID {
+		return "", providers.Errorf(providers.NotOwner, "%q is another PushSecret's", p.Key)
 	}
 	if string(c.m.data[p.Key]) == string(p.Value) {
 		return providers.Unchanged, nil
 	}
 	c.m.writes++
 	c.m.data[p.Key] = p.Value
+	c.m.owners[p.Key] = p.Owner.UID
 	return providers.Pushed, nil
 }
 
@@ -66,24 +76,36 @@ func (c *memoryClient) Delete(_ context.Context, d providers.Delete) error {
 	if _, ok := c.m.data[d.Key]; !ok {
 		return providers.Errorf(providers.NotFound, "no %q", d.Key)
 	}
+	if c.m.owners[d.Key] != d.Owner.UID {
+		return providers.Errorf(providers.NotOwner, "%q is not this PushSecret's", d.Key)
+	}
 	delete(c.m.data, d.Key)
+	delete(c.m.owners, d.Key)
 	return nil
 }
 
-func pusher(t *testing.T, stores ...*configv1alpha1.SecretStore) *Pusher {
+func pusher(t *testing.T, objs ...any) *Pusher {
 	t.Helper()
 	idx := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
-	for _, s := range stores {
-		if err := idx.Add(s); err != nil {
+	cluster := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{})
+	namespaces := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{})
+	for _, o := range objs {
+		into := idx
+		switch o.(type) {
+		case *configv1alpha1.ClusterSecretStore:
+			into = cluster
+		case *corev1.Namespace:
+			into = namespaces
+		}
+		if err := into.Add(o); err != nil {
 			t.Fatal(err)
 		}
 	}
-	empty := func() cache.Indexer { return cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{}) }
 	return &Pusher{
 		Stores: &resolve.Stores{
 			SecretStores:        configlisters.NewSecretStoreLister(idx),
-			ClusterSecretStores: configlisters.NewClusterSecretStoreLister(empty()),
-			Namespaces:          corelisters.NewNamespaceLister(empty()),
+			ClusterSecretStores: configlisters.NewClusterSecretStoreLister(cluster),
+			Namespaces:          corelisters.NewNamespaceLister(namespaces),
 			Live:                veilfake.NewSimpleClientset().ConfigV1alpha1(),
 			LiveCore:            kubefake.NewClientset().CoreV1(),
 		},
@@ -100,7 +122,7 @@ func vaultStore(name string, readOnly bool) *configv1alpha1.SecretStore {
 }
 
 func pushSecret(policy configv1alpha1.PushSecretUpdatePolicy, stores []string, keys ...[2]string) *configv1alpha1.PushSecret {
-	ps := &configv1alpha1.PushSecret{ObjectMeta: metav1.ObjectMeta{Namespace: "ci", Name: "deploy-key"}, Spec: configv1alpha1.PushSecretSpec{UpdatePolicy: policy}}
+	ps := &configv1alpha1.PushSecret{ObjectMeta: metav1.ObjectMeta{Namespace: "ci", Name: "deploy-key", UID: "ps-uid"}, Spec: configv1alpha1.PushSecretSpec{UpdatePolicy: policy}}
 	for _, s := range stores {
 		ps.Spec.SecretStoreRefs = append(ps.Spec.SecretStoreRefs, configv1alpha1.SecretStoreRef{Name: s, Kind: configv1alpha1.SecretStoreKind})
 	}
@@ -195,5 +217,67 @@ func TestRefusedBeforeAnyWrite(t *testing.T) {
 		if mem.writes != writes || len(mem.data) != before {
 			t.Errorf("%s: something was written", c.name)
 		}
+	}
+}
+
+func TestOwnerIsThePushSecret(t *testing.T) {
+	ctx := context.Background()
+	p := pusher(t, vaultStore("vault", false))
+	mine := pushSecret("", []string{"vault"}, [2]string{"key", "owned/one"})
+	spec := externalsecrets.SecretPushSpec{Data: map[string][]byte{"key": []byte(value)}}
+	if results, err := p.Push(ctx, mine, spec, false); err != nil || results[0].Result != ResultPushed || mem.owners["owned/one"] != "ps-uid" {
+		t.Fatalf("first push: %+v, %v, owner %q", results, err, mem.owners["owned/one"])
+	}
+
+	// The same name after a delete and create is another PushSecret.
+	again := mine.DeepCopy()
+	again.UID = "another-uid"
+	again.Spec.UpdatePolicy = configv1alpha1.PushSecretUpdatePolicyReplace
+	writes := mem.writes
+	for _, action := range []externalsecrets.SecretPushAction{externalsecrets.SecretPushActionPush, externalsecrets.SecretPushActionDelete} {
+		s := spec
+		if action == externalsecrets.SecretPushActionDelete {
+			s = externalsecrets.SecretPushSpec{Action: action}
+		}
+		results, err := p.Push(ctx, again, s, false)
+		if err != nil || results[0].Result != ResultNotOwner || results[0].Reason != "NotOwner" {
+			t.Errorf("%s by another PushSecret: %+v, %v; want NotOwner", action, results, err)
+		}
+	}
+	if mem.writes != writes || string(mem.data["owned/one"]) != value {
+		t.Errorf("another PushSecret changed the key: writes %d -> %d", writes, mem.writes)
+	}
+	if results, err := p.Push(ctx, mine, externalsecrets.SecretPushSpec{Action: externalsecrets.SecretPushActionDelete}, false); err != nil || results[0].Result != ResultDeleted {
+		t.Errorf("delete by the owner: %+v, %v", results, err)
+	}
+}
+
+func TestKeyScopeRefusedBeforeAnyWrite(t *testing.T) {
+	ctx := context.Background()
+	css := &configv1alpha1.ClusterSecretStore{ObjectMeta: metav1.ObjectMeta{Name: "shared", UID: "u-shared"},
+		Spec: configv1alpha1.ClusterSecretStoreSpec{
+			SecretStoreSpec: vaultStore("x", false).Spec,
+			Conditions:      []configv1alpha1.ClusterSecretStoreCondition{{Namespaces: []string{"ci"}, RemoteKeyPrefix: "teams/{namespace}/"}},
+		}}
+	p := pusher(t, css, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "ci"}})
+	ps := pushSecret("", nil, [2]string{"key", "teams/ci/ok"}, [2]string{"other", "teams/ci/../other/x"})
+	ps.Spec.SecretStoreRefs = []configv1alpha1.SecretStoreRef{{Kind: configv1alpha1.ClusterSecretStoreKind, Name: "shared"}}
+	spec := externalsecrets.SecretPushSpec{Data: map[string][]byte{"key": []byte(value), "other": []byte(value)}}
+	for _, s := range []externalsecrets.SecretPushSpec{spec, {Action: externalsecrets.SecretPushActionDelete}} {
+		writes, before := mem.writes, len(mem.data)
+		for _, dryRun := range []bool{false, true} {
+			_, err := p.Push(ctx, ps, s, dryRun)
+			if providers.ReasonOf(err) != providers.Forbidden || !strings.Contains(err.Error(), `remote keys under "teams/ci/"`) {
+				t.Errorf("%s (dry run %v): %v; want Forbidden naming the prefix", s.Action, dryRun, err)
+			}
+		}
+		if mem.writes != writes || len(mem.data) != before {
+			t.Errorf("%s: something was written", s.Action)
+		}
+	}
+	ps.Spec.Data = ps.Spec.Data[:1]
+	delete(spec.Data, "other")
+	if results, err := p.Push(ctx, ps, spec, false); err != nil || results[0].Result != ResultPushed {
+		t.Errorf("a key under the prefix: %+v, %v", results, err)
 	}
 }

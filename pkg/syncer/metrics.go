@@ -61,7 +61,7 @@ var (
 
 	pushedKeys = metrics.NewCounterVec(&metrics.CounterOpts{
 		Namespace: "veil", Subsystem: "syncer", Name: "push_remote_keys_total",
-		Help:           "Remote keys in the answers to SecretPushes, by action and result (Pushed, Unchanged, SkippedExists, Deleted, Failed).",
+		Help:           "Remote keys in the answers to SecretPushes, by action and result (Pushed, Unchanged, SkippedExists, Deleted, NotOwner, Failed).",
 		StabilityLevel: metrics.ALPHA,
 	}, []string{"action", "result"})
 

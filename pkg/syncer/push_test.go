@@ -429,6 +429,52 @@ func TestPushFinalizer(t *testing.T) {
 		}
 	})
 
+	t.Run("keys not its own are left, reported, and released", func(t *testing.T) {
+		f := deleted(t, configv1alpha1.PushSecretDeletionPolicyDelete)
+		f.answer = func(sp *esv1alpha1.SecretPush) (*esv1alpha1.SecretPush, error) {
+			out := answerAll(testPushSecret(""), sp, "Deleted")
+			out.Status.Results[0].Result, out.Status.Results[0].Reason, out.Status.Results[0].Message = "NotOwner", "NotOwner", "remote key belongs to another PushSecret"
+			return out, nil
+		}
+		res, got := f.sync(t)
+		if res.result != ReasonDeleteRefused || res.retry || hasFinalizer(got) {
+			t.Fatalf("%+v, finalizers %v; want released", res, got.Finalizers)
+		}
+		r := ready(t, got)
+		if r.Reason != ReasonDeleteRefused || !strings.Contains(r.Message, "1 of 2 remote keys are not this PushSecret's") || !strings.Contains(r.Message, "deleted SecretStore/vault ci/token") {
+			t.Errorf("Ready: %+v", r)
+		}
+		if got.Status.SyncedPushSecrets["SecretStore/vault"]["ci/app#password"].Result != "NotOwner" {
+			t.Errorf("syncedPushSecrets: %+v", got.Status.SyncedPushSecrets)
+		}
+		if ev := f.events(t); len(ev) != 1 || !strings.HasPrefix(ev[0], "Warning DeleteRefused 1 of 2 remote keys are not this PushSecret's") {
+			t.Errorf("events %q", ev)
+		}
+	})
+
+	t.Run("a store that refuses for good releases; an outage does not", func(t *testing.T) {
+		for _, c := range []struct {
+			name    string
+			err     error
+			release bool
+		}{
+			{"store gone", apierrors.NewNotFound(esv1alpha1.Resource("secretpushes"), "app"), true},
+			{"store refuses", apierrors.NewForbidden(esv1alpha1.Resource("secretpushes"), "app", errors.New(`remote key "x" is outside the prefix`)), true},
+			{"veil-apiserver unavailable", apierrors.NewServiceUnavailable("provider down"), false},
+			{"timeout", apierrors.NewTimeoutError("slow", 1), false},
+		} {
+			f := deleted(t, configv1alpha1.PushSecretDeletionPolicyDelete)
+			f.answer = func(*esv1alpha1.SecretPush) (*esv1alpha1.SecretPush, error) { return nil, c.err }
+			res, got := f.sync(t)
+			if hasFinalizer(got) == c.release || res.retry == c.release {
+				t.Errorf("%s: %+v, finalizers %v; want released %v", c.name, res, got.Finalizers, c.release)
+			}
+			if c.release && ready(t, got).Reason != ReasonDeleteRefused {
+				t.Errorf("%s: Ready %+v", c.name, ready(t, got))
+			}
+		}
+	})
+
 	t.Run("None keeps the remote keys", func(t *testing.T) {
 		f := deleted(t, configv1alpha1.PushSecretDeletionPolicyNone)
 		if res, got := f.sync(t); res.result != resultReleased || hasFinalizer(got) || len(f.pushes) != 1 {

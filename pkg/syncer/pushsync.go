@@ -49,8 +49,12 @@ const (
 	// got no answer.
 	ReasonPushFailed = "PushFailed"
 	// ReasonDeleteFailed: the PushSecret is being deleted and its remote
-	// keys could not be; the finalizer stays.
-	ReasonDeleteFailed    = "DeleteFailed"
+	// keys could not be, for now; the finalizer stays.
+	ReasonDeleteFailed = "DeleteFailed"
+	// ReasonDeleteRefused: the PushSecret is being deleted and some of its
+	// remote keys will never be deleted for it (not its own, or a store
+	// that refuses): they are left, and the finalizer is released.
+	ReasonDeleteRefused   = "DeleteRefused"
 	ReasonFinalizerFailed = "FinalizerFailed"
 )
 
@@ -58,6 +62,9 @@ const (
 const (
 	EventPushed     = "Pushed"
 	EventPushFailed = "PushFailed"
+	// EventDeleteRefused names the remote keys left behind when a
+	// PushSecret was released without deleting them.
+	EventDeleteRefused = "DeleteRefused"
 )
 
 // Results of veil_syncer_push_syncs_total besides failures and the
@@ -75,11 +82,14 @@ const (
 	secretPushRefused   = "Refused"
 )
 
-// Results of one remote key, as veil-apiserver reports them.
+// Results of one remote key, as veil-apiserver reports them (pkg/push).
 const (
 	keyPushed    = "Pushed"
 	keyUnchanged = "Unchanged"
 	keyFailed    = "Failed"
+	// keyNotOwner: the key is another PushSecret's or, for a delete, not
+	// Veil's; retrying does not change that.
+	keyNotOwner = "NotOwner"
 )
 
 // sync pushes the source Secret of ps, or, if ps is being deleted, deletes
@@ -182,10 +192,14 @@ func (c *PushController) readSource(ctx context.Context, ps *configv1alpha1.Push
 }
 
 // finalize handles a PushSecret being deleted. With deletionPolicy Delete,
-// its remote keys are deleted through a SecretPush, and the finalizer is
-// removed only once every one of them is; any failure keeps it and is
-// retried. With None, or if nothing was ever pushed, the finalizer is
-// removed and the remote keys stay.
+// its remote keys are deleted through a SecretPush, which deletes only keys
+// this PushSecret owns. A failure that may pass (a provider down) keeps the
+// finalizer and is retried, and nothing is deleted meanwhile; a refusal
+// that will not pass (a key not its own, a store that refuses or is gone)
+// is reported in status and an Event, and the finalizer is released, so
+// that neither the PushSecret nor its namespace waits forever. With None,
+// or if nothing was ever pushed, the finalizer is removed and the remote
+// keys stay.
 func (c *PushController) finalize(ctx context.Context, ps *configv1alpha1.PushSecret) result {
 	if !slices.Contains(ps.Finalizers, PushSecretFinalizer) {
 		return result{result: resultGone}
@@ -197,20 +211,73 @@ func (c *PushController) finalize(ctx context.Context, ps *configv1alpha1.PushSe
 	st := ps.Status.DeepCopy()
 	sp, err := c.secretPush(ctx, ps, esv1alpha1.SecretPushActionDelete, nil)
 	if err != nil {
+		if c.refusedForGood(ctx, ps.Namespace, err) {
+			return c.abandon(ctx, ps, st, fmt.Sprintf("veil-apiserver refused to delete the remote keys: %v", err))
+		}
 		return c.refused(ctx, ps, st, esv1alpha1.SecretPushActionDelete, err)
 	}
-	failures := recordResults(st, sp.Status.Results, metav1.NewTime(c.clock.Now()))
-	if len(failures) > 0 {
-		return c.fail(ctx, ps, st, ReasonDeleteFailed, fmt.Sprintf("%d of %d remote keys were not deleted: %s; the finalizer %s stays until they are "+
-			"(remove it by hand to delete the PushSecret and keep them)", len(failures), len(sp.Status.Results), strings.Join(failures, "; "), PushSecretFinalizer), true)
-	}
-	var deleted []string
+	recordResults(st, sp.Status.Results, metav1.NewTime(c.clock.Now()))
+	var deleted, failed, notOwned []string
 	for _, r := range sp.Status.Results {
-		deleted = append(deleted, storeName(r.StoreRef)+" "+remoteKeyName(r.RemoteKey, r.Property))
+		name := storeName(r.StoreRef) + " " + remoteKeyName(r.RemoteKey, r.Property)
+		switch r.Result {
+		case keyFailed:
+			failed = append(failed, fmt.Sprintf("%s: %s: %s", name, r.Reason, r.Message))
+		case keyNotOwner:
+			notOwned = append(notOwned, fmt.Sprintf("%s: %s", name, r.Message))
+		default:
+			deleted = append(deleted, name)
+		}
+	}
+	if len(failed) > 0 {
+		return c.fail(ctx, ps, st, ReasonDeleteFailed, fmt.Sprintf("%d of %d remote keys were not deleted: %s; the finalizer %s stays until they are "+
+			"(remove it by hand to delete the PushSecret and keep them)", len(failed), len(sp.Status.Results), strings.Join(failed, "; "), PushSecretFinalizer), true)
+	}
+	if len(notOwned) > 0 {
+		msg := fmt.Sprintf("%d of %d remote keys are not this PushSecret's and were left as they were: %s", len(notOwned), len(sp.Status.Results), strings.Join(notOwned, "; "))
+		if len(deleted) > 0 {
+			msg += "; deleted " + strings.Join(deleted, ", ")
+		}
+		return c.abandon(ctx, ps, st, msg)
 	}
 	c.recorder.Eventf(ps, corev1.EventTypeNormal, EventDeleted, "Deleted %s (deletionPolicy Delete)", strings.Join(deleted, ", "))
 	klog.FromContext(ctx).Info("Deleted remote keys", "pushSecret", klog.KObj(ps), "remoteKeys", len(deleted))
 	return c.release(ctx, ps, resultDeleted)
+}
+
+// refusedForGood: veil-apiserver (not RBAC, which a namespace may yet
+// grant) refused a delete in a way no retry changes: the store is gone or
+// may not be used from the namespace (403), or the request cannot work
+// (400, 404, 422).
+func (c *PushController) refusedForGood(ctx context.Context, ns string, err error) bool {
+	switch {
+	case apierrors.IsNotFound(err), apierrors.IsInvalid(err), apierrors.IsBadRequest(err):
+		return true
+	case apierrors.IsForbidden(err):
+		allowed, rerr := c.mayCreateSecretPushes(ctx, ns)
+		return rerr == nil && allowed
+	}
+	return false
+}
+
+// abandon reports why the remote keys of a deleted PushSecret stay, in its
+// status and a Warning Event, and releases the finalizer.
+func (c *PushController) abandon(ctx context.Context, ps *configv1alpha1.PushSecret, st *configv1alpha1.PushSecretStatus, why string) result {
+	msg := fmt.Sprintf("%s; the finalizer %s is released, so what was left must be deleted by hand if at all", why, PushSecretFinalizer)
+	setPushReady(st, ps, metav1.ConditionFalse, ReasonDeleteRefused, msg)
+	c.recorder.Eventf(ps, corev1.EventTypeWarning, EventDeleteRefused, "%s", msg)
+	klog.FromContext(ctx).Info("Releasing a deleted PushSecret whose remote keys could not all be deleted", "pushSecret", klog.KObj(ps), "message", msg)
+	updated, err := c.patchStatus(ctx, ps, st)
+	switch {
+	case apierrors.IsNotFound(err):
+		return result{result: resultGone}
+	case err != nil:
+		klog.FromContext(ctx).Error(err, "Writing status", "pushSecret", klog.KObj(ps))
+		return result{result: ReasonDeleteRefused, retry: true}
+	}
+	// The status write changed the resourceVersion the finalizer patch
+	// must name.
+	return c.release(ctx, updated, ReasonDeleteRefused)
 }
 
 // pushedAny: some remote key was written, or found holding the value, by a
@@ -379,7 +446,7 @@ func recordResults(st *configv1alpha1.PushSecretStatus, results []esv1alpha1.Sec
 			next[store] = map[string]configv1alpha1.PushSecretSyncedData{}
 		}
 		next[store][key] = e
-		if r.Result == keyFailed {
+		if r.Result == keyFailed || r.Result == keyNotOwner {
 			failures = append(failures, fmt.Sprintf("%s %s: %s: %s", store, key, r.Reason, r.Message))
 		}
 	}
@@ -425,12 +492,7 @@ func (c *PushController) finish(ctx context.Context, ps *configv1alpha1.PushSecr
 	if equality.Semantic.DeepEqual(*st, ps.Status) {
 		return result{result: res, retry: retry}
 	}
-	patch, err := json.Marshal([]patchOp{{Op: "add", Path: "/status", Value: st}})
-	if err != nil {
-		return result{result: res, retry: true}
-	}
-	updated, err := c.veil.ConfigV1alpha1().PushSecrets(ps.Namespace).Patch(ctx, ps.Name, types.JSONPatchType, patch,
-		metav1.PatchOptions{FieldManager: fieldManager}, "status")
+	_, err := c.patchStatus(ctx, ps, st)
 	if apierrors.IsNotFound(err) {
 		return result{result: resultGone}
 	}
@@ -438,8 +500,22 @@ func (c *PushController) finish(ctx context.Context, ps *configv1alpha1.PushSecr
 		klog.FromContext(ctx).Error(err, "Writing status", "pushSecret", klog.KObj(ps))
 		return result{result: res, retry: true}
 	}
-	c.remember(updated)
 	return result{result: res, retry: retry}
+}
+
+// patchStatus replaces the status of ps with st and remembers it.
+func (c *PushController) patchStatus(ctx context.Context, ps *configv1alpha1.PushSecret, st *configv1alpha1.PushSecretStatus) (*configv1alpha1.PushSecret, error) {
+	patch, err := json.Marshal([]patchOp{{Op: "add", Path: "/status", Value: st}})
+	if err != nil {
+		return nil, err
+	}
+	updated, err := c.veil.ConfigV1alpha1().PushSecrets(ps.Namespace).Patch(ctx, ps.Name, types.JSONPatchType, patch,
+		metav1.PatchOptions{FieldManager: fieldManager}, "status")
+	if err != nil {
+		return nil, err
+	}
+	c.remember(updated)
+	return updated, nil
 }
 
 func setPushReady(st *configv1alpha1.PushSecretStatus, ps *configv1alpha1.PushSecret, status metav1.ConditionStatus, reason, msg string) {

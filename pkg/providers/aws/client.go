@@ -11,14 +11,24 @@ import (
 	"github.com/veil-dev/veil/pkg/providers"
 )
 
-// Veil tags what it creates, and overwrites or deletes only what carries
-// the tag unless a push says Replace: a PushSecret must not take over a
-// secret someone else manages. External Secrets Operator uses the same
-// key with its own value, so neither overwrites the other's by default.
+// Veil tags what it creates with its mark and the PushSecret that owns it,
+// and overwrites or deletes a key only for its owner; a push that says
+// Replace may take over a key without an owner (not Veil's, or marked
+// before Veil recorded owners), never another PushSecret's. External
+// Secrets Operator uses the same mark key with its own value, so neither
+// overwrites the other's by default.
 const (
-	ManagedByTagKey   = "managed-by"
-	ManagedByTagValue = "veil"
+	ManagedByTagKey      = "managed-by"
+	ManagedByTagValue    = "veil"
+	OwnerNamespaceTagKey = "veil.dev/owner-namespace"
+	OwnerNameTagKey      = "veil.dev/owner-name"
+	OwnerUIDTagKey       = "veil.dev/owner-uid"
 )
+
+// ownerTags are the tags that make a key o's, as key/value pairs.
+func ownerTags(o providers.Owner) [][2]string {
+	return [][2]string{{ManagedByTagKey, ManagedByTagValue}, {OwnerNamespaceTagKey, o.Namespace}, {OwnerNameTagKey, o.Name}, {OwnerUIDTagKey, o.UID}}
+}
 
 // base is what the clients of both services share.
 type base struct {
@@ -52,8 +62,10 @@ func reading(kind string, ref providers.Ref) string {
 // current is the state of a remote key before a push or delete.
 type current struct {
 	exists bool
-	// managed: the key carries Veil's managed-by tag.
-	managed bool
+	// managed: the key carries Veil's managed-by tag; ownerNamespace and
+	// ownerUID name the PushSecret that owns it.
+	managed                  bool
+	ownerNamespace, ownerUID string
 	// value is the latest value, when the key has one (hasValue).
 	value    []byte
 	hasValue bool
@@ -61,17 +73,45 @@ type current struct {
 	paramType string
 }
 
+// tag notes one tag of a key in cur.
+func (cur *current) tag(key, value string) {
+	switch key {
+	case ManagedByTagKey:
+		cur.managed = value == ManagedByTagValue
+	case OwnerNamespaceTagKey:
+		cur.ownerNamespace = value
+	case OwnerUIDTagKey:
+		cur.ownerUID = value
+	}
+}
+
+// owned: some PushSecret holds the key.
+func (cur *current) owned() bool { return cur.managed && cur.ownerUID != "" }
+
+func (cur *current) ownedBy(o providers.Owner) bool {
+	return cur.managed && o.Is(cur.ownerNamespace, cur.ownerUID)
+}
+
 // remote is one service's side of push and remove.
 type remote interface {
 	kind() string
 	read(ctx context.Context, name string) (current, error)
-	create(ctx context.Context, name string, value []byte) error
+	// create makes the key with o's tags, failing if it exists.
+	create(ctx context.Context, name string, value []byte, o providers.Owner) error
+	// own tags an existing key as o's.
+	own(ctx context.Context, name string, o providers.Owner) error
 	update(ctx context.Context, name string, value []byte, cur current) error
 	delete(ctx context.Context, name string) error
 }
 
-// push writes p through r, applying the rules both services share.
+// push writes p through r, applying the rules both services share. Whose
+// the key is is decided from its tags before its value is compared with
+// anything: a key another PushSecret holds gets NotOwner, and one without
+// an owner Conflict (unless Replace), whatever its value.
 func push(ctx context.Context, b *base, r remote, p providers.Push) (providers.PushResult, error) {
+	if !p.Owner.Valid() {
+		return "", providers.Errorf(providers.Invalid, "a push to %s names no owner", b.store)
+	}
 	name := b.key(p.Key)
 	what := fmt.Sprintf("%s %q", r.kind(), name)
 	cur, err := r.read(ctx, name)
@@ -85,7 +125,24 @@ func push(ctx context.Context, b *base, r remote, p providers.Push) (providers.P
 				return "", err
 			}
 		}
-		return providers.Pushed, r.create(ctx, name, value)
+		return providers.Pushed, r.create(ctx, name, value, p.Owner)
+	}
+	mine := cur.ownedBy(p.Owner)
+	if !mine {
+		switch {
+		case p.IfNotExists:
+			// Not ours to look into: the key exists, so it is skipped.
+			return providers.SkippedExists, nil
+		case cur.owned():
+			return "", providers.Errorf(providers.NotOwner, "%s: %s belongs to another PushSecret; Veil never overwrites it for this one", b.store, what)
+		case !p.Replace:
+			return "", providers.Errorf(providers.Conflict, "%s: %s exists and was not created by Veil for a PushSecret (it has no tag %s=%s with an owner), so Veil will not overwrite it; set the PushSecret's updatePolicy to Replace to take it over", b.store, what, ManagedByTagKey, ManagedByTagValue)
+		}
+		// Taken over before anything is compared, so that Unchanged is
+		// never the answer about a key that is not ours.
+		if err := r.own(ctx, name, p.Owner); err != nil {
+			return "", err
+		}
 	}
 	if p.Property == "" && p.IfNotExists {
 		return providers.SkippedExists, nil
@@ -112,23 +169,26 @@ func push(ctx context.Context, b *base, r remote, p providers.Push) (providers.P
 	} else if cur.hasValue && bytes.Equal(cur.value, p.Value) {
 		return providers.Unchanged, nil
 	}
-	if !cur.managed && !p.Replace {
-		return "", providers.Errorf(providers.Conflict, "%s: %s exists and was not created by Veil (it has no tag %s=%s), so Veil will not overwrite it; set the PushSecret's updatePolicy to Replace to take it over", b.store, what, ManagedByTagKey, ManagedByTagValue)
-	}
 	return providers.Pushed, r.update(ctx, name, next, cur)
 }
 
 // remove deletes d through r: the whole key, or one property of it (the
-// key goes when its last property does). It deletes only what Veil created.
+// key goes when its last property does). It deletes only what d.Owner holds.
 func remove(ctx context.Context, b *base, r remote, d providers.Delete) error {
+	if !d.Owner.Valid() {
+		return providers.Errorf(providers.Invalid, "a delete from %s names no owner", b.store)
+	}
 	name := b.key(d.Key)
 	what := fmt.Sprintf("%s %q", r.kind(), name)
 	cur, err := r.read(ctx, name)
 	if err != nil || !cur.exists {
 		return err
 	}
-	if !cur.managed {
-		return providers.Errorf(providers.Conflict, "%s: %s was not created by Veil (it has no tag %s=%s), so Veil will not delete it", b.store, what, ManagedByTagKey, ManagedByTagValue)
+	switch {
+	case cur.owned() && !cur.ownedBy(d.Owner):
+		return providers.Errorf(providers.NotOwner, "%s: %s belongs to another PushSecret, so Veil will not delete it for this one", b.store, what)
+	case !cur.ownedBy(d.Owner):
+		return providers.Errorf(providers.NotOwner, "%s: %s was not created by Veil for a PushSecret (it has no tag %s=%s with an owner), so Veil will not delete it", b.store, what, ManagedByTagKey, ManagedByTagValue)
 	}
 	if d.Property == "" {
 		return r.delete(ctx, name)

@@ -436,6 +436,7 @@ func TestPushAndDelete(t *testing.T) {
 			key := "/pushed/db"
 			push := func(p providers.Push, want providers.PushResult) {
 				t.Helper()
+				p.Owner = owner
 				got, err := c.Push(ctx, p)
 				if err != nil || got != want {
 					t.Fatalf("push %s/%s: %v %v, want %s", p.Key, p.Property, got, err, want)
@@ -465,13 +466,13 @@ func TestPushAndDelete(t *testing.T) {
 			if got := read("/pushed/json"); got != `{"password":"pw","user":"app"}` {
 				t.Errorf("properties: %q", got)
 			}
-			if err := c.Delete(ctx, providers.Delete{Key: "/pushed/json", Property: "user"}); err != nil {
+			if err := c.Delete(ctx, providers.Delete{Key: "/pushed/json", Property: "user", Owner: owner}); err != nil {
 				t.Fatal(err)
 			}
 			if got := read("/pushed/json"); got != `{"password":"pw"}` {
 				t.Errorf("after deleting a property: %q", got)
 			}
-			if err := c.Delete(ctx, providers.Delete{Key: "/pushed/json", Property: "password"}); err != nil {
+			if err := c.Delete(ctx, providers.Delete{Key: "/pushed/json", Property: "password", Owner: owner}); err != nil {
 				t.Fatal(err)
 			}
 			_, err := c.Get(ctx, providers.Ref{Key: "/pushed/json"})
@@ -483,21 +484,21 @@ func TestPushAndDelete(t *testing.T) {
 			} else {
 				putParameter(t, "/theirs", "theirs", ssmtypes.ParameterTypeSecureString, nil)
 			}
-			_, err = c.Push(ctx, providers.Push{Key: "/theirs", Value: []byte("ours")})
+			_, err = c.Push(ctx, providers.Push{Key: "/theirs", Value: []byte("ours"), Owner: owner})
 			wantReason(t, err, providers.Conflict, "was not created by Veil", "updatePolicy to Replace")
-			err = c.Delete(ctx, providers.Delete{Key: "/theirs"})
-			wantReason(t, err, providers.Conflict, "will not delete it")
+			err = c.Delete(ctx, providers.Delete{Key: "/theirs", Owner: owner})
+			wantReason(t, err, providers.NotOwner, "will not delete it")
 			push(providers.Push{Key: "/theirs", Value: []byte("ours"), Replace: true}, providers.Pushed)
 			if got := read("/theirs"); got != "ours" {
 				t.Errorf("after Replace: %q", got)
 			}
 
-			if err := c.Delete(ctx, providers.Delete{Key: key}); err != nil {
+			if err := c.Delete(ctx, providers.Delete{Key: key, Owner: owner}); err != nil {
 				t.Fatal(err)
 			}
 			_, err = c.Get(ctx, providers.Ref{Key: key})
 			wantReason(t, err, providers.NotFound)
-			if err := c.Delete(ctx, providers.Delete{Key: key}); err != nil {
+			if err := c.Delete(ctx, providers.Delete{Key: key, Owner: owner}); err != nil {
 				t.Errorf("deleting what is gone: %v", err)
 			}
 
@@ -508,8 +509,108 @@ func TestPushAndDelete(t *testing.T) {
 					t.Error("binary value changed on the way")
 				}
 			} else {
-				_, err := c.Push(ctx, providers.Push{Key: "/binary", Value: binary})
+				_, err := c.Push(ctx, providers.Push{Key: "/binary", Value: binary, Owner: owner})
 				wantReason(t, err, providers.Invalid, "holds text only")
+			}
+		})
+	}
+}
+
+var owner = providers.Owner{Namespace: "team-a", Name: "push", UID: "uid-a"}
+
+// TestOwnership: a key is its PushSecret's. Another PushSecret neither
+// overwrites nor deletes it, whatever its policy; ownership is decided from
+// tags before any value is compared, so a right and a wrong guess at a
+// value get the same answer, and nothing is written.
+func TestOwnership(t *testing.T) {
+	for _, service := range []configv1alpha1.AWSService{configv1alpha1.AWSServiceSecretsManager, configv1alpha1.AWSServiceParameterStore} {
+		t.Run(string(service), func(t *testing.T) {
+			resetMoto(t)
+			ctx := ctxFor(t)
+			c := newClient(t, service, keysFor(setupKeys), func(s *configv1alpha1.AWSProvider) {
+				s.SecretsManager = &configv1alpha1.AWSSecretsManager{ForceDeleteWithoutRecovery: true}
+			})
+			other := providers.Owner{Namespace: "team-b", Name: "push", UID: "uid-b"}
+			writes := counter(t, "CreateSecret", "PutSecretValue", "TagResource", "DeleteSecret", "PutParameter", "AddTagsToResource", "DeleteParameter")
+			noWrites := func(what string) {
+				t.Helper()
+				for op, n := range writes() {
+					if n != 0 {
+						t.Errorf("%s: %v %s calls, want no write", what, n, op)
+					}
+				}
+				writes = counter(t, "CreateSecret", "PutSecretValue", "TagResource", "DeleteSecret", "PutParameter", "AddTagsToResource", "DeleteParameter")
+			}
+			read := func(k string) string {
+				t.Helper()
+				v, err := c.Get(ctx, providers.Ref{Key: k})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return string(v.Data)
+			}
+			if _, err := c.Push(ctx, providers.Push{Key: "/owned", Value: []byte("owned-canary"), Owner: owner}); err != nil {
+				t.Fatal(err)
+			}
+			writes = counter(t, "CreateSecret", "PutSecretValue", "TagResource", "DeleteSecret", "PutParameter", "AddTagsToResource", "DeleteParameter")
+			for _, p := range []providers.Push{
+				{Key: "/owned", Value: []byte("owned-canary")}, // a right guess
+				{Key: "/owned", Value: []byte("wrong-guess")},
+				{Key: "/owned", Value: []byte("owned-canary"), Replace: true},
+			} {
+				p.Owner = other
+				_, err := c.Push(ctx, p)
+				wantReason(t, err, providers.NotOwner, "belongs to another PushSecret")
+				if strings.Contains(err.Error(), "canary") || strings.Contains(err.Error(), "guess") {
+					t.Errorf("the error carries a value: %v", err)
+				}
+			}
+			wantReason(t, c.Delete(ctx, providers.Delete{Key: "/owned", Owner: other}), providers.NotOwner, "belongs to another PushSecret")
+			if got, err := c.Push(ctx, providers.Push{Key: "/owned", Value: []byte("x"), IfNotExists: true, Owner: other}); err != nil || got != providers.SkippedExists {
+				t.Errorf("IfNotExists over another's key: %s, %v", got, err)
+			}
+			noWrites("another PushSecret")
+			if got := read("/owned"); got != "owned-canary" {
+				t.Errorf("value after others' pushes: %q", got)
+			}
+
+			// Keys without an owner, Veil's old mark or none: a right and a
+			// wrong guess get the same Conflict, and no write.
+			for _, key := range []string{"/legacy", "/unmanaged"} {
+				tags := map[string]string{}
+				if key == "/legacy" {
+					tags[ManagedByTagKey] = ManagedByTagValue
+				}
+				if service == configv1alpha1.AWSServiceSecretsManager {
+					createSecret(t, key, "theirs-canary", tags)
+				} else {
+					putParameter(t, key, "theirs-canary", ssmtypes.ParameterTypeSecureString, tags)
+				}
+				writes = counter(t, "CreateSecret", "PutSecretValue", "TagResource", "DeleteSecret", "PutParameter", "AddTagsToResource", "DeleteParameter")
+				var msgs []string
+				for _, guess := range []string{"theirs-canary", "wrong"} {
+					_, err := c.Push(ctx, providers.Push{Key: key, Value: []byte(guess), Owner: other})
+					wantReason(t, err, providers.Conflict, "updatePolicy to Replace")
+					msgs = append(msgs, err.Error())
+				}
+				if msgs[0] != msgs[1] {
+					t.Errorf("%s: the answer depends on the guess: %q", key, msgs)
+				}
+				wantReason(t, c.Delete(ctx, providers.Delete{Key: key, Owner: other}), providers.NotOwner, "not created by Veil for a PushSecret")
+				noWrites(key)
+				// Replace takes it over and records the owner; then it is
+				// other's, and the first owner's Replace does not take it.
+				if got, err := c.Push(ctx, providers.Push{Key: key, Value: []byte("theirs-canary"), Replace: true, Owner: other}); err != nil || got != providers.Unchanged {
+					t.Errorf("%s: Replace with the same value: %s, %v", key, got, err)
+				}
+				_, err := c.Push(ctx, providers.Push{Key: key, Value: []byte("x"), Replace: true, Owner: owner})
+				wantReason(t, err, providers.NotOwner, "belongs to another PushSecret")
+				if err := c.Delete(ctx, providers.Delete{Key: key, Owner: other}); err != nil {
+					t.Errorf("%s: delete by its new owner: %v", key, err)
+				}
+			}
+			if err := c.Delete(ctx, providers.Delete{Key: "/owned", Owner: owner}); err != nil {
+				t.Errorf("delete by the owner: %v", err)
 			}
 		})
 	}
@@ -522,17 +623,17 @@ func TestDeleteRecoveryWindow(t *testing.T) {
 	c := newClient(t, configv1alpha1.AWSServiceSecretsManager, keysFor(setupKeys), func(s *configv1alpha1.AWSProvider) {
 		s.SecretsManager = &configv1alpha1.AWSSecretsManager{RecoveryWindowInDays: 7}
 	})
-	if _, err := c.Push(ctx, providers.Push{Key: "kept", Value: []byte("v")}); err != nil {
+	if _, err := c.Push(ctx, providers.Push{Key: "kept", Value: []byte("v"), Owner: owner}); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Delete(ctx, providers.Delete{Key: "kept"}); err != nil {
+	if err := c.Delete(ctx, providers.Delete{Key: "kept", Owner: owner}); err != nil {
 		t.Fatal(err)
 	}
 	desc, err := secretsManager().DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: aws.String("kept")})
 	if err != nil || desc.DeletedDate == nil {
 		t.Fatalf("the secret is not scheduled for deletion: %v", err)
 	}
-	_, err = c.Push(ctx, providers.Push{Key: "kept", Value: []byte("again")})
+	_, err = c.Push(ctx, providers.Push{Key: "kept", Value: []byte("again"), Owner: owner})
 	wantReason(t, err, providers.Conflict, "scheduled for deletion")
 }
 
@@ -629,7 +730,7 @@ func TestConnections(t *testing.T) {
 			t.Fatal(err)
 		}
 		env := plainEnv()
-		env.DialContext = list.Dialer(env.DialContext)
+		env.DialContext = list.Dialer(allowlist.Namespaced, env.DialContext)
 		c, err := provider{}.NewClient(ctx, store(configv1alpha1.SecretStoreKind, spec), keysFor(setupKeys), env)
 		if err != nil {
 			t.Fatal(err)

@@ -202,26 +202,41 @@ func (r parameterStoreRemote) read(ctx context.Context, name string) (current, e
 		return current{}, r.c.callError(err, fmt.Sprintf("reading the tags of parameter %q", name))
 	}
 	for _, t := range tags.TagList {
-		if aws.ToString(t.Key) == ManagedByTagKey && aws.ToString(t.Value) == ManagedByTagValue {
-			cur.managed = true
-		}
+		cur.tag(aws.ToString(t.Key), aws.ToString(t.Value))
 	}
 	return cur, nil
 }
 
 // create makes a SecureString: Veil pushes secrets.
-func (r parameterStoreRemote) create(ctx context.Context, name string, value []byte) error {
+func (r parameterStoreRemote) create(ctx context.Context, name string, value []byte, o providers.Owner) error {
 	if err := r.text(name, value); err != nil {
 		return err
 	}
 	_, err := r.c.api.PutParameter(ctx, &ssm.PutParameterInput{
-		Name: aws.String(name), Value: aws.String(string(value)), Type: ssmtypes.ParameterTypeSecureString,
-		Tags: []ssmtypes.Tag{{Key: aws.String(ManagedByTagKey), Value: aws.String(ManagedByTagValue)}},
+		Name: aws.String(name), Value: aws.String(string(value)), Type: ssmtypes.ParameterTypeSecureString, Tags: parameterTags(o),
 	})
 	if err != nil {
 		return r.c.callError(err, fmt.Sprintf("creating parameter %q", name))
 	}
 	return nil
+}
+
+func (r parameterStoreRemote) own(ctx context.Context, name string, o providers.Owner) error {
+	_, err := r.c.api.AddTagsToResource(ctx, &ssm.AddTagsToResourceInput{
+		ResourceType: ssmtypes.ResourceTypeForTaggingParameter, ResourceId: aws.String(name), Tags: parameterTags(o),
+	})
+	if err != nil {
+		return r.c.callError(err, fmt.Sprintf("tagging parameter %q with its owner", name))
+	}
+	return nil
+}
+
+func parameterTags(o providers.Owner) []ssmtypes.Tag {
+	var tags []ssmtypes.Tag
+	for _, t := range ownerTags(o) {
+		tags = append(tags, ssmtypes.Tag{Key: aws.String(t[0]), Value: aws.String(t[1])})
+	}
+	return tags
 }
 
 // update overwrites a parameter, keeping its type.

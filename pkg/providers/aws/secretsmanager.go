@@ -197,9 +197,7 @@ func (r secretsManagerRemote) read(ctx context.Context, name string) (current, e
 	}
 	cur := current{exists: true}
 	for _, t := range desc.Tags {
-		if aws.ToString(t.Key) == ManagedByTagKey && aws.ToString(t.Value) == ManagedByTagValue {
-			cur.managed = true
-		}
+		cur.tag(aws.ToString(t.Key), aws.ToString(t.Value))
 	}
 	v, err := r.c.api.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(name)})
 	switch {
@@ -213,16 +211,28 @@ func (r secretsManagerRemote) read(ctx context.Context, name string) (current, e
 	return cur, nil
 }
 
-func (r secretsManagerRemote) create(ctx context.Context, name string, value []byte) error {
-	in := &secretsmanager.CreateSecretInput{
-		Name: aws.String(name),
-		Tags: []smtypes.Tag{{Key: aws.String(ManagedByTagKey), Value: aws.String(ManagedByTagValue)}},
-	}
+func (r secretsManagerRemote) create(ctx context.Context, name string, value []byte, o providers.Owner) error {
+	in := &secretsmanager.CreateSecretInput{Name: aws.String(name), Tags: secretTags(o)}
 	in.SecretString, in.SecretBinary = secretPayload(value)
 	if _, err := r.c.api.CreateSecret(ctx, in); err != nil {
 		return r.c.callError(err, fmt.Sprintf("creating secret %q", name))
 	}
 	return nil
+}
+
+func (r secretsManagerRemote) own(ctx context.Context, name string, o providers.Owner) error {
+	if _, err := r.c.api.TagResource(ctx, &secretsmanager.TagResourceInput{SecretId: aws.String(name), Tags: secretTags(o)}); err != nil {
+		return r.c.callError(err, fmt.Sprintf("tagging secret %q with its owner", name))
+	}
+	return nil
+}
+
+func secretTags(o providers.Owner) []smtypes.Tag {
+	var tags []smtypes.Tag
+	for _, t := range ownerTags(o) {
+		tags = append(tags, smtypes.Tag{Key: aws.String(t[0]), Value: aws.String(t[1])})
+	}
+	return tags
 }
 
 func (r secretsManagerRemote) update(ctx context.Context, name string, value []byte, _ current) error {

@@ -80,7 +80,7 @@ func TestDialsOnlyThroughEnv(t *testing.T) {
 	}
 	store := f.store(httpsSpec(tokenAuth()))
 	var d net.Dialer
-	c2, err := provider{clock: f.clock}.NewClient(ctxFor(t), store, credsFor(store, sec), providers.Env{DialContext: list.Dialer(d.DialContext)})
+	c2, err := provider{clock: f.clock}.NewClient(ctxFor(t), store, credsFor(store, sec), providers.Env{DialContext: list.Dialer(allowlist.Namespaced, d.DialContext)})
 	if err != nil {
 		t.Fatal(err)
 	}

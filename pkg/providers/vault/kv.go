@@ -34,10 +34,15 @@ const (
 	// parallelReads bounds the requests one find makes at once.
 	parallelReads = 8
 
-	// managedBy marks, in KV v2 custom_metadata, the keys Veil wrote: Veil
-	// deletes only those, and overwrites others only when asked to.
-	managedByKey   = "managed-by"
-	managedByValue = "veil"
+	// managedBy marks, in KV v2 custom_metadata, the keys Veil wrote, and
+	// the owner keys name the PushSecret that wrote each: Veil overwrites
+	// and deletes a key only for its owner, and takes over a key without
+	// an owner only when a push says Replace.
+	managedByKey      = "managed-by"
+	managedByValue    = "veil"
+	ownerNamespaceKey = "veil.dev/owner-namespace"
+	ownerNameKey      = "veil.dev/owner-name"
+	ownerUIDKey       = "veil.dev/owner-uid"
 )
 
 // client reads and writes one KV mount as one Vault identity.
@@ -339,6 +344,13 @@ type kvMetadata struct {
 
 func (m *kvMetadata) managed() bool { return m.custom[managedByKey] == managedByValue }
 
+// owned: some PushSecret holds the key.
+func (m *kvMetadata) owned() bool { return m.managed() && m.custom[ownerUIDKey] != "" }
+
+func (m *kvMetadata) ownedBy(o providers.Owner) bool {
+	return m.managed() && o.Is(m.custom[ownerNamespaceKey], m.custom[ownerUIDKey])
+}
+
 // metadata reads the KV v2 metadata of key; nil when the key does not exist.
 func (c *client) metadata(ctx context.Context, key string) (*kvMetadata, error) {
 	t := target{action: "read the metadata of", what: fmt.Sprintf("key %q", key), path: c.metadataPath(key), capability: "read"}
@@ -376,15 +388,21 @@ func atoi(v any) int {
 
 func (c *client) requireV2(what string) error {
 	if c.version != configv1alpha1.VaultKVv2 {
-		return providers.Errorf(providers.Invalid, "%s reads a Vault KV v1 mount; Veil %s only KV v2 mounts, whose metadata records that Veil wrote a key", c.store, what)
+		return providers.Errorf(providers.Invalid, "%s reads a Vault KV v1 mount; Veil %s only KV v2 mounts, whose metadata records which PushSecret owns a key", c.store, what)
 	}
 	return nil
 }
 
 // Push writes a JSON object to p.Key, or one field of the object there.
+// Whose the key is is decided from its metadata alone, before its value is
+// read: a key held by another PushSecret gets NotOwner, and one without an
+// owner Conflict (unless Replace), whatever its value.
 func (c *client) Push(ctx context.Context, p providers.Push) (providers.PushResult, error) {
 	if err := c.requireV2("pushes to"); err != nil {
 		return "", err
+	}
+	if !p.Owner.Valid() {
+		return "", providers.Errorf(providers.Invalid, "a push to %s names no owner", c.store)
 	}
 	key, err := c.cleanKey(p.Key)
 	if err != nil {
@@ -393,6 +411,18 @@ func (c *client) Push(ctx context.Context, p providers.Push) (providers.PushResu
 	meta, err := c.metadata(ctx, key)
 	if err != nil {
 		return "", err
+	}
+	mine := meta != nil && meta.ownedBy(p.Owner)
+	if meta != nil && !mine {
+		switch {
+		case p.IfNotExists && meta.current > 0:
+			// Not ours to look into: the key exists, so it is skipped.
+			return providers.SkippedExists, nil
+		case meta.owned():
+			return "", providers.Errorf(providers.NotOwner, "remote key %q in %s belongs to another PushSecret; Veil never overwrites it for this one", key, c.store)
+		case !p.Replace:
+			return "", providers.Errorf(providers.Conflict, "remote key %q in %s exists and was not written by Veil for a PushSecret; Veil overwrites it only when the push asks to replace it", key, c.store)
+		}
 	}
 	var current map[string]any
 	if meta != nil && meta.current > 0 {
@@ -406,9 +436,6 @@ func (c *client) Push(ctx context.Context, p providers.Push) (providers.PushResu
 	}
 	if exists && p.IfNotExists {
 		return providers.SkippedExists, nil
-	}
-	if meta != nil && !meta.managed() && !p.Replace {
-		return "", providers.Errorf(providers.Conflict, "remote key %q in %s exists and was not written by Veil; Veil overwrites it only when the push asks to replace it", key, c.store)
 	}
 
 	var next map[string]any
@@ -425,27 +452,48 @@ func (c *client) Push(ctx context.Context, p providers.Push) (providers.PushResu
 		}
 		next[p.Property] = string(p.Value)
 	}
-	// The mark comes first: a key Veil creates is never left unmarked,
-	// even when the data write fails.
-	if meta == nil || !meta.managed() {
-		if err := c.markManaged(ctx, key, meta); err != nil {
+	// The mark comes first: a key Veil creates or takes over is never left
+	// without its owner, even when the data write fails.
+	if !mine {
+		if err := c.markOwner(ctx, key, meta, p.Owner); err != nil {
 			return "", err
 		}
 	}
 	if current != nil && reflect.DeepEqual(current, next) {
 		return providers.Unchanged, nil
 	}
-	// A property is merged into what Veil read: check-and-set keeps a
-	// concurrent write from being lost, whether or not the store asks.
+	// A property is merged into what Veil read, and a new key must not
+	// exist yet: check-and-set keeps a concurrent write from being lost,
+	// and makes one of two pushes creating a key at once its creator,
+	// whether or not the store asks.
 	casVersion := -1
-	if c.cas || p.Property != "" {
+	if c.cas || p.Property != "" || meta == nil {
 		casVersion = 0
 		if meta != nil {
 			casVersion = meta.version
 		}
 	}
 	if err := c.writeData(ctx, key, next, casVersion); err != nil {
+		if meta == nil && providers.ReasonOf(err) == providers.Conflict {
+			// Another push created the key first; the mark put on it
+			// above must not make it ours.
+			c.unmark(ctx, key, p.Owner)
+		}
 		return "", err
+	}
+	if meta == nil {
+		// Metadata has no check-and-set, so a push that lost the race to
+		// create the key may have marked it after us: the creator marks
+		// it again.
+		after, err := c.metadata(ctx, key)
+		if err != nil {
+			return "", err
+		}
+		if after == nil || !after.ownedBy(p.Owner) {
+			if err := c.markOwner(ctx, key, after, p.Owner); err != nil {
+				return "", err
+			}
+		}
 	}
 	return providers.Pushed, nil
 }
@@ -475,15 +523,38 @@ func (c *client) writeData(ctx context.Context, key string, fields map[string]an
 	})
 }
 
-// markManaged adds Veil's mark to key's custom_metadata, keeping the rest.
-func (c *client) markManaged(ctx context.Context, key string, meta *kvMetadata) error {
-	custom := map[string]any{managedByKey: managedByValue}
+// markOwner puts Veil's mark and owner in key's custom_metadata, keeping
+// the rest.
+func (c *client) markOwner(ctx context.Context, key string, meta *kvMetadata, o providers.Owner) error {
+	custom := map[string]any{}
 	if meta != nil {
 		for k, v := range meta.custom {
 			custom[k] = v
 		}
-		custom[managedByKey] = managedByValue
 	}
+	custom[managedByKey] = managedByValue
+	custom[ownerNamespaceKey], custom[ownerNameKey], custom[ownerUIDKey] = o.Namespace, o.Name, o.UID
+	return c.writeCustom(ctx, key, custom)
+}
+
+// unmark removes o's ownership of key, if it has it. Best effort: it runs
+// after a failed create, whose error is what the caller reports.
+func (c *client) unmark(ctx context.Context, key string, o providers.Owner) {
+	meta, err := c.metadata(ctx, key)
+	if err != nil || meta == nil || !meta.ownedBy(o) {
+		return
+	}
+	custom := map[string]any{}
+	for k, v := range meta.custom {
+		custom[k] = v
+	}
+	delete(custom, ownerNamespaceKey)
+	delete(custom, ownerNameKey)
+	delete(custom, ownerUIDKey)
+	_ = c.writeCustom(ctx, key, custom)
+}
+
+func (c *client) writeCustom(ctx context.Context, key string, custom map[string]any) error {
 	t := target{action: "write the metadata of", what: fmt.Sprintf("key %q", key), path: c.metadataPath(key), capability: "update"}
 	return c.call(ctx, "kv-metadata-put", t, func(ctx context.Context, api *vaultapi.Client) error {
 		_, err := api.Logical().WriteWithContext(ctx, t.path, map[string]any{"custom_metadata": custom})
@@ -492,10 +563,13 @@ func (c *client) markManaged(ctx context.Context, key string, meta *kvMetadata) 
 }
 
 // Delete removes d.Key with all its versions, or one property of it, if
-// Veil wrote it; a key that does not exist is already deleted.
+// d.Owner holds it; a key that does not exist is already deleted.
 func (c *client) Delete(ctx context.Context, d providers.Delete) error {
 	if err := c.requireV2("deletes from"); err != nil {
 		return err
+	}
+	if !d.Owner.Valid() {
+		return providers.Errorf(providers.Invalid, "a delete from %s names no owner", c.store)
 	}
 	key, err := c.cleanKey(d.Key)
 	if err != nil {
@@ -505,8 +579,11 @@ func (c *client) Delete(ctx context.Context, d providers.Delete) error {
 	if err != nil || meta == nil {
 		return err
 	}
-	if !meta.managed() {
-		return providers.Errorf(providers.Conflict, "remote key %q in %s was not written by Veil, so Veil does not delete it", key, c.store)
+	switch {
+	case meta.owned() && !meta.ownedBy(d.Owner):
+		return providers.Errorf(providers.NotOwner, "remote key %q in %s belongs to another PushSecret, so Veil does not delete it for this one", key, c.store)
+	case !meta.ownedBy(d.Owner):
+		return providers.Errorf(providers.NotOwner, "remote key %q in %s was not written by Veil for a PushSecret, so Veil does not delete it", key, c.store)
 	}
 	if d.Property != "" {
 		if meta.current == 0 {

@@ -233,6 +233,7 @@ func TestPushAndDelete(t *testing.T) {
 	}
 	push := func(p providers.Push, want providers.PushResult) {
 		t.Helper()
+		p.Owner = owner
 		got, err := c.Push(ctx, p)
 		if err != nil {
 			t.Fatal(err)
@@ -256,16 +257,18 @@ func TestPushAndDelete(t *testing.T) {
 	push(providers.Push{Key: "app/db", Property: "password", Value: []byte("pw2"), IfNotExists: true}, providers.SkippedExists)
 	push(providers.Push{Key: "app/new", Property: "a", Value: []byte("1"), IfNotExists: true}, providers.Pushed)
 	push(providers.Push{Key: "app/new", Value: []byte(`{}`), IfNotExists: true}, providers.SkippedExists)
-	_, err := c.Push(ctx, providers.Push{Key: "app/db", Value: []byte(`"not an object"`)})
+	_, err := c.Push(ctx, providers.Push{Key: "app/db", Value: []byte(`"not an object"`), Owner: owner})
 	wantError(t, err, providers.Invalid, "is not a JSON object")
+	_, err = c.Push(ctx, providers.Push{Key: "app/db", Value: []byte(`{}`)})
+	wantError(t, err, providers.Invalid, "names no owner")
 
 	// Keys Veil did not write are neither overwritten nor deleted unless asked.
 	if _, err := server.PutKV(ctx, mount, "foreign", map[string]any{"owner": "someone"}); err != nil {
 		t.Fatal(err)
 	}
-	_, err = c.Push(ctx, providers.Push{Key: "foreign", Property: "x", Value: []byte("y")})
+	_, err = c.Push(ctx, providers.Push{Key: "foreign", Property: "x", Value: []byte("y"), Owner: owner})
 	wantError(t, err, providers.Conflict, `remote key "foreign"`)
-	wantError(t, c.Delete(ctx, providers.Delete{Key: "foreign"}), providers.Conflict, "not written by Veil")
+	wantError(t, c.Delete(ctx, providers.Delete{Key: "foreign", Owner: owner}), providers.NotOwner, "not written by Veil")
 	if err := server.TagKV(ctx, mount, "foreign", map[string]string{"team": "a"}); err != nil {
 		t.Fatal(err)
 	}
@@ -277,24 +280,24 @@ func TestPushAndDelete(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if meta.custom["team"] != "a" || !meta.managed() {
-		t.Errorf("custom_metadata after replace = %v, want the team tag kept and Veil's mark added", meta.custom)
+	if meta.custom["team"] != "a" || !meta.ownedBy(owner) || meta.custom[ownerNameKey] != owner.Name {
+		t.Errorf("custom_metadata after replace = %v, want the team tag kept and Veil's mark and owner added", meta.custom)
 	}
 
 	// Deleting a property keeps the others; deleting the last removes the key.
-	if err := c.Delete(ctx, providers.Delete{Key: "app/db", Property: "password"}); err != nil {
+	if err := c.Delete(ctx, providers.Delete{Key: "app/db", Property: "password", Owner: owner}); err != nil {
 		t.Fatal(err)
 	}
 	if f, _ := read("app/db"); f["password"] != nil || f["user"] != "app" {
 		t.Fatalf("after property delete: %v", f)
 	}
-	if err := c.Delete(ctx, providers.Delete{Key: "app/db", Property: "absent"}); err != nil {
+	if err := c.Delete(ctx, providers.Delete{Key: "app/db", Property: "absent", Owner: owner}); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Delete(ctx, providers.Delete{Key: "app/new", Property: "a"}); err != nil {
+	if err := c.Delete(ctx, providers.Delete{Key: "app/new", Property: "a", Owner: owner}); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Delete(ctx, providers.Delete{Key: "app/db"}); err != nil {
+	if err := c.Delete(ctx, providers.Delete{Key: "app/db", Owner: owner}); err != nil {
 		t.Fatal(err)
 	}
 	for _, k := range []string{"app/db", "app/new"} {
@@ -302,7 +305,7 @@ func TestPushAndDelete(t *testing.T) {
 			t.Errorf("%s after delete: metadata %v, %v; want it gone with every version", k, m, err)
 		}
 	}
-	if err := c.Delete(ctx, providers.Delete{Key: "app/db"}); err != nil {
+	if err := c.Delete(ctx, providers.Delete{Key: "app/db", Owner: owner}); err != nil {
 		t.Errorf("deleting a key that does not exist: %v", err)
 	}
 }
@@ -321,21 +324,142 @@ func TestCheckAndSet(t *testing.T) {
 	spec := httpsSpec(tokenAuth())
 	spec.Path = &mount
 	plain := newFixture(t, sec).mustClient(spec)
-	_, err := plain.Push(ctx, providers.Push{Key: "k", Value: []byte(`{"a":"1"}`)})
+	// Veil creates a key with check-and-set whatever the store says, so
+	// that of two pushes creating it only one does; an update is refused.
+	if _, err := plain.Push(ctx, providers.Push{Key: "k", Value: []byte(`{"a":"0"}`), Owner: owner}); err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	_, err := plain.Push(ctx, providers.Push{Key: "k", Value: []byte(`{"a":"1"}`), Owner: owner})
 	wantError(t, err, providers.Invalid, `requires check-and-set; set spec.provider.vault.checkAndSet.required to true`)
 
 	spec.CheckAndSet = &configv1alpha1.VaultCheckAndSet{Required: true}
 	c := newFixture(t, sec).mustClient(spec)
 	for i, v := range []string{`{"a":"1"}`, `{"a":"2"}`} {
-		if _, err := c.Push(ctx, providers.Push{Key: "k", Value: []byte(v)}); err != nil {
+		if _, err := c.Push(ctx, providers.Push{Key: "k", Value: []byte(v), Owner: owner}); err != nil {
 			t.Fatalf("push %d: %v", i, err)
 		}
 	}
 	// A write racing Veil's is detected, not overwritten: Veil read version
-	// 2, someone wrote 3, Veil's write names 2.
-	if _, err := server.Write(ctx, mount+"/data/k", map[string]any{"data": map[string]any{"a": "3"}, "options": map[string]any{"cas": 2}}); err != nil {
+	// 3, someone wrote 4, Veil's write names 3.
+	if _, err := server.Write(ctx, mount+"/data/k", map[string]any{"data": map[string]any{"a": "3"}, "options": map[string]any{"cas": 3}}); err != nil {
 		t.Fatal(err)
 	}
-	err = c.writeData(ctx, "k", map[string]any{"a": "lost"}, 2)
+	err = c.writeData(ctx, "k", map[string]any{"a": "lost"}, 3)
 	wantError(t, err, providers.Conflict, `key "k" changed in Vault while Veil wrote it`)
+}
+
+var owner = providers.Owner{Namespace: "team-a", Name: "push", UID: "uid-a"}
+
+// TestOwnership: a key is its PushSecret's. Another PushSecret neither
+// overwrites nor deletes it, whatever its policy, and learns nothing of its
+// value: a right and a wrong guess get the same answer, and no write.
+func TestOwnership(t *testing.T) {
+	ctx := ctxFor(t)
+	mount := unique(t)
+	if err := server.EnableKV(ctx, mount, 2); err != nil {
+		t.Fatal(err)
+	}
+	_, sec := tokenFor(t, fmt.Sprintf(`path "%s/*" { capabilities = ["create", "read", "update", "delete", "list"] }`, mount))
+	spec := httpsSpec(tokenAuth())
+	spec.Path = &mount
+	c := newFixture(t, sec).mustClient(spec)
+	other := providers.Owner{Namespace: "team-b", Name: "push", UID: "uid-b"}
+	sameName := providers.Owner{Namespace: "team-a", Name: "push", UID: "uid-a2"} // deleted and created again
+	versionOf := func(key string) int {
+		t.Helper()
+		m, err := c.metadata(ctx, key)
+		if err != nil || m == nil {
+			t.Fatalf("metadata of %s: %v, %v", key, m, err)
+		}
+		return m.version
+	}
+
+	const canary = `{"token":"owned-canary"}`
+	if got, err := c.Push(ctx, providers.Push{Key: "owned", Value: []byte(canary), Owner: owner}); err != nil || got != providers.Pushed {
+		t.Fatalf("owner's push: %s, %v", got, err)
+	}
+	for _, o := range []providers.Owner{other, sameName} {
+		for _, p := range []providers.Push{
+			{Key: "owned", Value: []byte(canary)},              // a right guess
+			{Key: "owned", Value: []byte(`{"token":"guess"}`)}, // a wrong one
+			{Key: "owned", Value: []byte(canary), Replace: true},
+			{Key: "owned", Property: "token", Value: []byte("owned-canary"), Replace: true},
+		} {
+			p.Owner = o
+			_, err := c.Push(ctx, p)
+			wantError(t, err, providers.NotOwner, `remote key "owned" in SecretStore`, "owned-canary")
+			if err != nil && strings.Contains(err.Error(), "guess") {
+				t.Errorf("the error depends on the guess: %v", err)
+			}
+		}
+		wantError(t, c.Delete(ctx, providers.Delete{Key: "owned", Owner: o}), providers.NotOwner, "belongs to another PushSecret")
+		wantError(t, c.Delete(ctx, providers.Delete{Key: "owned", Property: "token", Owner: o}), providers.NotOwner, "belongs to another PushSecret")
+		// IfNotExists skips an existing key without looking inside it.
+		if got, err := c.Push(ctx, providers.Push{Key: "owned", Property: "new", Value: []byte("x"), IfNotExists: true, Owner: o}); err != nil || got != providers.SkippedExists {
+			t.Errorf("IfNotExists over another's key: %s, %v", got, err)
+		}
+	}
+	if v := versionOf("owned"); v != 1 {
+		t.Errorf("version %d after others' pushes, want 1: something was written", v)
+	}
+	meta, _ := c.metadata(ctx, "owned")
+	if !meta.ownedBy(owner) {
+		t.Errorf("owner after others' pushes: %v", meta.custom)
+	}
+
+	// A key Veil marked before it recorded owners, and one it never wrote:
+	// right and wrong guesses get the same Conflict; Replace takes them
+	// over and records the owner.
+	for _, key := range []string{"legacy", "unmanaged"} {
+		if _, err := server.PutKV(ctx, mount, key, map[string]any{"token": "theirs-canary"}); err != nil {
+			t.Fatal(err)
+		}
+		if key == "legacy" {
+			if err := server.TagKV(ctx, mount, key, map[string]string{managedByKey: managedByValue}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var msgs []string
+		for _, guess := range []string{`{"token":"theirs-canary"}`, `{"token":"wrong"}`} {
+			_, err := c.Push(ctx, providers.Push{Key: key, Value: []byte(guess), Owner: other})
+			wantError(t, err, providers.Conflict, "updatePolicy", "theirs-canary")
+			if err != nil {
+				msgs = append(msgs, err.Error())
+			}
+		}
+		if len(msgs) != 2 || msgs[0] != msgs[1] {
+			t.Errorf("%s: answers differ with the guess: %q", key, msgs)
+		}
+		wantError(t, c.Delete(ctx, providers.Delete{Key: key, Owner: other}), providers.NotOwner, "not written by Veil for a PushSecret")
+		if v := versionOf(key); v != 1 {
+			t.Errorf("%s: version %d, want 1", key, v)
+		}
+		if got, err := c.Push(ctx, providers.Push{Key: key, Value: []byte(`{"token":"theirs-canary"}`), Replace: true, Owner: other}); err != nil || got != providers.Unchanged {
+			t.Errorf("%s: Replace with the same value: %s, %v", key, got, err)
+		}
+		if m, _ := c.metadata(ctx, key); !m.ownedBy(other) {
+			t.Errorf("%s: after Replace, custom_metadata %v; want the owner recorded", key, m.custom)
+		}
+		// Now it is other's: the first owner's Replace does not take it back.
+		_, err := c.Push(ctx, providers.Push{Key: key, Value: []byte(`{"token":"x"}`), Replace: true, Owner: owner})
+		wantError(t, err, providers.NotOwner, "belongs to another PushSecret")
+	}
+
+	// A key another push created first stays its creator's.
+	if err := c.markOwner(ctx, "raced", nil, other); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.writeData(ctx, "raced", map[string]any{"a": "first"}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.markOwner(ctx, "raced", nil, owner); err != nil { // a loser's late mark
+		t.Fatal(err)
+	}
+	if err := c.writeData(ctx, "raced", map[string]any{"a": "second"}, 0); providers.ReasonOf(err) != providers.Conflict {
+		t.Fatalf("a second create: %v", err)
+	}
+	c.unmark(ctx, "raced", owner)
+	if m, _ := c.metadata(ctx, "raced"); m.owned() {
+		t.Errorf("the loser's mark stayed: %v", m.custom)
+	}
 }
