@@ -61,8 +61,8 @@ func TestKeyScopeEscapes(t *testing.T) {
 		{`teams\a\db`, `byte "\\"`},
 		{"Teams/A/db", "is outside the prefix"},
 		{"teams/A/db", "is outside the prefix"},
-		{"teams/\u0430/db", `byte "\xd0"`},        // Cyrillic a
-		{"teams/a\u0338/db", `byte "\xcc"`},       // combining character
+		{"teams/\u0430/db", `byte "\xd0"`},         // Cyrillic a
+		{"teams/a\u0338/db", `byte "\xcc"`},        // combining character
 		{"teams/a/\uff0e\uff0e/db", `byte "\xef"`}, // fullwidth dots
 		{"teams/a/db\x00", `byte "\x00"`},
 		{"teams/a/db\n", `byte "\n"`},
