@@ -333,7 +333,7 @@ func schema_pkg_apis_externalsecrets_v1alpha1_SecretPushResult(ref common.Refere
 					},
 					"result": {
 						SchemaProps: spec.SchemaProps{
-							Description: "Result is Pushed, Unchanged, SkippedExists (updatePolicy IfNotExists), Deleted, or Failed.",
+							Description: "Result is Pushed, Unchanged, SkippedExists (updatePolicy IfNotExists), Deleted, NotOwner (the remote key is another PushSecret's or, for a delete, not Veil's; it was left as it was), or Failed.",
 							Default:     "",
 							Type:        []string{"string"},
 							Format:      "",
@@ -341,7 +341,7 @@ func schema_pkg_apis_externalsecrets_v1alpha1_SecretPushResult(ref common.Refere
 					},
 					"reason": {
 						SchemaProps: spec.SchemaProps{
-							Description: "Reason classifies a failure: NotFound, Forbidden, Unavailable, Invalid or Conflict.",
+							Description: "Reason classifies a failure: NotFound, Forbidden, Unavailable, Invalid, Conflict or NotOwner.",
 							Type:        []string{"string"},
 							Format:      "",
 						},

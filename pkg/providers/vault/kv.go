@@ -421,7 +421,7 @@ func (c *client) Push(ctx context.Context, p providers.Push) (providers.PushResu
 		case meta.owned():
 			return "", providers.Errorf(providers.NotOwner, "remote key %q in %s belongs to another PushSecret; Veil never overwrites it for this one", key, c.store)
 		case !p.Replace:
-			return "", providers.Errorf(providers.Conflict, "remote key %q in %s exists and was not written by Veil for a PushSecret; Veil overwrites it only when the push asks to replace it", key, c.store)
+			return "", providers.Errorf(providers.Conflict, "remote key %q in %s exists and was not written by Veil for a PushSecret, so Veil will not overwrite it; set the PushSecret's updatePolicy to Replace to take it over", key, c.store)
 		}
 	}
 	var current map[string]any

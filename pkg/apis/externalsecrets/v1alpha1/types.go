@@ -96,7 +96,7 @@ const (
 	// SecretPushActionPush writes spec.data.
 	SecretPushActionPush SecretPushAction = "Push"
 	// SecretPushActionDelete deletes the PushSecret's remote keys (or
-	// properties); veil-syncer sends it when a PushSecret with
+	// properties) that it owns; veil-syncer sends it when a PushSecret with
 	// deletionPolicy Delete is deleted.
 	SecretPushActionDelete SecretPushAction = "Delete"
 )
@@ -133,10 +133,12 @@ type SecretPushResult struct {
 	// +optional
 	Property string `json:"property,omitempty"`
 	// Result is Pushed, Unchanged, SkippedExists (updatePolicy
-	// IfNotExists), Deleted, or Failed.
+	// IfNotExists), Deleted, NotOwner (the remote key is another
+	// PushSecret's or, for a delete, not Veil's; it was left as it was),
+	// or Failed.
 	Result string `json:"result"`
 	// Reason classifies a failure: NotFound, Forbidden, Unavailable,
-	// Invalid or Conflict.
+	// Invalid, Conflict or NotOwner.
 	// +optional
 	Reason string `json:"reason,omitempty"`
 	// Message says what went wrong and what to do; never a value.
