@@ -2,16 +2,19 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 
@@ -230,5 +233,107 @@ func TestDirectBearerTokens(t *testing.T) {
 	restartVeil(t, append(append([]string(nil), veilArgs...), "--allow-direct-bearer-tokens")...)
 	if code, body := status(t, direct, path, bearer); code != http.StatusOK || !regexp.MustCompile(`"kind":"ExternalSecretValue"`).MatchString(body) {
 		t.Errorf("the token straight to veil-apiserver with --allow-direct-bearer-tokens: %d, want 200\n%s", code, body)
+	}
+}
+
+type warningsSeen struct {
+	mu    sync.Mutex
+	texts []string
+}
+
+func (w *warningsSeen) HandleWarningHeader(_ int, _, text string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.texts = append(w.texts, text)
+}
+
+func (w *warningsSeen) reset() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.texts = nil
+}
+
+func (w *warningsSeen) all() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return strings.Join(w.texts, "\n")
+}
+
+// TestOpenNamespaceSelector: a ClusterSecretStore whose namespaceSelector
+// matches every namespace (here `{}`) says so in its status, and every
+// read through it carries a warning; naming the namespaces clears both.
+func TestOpenNamespaceSelector(t *testing.T) {
+	ctx := ctxFor(t)
+	ns := newNamespace(t, nil)
+	name := unique("open-")
+	css := &configv1alpha1.ClusterSecretStore{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: configv1alpha1.ClusterSecretStoreSpec{
+			SecretStoreSpec: configv1alpha1.SecretStoreSpec{Provider: configv1alpha1.SecretStoreProvider{Fake: &configv1alpha1.FakeProvider{
+				Data: []configv1alpha1.FakeProviderData{{Key: "shared/key", Value: "shared-value"}},
+			}}},
+			Conditions: []configv1alpha1.ClusterSecretStoreCondition{{NamespaceSelector: &metav1.LabelSelector{}}},
+		},
+	}
+	stores := cluster.VeilClient.ConfigV1alpha1().ClusterSecretStores()
+	if _, err := stores.Create(ctx, css, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = stores.Delete(context.Background(), name, metav1.DeleteOptions{}) })
+	condition := func(status metav1.ConditionStatus, reason string) *configv1alpha1.ClusterSecretStore {
+		t.Helper()
+		var got *configv1alpha1.ClusterSecretStore
+		eventually(t, func() error {
+			var err error
+			if got, err = stores.Get(ctx, name, metav1.GetOptions{}); err != nil {
+				return err
+			}
+			c := apimeta.FindStatusCondition(got.Status.Conditions, configv1alpha1.ConditionMatchesAllNamespaces)
+			if c == nil || c.Status != status || c.Reason != reason || c.ObservedGeneration != got.Generation {
+				return fmt.Errorf("condition %+v, want %s %s for generation %d", c, status, reason, got.Generation)
+			}
+			return nil
+		})
+		return got
+	}
+	got := condition(metav1.ConditionTrue, configv1alpha1.ReasonOpenNamespaceSelector)
+	if c := apimeta.FindStatusCondition(got.Status.Conditions, configv1alpha1.ConditionMatchesAllNamespaces); !strings.Contains(c.Message, "spec.conditions[0].namespaceSelector matches every namespace") {
+		t.Errorf("message %q", c.Message)
+	}
+	written := false
+	for _, f := range got.ManagedFields {
+		written = written || (f.Manager == "veil-apiserver" && f.Subresource == "status" && f.Operation == metav1.ManagedFieldsOperationApply)
+	}
+	if !written {
+		t.Errorf("the condition should be applied by veil-apiserver on the status subresource: %+v", got.ManagedFields)
+	}
+
+	createExternalSecret(t, ns, "shared", configv1alpha1.SecretStoreRef{Kind: configv1alpha1.ClusterSecretStoreKind, Name: name}, nil,
+		dataRef("value", "shared/key", ""))
+	seen := &warningsSeen{}
+	cfg := rest.CopyConfig(cluster.Admin)
+	cfg.WarningHandler = seen
+	admin := versioned.NewForConfigOrDie(cfg)
+	eventually(t, func() error {
+		_, err := admin.ExternalsecretsV1alpha1().ExternalSecretValues(ns).Get(ctx, "shared", metav1.GetOptions{})
+		return err
+	})
+	if !strings.Contains(seen.all(), "ClusterSecretStore "+name+": spec.conditions[0].namespaceSelector matches every namespace") {
+		t.Errorf("warnings %q, want one about the open selector", seen.all())
+	}
+
+	got.Spec.Conditions = []configv1alpha1.ClusterSecretStoreCondition{{NamespaceSelector: &metav1.LabelSelector{
+		MatchExpressions: []metav1.LabelSelectorRequirement{{Key: corev1.LabelMetadataName, Operator: metav1.LabelSelectorOpIn, Values: []string{ns}}},
+	}}}
+	if _, err := stores.Update(ctx, got, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	condition(metav1.ConditionFalse, configv1alpha1.ReasonNamespacesChosen)
+	seen.reset()
+	if _, err := admin.ExternalsecretsV1alpha1().ExternalSecretValues(ns).Get(ctx, "shared", metav1.GetOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if w := seen.all(); strings.Contains(w, "namespaceSelector") {
+		t.Errorf("warnings %q after the namespaces were named", w)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apiserver/pkg/authentication/authenticator"
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/endpoints/openapi"
@@ -40,6 +41,7 @@ import (
 	"github.com/veil-dev/veil/pkg/providers"
 	"github.com/veil-dev/veil/pkg/push"
 	"github.com/veil-dev/veil/pkg/resolve"
+	"github.com/veil-dev/veil/pkg/storestatus"
 
 	// Providers built into veil-apiserver.
 	_ "github.com/veil-dev/veil/pkg/providers/aws"
@@ -295,6 +297,12 @@ func (o *Options) Config() (*apiserver.Config, error) {
 		return nil, err
 	}
 
+	// Every replica keeps the condition; they apply the same one, once.
+	statuses, err := storestatus.New(veil.ConfigV1alpha1(), cssInformer.Informer(), cssInformer.Lister())
+	if err != nil {
+		return nil, err
+	}
+
 	values, err := valuecache.New(valuecache.Config{
 		MaxBytes:    o.CacheMaxBytes.Value(),
 		MaxTTL:      o.CacheMaxTTL,
@@ -343,6 +351,7 @@ func (o *Options) Config() (*apiserver.Config, error) {
 			StartInformers: func(stop <-chan struct{}) {
 				configInformers.Start(stop)
 				shared.Start(stop)
+				go statuses.Run(wait.ContextForChannel(stop))
 				go func() {
 					<-stop
 					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
