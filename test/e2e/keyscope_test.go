@@ -148,4 +148,28 @@ func TestKeyScope(t *testing.T) {
 	if err != nil || got["password"] != canaryB {
 		t.Errorf("tenant B's key after A's refused pushes: %v", err)
 	}
+	// kube-apiserver refuses prefixes that could overlap or escape.
+	for prefix, says := range map[string]string{
+		"teams/{namespace}":    "should match",
+		"teams/{namespace}-x/": `{namespace} in remoteKeyPrefix must be followed by "/"`,
+		"teams/../":            `no segment of remoteKeyPrefix may end with "."`,
+		"teams//":              "should match",
+		"teams/%2e%2e/":        "should match",
+		"arn:aws:x/":           "should match",
+	} {
+		css := &configv1alpha1.ClusterSecretStore{
+			ObjectMeta: metav1.ObjectMeta{Name: unique("css-bad-prefix-")},
+			Spec: configv1alpha1.ClusterSecretStoreSpec{
+				SecretStoreSpec: configv1alpha1.SecretStoreSpec{Provider: configv1alpha1.SecretStoreProvider{Fake: &configv1alpha1.FakeProvider{}}},
+				Conditions:      []configv1alpha1.ClusterSecretStoreCondition{{Namespaces: []string{teamA}, RemoteKeyPrefix: prefix}},
+			},
+		}
+		_, err := cluster.VeilClient.ConfigV1alpha1().ClusterSecretStores().Create(ctx, css, metav1.CreateOptions{})
+		if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), says) {
+			t.Errorf("remoteKeyPrefix %q: %v, want Invalid saying %q", prefix, err, says)
+		}
+		if err == nil {
+			_ = cluster.VeilClient.ConfigV1alpha1().ClusterSecretStores().Delete(context.Background(), css.Name, metav1.DeleteOptions{})
+		}
+	}
 }
