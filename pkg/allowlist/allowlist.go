@@ -163,8 +163,12 @@ func (l *List) listsAddr(a netip.Addr) bool {
 // resolves to against the address rules, and the connection is made to the
 // address that was checked. Clients dial through it, so a redirect, a second
 // endpoint or a name that resolves somewhere else later (DNS rebinding)
-// cannot get around the check made before a store is used.
+// cannot get around the check made before a store is used. A nil dial is
+// a plain net.Dialer's.
 func (l *List) Dialer(trust Trust, dial func(ctx context.Context, network, addr string) (net.Conn, error)) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	if dial == nil {
+		dial = (&net.Dialer{}).DialContext
+	}
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		host, port, err := net.SplitHostPort(addr)
 		if err != nil {
