@@ -4,8 +4,10 @@
 
 GO ?= go
 E2E_TIMEOUT ?= 30m
+FUZZTIME_SHORT ?= 5s
+FUZZTIME ?= 5m
 
-.PHONY: all build run test test-unit test-e2e check-moto verify verify-gofmt verify-vet verify-tidy verify-codegen verify-test-order update tools bench certs clean
+.PHONY: all build run test test-unit test-fuzz fuzz test-e2e check-moto verify verify-gofmt verify-vet verify-tidy verify-codegen verify-test-order update tools bench certs clean
 
 all: build
 
@@ -21,12 +23,20 @@ run: tools
 ## test: what CI runs, in this order: verification, the real components
 ## (built once), unit tests, end-to-end tests. Tests never build a
 ## component themselves; hack/verify-test-order.sh checks this order.
-test: verify tools test-unit test-e2e
+test: verify tools test-unit test-fuzz test-e2e
 
 ## test-unit: unit tests, with the race detector (the Vault and AWS
 ## provider tests run against real servers, so they need tools too)
 test-unit: tools
 	@bash hack/phase.sh unit $(GO) test -race -count=1 ./pkg/... ./cmd/... ./test/harness/...
+
+## test-fuzz: every fuzz target briefly (their seeds already ran as unit tests)
+test-fuzz:
+	@bash hack/phase.sh fuzz bash hack/fuzz.sh $(FUZZTIME_SHORT)
+
+## fuzz: every fuzz target for longer
+fuzz:
+	bash hack/fuzz.sh $(FUZZTIME)
 
 ## test-e2e: end-to-end tests against real etcd, kube-apiserver and providers
 test-e2e: tools
