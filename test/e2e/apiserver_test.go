@@ -9,8 +9,10 @@ import (
 	"strings"
 	"testing"
 
+	authorizationv1 "k8s.io/api/authorization/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
 	esv1alpha1 "github.com/veil-dev/veil/pkg/apis/externalsecrets/v1alpha1"
@@ -137,17 +139,24 @@ func TestProtobufIsNotAdvertised(t *testing.T) {
 }
 
 // TestRBACMatrix asserts every cell of identities x namespaces x verbs.
-// Reading definitions does not let anyone read values.
+// Reading definitions does not let anyone read values, and neither do the
+// built-in view, edit and admin (as kube-controller-manager aggregates
+// them); of those, only admin may use the namespace's SecretStores.
 func TestRBACMatrix(t *testing.T) {
 	ns1, ns2 := demo(t, unique("rbac-")), demo(t, unique("rbac-"))
 	reader, defs, nobody := unique("reader-"), unique("defs-"), unique("nobody-")
+	viewer, editor, nsAdmin := unique("view-"), unique("edit-"), unique("admin-")
 	bind(t, ns1, reader, "veil:values-reader")
 	for _, ns := range []string{ns1, ns2} {
 		bind(t, ns, defs, "veil:definitions-viewer")
 	}
+	builtIn := map[string]string{viewer: "view", editor: "edit", nsAdmin: "admin"}
+	for user, role := range builtIn {
+		bindBuiltIn(t, ns1, user, role)
+	}
 
-	allowed := map[string]map[string]bool{reader: {ns1: true, ns2: false}, defs: {ns1: false, ns2: false}, nobody: {ns1: false, ns2: false}}
-	for _, user := range []string{reader, defs, nobody} {
+	allowed := map[string]map[string]bool{reader: {ns1: true, ns2: false}}
+	for _, user := range []string{reader, defs, nobody, viewer, editor, nsAdmin} {
 		client := userClient(t, user)
 		kc, err := cluster.UserKubeconfig(user)
 		if err != nil {
@@ -171,10 +180,22 @@ func TestRBACMatrix(t *testing.T) {
 			if (canI == "yes") != want {
 				t.Errorf("kubectl auth can-i get externalsecretvalues -n %s as %s = %q, want allowed=%v", ns, user, canI, want)
 			}
-			// The definitions reader may read the ExternalSecret itself.
+			// The definitions reader, and view, edit and admin where they
+			// are bound, may read the ExternalSecret itself.
 			_, err = client.ConfigV1alpha1().ExternalSecrets(ns).Get(ctxFor(t), "db", metav1.GetOptions{})
-			if (err == nil) != (user == defs) {
+			if (err == nil) != (user == defs || (ns == ns1 && builtIn[user] != "")) {
 				t.Errorf("%s get externalsecret in %s: err %v", user, ns, err)
+			}
+			for resource, wantUse := range map[string]bool{"secretstores": ns == ns1 && user == nsAdmin, "clustersecretstores": false} {
+				sar, err := cluster.KubeClient.AuthorizationV1().SubjectAccessReviews().Create(ctxFor(t), &authorizationv1.SubjectAccessReview{
+					Spec: authorizationv1.SubjectAccessReviewSpec{User: user, ResourceAttributes: ptr.To(useAttrs(ns, resource, "store"))},
+				}, metav1.CreateOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if sar.Status.Allowed != wantUse {
+					t.Errorf("%s use %s/store in %s: allowed %v, want %v", user, resource, ns, sar.Status.Allowed, wantUse)
+				}
 			}
 		}
 		_, err = client.ExternalsecretsV1alpha1().ExternalSecretValues("").List(ctxFor(t), metav1.ListOptions{})

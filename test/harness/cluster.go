@@ -43,8 +43,8 @@ type Options struct {
 	Keep bool
 	// VeilArgs are extra flags for veil-apiserver.
 	VeilArgs []string
-	// ControllerManager also runs kube-controller-manager (garbage collector
-	// and namespace controller).
+	// ControllerManager also runs kube-controller-manager (garbage
+	// collector, namespace and clusterrole-aggregation controllers).
 	ControllerManager bool
 	// Progress receives one line per step; nil discards them.
 	Progress io.Writer

@@ -14,10 +14,16 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 )
 
@@ -50,8 +56,47 @@ func (c *Cluster) installVeil(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	_, _, err = c.RunKubectl(ctx, "", nil, "wait", "--for=condition=Established", "--timeout=60s", "crd", "-l", "app.kubernetes.io/part-of=veil")
-	return err
+	if _, _, err = c.RunKubectl(ctx, "", nil, "wait", "--for=condition=Established", "--timeout=60s", "crd", "-l", "app.kubernetes.io/part-of=veil"); err != nil {
+		return err
+	}
+	return c.waitForPolicies(ctx)
+}
+
+// waitForPolicies waits until kube-apiserver enforces the admission
+// policies just applied: it loads policies and bindings through informers
+// a moment after they are created, and a test that ran before then would
+// see its refusals pass. Dry-run writes by veil-syncer's identity that two
+// of them must refuse tell when the informers have caught up with the
+// apply (they deliver in the order objects were written).
+func (c *Cluster) waitForPolicies(ctx context.Context) error {
+	cfg := rest.CopyConfig(c.Admin)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:" + VeilNamespace + ":" + SyncerServiceAccount}
+	syncer, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	dryRun := metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}
+	probes := []struct {
+		policy, namespace string
+		labels            map[string]string
+	}{
+		{"veil-syncer-secrets", VeilNamespace, nil},
+		{"veil-syncer-excluded-namespaces", "kube-system", map[string]string{"veil.dev/managed-by": "veil-syncer"}},
+	}
+	for _, p := range probes {
+		secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{GenerateName: "veil-policy-probe-", Labels: p.labels}}
+		err := c.KubeAPIServer.waitFor(ctx, 30*time.Second, func(ctx context.Context) error {
+			_, err := syncer.CoreV1().Secrets(p.namespace).Create(ctx, secret, dryRun)
+			if apierrors.IsForbidden(err) && strings.Contains(err.Error(), "ValidatingAdmissionPolicy '"+p.policy+"'") {
+				return nil
+			}
+			return fmt.Errorf("ValidatingAdmissionPolicy %s is not enforced yet: a dry-run create as veil-syncer answered %v", p.policy, err)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ApplyKustomization renders the kustomization in dir with kubectl, lets
@@ -192,7 +237,10 @@ func (c *Cluster) startControllerManager() error {
 	var err error
 	c.ControllerManager, err = startProcess("kube-controller-manager", filepath.Join(c.Dir, "logs"), c.bins.kubeControllerManager, []string{
 		"--kubeconfig=" + c.AdminKubeconfig,
-		"--controllers=garbagecollector,namespace",
+		// clusterrole-aggregation fills the built-in view, edit and admin
+		// from the roles labelled to aggregate into them, Veil's included:
+		// tests then grant what a real cluster grants.
+		"--controllers=garbagecollector,namespace,clusterrole-aggregation",
 		"--leader-elect=false",
 		"--secure-port=0",
 		"--use-service-account-credentials=false",
