@@ -144,6 +144,9 @@ func (r *Resolver) read(ctx context.Context, es *configv1alpha1.ExternalSecret, 
 		}
 	}
 
+	if err := checkSize(data); err != nil {
+		return nil, err
+	}
 	out := &externalsecrets.ExternalSecretValue{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:              es.Name,

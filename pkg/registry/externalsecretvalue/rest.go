@@ -144,30 +144,95 @@ func (r *REST) List(ctx context.Context, opts *metainternalversion.ListOptions) 
 		return matched[i].Name < matched[j].Name
 	})
 
-	items := make([]*externalsecrets.ExternalSecretValue, len(matched))
-	errs := make([]error, len(matched))
-	var wg sync.WaitGroup
-	slots := make(chan struct{}, maxParallelResolves)
-	for i, es := range matched {
-		wg.Add(1)
-		slots <- struct{}{}
-		go func() {
-			defer func() { <-slots; wg.Done() }()
-			items[i], errs[i] = r.resolver.Resolve(ctx, es)
-		}()
+	start, err := decodeContinue(opts)
+	if err != nil {
+		return nil, err
 	}
-	wg.Wait()
+	if start != nil {
+		matched = matched[sort.Search(len(matched), func(i int) bool { return after(matched[i], start) }):]
+	}
+	limit := int64(0)
+	if opts != nil {
+		limit = opts.Limit
+	}
+	return r.page(ctx, matched, limit)
+}
 
-	list := &externalsecrets.ExternalSecretValueList{Items: make([]externalsecrets.ExternalSecretValue, 0, len(items))}
-	for i, v := range items {
-		if errs[i] != nil {
-			msg := resolve.APIError(resource, matched[i].Name, errs[i]).Error()
-			warning.AddWarning(ctx, "", fmt.Sprintf("externalsecretvalue %s/%s left out: %s", matched[i].Namespace, matched[i].Name, msg))
-			continue
+// The bounds of one list response, before it is encoded. A page stops at
+// the limit the client asked for (kubectl asks for 500) or when its values
+// add up to maxListBytes, whichever comes first, with a continue token; a
+// client that asked for no limit and would get more than maxListBytes is
+// told to page instead of being sent an unbounded response.
+const (
+	maxListBytes = 16 << 20
+	maxListItems = 500
+)
+
+// page resolves matched (sorted) in order, a few at a time, until the page
+// is full, so memory stays bounded whatever the list would add up to.
+func (r *REST) page(ctx context.Context, matched []*configv1alpha1.ExternalSecret, limit int64) (*externalsecrets.ExternalSecretValueList, error) {
+	pageItems := maxListItems
+	if limit > 0 && limit < int64(pageItems) {
+		pageItems = int(limit)
+	}
+	list := &externalsecrets.ExternalSecretValueList{Items: []externalsecrets.ExternalSecretValue{}}
+	size := 0
+	next := 0 // the first of matched not yet in the page
+	for next < len(matched) && len(list.Items) < pageItems {
+		chunk := matched[next:min(next+maxParallelResolves, len(matched))]
+		items := make([]*externalsecrets.ExternalSecretValue, len(chunk))
+		errs := make([]error, len(chunk))
+		var wg sync.WaitGroup
+		for i, es := range chunk {
+			wg.Go(func() { items[i], errs[i] = r.resolver.Resolve(ctx, es) })
 		}
-		list.Items = append(list.Items, *v)
+		wg.Wait()
+		for i, v := range items {
+			if len(list.Items) == pageItems {
+				break
+			}
+			if errs[i] != nil {
+				msg := resolve.APIError(resource, chunk[i].Name, errs[i]).Error()
+				warning.AddWarning(ctx, "", fmt.Sprintf("externalsecretvalue %s/%s left out: %s", chunk[i].Namespace, chunk[i].Name, msg))
+				next++
+				continue
+			}
+			n := valueBytes(v)
+			if size+n > maxListBytes && len(list.Items) > 0 {
+				if limit <= 0 {
+					return nil, apierrors.NewRequestEntityTooLargeError(fmt.Sprintf("the externalsecretvalues listed add up to more than %d MiB; list them in pages with limit (kubectl --chunk-size, client-go's pager)", maxListBytes>>20))
+				}
+				return withContinue(list, matched, next), nil
+			}
+			size += n
+			list.Items = append(list.Items, *v)
+			next++
+		}
+	}
+	if next < len(matched) {
+		if limit <= 0 {
+			return nil, apierrors.NewRequestEntityTooLargeError(fmt.Sprintf("more than %d externalsecretvalues match; list them in pages with limit (kubectl --chunk-size, client-go's pager), or narrow the selectors", maxListItems))
+		}
+		return withContinue(list, matched, next), nil
 	}
 	return list, nil
+}
+
+// withContinue ends a page before matched[next].
+func withContinue(list *externalsecrets.ExternalSecretValueList, matched []*configv1alpha1.ExternalSecret, next int) *externalsecrets.ExternalSecretValueList {
+	last := matched[next-1]
+	list.Continue = encodeContinue(last.Namespace, last.Name)
+	remaining := int64(len(matched) - next)
+	list.RemainingItemCount = &remaining
+	return list
+}
+
+func valueBytes(v *externalsecrets.ExternalSecretValue) int {
+	n := 0
+	for k, d := range v.Data {
+		n += len(k) + len(d)
+	}
+	return n
 }
 
 // observe records the latency of a read and the status it was answered with.
