@@ -263,7 +263,7 @@ func TestIsolationUsingAStoreIsAPermission(t *testing.T) {
 	err := esClient(eve)(externalSecret(ns, "eve", storeRef("store"), nil, dataRef("k", "k", "")))
 	refused(t, "edit references a SecretStore", err, "veil-externalsecrets", "may not use secretstores/store", "veil:store-user")
 	err = createPS(eve, pushSecret(ns, "eve", storeRef("store")))
-	refused(t, "edit pushes through a SecretStore", err, "veil-pushsecrets", "may not use secretstores/store", "veil:store-user")
+	refused(t, "edit pushes through a SecretStore", err, "veil-pushsecrets", "may not use secretstores/store (verb use", "veil:store-user")
 	esAbsent(t, ns, "eve")
 	if _, err := cluster.VeilClient.ConfigV1alpha1().PushSecrets(ns).Get(ctxFor(t), "eve", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("PushSecret eve: %v, want it never created", err)
@@ -295,7 +295,7 @@ func TestIsolationUsingAStoreIsAPermission(t *testing.T) {
 	refused(t, "admin references a ClusterSecretStore", err, "veil-externalsecrets",
 		"may not use clustersecretstores/"+css, "resourceNames: ["+css+"]")
 	err = createPS(eve, pushSecret(ns, "shared", storeRef("store"), clusterStoreRef(css)))
-	refused(t, "a PushSecret naming a ClusterSecretStore among others", err, "veil-pushsecrets", "may not use clustersecretstores/"+css)
+	refused(t, "a PushSecret naming a ClusterSecretStore among others", err, "veil-pushsecrets", "may not use clustersecretstores/"+css, "resourceNames: ["+css+"]")
 	selfGrant := &rbacv1.Role{
 		ObjectMeta: metav1.ObjectMeta{Name: "use-shared"},
 		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{"config.veil.dev"}, Resources: []string{"clustersecretstores"}, ResourceNames: []string{css}, Verbs: []string{"use"}}},
@@ -531,6 +531,7 @@ func TestIsolationSyncerTokenIsFenced(t *testing.T) {
 		"the ServiceAccount":          `{"spec":{"template":{"spec":{"serviceAccountName":"admin"}}}}`,
 		"a hostPath volume":           `{"spec":{"template":{"spec":{"volumes":[{"name":"host","hostPath":{"path":"/"}}]}}}}`,
 		"privileged":                  `{"spec":{"template":{"spec":{"containers":[{"name":"c","securityContext":{"privileged":true}}]}}}}`,
+		"a capability":                `{"spec":{"template":{"spec":{"containers":[{"name":"c","securityContext":{"capabilities":{"add":["SYS_ADMIN"]}}}]}}}}`,
 		"a pod template label":        `{"spec":{"template":{"metadata":{"labels":{"extra":"x"}}}}}`,
 		"another template annotation": `{"spec":{"template":{"metadata":{"annotations":{"keep":null}}}}}`,
 		"minReadySeconds":             `{"spec":{"minReadySeconds":30}}`,

@@ -331,6 +331,9 @@ func (c *Cluster) startKubeAPIServer(ctx context.Context) error {
 		"--service-account-key-file=" + c.pki("sa.pub"), "--service-account-signing-key-file=" + c.pki("sa.key"),
 		"--service-cluster-ip-range=10.0.0.0/24",
 		"--authorization-mode=RBAC",
+		// As kubeadm and kind run it: a privileged pod template then reaches
+		// admission, where Veil's policies must refuse it themselves.
+		"--allow-privileged=true",
 		// Aggregation: kube-apiserver proxies with this client certificate,
 		// and tells Veil the user in these headers.
 		"--requestheader-client-ca-file=" + c.FrontProxyCA.CertFile,
