@@ -89,6 +89,7 @@ type ClusterSecretStoreSpec struct {
 	// Conditions name the namespaces that may use this store: a namespace
 	// may if it matches any one condition. With no conditions, no namespace
 	// may.
+	// +kubebuilder:validation:MaxItems=32
 	Conditions []ClusterSecretStoreCondition `json:"conditions,omitempty"`
 }
 
@@ -100,6 +101,8 @@ type ClusterSecretStoreCondition struct {
 
 	// Namespaces lists namespaces by name.
 	// +listType=set
+	// +kubebuilder:validation:MaxItems=1000
+	// +kubebuilder:validation:items:MaxLength=63
 	Namespaces []string `json:"namespaces,omitempty"`
 
 	// RemoteKeyPrefix confines the namespaces this condition matches to the
