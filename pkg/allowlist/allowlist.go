@@ -141,7 +141,7 @@ func (l *List) checkAddr(trust Trust, host string, a netip.Addr) error {
 	case class == internal && (trust == Cluster || !l.Empty()):
 		return nil
 	}
-	return &NotAllowedError{Host: host, List: l, Addr: a, Class: class}
+	return &NotAllowedError{Host: host, List: l, Addr: a.Unmap(), Class: class}
 }
 
 // listsAddr says whether an IP or CIDR entry contains a.
