@@ -51,10 +51,12 @@ veil::install_atomically() {
 
 # veil::quietly WHAT LOG CMD...: runs a long, chatty step with its output in
 # LOG, shown only if it fails. Every minute it says it is still working, so a
-# first build of ten minutes never looks hung.
+# first build of ten minutes never looks hung. The time counts from the
+# installer's $started, so the steps of one build (download, then compile)
+# read as one.
 veil::quietly() {
   local what=$1 log=$2; shift 2
-  local start=$SECONDS
+  local start=${started:-$SECONDS}
   ( while sleep 60; do veil::log "$what: still working, $(( (SECONDS - start) / 60 ))m so far"; done ) &
   local ticker=$!
   local rc=0
