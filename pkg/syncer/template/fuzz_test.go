@@ -1,0 +1,51 @@
+package template
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+// FuzzRender: any template an ExternalSecret author writes renders, or
+// fails with an *Error, within the bounds, and no error carries a value.
+func FuzzRender(f *testing.F) {
+	for _, seed := range []string{
+		`{{ .password }}`,
+		`{{ range $k, $v := . }}{{ $k }}={{ $v | b64enc }}{{ end }}`,
+		`{{ (fromJson .json).host | upper }}`,
+		`{{ index . "tls.pem" | filterPEM "CERTIFICATE" }}`,
+		`{{ range 10 }}{{ printf "%05d" 1 }}{{ end }}`,
+		`{{ define "x" }}{{ template "x" . }}{{ end }}{{ template "x" . }}`,
+		`{{ printf "%v" . }}`,
+		`{{ .password | b64dec }}`,
+		`{{ range .password }}{{ end }}`,
+		`{{ if eq .password "x" }}y{{ else }}n{{ end }}`,
+	} {
+		f.Add(seed)
+	}
+	const canary = "fuzz-canary-value-0123456789"
+	values := map[string][]byte{"password": []byte(canary), "json": []byte(`{"host":"` + canary + `"}`), "tls.pem": []byte(canary)}
+	f.Fuzz(func(t *testing.T, tmpl string) {
+		start := time.Now()
+		out, err := Render(map[string]string{"k": tmpl}, values)
+		if took := time.Since(start); took > MaxDuration+time.Second {
+			t.Fatalf("took %s", took)
+		}
+		if err != nil {
+			var te *Error
+			if !errors.As(err, &te) {
+				t.Fatalf("not an *Error: %T", err)
+			}
+			// A parse error may quote the template, which is the author's
+			// own text; an evaluation error may not quote a value.
+			if strings.Contains(err.Error(), canary) && !strings.Contains(tmpl, canary) {
+				t.Fatalf("the error carries a value: %v", err)
+			}
+			return
+		}
+		if len(out["k"]) > MaxOutputBytes {
+			t.Fatalf("%d bytes of output", len(out["k"]))
+		}
+	})
+}
