@@ -12,6 +12,7 @@ import (
 	authorizationv1 "k8s.io/api/authorization/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
@@ -259,11 +260,20 @@ func TestClusterSecretStoreConditions(t *testing.T) {
 		t.Errorf("list warning: %q", stderr)
 	}
 
-	css.Spec.Conditions = []configv1alpha1.ClusterSecretStoreCondition{
-		{Namespaces: []string{named}},
-		{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"veil-e2e": "yes"}}},
-	}
-	if _, err := cluster.VeilClient.ConfigV1alpha1().ClusterSecretStores().Update(ctx, css, metav1.UpdateOptions{}); err != nil {
+	// veil-apiserver writes the store's status, so update the latest.
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		latest, err := cluster.VeilClient.ConfigV1alpha1().ClusterSecretStores().Get(ctx, css.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		latest.Spec.Conditions = []configv1alpha1.ClusterSecretStoreCondition{
+			{Namespaces: []string{named}},
+			{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"veil-e2e": "yes"}}},
+		}
+		_, err = cluster.VeilClient.ConfigV1alpha1().ClusterSecretStores().Update(ctx, latest, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, func() error { return get(named) })
