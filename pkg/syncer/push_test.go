@@ -66,7 +66,7 @@ func newPushFixture(t *testing.T, ps *configv1alpha1.PushSecret, objs ...runtime
 		return true, r, nil
 	})
 	f.c = &PushController{
-		veil: f.veil, secrets: f.kube.CoreV1(), reviews: f.kube.AuthorizationV1(),
+		veil: f.veil, secrets: f.kube.CoreV1(), namespaces: f.kube.CoreV1(), reviews: f.kube.AuthorizationV1(),
 		recorder: f.recorder, key: []byte(strings.Repeat("k", 32)), clock: f.clock,
 		written: newWrittenStatuses[*configv1alpha1.PushSecretStatus](),
 	}
@@ -426,6 +426,26 @@ func TestPushFinalizer(t *testing.T) {
 		res, got := f.sync(t)
 		if res.result != ReasonNotPermitted || !res.retry || !hasFinalizer(got) {
 			t.Errorf("%+v, finalizers %v", res, got.Finalizers)
+		}
+	})
+
+	t.Run("a delete RBAC refuses in a namespace being deleted releases the finalizer", func(t *testing.T) {
+		f := deleted(t, configv1alpha1.PushSecretDeletionPolicyDelete)
+		f.mayPush = false
+		f.answer = func(*esv1alpha1.SecretPush) (*esv1alpha1.SecretPush, error) {
+			return nil, apierrors.NewForbidden(esv1alpha1.Resource("secretpushes"), "app", errors.New("no RBAC"))
+		}
+		gone := metav1.NewTime(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: testPushSecret("").Namespace, DeletionTimestamp: &gone, Finalizers: []string{"kubernetes"}}}
+		if _, err := f.kube.CoreV1().Namespaces().Create(context.Background(), ns, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		res, got := f.sync(t)
+		if res.result != ReasonDeleteRefused || res.retry || hasFinalizer(got) {
+			t.Errorf("%+v, finalizers %v", res, got.Finalizers)
+		}
+		if ev := f.events(t); len(ev) == 0 || !strings.Contains(ev[len(ev)-1], "is being deleted") {
+			t.Errorf("events %q: want the release reported", ev)
 		}
 	})
 

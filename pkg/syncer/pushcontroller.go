@@ -29,17 +29,19 @@ import (
 // provider write is an API request that RBAC authorises and the audit log
 // records.
 type PushController struct {
-	veil     versioned.Interface
-	secrets  corev1client.SecretsGetter
-	reviews  authorizationv1client.SelfSubjectAccessReviewsGetter
-	lister   configlisters.PushSecretLister
-	bySource cache.Indexer
-	synced   cache.InformerSynced
-	sources  *sourceWatches
-	recorder record.EventRecorder
-	queue    *workQueue
-	key      []byte
-	clock    clock.PassiveClock
+	veil    versioned.Interface
+	secrets corev1client.SecretsGetter
+	// namespaces tells a namespace being deleted from a grant withdrawn.
+	namespaces corev1client.NamespacesGetter
+	reviews    authorizationv1client.SelfSubjectAccessReviewsGetter
+	lister     configlisters.PushSecretLister
+	bySource   cache.Indexer
+	synced     cache.InformerSynced
+	sources    *sourceWatches
+	recorder   record.EventRecorder
+	queue      *workQueue
+	key        []byte
+	clock      clock.PassiveClock
 
 	// written is the status this process last wrote to each PushSecret.
 	written *writtenStatuses[*configv1alpha1.PushSecretStatus]
@@ -58,17 +60,18 @@ const defaultPushRefresh = time.Hour
 func newPushController(ctx context.Context, informer configinformers.PushSecretInformer, veil versioned.Interface, kube kubernetes.Interface,
 	meta metadata.Interface, recorder record.EventRecorder, key []byte) (*PushController, error) {
 	c := &PushController{
-		veil:     veil,
-		secrets:  kube.CoreV1(),
-		reviews:  kube.AuthorizationV1(),
-		lister:   informer.Lister(),
-		bySource: informer.Informer().GetIndexer(),
-		synced:   informer.Informer().HasSynced,
-		recorder: recorder,
-		queue:    newWorkQueue("veil_syncer_push", reportPushDepth),
-		key:      key,
-		clock:    clock.RealClock{},
-		written:  newWrittenStatuses[*configv1alpha1.PushSecretStatus](),
+		veil:       veil,
+		secrets:    kube.CoreV1(),
+		namespaces: kube.CoreV1(),
+		reviews:    kube.AuthorizationV1(),
+		lister:     informer.Lister(),
+		bySource:   informer.Informer().GetIndexer(),
+		synced:     informer.Informer().HasSynced,
+		recorder:   recorder,
+		queue:      newWorkQueue("veil_syncer_push", reportPushDepth),
+		key:        key,
+		clock:      clock.RealClock{},
+		written:    newWrittenStatuses[*configv1alpha1.PushSecretStatus](),
 	}
 	c.sources = newSourceWatches(ctx, meta, c.sourceChanged)
 	if err := informer.Informer().AddIndexers(cache.Indexers{sourceIndex: func(obj any) ([]string, error) {

@@ -214,6 +214,12 @@ func (c *PushController) finalize(ctx context.Context, ps *configv1alpha1.PushSe
 		if c.refusedForGood(ctx, ps.Namespace, err) {
 			return c.abandon(ctx, ps, st, fmt.Sprintf("veil-apiserver refused to delete the remote keys: %v", err))
 		}
+		if apierrors.IsForbidden(err) && c.namespaceTerminating(ctx, ps.Namespace) {
+			// Deleting a namespace deletes its RoleBindings too, often
+			// before its PushSecrets: the grant to push is gone for good,
+			// and waiting for it would hold the namespace in Terminating.
+			return c.abandon(ctx, ps, st, fmt.Sprintf("namespace %s is being deleted and no longer lets veil-syncer create secretpushes, so the remote keys were not deleted: %v", ps.Namespace, err))
+		}
 		return c.refused(ctx, ps, st, esv1alpha1.SecretPushActionDelete, err)
 	}
 	recordResults(st, sp.Status.Results, metav1.NewTime(c.clock.Now()))
@@ -258,6 +264,13 @@ func (c *PushController) refusedForGood(ctx context.Context, ns string, err erro
 		return rerr == nil && allowed
 	}
 	return false
+}
+
+// namespaceTerminating says whether ns is being deleted; an error reading it
+// says no, so a transient failure never releases a finalizer.
+func (c *PushController) namespaceTerminating(ctx context.Context, ns string) bool {
+	n, err := c.namespaces.Namespaces().Get(ctx, ns, metav1.GetOptions{})
+	return err == nil && n.DeletionTimestamp != nil
 }
 
 // abandon reports why the remote keys of a deleted PushSecret stay, in its

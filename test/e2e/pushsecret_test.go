@@ -686,3 +686,47 @@ func TestPushSecretCanary(t *testing.T) {
 		t.Error("ci/canary survived the PushSecret's deletion")
 	}
 }
+
+// TestPushSecretNamespaceDeletionNeverHangs: deleting a namespace deletes
+// its grant to push (the RoleBinding) as well as its PushSecrets, often
+// the grant first. The syncer then may not create the SecretPush that
+// would delete the remote keys, and waiting cannot change that: it reports
+// why and releases the finalizer, so the namespace is not held in
+// Terminating. The remote key stays (nothing is deleted without a grant).
+func TestPushSecretNamespaceDeletionNeverHangs(t *testing.T) {
+	startSyncer(t)
+	v := startVault(t)
+	ns := newNamespace(t, nil)
+	grantPushSource(t, ns)
+	vaultWriterStore(t, v, ns, "vault", false)
+	password := unique("ns-gone-")
+	src := putSource(t, ns, "src", map[string]string{"password": password})
+	newPushSecret(t, ns, "app", "src", deleteRemote, []configv1alpha1.SecretStoreRef{storeRef("vault")}, match("password", "ci/ns-gone", "password"))
+	waitPush(t, 30*time.Second, pushReady(ns, "app", syncer.ReasonSynced, src.ResourceVersion))
+	waitVault(t, v, "ci/ns-gone", "password", password)
+
+	ctx := ctxFor(t)
+	if err := cluster.KubeClient.RbacV1().RoleBindings(ns).Delete(ctx, "veil-syncer-push-source", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cluster.KubeClient.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		_, err := cluster.KubeClient.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			ps, perr := cluster.VeilClient.ConfigV1alpha1().PushSecrets(ns).Get(ctx, "app", metav1.GetOptions{})
+			if perr == nil {
+				t.Fatalf("namespace %s still Terminating after 90s; PushSecret finalizers %v, Ready: %s", ns, ps.Finalizers, readyMessage(ps))
+			}
+			t.Fatalf("namespace %s still Terminating after 90s (%v)", ns, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// The remote key was not the syncer's to delete without a grant.
+	waitVault(t, v, "ci/ns-gone", "password", password)
+}
