@@ -189,3 +189,31 @@ func eventually(t *testing.T, f func() error) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// deleteNamespaceAndWait deletes ns and waits up to 90 s for the namespace
+// controller to finish, which it cannot while a finalizer is held: a
+// namespace still there names the PushSecrets left and what they say.
+func deleteNamespaceAndWait(t *testing.T, ns string) {
+	t.Helper()
+	ctx := ctxFor(t)
+	if err := cluster.KubeClient.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		_, err := cluster.KubeClient.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return
+		}
+		if time.Now().After(deadline) {
+			var left []string
+			if pss, lerr := cluster.VeilClient.ConfigV1alpha1().PushSecrets(ns).List(ctx, metav1.ListOptions{}); lerr == nil {
+				for _, ps := range pss.Items {
+					left = append(left, fmt.Sprintf("%s (finalizers %v): %s", ps.Name, ps.Finalizers, readyMessage(&ps)))
+				}
+			}
+			t.Fatalf("namespace %s still Terminating after 90s (%v); PushSecrets left: %q", ns, err, left)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}

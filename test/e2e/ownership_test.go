@@ -12,7 +12,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
@@ -200,21 +199,7 @@ func TestOwnershipSkippedKeysAreNotDeleted(t *testing.T) {
 	}
 
 	deletes := vaultTraffic(t, "kv-delete", "kv-put", "kv-metadata-put")
-	if err := cluster.KubeClient.CoreV1().Namespaces().Delete(ctx, ns.Name, metav1.DeleteOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		_, err := cluster.KubeClient.CoreV1().Namespaces().Get(ctx, ns.Name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			break
-		}
-		if time.Now().After(deadline) {
-			left, _ := cluster.VeilClient.ConfigV1alpha1().PushSecrets(ns.Name).List(ctx, metav1.ListOptions{})
-			t.Fatalf("namespace %s is still there after 90s (%v); PushSecrets left: %+v", ns.Name, err, left)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+	deleteNamespaceAndWait(t, ns.Name)
 	if d := vaultTraffic(t, "kv-delete", "kv-put", "kv-metadata-put") - deletes; d != 0 {
 		t.Errorf("deleting a PushSecret that only skipped made %v writes to Vault", d)
 	}

@@ -709,24 +709,7 @@ func TestPushSecretNamespaceDeletionNeverHangs(t *testing.T) {
 	if err := cluster.KubeClient.RbacV1().RoleBindings(ns).Delete(ctx, "veil-syncer-push-source", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := cluster.KubeClient.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		_, err := cluster.KubeClient.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			break
-		}
-		if time.Now().After(deadline) {
-			ps, perr := cluster.VeilClient.ConfigV1alpha1().PushSecrets(ns).Get(ctx, "app", metav1.GetOptions{})
-			if perr == nil {
-				t.Fatalf("namespace %s still Terminating after 90s; PushSecret finalizers %v, Ready: %s", ns, ps.Finalizers, readyMessage(ps))
-			}
-			t.Fatalf("namespace %s still Terminating after 90s (%v)", ns, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	deleteNamespaceAndWait(t, ns)
 	// The remote key was not the syncer's to delete without a grant.
 	waitVault(t, v, "ci/ns-gone", "password", password)
 }
