@@ -79,6 +79,16 @@ type Find struct {
 	Tags       map[string]string
 }
 
+// Every provider bounds one find the same way, so a broad dataFrom.find
+// cannot turn one read into thousands of provider requests, nor hold a
+// provider's listing and memory: MaxFindResults is the most remote values
+// one find returns, MaxFindListed the most names it may list to find them.
+// Over either, the find fails as Invalid, asking for a narrower find.
+const (
+	MaxFindResults = 500
+	MaxFindListed  = 5000
+)
+
 // Push writes Value to Key, or to one Property of the JSON object at Key,
 // as Owner. Providers decide on ownership before they compare or write any
 // value: a key another owner holds is NotOwner whatever the value, so a

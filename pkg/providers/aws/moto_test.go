@@ -318,6 +318,16 @@ func TestSecretsManagerFind(t *testing.T) {
 
 	_, err = c.Find(ctx, providers.Find{NameRegexp: "("})
 	wantReason(t, err, providers.Invalid, "not a valid regular expression")
+
+	// A find is bounded in what it returns and in what it lists, like
+	// Vault's (the bounds are lowered here from 500 and 5,000).
+	defer func(r, l int) { maxFindResults, maxFindListed = r, l }(maxFindResults, maxFindListed)
+	maxFindResults, maxFindListed = 50, 1000
+	_, err = c.Find(ctx, providers.Find{Path: "bulk/"})
+	wantReason(t, err, providers.Invalid, "matches more than 50 secrets", "narrow find.path")
+	maxFindResults, maxFindListed = 500, 100
+	_, err = c.Find(ctx, providers.Find{NameRegexp: "^nothing-matches"})
+	wantReason(t, err, providers.Invalid, "would list more than 100 secrets")
 }
 
 func sortedKeysOf(m map[string]providers.Value) []string {
@@ -421,6 +431,22 @@ func TestParameterStore(t *testing.T) {
 		}
 		if keys := sortedKeysOf(got); strings.Join(keys, ",") != "/b/deep/one" {
 			t.Errorf("prefix /tree, path /b found %v", keys)
+		}
+
+		// Bounded in results and in listing, on both paths (by path, and
+		// through DescribeParameters); the bounds are lowered here.
+		defer func(r, l int) { maxFindResults, maxFindListed = r, l }(maxFindResults, maxFindListed)
+		maxFindResults, maxFindListed = 10, 1000
+		_, err = c.Find(ctx, providers.Find{Path: "/tree"})
+		wantReason(t, err, providers.Invalid, "matches more than 10 parameters")
+		_, err = c.Find(ctx, providers.Find{Path: "tree"})
+		wantReason(t, err, providers.Invalid, "matches more than 10 parameters")
+		maxFindResults, maxFindListed = 500, 20
+		_, err = c.Find(ctx, providers.Find{Path: "/tree", NameRegexp: "^none$"})
+		wantReason(t, err, providers.Invalid, "would read more than 20 parameters")
+		_, err = c.Find(ctx, providers.Find{Path: "/tree/a", Tags: map[string]string{"none": "x"}, NameRegexp: "x"})
+		if err != nil {
+			t.Errorf("a find whose listing is within the bound: %v", err)
 		}
 	})
 }

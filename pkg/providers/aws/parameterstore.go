@@ -127,15 +127,22 @@ func (c *parameterStoreClient) Find(ctx context.Context, f providers.Find) (map[
 		pages := ssm.NewGetParametersByPathPaginator(c.api, &ssm.GetParametersByPathInput{
 			Path: aws.String(path), Recursive: aws.Bool(true), WithDecryption: aws.Bool(true), MaxResults: aws.Int32(parametersByPathMax),
 		})
+		listed := 0
 		for pages.HasMorePages() {
 			page, err := pages.NextPage(ctx)
 			if err != nil {
 				return nil, c.callError(err, fmt.Sprintf("reading parameters under %q for dataFrom.find", f.Path))
 			}
+			if listed += len(page.Parameters); listed > maxFindListed {
+				return nil, findTooBroad(c.store, f, "would read more than %d parameters", maxFindListed)
+			}
 			for i := range page.Parameters {
 				if key, ok := matches(aws.ToString(page.Parameters[i].Name)); ok {
 					out[key] = parameterValue(&page.Parameters[i])
 				}
+			}
+			if len(out) > maxFindResults {
+				return nil, findTooBroad(c.store, f, "matches more than %d parameters", maxFindResults)
 			}
 		}
 		return out, nil
@@ -152,16 +159,23 @@ func (c *parameterStoreClient) Find(ctx context.Context, f providers.Find) (map[
 		filters = append(filters, ssmtypes.ParameterStringFilter{Key: aws.String("tag:" + k), Option: aws.String("Equals"), Values: []string{f.Tags[k]}})
 	}
 	var names []string
+	listed := 0
 	pages := ssm.NewDescribeParametersPaginator(c.api, &ssm.DescribeParametersInput{ParameterFilters: filters, MaxResults: aws.Int32(describeParametersMax)})
 	for pages.HasMorePages() {
 		page, err := pages.NextPage(ctx)
 		if err != nil {
 			return nil, c.callError(err, "listing parameters for dataFrom.find")
 		}
+		if listed += len(page.Parameters); listed > maxFindListed {
+			return nil, findTooBroad(c.store, f, "would list more than %d parameters", maxFindListed)
+		}
 		for _, p := range page.Parameters {
 			if _, ok := matches(aws.ToString(p.Name)); ok {
 				names = append(names, aws.ToString(p.Name))
 			}
+		}
+		if len(names) > maxFindResults {
+			return nil, findTooBroad(c.store, f, "matches more than %d parameters", maxFindResults)
 		}
 	}
 	got, err := c.getParameters(ctx, names, "reading the parameters dataFrom.find matched")

@@ -89,17 +89,24 @@ func (c *secretsManagerClient) Find(ctx context.Context, f providers.Find) (map[
 	}
 
 	var ids []string
+	listed := 0
 	pages := secretsmanager.NewListSecretsPaginator(c.api, &secretsmanager.ListSecretsInput{Filters: filters, MaxResults: aws.Int32(listSecretsMax)})
 	for pages.HasMorePages() {
 		page, err := pages.NextPage(ctx)
 		if err != nil {
 			return nil, c.callError(err, "listing secrets for dataFrom.find")
 		}
+		if listed += len(page.SecretList); listed > maxFindListed {
+			return nil, findTooBroad(c.store, f, "would list more than %d secrets", maxFindListed)
+		}
 		for _, s := range page.SecretList {
 			key, ok := strings.CutPrefix(aws.ToString(s.Name), c.prefix)
 			if ok && strings.HasPrefix(key, f.Path) && re.MatchString(key) && hasTags(s.Tags, f.Tags) {
 				ids = append(ids, aws.ToString(s.ARN))
 			}
+		}
+		if len(ids) > maxFindResults {
+			return nil, findTooBroad(c.store, f, "matches more than %d secrets", maxFindResults)
 		}
 	}
 
@@ -268,4 +275,17 @@ func secretPayload(value []byte) (*string, []byte) {
 		return aws.String(string(value)), nil
 	}
 	return nil, value
+}
+
+// maxFindResults and maxFindListed are every provider's bounds of one
+// find; variables so that tests can lower them.
+var (
+	maxFindResults = providers.MaxFindResults
+	maxFindListed  = providers.MaxFindListed
+)
+
+// findTooBroad refuses a find over the bounds every provider keeps
+// (maxFindResults, maxFindListed).
+func findTooBroad(store string, f providers.Find, format string, n int) error {
+	return providers.Errorf(providers.Invalid, "dataFrom.find under %q in %s %s; narrow find.path, find.name or find.tags", f.Path, store, fmt.Sprintf(format, n))
 }

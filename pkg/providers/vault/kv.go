@@ -26,11 +26,9 @@ import (
 )
 
 const (
-	// maxFindKeys bounds what one dataFrom.find may return, and
-	// maxFindListed what it may walk, so a broad find cannot turn one read
-	// into thousands of Vault requests.
-	maxFindKeys   = 500
-	maxFindListed = 5000
+	// One find's bounds are every provider's (providers.MaxFindResults).
+	maxFindKeys   = providers.MaxFindResults
+	maxFindListed = providers.MaxFindListed
 	// parallelReads bounds the requests one find makes at once.
 	parallelReads = 8
 
