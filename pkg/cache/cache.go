@@ -415,7 +415,9 @@ func (c *Cache) settle(key Key, o Outcome, now time.Time) (Entry, error) {
 			c.store.Del(string(key))
 		}
 		return Entry{}, o.Err
-	case providers.Unavailable:
+	case providers.Unavailable, providers.Throttled:
+		// A throttled call was never made: like an outage, it is answered
+		// with the last value when there is one young enough.
 		return c.stale(key, now, o.Err)
 	default:
 		// The provider refused this identity or this request: a value it
@@ -439,6 +441,9 @@ func (c *Cache) stale(key Key, now time.Time, cause error) (Entry, error) {
 	}
 	fetched := time.Unix(0, e.fetched)
 	if age := now.Sub(fetched); age >= c.cfg.MaxStale {
+		if providers.ReasonOf(cause) == providers.Throttled {
+			return Entry{}, cause
+		}
 		return Entry{}, providers.Wrap(providers.Unavailable, cause,
 			"the provider is unavailable, and the last value read from it, %s old, is older than veil-apiserver's --max-stale (%s)",
 			age.Round(time.Second), c.cfg.MaxStale)

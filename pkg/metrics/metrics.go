@@ -24,6 +24,15 @@ var (
 		StabilityLevel: metrics.ALPHA,
 	}, []string{"provider", "operation", "result"})
 
+	// ProviderThrottled counts provider calls that were not made because a
+	// store, or a namespace's share of a ClusterSecretStore, was over its
+	// limits (pkg/throttle).
+	ProviderThrottled = metrics.NewCounterVec(&metrics.CounterOpts{
+		Namespace: "veil", Name: "provider_throttled_total",
+		Help:           "Provider calls refused before they were made, by store kind, whose limit was reached (store, or namespace: a namespace's share of a ClusterSecretStore) and which (rate or in_flight).",
+		StabilityLevel: metrics.ALPHA,
+	}, []string{"store_kind", "limit", "reason"})
+
 	// ProviderCallDuration is the latency of provider API calls.
 	ProviderCallDuration = metrics.NewHistogramVec(&metrics.HistogramOpts{
 		Namespace: "veil", Name: "provider_call_duration_seconds",
@@ -97,7 +106,7 @@ var register sync.Once
 // Register adds Veil's metrics to the registry /metrics serves.
 func Register() {
 	register.Do(func() {
-		legacyregistry.MustRegister(ProviderCalls, ProviderCallDuration,
+		legacyregistry.MustRegister(ProviderCalls, ProviderThrottled, ProviderCallDuration,
 			CacheHits, CacheMisses, CacheEvictions, CacheBytes, CacheSharedFetches, CacheStaleServed, ReadDuration)
 	})
 }

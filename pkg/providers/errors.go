@@ -3,6 +3,7 @@ package providers
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Reason classifies a provider failure; veil-apiserver turns it into the
@@ -25,6 +26,9 @@ const (
 	// delete), or, for a delete, is not Veil's at all. It does not change
 	// by retrying.
 	NotOwner Reason = "NotOwner"
+	// Throttled: the call was not made, because the store, or the calling
+	// namespace's share of it, is over its limits; retry after RetryAfter.
+	Throttled Reason = "Throttled"
 )
 
 // Error is a provider failure. Message says what to fix; like every error in
@@ -34,6 +38,8 @@ type Error struct {
 	Message string
 	// Err is the underlying cause, for logs; it must not carry values.
 	Err error
+	// RetryAfter is when a Throttled call may be tried again.
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string {
@@ -72,5 +78,5 @@ func Within(err error, format string, args ...any) error {
 	if !errors.As(err, &pe) {
 		return err
 	}
-	return &Error{Reason: pe.Reason, Message: fmt.Sprintf(format, args...) + ": " + pe.Message, Err: pe.Err}
+	return &Error{Reason: pe.Reason, Message: fmt.Sprintf(format, args...) + ": " + pe.Message, Err: pe.Err, RetryAfter: pe.RetryAfter}
 }

@@ -87,7 +87,7 @@ func (p *Pusher) Push(ctx context.Context, ps *configv1alpha1.PushSecret, spec e
 			err    error
 		)
 		if !dryRun {
-			client, id, err = p.Clients.For(ctx, s)
+			client, id, err = p.Clients.For(ctx, s, ps.Namespace)
 		}
 		for _, d := range ps.Spec.Data {
 			m := d.Match

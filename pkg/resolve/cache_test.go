@@ -2,6 +2,7 @@ package resolve
 
 import (
 	"context"
+	"errors"
 	"net/url"
 	"strings"
 	"sync"
@@ -11,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apiserver/pkg/warning"
 	"k8s.io/client-go/kubernetes/fake"
@@ -21,6 +23,7 @@ import (
 	"github.com/veil-dev/veil/pkg/cache"
 	"github.com/veil-dev/veil/pkg/credentials"
 	"github.com/veil-dev/veil/pkg/providers"
+	"github.com/veil-dev/veil/pkg/throttle"
 )
 
 // remoteSystem stands in for one provider server that several tenants
@@ -387,5 +390,89 @@ func TestStaleValueIsServedWithAWarning(t *testing.T) {
 	apiErr := APIError(externalsecrets.Resource("externalsecretvalues"), "db", err)
 	if !apierrors.IsServiceUnavailable(apiErr) || !strings.Contains(apiErr.Error(), "is older than veil-apiserver's --max-stale (1h0m0s)") {
 		t.Errorf("beyond --max-stale: %v, want 503 naming --max-stale", apiErr)
+	}
+}
+
+// TestRefreshIntervalZeroAndFloor: refreshInterval 0 reads once and serves
+// that value for as long as the cache keeps it (ESO's meaning), and no
+// refreshInterval reads more often than --min-refresh-interval.
+func TestRefreshIntervalZeroAndFloor(t *testing.T) {
+	remote := newRemoteSystem(map[string]string{"a": "A"}, "t")
+	w := newTenantWorld(t, remote, cache.Config{MaxTTL: 6 * time.Hour}, map[string]string{"app": "t"})
+	w.resolver.MinRefreshInterval = 10 * time.Second
+	store := w.storeIn("app")
+
+	once := externalSecretOf("app", "once", ptrTo(time.Duration(0)), remoteRef("a", "a", ""))
+	w.mustRead(t, once, store)
+	w.clock.Step(5 * time.Hour)
+	w.mustRead(t, once, store)
+	if n := remote.getsBy("t"); n != 1 {
+		t.Fatalf("refreshInterval 0 read the provider %d times in 5h, want once", n)
+	}
+	// Up to --cache-max-ttl, and no longer.
+	w.clock.Step(time.Hour)
+	w.mustRead(t, once, store)
+	if n := remote.getsBy("t"); n != 2 {
+		t.Fatalf("refreshInterval 0 read %d times after --cache-max-ttl, want 2", n)
+	}
+	// A store's defaultRefreshInterval of 0 means the same.
+	store.Spec.DefaultRefreshInterval = &metav1.Duration{}
+	w.clock.Step(time.Hour)
+	w.mustRead(t, externalSecretOf("app", "plain", nil, remoteRef("a", "a", "")), store)
+	if n := remote.getsBy("t"); n != 2 {
+		t.Fatalf("the store's defaultRefreshInterval 0 refreshed (%d reads)", n)
+	}
+
+	// 1ms is raised to the 10s floor.
+	eager := externalSecretOf("app", "eager", ptrTo(time.Millisecond), remoteRef("a", "a", ""))
+	w.mustRead(t, eager, store) // the value is an hour old: read again
+	w.clock.Step(9 * time.Second)
+	w.mustRead(t, eager, store)
+	if n := remote.getsBy("t"); n != 3 {
+		t.Fatalf("a 9s-old value was refetched for a 1ms refreshInterval under a 10s floor (%d reads)", n)
+	}
+	w.clock.Step(time.Second)
+	w.mustRead(t, eager, store)
+	if n := remote.getsBy("t"); n != 4 {
+		t.Fatalf("a 10s-old value was served at the 10s floor (%d reads)", n)
+	}
+}
+
+// TestThrottledReadsServeTheLastValue: a read the limiter refuses is
+// answered with the cached value when it is younger than --max-stale, with
+// a warning, and otherwise fails as Throttled with a retry delay; the
+// provider is not called either way.
+func TestThrottledReadsServeTheLastValue(t *testing.T) {
+	remote := newRemoteSystem(map[string]string{"a": "A"}, "t")
+	w := newTenantWorld(t, remote, cache.Config{MaxStale: time.Hour}, map[string]string{"app": "t"})
+	w.resolver.Clients.Limiter = throttle.New(throttle.Limits{QPS: 1e-9, Burst: 1, NamespaceShare: 1}, w.clock)
+	store := w.storeIn("app")
+	es := externalSecretOf("app", "es", ptrTo(time.Minute), remoteRef("a", "a", ""))
+	w.mustRead(t, es, store)
+
+	w.clock.Step(10 * time.Minute)
+	var warned warnings
+	ctx := warning.WithWarningRecorder(context.Background(), &warned)
+	v, err := w.read(ctx, es, store)
+	if err != nil {
+		t.Fatalf("a throttled read with a 10m-old value and --max-stale 1h: %v", err)
+	}
+	if string(v.Data["a"]) != "A" || len(warned.list) != 1 || !strings.Contains(warned.list[0], "could not be read") {
+		t.Errorf("served %q with warnings %q", v.Data["a"], warned.list)
+	}
+
+	w.clock.Step(time.Hour)
+	_, err = w.read(context.Background(), es, store)
+	var pe *providers.Error
+	if !errors.As(err, &pe) || pe.Reason != providers.Throttled || pe.RetryAfter < time.Second {
+		t.Fatalf("a throttled read with a value older than --max-stale: %v, want Throttled with a delay", err)
+	}
+	if se := APIError(schema.GroupResource{Resource: "externalsecretvalues"}, "es", err); !apierrors.IsTooManyRequests(se) {
+		t.Errorf("as an API error: %v, want 429", se)
+	} else if s, ok := apierrors.SuggestsClientDelay(se); !ok || s < 1 {
+		t.Errorf("the 429 suggests no delay")
+	}
+	if n := remote.getsBy("t"); n != 1 {
+		t.Errorf("the provider saw %d reads, want 1: throttled reads must not reach it", n)
 	}
 }

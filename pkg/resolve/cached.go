@@ -3,6 +3,7 @@ package resolve
 import (
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"time"
@@ -53,16 +54,29 @@ func findKey(id StoreIdentity, f providers.Find) cache.Key {
 
 // refreshInterval is how old a value read for es may be: its own
 // refreshInterval, else its store's defaultRefreshInterval, else
-// --default-refresh-interval. Zero asks for a value read now.
+// --default-refresh-interval, and never less than --min-refresh-interval.
+//
+// Zero means what it means in External Secrets Operator: read once, not
+// refreshed. The value is then served from the cache for as long as the
+// cache keeps it (--cache-max-ttl), and read again only after that, or when
+// the ExternalSecret comes to name other remote keys.
 func (r *Resolver) refreshInterval(es *configv1alpha1.ExternalSecret, store *UsableStore) time.Duration {
+	d := r.DefaultRefreshInterval
 	switch {
 	case es.Spec.RefreshInterval != nil:
-		return es.Spec.RefreshInterval.Duration
+		d = es.Spec.RefreshInterval.Duration
 	case store.Spec.DefaultRefreshInterval != nil:
-		return store.Spec.DefaultRefreshInterval.Duration
+		d = store.Spec.DefaultRefreshInterval.Duration
 	}
-	return r.DefaultRefreshInterval
+	if d <= 0 {
+		return NoRefresh
+	}
+	return max(d, r.MinRefreshInterval)
 }
+
+// NoRefresh is the refresh interval of an ExternalSecret that asks not to be
+// refreshed: longer than any cache keeps a value.
+const NoRefresh = time.Duration(math.MaxInt64)
 
 // source reads the remote values of one ExternalSecret through its store's
 // client and the cache, and remembers the oldest value it served.
@@ -80,14 +94,15 @@ type source struct {
 }
 
 // served notes an entry that is part of the answer: the answer is as old as
-// its oldest value, and a value served in place of an unavailable provider
+// its oldest value, and a value served in place of an unavailable (or
+// throttled) provider
 // is announced to the client as a warning.
 func (s *source) served(ctx context.Context, e cache.Entry, what string) {
 	if s.oldest.IsZero() || e.Fetched.Before(s.oldest) {
 		s.oldest = e.Fetched
 	}
 	if e.Stale != nil {
-		warning.AddWarning(ctx, "", fmt.Sprintf("ExternalSecret %s/%s: %s is served as read %s ago, older than its refresh interval, because the provider is unavailable: %v",
+		warning.AddWarning(ctx, "", fmt.Sprintf("ExternalSecret %s/%s: %s is served as read %s ago, older than its refresh interval, because the provider could not be read: %v",
 			s.es.Namespace, s.es.Name, what, s.clock.Since(e.Fetched).Round(time.Second), e.Stale))
 	}
 }

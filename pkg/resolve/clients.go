@@ -12,6 +12,7 @@ import (
 	"github.com/veil-dev/veil/pkg/allowlist"
 	"github.com/veil-dev/veil/pkg/credentials"
 	"github.com/veil-dev/veil/pkg/providers"
+	"github.com/veil-dev/veil/pkg/throttle"
 )
 
 // StoreIdentity is everything that decides what a store's client can read:
@@ -39,6 +40,9 @@ type Clients struct {
 	// store's client is checked against it, with the trust of the store's
 	// kind. Without a list, the address rules alone apply.
 	Endpoints *allowlist.List
+	// Limiter admits every call a client returned by For makes, on behalf
+	// of the namespace For names; nil admits all.
+	Limiter *throttle.Limiter
 	// closeDelay lets requests that still hold a replaced client finish.
 	closeDelay time.Duration
 
@@ -60,9 +64,19 @@ func NewClients(creds *credentials.Reader, env providers.Env) *Clients {
 	return &Clients{creds: creds, env: env, closeDelay: time.Minute, entries: map[storeName]*clientEntry{}}
 }
 
-// For returns the client of a store, building it when the store is new, its
-// spec changed, or the credentials it was built with changed.
-func (c *Clients) For(ctx context.Context, store *UsableStore) (providers.Client, StoreIdentity, error) {
+// For returns the client of a store for calls on behalf of namespace,
+// building it when the store is new, its spec changed, or the credentials it
+// was built with changed. Every call of the client is admitted by Limiter.
+func (c *Clients) For(ctx context.Context, store *UsableStore, namespace string) (providers.Client, StoreIdentity, error) {
+	client, id, err := c.shared(ctx, store)
+	if err != nil {
+		return nil, id, err
+	}
+	return c.Limiter.Client(client, throttle.Store{Kind: id.Kind, Namespace: id.Namespace, Name: id.Name}, namespace), id, nil
+}
+
+// shared returns the one client of a store.
+func (c *Clients) shared(ctx context.Context, store *UsableStore) (providers.Client, StoreIdentity, error) {
 	key := storeName{string(store.Kind), store.Namespace, store.Name}
 	c.mu.Lock()
 	e := c.entries[key]
@@ -140,6 +154,7 @@ func (c *Clients) Forget(kind, namespace, name string) {
 	old := c.entries[key]
 	delete(c.entries, key)
 	c.mu.Unlock()
+	c.Limiter.Forget(throttle.Store{Kind: kind, Namespace: namespace, Name: name})
 	if old != nil {
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -76,12 +76,12 @@ func TestOneClientPerStoreIdentity(t *testing.T) {
 	p := &countingProvider{}
 	c, kube := newClients(t)
 
-	first, id1, err := c.For(ctx, usable(p, 1))
+	first, id1, err := c.For(ctx, usable(p, 1), "app")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for range 10 {
-		again, id, err := c.For(ctx, usable(p, 1))
+		again, id, err := c.For(ctx, usable(p, 1), "app")
 		if err != nil || again != first || id != id1 {
 			t.Fatalf("read of an unchanged store got another client or identity: %v", err)
 		}
@@ -91,7 +91,7 @@ func TestOneClientPerStoreIdentity(t *testing.T) {
 	}
 
 	// A new generation of the spec: a new client, the old one closed.
-	second, id2, err := c.For(ctx, usable(p, 2))
+	second, id2, err := c.For(ctx, usable(p, 2), "app")
 	if err != nil || second == first || id2 == id1 {
 		t.Fatalf("after a spec change: same client or identity (%v)", err)
 	}
@@ -101,7 +101,7 @@ func TestOneClientPerStoreIdentity(t *testing.T) {
 	if _, err := kube.CoreV1().Secrets("app").Update(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "creds"}, Data: map[string][]byte{"token": []byte("two")}}, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	third, id3, err := c.For(ctx, usable(p, 2))
+	third, id3, err := c.For(ctx, usable(p, 2), "app")
 	if err != nil || third == second || id3.Fingerprint == id2.Fingerprint || id3.Generation != id2.Generation {
 		t.Fatalf("after credential rotation: %+v vs %+v (%v)", id3, id2, err)
 	}
@@ -123,7 +123,7 @@ func TestConcurrentFirstReadsBuildOnce(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cl, _, err := c.For(context.Background(), usable(p, 1))
+			cl, _, err := c.For(context.Background(), usable(p, 1), "app")
 			if err != nil {
 				t.Error(err)
 			}
@@ -148,13 +148,13 @@ func TestAFailedBuildIsNotCached(t *testing.T) {
 	p := &countingProvider{}
 	kube := fake.NewClientset()
 	c := NewClients(credentials.NewReader(kube, 0), providers.Env{})
-	if _, _, err := c.For(ctx, usable(p, 1)); providers.ReasonOf(err) != providers.Invalid {
+	if _, _, err := c.For(ctx, usable(p, 1), "app"); providers.ReasonOf(err) != providers.Invalid {
 		t.Fatalf("missing credential: %v, want Invalid", err)
 	}
 	if _, err := kube.CoreV1().Secrets("app").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "creds"}, Data: map[string][]byte{"token": []byte("x")}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := c.For(ctx, usable(p, 1)); err != nil {
+	if _, _, err := c.For(ctx, usable(p, 1), "app"); err != nil {
 		t.Errorf("once the credential exists: %v", err)
 	}
 }
@@ -163,12 +163,12 @@ func TestAWriteMakesANewIdentity(t *testing.T) {
 	ctx := context.Background()
 	p := &countingProvider{}
 	c, _ := newClients(t)
-	client, before, err := c.For(ctx, usable(p, 1))
+	client, before, err := c.For(ctx, usable(p, 1), "app")
 	if err != nil {
 		t.Fatal(err)
 	}
 	c.Written(before)
-	again, after, err := c.For(ctx, usable(p, 1))
+	again, after, err := c.For(ctx, usable(p, 1), "app")
 	if err != nil || again != client || after == before || after.Writes != before.Writes+1 {
 		t.Fatalf("after a write: same client %v, identity %+v -> %+v (%v)", again == client, before, after, err)
 	}

@@ -3,6 +3,7 @@ package resolve
 import (
 	"errors"
 	"net/http"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -14,7 +15,7 @@ import (
 
 // APIError turns an error of resolution into the Kubernetes API error of the
 // object being served (resource gr, name): NotFound 404, Forbidden 403,
-// Invalid 422, Conflict 409, Unavailable 503. The message is the provider
+// Invalid 422, Conflict 409, Throttled 429 with Retry-After, Unavailable 503. The message is the provider
 // error's, which says what to fix and carries no value; anything that is not
 // a provider error is logged and answered as a bare 500.
 func APIError(gr schema.GroupResource, name string, err error) error {
@@ -42,6 +43,9 @@ func APIError(gr schema.GroupResource, name string, err error) error {
 		}}
 	case providers.Conflict:
 		return apierrors.NewConflict(gr, name, errors.New(msg))
+	case providers.Throttled:
+		// The generic apiserver sends RetryAfterSeconds as Retry-After.
+		return apierrors.NewTooManyRequests(msg, int(max(pe.RetryAfter, time.Second)/time.Second))
 	default:
 		return apierrors.NewServiceUnavailable(msg)
 	}

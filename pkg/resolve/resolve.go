@@ -29,6 +29,9 @@ type Resolver struct {
 	// DefaultRefreshInterval is --default-refresh-interval: how old a value
 	// may be when neither the ExternalSecret nor its store says.
 	DefaultRefreshInterval time.Duration
+	// MinRefreshInterval is --min-refresh-interval: no value is read again
+	// sooner than this, whatever an ExternalSecret or store asks.
+	MinRefreshInterval time.Duration
 }
 
 // maxParallelReads bounds the provider reads one ExternalSecret makes at once.
@@ -41,7 +44,7 @@ func (r *Resolver) Resolve(ctx context.Context, es *configv1alpha1.ExternalSecre
 	if err != nil {
 		var pe *providers.Error
 		if errors.As(err, &pe) {
-			return nil, &providers.Error{Reason: pe.Reason, Message: fmt.Sprintf("ExternalSecret %s/%s: %s", es.Namespace, es.Name, pe.Message), Err: pe.Err}
+			return nil, &providers.Error{Reason: pe.Reason, Message: fmt.Sprintf("ExternalSecret %s/%s: %s", es.Namespace, es.Name, pe.Message), Err: pe.Err, RetryAfter: pe.RetryAfter}
 		}
 		return nil, err
 	}
@@ -61,7 +64,7 @@ func (r *Resolver) resolve(ctx context.Context, es *configv1alpha1.ExternalSecre
 
 // read reads the values of es through store, which es may use.
 func (r *Resolver) read(ctx context.Context, es *configv1alpha1.ExternalSecret, store *UsableStore) (*externalsecrets.ExternalSecretValue, error) {
-	client, id, err := r.Clients.For(ctx, store)
+	client, id, err := r.Clients.For(ctx, store, es.Namespace)
 	if err != nil {
 		return nil, err
 	}

@@ -26,6 +26,9 @@ var veilArgs = []string{
 	// moto serves plain HTTP; tests of the plaintext refusal restart
 	// veil-apiserver without this flag.
 	"--allow-plaintext-providers",
+	// Tests that need every read to reach the provider set refreshInterval
+	// to 1ns; the default floor (10s) would serve them cached values.
+	"--min-refresh-interval=0",
 }
 
 func TestMain(m *testing.M) {

@@ -100,11 +100,12 @@ func vaultTokenStore(t *testing.T, v *harness.Vault, ns, name string, edit func(
 }
 
 // vaultExternalSecret creates an ExternalSecret that asks for values read
-// now (refreshInterval 0), so every read goes to Vault.
+// now (refreshInterval 1ns, with the suite's --min-refresh-interval=0), so
+// every read goes to Vault. (refreshInterval 0 means "read once".)
 func vaultExternalSecret(t *testing.T, ns, name, store string, spec configv1alpha1.ExternalSecretSpec) {
 	t.Helper()
 	spec.SecretStoreRef = storeRef(store)
-	spec.RefreshInterval = &metav1.Duration{}
+	spec.RefreshInterval = &metav1.Duration{Duration: time.Nanosecond}
 	es := &configv1alpha1.ExternalSecret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Spec: spec}
 	if _, err := cluster.VeilClient.ConfigV1alpha1().ExternalSecrets(ns).Create(ctxFor(t), es, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -646,7 +647,7 @@ func TestVaultOneLoginForManyReads(t *testing.T) {
 		t.Errorf("veil-apiserver logged in %v more times for 100 reads, want 0", n)
 	}
 	if n := vaultCalls(t, "kv-get") - gets; n != 100 {
-		t.Errorf("%v Vault reads for 100 reads at refreshInterval 0, want 100", n)
+		t.Errorf("%v Vault reads for 100 reads at refreshInterval 1ns, want 100", n)
 	}
 	if n := vaultLogins(t, v, "approle"); n != 1 {
 		t.Errorf("Vault's audit log shows %d logins, want 1", n)

@@ -62,6 +62,13 @@ func parseMetrics(body []byte) (*Metrics, error) {
 	return &Metrics{Raw: string(body), families: families}, nil
 }
 
+// Has says whether the scrape has the metric name at all: a counter that
+// has never been incremented, or a metric that was renamed, has none.
+func (m *Metrics) Has(name string) bool {
+	_, ok := m.families[name]
+	return ok
+}
+
 // Sum adds up the samples of a counter or gauge (or the counts of a
 // histogram) whose labels include every given label.
 func (m *Metrics) Sum(name string, labels map[string]string) float64 {

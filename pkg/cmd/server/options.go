@@ -42,6 +42,7 @@ import (
 	"github.com/veil-dev/veil/pkg/push"
 	"github.com/veil-dev/veil/pkg/resolve"
 	"github.com/veil-dev/veil/pkg/storestatus"
+	"github.com/veil-dev/veil/pkg/throttle"
 
 	// Providers built into veil-apiserver.
 	_ "github.com/veil-dev/veil/pkg/providers/aws"
@@ -76,6 +77,11 @@ type Options struct {
 	DefaultRefreshInterval time.Duration
 	NegativeCacheTTL       time.Duration
 	MaxStale               time.Duration
+	MinRefreshInterval     time.Duration
+
+	// ProviderLimits bound the calls to each store's provider; see
+	// pkg/throttle.
+	ProviderLimits throttle.Limits
 }
 
 // NewOptions returns the defaults.
@@ -94,6 +100,10 @@ func NewOptions() *Options {
 		CacheKeyRotation:       24 * time.Hour,
 		DefaultRefreshInterval: time.Hour,
 		NegativeCacheTTL:       10 * time.Second,
+		MinRefreshInterval:     10 * time.Second,
+		// Well above what one namespace's reads need once the cache is
+		// warm, well below what makes a provider throttle everyone.
+		ProviderLimits: throttle.Limits{QPS: 100, Burst: 200, MaxInFlight: 32, NamespaceShare: 0.5},
 	}
 	o.SecureServing.BindPort = 8443
 	// kube-apiserver multiplexes many users' requests over few HTTP/2
@@ -159,6 +169,17 @@ func NewCommand(ctx context.Context) *cobra.Command {
 		"How often the in-memory key that seals cached values is replaced; values sealed under the previous key are read again from their providers.")
 	fs.DurationVar(&o.DefaultRefreshInterval, "default-refresh-interval", o.DefaultRefreshInterval,
 		"How old a value served for an ExternalSecret may be when neither its spec.refreshInterval nor its store's spec.defaultRefreshInterval is set.")
+	fs.DurationVar(&o.MinRefreshInterval, "min-refresh-interval", o.MinRefreshInterval,
+		"The shortest refresh interval in effect: a value is never read from its provider again sooner than this, whatever an ExternalSecret or store asks. "+
+			"A refreshInterval of 0 means, as in External Secrets Operator, read once and not refreshed (served from the cache up to --cache-max-ttl).")
+	fs.Float64Var(&o.ProviderLimits.QPS, "provider-qps", o.ProviderLimits.QPS,
+		"Provider calls per second allowed through each store, for all its users together; 0 turns the limit off. A call over it is not made: the read is answered with a cached value younger than --max-stale, or 429 with Retry-After.")
+	fs.IntVar(&o.ProviderLimits.Burst, "provider-burst", o.ProviderLimits.Burst,
+		"Provider calls allowed through each store in a burst above --provider-qps.")
+	fs.IntVar(&o.ProviderLimits.MaxInFlight, "provider-max-in-flight", o.ProviderLimits.MaxInFlight,
+		"Provider calls allowed at a time through each store; 0 turns the limit off.")
+	fs.Float64Var(&o.ProviderLimits.NamespaceShare, "provider-namespace-share", o.ProviderLimits.NamespaceShare,
+		"The fraction (more than 0, at most 1) of each of a ClusterSecretStore's provider limits one namespace may use, so that no namespace can take a shared store from the others.")
 	fs.DurationVar(&o.NegativeCacheTTL, "negative-cache-ttl", o.NegativeCacheTTL,
 		"How long a remote key that does not exist is remembered as missing before the provider is asked again; 0 always asks.")
 	fs.DurationVar(&o.MaxStale, "max-stale", o.MaxStale,
@@ -195,10 +216,13 @@ func (o *Options) Validate() error {
 	for _, d := range []struct {
 		flag string
 		v    time.Duration
-	}{{"default-refresh-interval", o.DefaultRefreshInterval}, {"negative-cache-ttl", o.NegativeCacheTTL}, {"max-stale", o.MaxStale}} {
+	}{{"default-refresh-interval", o.DefaultRefreshInterval}, {"negative-cache-ttl", o.NegativeCacheTTL}, {"max-stale", o.MaxStale}, {"min-refresh-interval", o.MinRefreshInterval}} {
 		if d.v < 0 {
 			errs = append(errs, fmt.Errorf("--%s must not be negative", d.flag))
 		}
+	}
+	if err := o.ProviderLimits.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return utilerrors.NewAggregate(errs)
 }
@@ -276,6 +300,7 @@ func (o *Options) Config() (*apiserver.Config, error) {
 		AllowPlaintext: o.AllowPlaintextProviders,
 	})
 	clients.Endpoints = endpoints
+	clients.Limiter = throttle.New(o.ProviderLimits, nil)
 	// A deleted store's client is closed at once, which revokes what it holds.
 	forget := func(kind configv1alpha1.StoreKind) cache.ResourceEventHandler {
 		return cache.ResourceEventHandlerFuncs{DeleteFunc: func(obj any) {
@@ -327,6 +352,7 @@ func (o *Options) Config() (*apiserver.Config, error) {
 		Clock:                  clock.RealClock{},
 		Cache:                  values,
 		DefaultRefreshInterval: o.DefaultRefreshInterval,
+		MinRefreshInterval:     o.MinRefreshInterval,
 	}
 	if !endpoints.Empty() {
 		klog.InfoS("Provider endpoints are restricted", "allowed", endpoints.String())
