@@ -2,6 +2,7 @@ package syncer
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -14,15 +15,17 @@ import (
 // priorityQueue orders the items of a workqueue: keys marked urgent (new or
 // changed ExternalSecrets) are handed out before any other (periodic
 // refreshes and retries), so a new ExternalSecret never waits behind a
-// backlog of refreshes. The workqueue around it keeps its guarantees: a key
-// is queued once, and never processed by two workers at a time.
+// backlog of refreshes. Within each priority the namespaces take turns, so
+// one namespace's 10,000 ExternalSecrets do not delay another's first sync
+// by more than one turn. The workqueue around it keeps its guarantees: a
+// key is queued once, and never processed by two workers at a time.
 type priorityQueue struct {
 	// mu guards marked only: the workqueue calls Push, Touch, Pop and Len
 	// under its own lock, while Urgent is called from event handlers.
 	mu     sync.Mutex
 	marked map[string]bool
 
-	urgent, refresh []string
+	urgent, refresh fairList
 	// queued says which list a key is in.
 	queued map[string]bool
 
@@ -32,7 +35,8 @@ type priorityQueue struct {
 var _ workqueue.Queue[string] = &priorityQueue{}
 
 func newPriorityQueue(onDepth func(urgent, refresh int)) *priorityQueue {
-	return &priorityQueue{marked: map[string]bool{}, queued: map[string]bool{}, onDepth: onDepth}
+	return &priorityQueue{marked: map[string]bool{}, queued: map[string]bool{}, onDepth: onDepth,
+		urgent: newFairList(), refresh: newFairList()}
 }
 
 // mark makes the next Push or Touch of key urgent. Call it before adding key
@@ -52,9 +56,9 @@ func (q *priorityQueue) isMarked(key string) bool {
 func (q *priorityQueue) Push(key string) {
 	urgent := q.isMarked(key)
 	if urgent {
-		q.urgent = append(q.urgent, key)
+		q.urgent.push(key)
 	} else {
-		q.refresh = append(q.refresh, key)
+		q.refresh.push(key)
 	}
 	q.queued[key] = urgent
 	q.report()
@@ -66,27 +70,20 @@ func (q *priorityQueue) Touch(key string) {
 	if urgent, ok := q.queued[key]; !ok || urgent || !q.isMarked(key) {
 		return
 	}
-	for i, k := range q.refresh {
-		if k == key {
-			q.refresh = append(q.refresh[:i], q.refresh[i+1:]...)
-			break
-		}
-	}
-	q.urgent = append(q.urgent, key)
+	q.refresh.remove(key)
+	q.urgent.push(key)
 	q.queued[key] = true
 	q.report()
 }
 
-func (q *priorityQueue) Len() int { return len(q.urgent) + len(q.refresh) }
+func (q *priorityQueue) Len() int { return q.urgent.len + q.refresh.len }
 
 func (q *priorityQueue) Pop() string {
 	var key string
-	if len(q.urgent) > 0 {
-		key, q.urgent[0] = q.urgent[0], ""
-		q.urgent = q.urgent[1:]
+	if q.urgent.len > 0 {
+		key = q.urgent.pop()
 	} else {
-		key, q.refresh[0] = q.refresh[0], ""
-		q.refresh = q.refresh[1:]
+		key = q.refresh.pop()
 	}
 	delete(q.queued, key)
 	q.mu.Lock()
@@ -98,7 +95,78 @@ func (q *priorityQueue) Pop() string {
 
 func (q *priorityQueue) report() {
 	if q.onDepth != nil {
-		q.onDepth(len(q.urgent), len(q.refresh))
+		q.onDepth(q.urgent.len, q.refresh.len)
+	}
+}
+
+// fairList is a FIFO list per namespace, served in turns: each pop takes
+// the oldest key of the next namespace that has one.
+type fairList struct {
+	keys map[string][]string // by namespace
+	// turns are the namespaces with keys, in the order they are served;
+	// next is the one whose turn it is.
+	turns []string
+	next  int
+	len   int
+}
+
+func newFairList() fairList { return fairList{keys: map[string][]string{}} }
+
+func namespaceOf(key string) string {
+	ns, _, _ := cache.SplitMetaNamespaceKey(key)
+	return ns
+}
+
+func (l *fairList) push(key string) {
+	ns := namespaceOf(key)
+	if len(l.keys[ns]) == 0 {
+		// A namespace joining takes its turn last in the round.
+		l.turns = append(l.turns, "")
+		copy(l.turns[l.next+1:], l.turns[l.next:])
+		l.turns[l.next] = ns
+		l.next++
+	}
+	l.keys[ns] = append(l.keys[ns], key)
+	l.len++
+}
+
+func (l *fairList) pop() string {
+	if l.next >= len(l.turns) {
+		l.next = 0
+	}
+	ns := l.turns[l.next]
+	keys := l.keys[ns]
+	key := keys[0]
+	keys[0] = ""
+	if keys = keys[1:]; len(keys) == 0 {
+		delete(l.keys, ns)
+		l.turns = append(l.turns[:l.next], l.turns[l.next+1:]...)
+	} else {
+		l.keys[ns] = keys
+		l.next++
+	}
+	l.len--
+	return key
+}
+
+func (l *fairList) remove(key string) {
+	ns := namespaceOf(key)
+	keys := l.keys[ns]
+	i := slices.Index(keys, key)
+	if i < 0 {
+		return
+	}
+	keys = append(keys[:i], keys[i+1:]...)
+	l.len--
+	if len(keys) > 0 {
+		l.keys[ns] = keys
+		return
+	}
+	delete(l.keys, ns)
+	t := slices.Index(l.turns, ns)
+	l.turns = append(l.turns[:t], l.turns[t+1:]...)
+	if t < l.next {
+		l.next--
 	}
 }
 

@@ -1,6 +1,8 @@
 package syncer
 
 import (
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 )
@@ -70,6 +72,46 @@ func TestUrgentMarkIsClearedOnceServed(t *testing.T) {
 	q.Add("a")
 	if got := get(t, q); got != "r" {
 		t.Errorf("got %s, want r: a refresh of a must not jump the queue", got)
+	}
+}
+
+// TestNamespacesTakeTurns: a namespace with a backlog of 10,000 keys delays
+// another namespace's first key by one turn, not by its backlog; within a
+// namespace keys keep their order; a key moved from refresh to urgent
+// leaves its namespace's turn behind when it was its last.
+func TestNamespacesTakeTurns(t *testing.T) {
+	q := newWorkQueue("test", nil)
+	defer q.ShutDown()
+	for i := range 10000 {
+		q.AddUrgent(fmt.Sprintf("big/es-%05d", i))
+	}
+	q.AddUrgent("small/a")
+	q.AddUrgent("small/b")
+	q.AddUrgent("other/x")
+	var got []string
+	for range 7 {
+		got = append(got, get(t, q))
+	}
+	want := []string{"big/es-00000", "small/a", "other/x", "big/es-00001", "small/b", "big/es-00002", "big/es-00003"}
+	if !slices.Equal(got, want) {
+		t.Errorf("served %v, want %v", got, want)
+	}
+	for q.Len() > 0 {
+		get(t, q)
+	}
+
+	// Refreshes take turns too, after every urgent key.
+	q.Add("a/r1")
+	q.Add("a/r2")
+	q.Add("b/r1")
+	q.AddUrgent("c/new")
+	q.AddUrgent("b/r1") // b's only refresh becomes urgent
+	got = nil
+	for q.Len() > 0 {
+		got = append(got, get(t, q))
+	}
+	if want := []string{"c/new", "b/r1", "a/r1", "a/r2"}; !slices.Equal(got, want) {
+		t.Errorf("served %v, want %v", got, want)
 	}
 }
 
