@@ -607,13 +607,13 @@ func TestSourceWatches(t *testing.T) {
 	s := newSourceWatches(ctx, client, func(src types.NamespacedName, rv string) { changes <- change{src, rv} })
 
 	a := types.NamespacedName{Namespace: "a", Name: "src"}
-	s.use("a/one", a)
-	s.use("a/two", a)
+	s.use("a/one", a, "")
+	s.use("a/two", a, "")
 	if got := <-changes; got != (change{a, "1"}) {
 		t.Errorf("listed %+v", got)
 	}
 	b := types.NamespacedName{Namespace: "b", Name: "src"}
-	s.use("a/two", b)
+	s.use("a/two", b, "")
 	if got := <-changes; got != (change{b, "3"}) {
 		t.Errorf("listed %+v", got)
 	}
@@ -637,6 +637,27 @@ func TestSourceWatches(t *testing.T) {
 		t.Errorf("unexpected change %+v: only the named Secrets are reported", got)
 	default:
 	}
+	// A watch kube-apiserver refuses is stopped, not retried for ever,
+	// and its users are told, so that their syncs report it.
+	client.PrependReactor("list", "secrets", func(action clienttesting.Action) (bool, runtime.Object, error) {
+		if action.GetNamespace() == "c" {
+			return true, nil, apierrors.NewForbidden(secretsResource.GroupResource(), "src", errors.New("no grant"))
+		}
+		return false, nil, nil
+	})
+	c := types.NamespacedName{Namespace: "c", Name: "src"}
+	s.use("c/one", c, "")
+	if got := <-changes; got != (change{c, ""}) {
+		t.Errorf("refused watch reported %+v", got)
+	}
+	s.mu.Lock()
+	_, watching := s.watches[c]
+	_, user := s.users["c/one"]
+	s.mu.Unlock()
+	if watching || user {
+		t.Errorf("a refused watch is kept (watch %v, user %v)", watching, user)
+	}
+
 	for _, action := range client.Actions() {
 		if l, ok := action.(clienttesting.ListActionImpl); ok && l.ListOptions.FieldSelector != "metadata.name=src" {
 			t.Errorf("a list without the name's field selector: %+v", l.ListOptions)

@@ -86,7 +86,6 @@ func newPushController(ctx context.Context, informer configinformers.PushSecretI
 	_, err := informer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: func(obj any) {
 			if ps, ok := obj.(*configv1alpha1.PushSecret); ok {
-				c.sources.use(pushKeyOf(ps), sourceOf(ps))
 				c.schedule(ps)
 			}
 		},
@@ -96,7 +95,6 @@ func newPushController(ctx context.Context, informer configinformers.PushSecretI
 			if !ok1 || !ok2 {
 				return
 			}
-			c.sources.use(pushKeyOf(ps), sourceOf(ps))
 			// Our status and finalizer writes change neither.
 			if old.Generation != ps.Generation || (old.DeletionTimestamp == nil) != (ps.DeletionTimestamp == nil) {
 				c.queue.AddUrgent(pushKeyOf(ps))

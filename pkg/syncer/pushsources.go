@@ -19,8 +19,15 @@ import (
 // let alone the cluster. A watch of one Secret is a list and watch with the
 // field selector metadata.name=<name>, which kube-apiserver authorises like
 // a request for that name, so a Role that grants the Secret by name
-// (resourceNames) is enough. A watch starts when the first PushSecret names
-// its Secret and stops when the last one stops naming it.
+// (resourceNames) is enough.
+//
+// A watch starts only where the syncer may act: once a sync of a PushSecret
+// has been allowed to get its Secret (or to learn that it does not exist
+// yet). A PushSecret whose namespace has not granted the Secret gets no
+// watch, and a watch that kube-apiserver starts refusing (the grant was
+// taken back) is stopped rather than retried for ever: its PushSecrets are
+// synced, say so in their status, and retry with backoff. A watch stops
+// when the last PushSecret stops naming its Secret.
 //
 // The watches are metadata-only and keep only name, UID and resourceVersion:
 // they exist to notice changes. Values are read with a get when a PushSecret
@@ -29,7 +36,8 @@ type sourceWatches struct {
 	ctx  context.Context
 	meta metadata.Interface
 	// changed is called with the Secret's resourceVersion when it is
-	// listed, created or changed, and with "" when it is deleted.
+	// listed, created or changed, and with "" when it is deleted or its
+	// watch is refused.
 	changed func(src types.NamespacedName, resourceVersion string)
 
 	mu      sync.Mutex
@@ -43,6 +51,24 @@ type sourceWatch struct {
 	stop  context.CancelFunc
 }
 
+// refused stops the watch of src, which kube-apiserver refuses, and
+// forgets its users, so that each starts it again only after a sync that
+// was allowed to read the Secret.
+func (s *sourceWatches) refused(src types.NamespacedName, w *sourceWatch) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.watches[src] != w {
+		return
+	}
+	w.stop()
+	delete(s.watches, src)
+	for user, u := range s.users {
+		if u == src {
+			delete(s.users, user)
+		}
+	}
+}
+
 // newSourceWatches returns watches that run until ctx is done.
 func newSourceWatches(ctx context.Context, meta metadata.Interface, changed func(types.NamespacedName, string)) *sourceWatches {
 	return &sourceWatches{
@@ -54,9 +80,13 @@ func newSourceWatches(ctx context.Context, meta metadata.Interface, changed func
 	}
 }
 
-// use records that the PushSecret user names src, starting a watch of src
-// if none runs, and releasing the Secret it named before.
-func (s *sourceWatches) use(user string, src types.NamespacedName) {
+// use records that the PushSecret user names src, which the syncer was just
+// allowed to read at resourceVersion ("" when it does not exist), starting
+// a watch of src if none runs, and releasing the Secret it named before.
+func (s *sourceWatches) use(user string, src types.NamespacedName, resourceVersion string) {
+	if s == nil { // a controller that watches nothing (unit tests)
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if old, ok := s.users[user]; ok {
@@ -68,7 +98,7 @@ func (s *sourceWatches) use(user string, src types.NamespacedName) {
 	s.users[user] = src
 	w := s.watches[src]
 	if w == nil {
-		w = s.start(src)
+		w = s.start(src, resourceVersion)
 		s.watches[src] = w
 	}
 	w.users++
@@ -76,6 +106,9 @@ func (s *sourceWatches) use(user string, src types.NamespacedName) {
 
 // release records that the PushSecret user is gone.
 func (s *sourceWatches) release(user string) {
+	if s == nil {
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if src, ok := s.users[user]; ok {
@@ -95,7 +128,7 @@ func (s *sourceWatches) releaseLocked(src types.NamespacedName) {
 	}
 }
 
-func (s *sourceWatches) start(src types.NamespacedName) *sourceWatch {
+func (s *sourceWatches) start(src types.NamespacedName, known string) *sourceWatch {
 	logger := klog.FromContext(s.ctx).WithValues("secret", src)
 	byName := fields.OneTermEqualSelector("metadata.name", src.Name).String()
 	inf := metadatainformer.NewFilteredMetadataInformer(s.meta, secretsResource, src.Namespace, 0, cache.Indexers{},
@@ -111,12 +144,17 @@ func (s *sourceWatches) start(src types.NamespacedName) *sourceWatch {
 			Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion,
 		}}, nil
 	})
+	ctx, stop := context.WithCancel(s.ctx)
+	w := &sourceWatch{stop: stop}
 	_ = inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, r *cache.Reflector, err error) {
 		if apierrors.IsForbidden(err) {
-			// The namespace has not granted the syncer its Secret: the
-			// PushSecret's status says so and how to grant it. The
-			// reflector keeps trying, with backoff, so a grant is noticed.
-			logger.V(2).Info("Not permitted to watch a source Secret", "err", err)
+			// The namespace took back the syncer's grant of its Secret.
+			// Stop here; the PushSecrets' next syncs report it in their
+			// status and retry with backoff, and the first allowed one
+			// starts the watch again.
+			logger.V(2).Info("Not permitted to watch a source Secret; stopping its watch", "err", err)
+			s.refused(src, w)
+			s.changed(src, "")
 			return
 		}
 		cache.DefaultWatchErrorHandler(ctx, r, err)
@@ -134,6 +172,9 @@ func (s *sourceWatches) start(src types.NamespacedName) *sourceWatch {
 		rv := m.ResourceVersion
 		if deleted {
 			rv = ""
+		} else if rv == known {
+			// The version the sync that started the watch just read.
+			return
 		}
 		s.changed(src, rv)
 	}
@@ -148,8 +189,7 @@ func (s *sourceWatches) start(src types.NamespacedName) *sourceWatch {
 		},
 		DeleteFunc: func(obj any) { notify(obj, true) },
 	})
-	ctx, stop := context.WithCancel(s.ctx)
 	go inf.RunWithContext(ctx)
 	logger.V(4).Info("Watching a source Secret")
-	return &sourceWatch{stop: stop}
+	return w
 }

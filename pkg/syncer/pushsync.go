@@ -108,6 +108,13 @@ func (c *PushController) sync(ctx context.Context, ps *configv1alpha1.PushSecret
 
 	data, resourceVersion, err := c.readSource(ctx, ps)
 	var missing *missingKeysError
+	// The source is watched only once the syncer has been allowed to read it.
+	switch {
+	case apierrors.IsForbidden(err):
+		c.sources.release(pushKeyOf(ps))
+	case err == nil, apierrors.IsNotFound(err), errors.As(err, &missing):
+		c.sources.use(pushKeyOf(ps), sourceOf(ps), resourceVersion)
+	}
 	switch {
 	case apierrors.IsForbidden(err):
 		return c.fail(ctx, ps, st, ReasonNotPermitted, notPermitted(ps.Namespace, "read Secret "+src, "nothing was pushed", err), true)

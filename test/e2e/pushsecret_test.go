@@ -1,7 +1,10 @@
 package e2e
 
 import (
+	"bufio"
+	"encoding/json"
 	"fmt"
+	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -591,6 +594,12 @@ func TestPushSecretAuthorization(t *testing.T) {
 	if _, err := vaultKV(t, v, "ci/"+unbound); err == nil {
 		t.Errorf("a namespace that granted nothing got its Secret pushed")
 	}
+	// The syncer watches only where it may act: in the namespace that
+	// granted nothing it tried the one get its sync needed, and never
+	// listed or watched (which it used to retry for ever).
+	if verbs := syncerSecretRequests(t, unbound); !allGets(verbs) {
+		t.Errorf("the syncer's requests for Secrets in %s: %v, want only gets", unbound, verbs)
+	}
 	for args, want := range map[string]string{"create secretpushes.externalsecrets.veil.dev": "no", "get secrets/src": "no", "list secrets": "no", "watch secrets": "no"} {
 		if got := canI(unbound, strings.Fields(args)...); got != want {
 			t.Errorf("in %s without the RoleBinding: can-i %s = %s, want %s", unbound, args, got, want)
@@ -712,4 +721,47 @@ func TestPushSecretNamespaceDeletionNeverHangs(t *testing.T) {
 	deleteNamespaceAndWait(t, ns)
 	// The remote key was not the syncer's to delete without a grant.
 	waitVault(t, v, "ci/ns-gone", "password", password)
+}
+
+// syncerSecretRequests lists the verbs of the syncer's requests for
+// Secrets in ns, from kube-apiserver's audit log.
+func syncerSecretRequests(t *testing.T, ns string) []string {
+	t.Helper()
+	f, err := os.Open(cluster.AuditLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var verbs []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		var e struct {
+			Stage     string                    `json:"stage"`
+			Verb      string                    `json:"verb"`
+			User      struct{ Username string } `json:"user"`
+			ObjectRef *struct {
+				Resource, Namespace string
+			} `json:"objectRef"`
+		}
+		if json.Unmarshal(sc.Bytes(), &e) != nil || e.ObjectRef == nil || e.Stage != "ResponseComplete" && e.Stage != "ResponseStarted" {
+			continue
+		}
+		if e.User.Username == syncerSA && e.ObjectRef.Resource == "secrets" && e.ObjectRef.Namespace == ns {
+			verbs = append(verbs, e.Verb)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return verbs
+}
+
+func allGets(verbs []string) bool {
+	for _, v := range verbs {
+		if v != "get" {
+			return false
+		}
+	}
+	return len(verbs) > 0
 }
