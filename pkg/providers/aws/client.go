@@ -228,6 +228,10 @@ func object(value []byte, what string) (map[string]json.RawMessage, error) {
 // setProperty returns value (a JSON object, or empty) with property set
 // to the string v.
 func setProperty(value []byte, property string, v []byte, what string) ([]byte, error) {
+	if !utf8.ValidString(property) {
+		// encoding/json would write it as another name.
+		return nil, providers.Errorf(providers.Invalid, "property %q of %s is not valid UTF-8, so it cannot name a JSON property", property, what)
+	}
 	if !utf8.Valid(v) {
 		return nil, providers.Errorf(providers.Invalid, "the value for property %q of %s is not text, and JSON properties hold text; push it as a whole value instead", property, what)
 	}
@@ -235,8 +239,20 @@ func setProperty(value []byte, property string, v []byte, what string) ([]byte, 
 	if err != nil {
 		return nil, err
 	}
-	if obj[property], err = json.Marshal(string(v)); err != nil {
+	if obj[property], err = marshal(string(v)); err != nil {
 		return nil, err
 	}
-	return json.Marshal(obj)
+	return marshal(obj)
+}
+
+// marshal encodes v as JSON without escaping <, > and &, so that fields
+// Veil leaves alone keep their exact bytes.
+func marshal(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }

@@ -359,24 +359,30 @@ func (c *client) metadata(ctx context.Context, key string) (*kvMetadata, error) 
 	if err != nil {
 		return nil, err
 	}
+	return parseMetadata(sec.Data), nil
+}
+
+// parseMetadata reads a KV v2 metadata response. Whatever Vault returns,
+// fields of unexpected types count as absent.
+func parseMetadata(data map[string]any) *kvMetadata {
 	m := &kvMetadata{custom: map[string]string{}}
-	if cm, ok := sec.Data["custom_metadata"].(map[string]any); ok {
+	if cm, ok := data["custom_metadata"].(map[string]any); ok {
 		for k, v := range cm {
 			if s, ok := v.(string); ok {
 				m.custom[k] = s
 			}
 		}
 	}
-	m.version = atoi(sec.Data["current_version"])
+	m.version = max(atoi(data["current_version"]), 0)
 	m.current = m.version
-	if versions, ok := sec.Data["versions"].(map[string]any); ok {
+	if versions, ok := data["versions"].(map[string]any); ok {
 		if v, ok := versions[strconv.Itoa(m.version)].(map[string]any); ok {
 			if deleted, _ := v["deletion_time"].(string); deleted != "" || v["destroyed"] == true {
 				m.current = 0
 			}
 		}
 	}
-	return m, nil
+	return m
 }
 
 func atoi(v any) int {
