@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -51,6 +52,25 @@ func startProcess(name, logDir, bin string, args []string, env []string) (*Proce
 		close(p.done)
 	}()
 	return p, nil
+}
+
+// PeakRSS is the most resident memory the process has used so far
+// (VmHWM in /proc/<pid>/status), in bytes.
+func (p *Process) PeakRSS() (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		return 0, fmt.Errorf("reading %s's memory use: %w", p.Name, err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("%s's VmHWM %q: %w", p.Name, v, err)
+			}
+			return kb << 10, nil
+		}
+	}
+	return 0, fmt.Errorf("%s's /proc status has no VmHWM", p.Name)
 }
 
 // Exited reports whether the process has ended, and how.

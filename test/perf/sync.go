@@ -244,12 +244,17 @@ type syncTimes struct{ total, p50, p99, max time.Duration }
 // a watch), and the distribution of each one's time from its create to its
 // Secret.
 func timeFirstSyncs(ctx context.Context, kube kubernetes.Interface, names []string, create func(context.Context, string) error) (syncTimes, error) {
+	return timeFirstSyncsIn(ctx, kube, "perf-sync", names, create)
+}
+
+// timeFirstSyncsIn is timeFirstSyncs in namespace ns.
+func timeFirstSyncsIn(ctx context.Context, kube kubernetes.Interface, ns string, names []string, create func(context.Context, string) error) (syncTimes, error) {
 	n := len(names)
 	want := map[string]bool{}
 	for _, name := range names {
 		want[name] = true
 	}
-	w, err := kube.CoreV1().Secrets("perf-sync").Watch(ctx, metav1.ListOptions{LabelSelector: syncer.ManagedByLabel + "=veil-syncer"})
+	w, err := kube.CoreV1().Secrets(ns).Watch(ctx, metav1.ListOptions{LabelSelector: syncer.ManagedByLabel + "=veil-syncer"})
 	if err != nil {
 		return syncTimes{}, err
 	}

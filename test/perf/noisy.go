@@ -1,0 +1,221 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/flowcontrol"
+
+	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
+	versioned "github.com/veil-dev/veil/pkg/generated/clientset/versioned"
+	"github.com/veil-dev/veil/test/harness"
+)
+
+var (
+	noisyBacklog = flag.Int("noisy-backlog", 1000, "ExternalSecrets with targets the noisy tenant creates at once in P5")
+	quietSyncs   = flag.Int("quiet-syncs", 50, "ExternalSecrets with targets the quiet tenant creates in each half of P5")
+)
+
+func init() {
+	scenarios = append(scenarios, scenario{"P5",
+		"noisy neighbour: tenant B's reads and first syncs while tenant A runs every known worst case on the same servers and the same ClusterSecretStore, as ratios to B alone; peak RSS of both binaries against their shipped limits",
+		noisyScenario})
+}
+
+const (
+	quietNS, noisyNS = "perf-quiet", "perf-noisy"
+	// shippedMemoryLimit is both Deployments' memory limit in
+	// artifacts/base.
+	shippedMemoryLimit = 512 << 20
+)
+
+func noisyScenario(ctx context.Context, c *harness.Cluster) error {
+	cfg := rest.CopyConfig(c.Admin)
+	cfg.RateLimiter = flowcontrol.NewFakeAlwaysRateLimiter()
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	veil, err := versioned.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	// Both tenants use client-go's defaults otherwise: a 429 is retried
+	// after its Retry-After, as any client would.
+	for _, ns := range []string{quietNS, noisyNS} {
+		if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+			return err
+		}
+	}
+	big := printable(192 << 10)
+	css := &configv1alpha1.ClusterSecretStore{
+		ObjectMeta: metav1.ObjectMeta{Name: "perf-shared"},
+		Spec: configv1alpha1.ClusterSecretStoreSpec{
+			SecretStoreSpec: configv1alpha1.SecretStoreSpec{Provider: configv1alpha1.SecretStoreProvider{Fake: &configv1alpha1.FakeProvider{
+				Data: []configv1alpha1.FakeProviderData{{Key: "small", Value: printable(*valueSize)}, {Key: "big", Value: big}},
+			}}},
+			Conditions: []configv1alpha1.ClusterSecretStoreCondition{{Namespaces: []string{quietNS, noisyNS}}},
+		},
+	}
+	if _, err := veil.ConfigV1alpha1().ClusterSecretStores().Create(ctx, css, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	shared := configv1alpha1.SecretStoreRef{Name: css.Name, Kind: configv1alpha1.ClusterSecretStoreKind}
+	read := func(key string, n int) []configv1alpha1.ExternalSecretData {
+		d := make([]configv1alpha1.ExternalSecretData, n)
+		for i := range d {
+			d[i] = configv1alpha1.ExternalSecretData{SecretKey: fmt.Sprintf("k%03d", i), RemoteRef: configv1alpha1.ExternalSecretDataRemoteRef{Key: key}}
+		}
+		return d
+	}
+	es := func(ns, name string, data []configv1alpha1.ExternalSecretData, target *configv1alpha1.ExternalSecretTarget) error {
+		_, err := veil.ConfigV1alpha1().ExternalSecrets(ns).Create(ctx, &configv1alpha1.ExternalSecret{
+			ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec:       configv1alpha1.ExternalSecretSpec{SecretStoreRef: shared, Data: data, Target: target},
+		}, metav1.CreateOptions{})
+		return err
+	}
+	if err := es(quietNS, "b-read", read("small", 1), nil); err != nil {
+		return err
+	}
+	values := veil.ExternalsecretsV1alpha1()
+	readB := func(ctx context.Context) error {
+		_, err := values.ExternalSecretValues(quietNS).Get(ctx, "b-read", metav1.GetOptions{})
+		return err
+	}
+	// The store is usable once veil-apiserver has seen its conditions.
+	if err := waitFor(ctx, 100*time.Millisecond, func() (bool, error) { return readB(ctx) == nil, nil }); err != nil {
+		return fmt.Errorf("the shared store never became usable: %w", err)
+	}
+
+	syncer, err := c.StartSyncer(ctx, "veil-syncer-perf-p5")
+	if err != nil {
+		return err
+	}
+	defer syncer.Stop()
+	if err := waitLease(ctx, kube, syncer.Name); err != nil {
+		return err
+	}
+	createB := func(ctx context.Context, name string) error {
+		return es(quietNS, name, read("small", 1), &configv1alpha1.ExternalSecretTarget{})
+	}
+	names := func(prefix string, n int) []string {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = fmt.Sprintf("%s-%04d", prefix, i)
+		}
+		return out
+	}
+
+	// B alone.
+	quietRead := concurrent(ctx, 2, *duration, readB)
+	quietSync, err := timeFirstSyncsIn(ctx, kube, quietNS, names("quiet", *quietSyncs), createB)
+	if err != nil {
+		return err
+	}
+	apiQuiet, _ := c.Veil.PeakRSS()
+	syncQuiet, _ := syncer.PeakRSS()
+
+	// A's worst cases, all at once, for as long as B measures.
+	noisyCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	var wg sync.WaitGroup
+	var aRequests, aRefused atomic.Int64
+	hammer := func(f func(context.Context) error) {
+		wg.Go(func() {
+			for noisyCtx.Err() == nil {
+				err := f(noisyCtx)
+				aRequests.Add(1)
+				if err != nil && noisyCtx.Err() == nil {
+					aRefused.Add(1)
+				}
+			}
+		})
+	}
+	setup := []struct {
+		name   string
+		data   []configv1alpha1.ExternalSecretData
+		target *configv1alpha1.ExternalSecretTarget
+	}{
+		// Values over the 1 MiB bound: 500 entries of 192 KiB.
+		{"a-huge", read("big", 500), nil},
+		// Templates that would take forever, or gigabytes.
+		{"a-loop", read("small", 1), &configv1alpha1.ExternalSecretTarget{Template: &configv1alpha1.ExternalSecretTemplate{
+			Data: map[string]string{"x": "{{range 100000}}{{range 100000}}{{end}}{{end}}"}}}},
+		{"a-wide", read("small", 1), &configv1alpha1.ExternalSecretTarget{Template: &configv1alpha1.ExternalSecretTemplate{
+			Data: map[string]string{"x": `{{range 100}}{{printf "%01000000d" 0}}{{end}}`}}}},
+	}
+	for i := range 20 {
+		// Values just under the bound, for lists: 5 × 192 KiB each.
+		setup = append(setup, struct {
+			name   string
+			data   []configv1alpha1.ExternalSecretData
+			target *configv1alpha1.ExternalSecretTarget
+		}{fmt.Sprintf("a-big-%02d", i), read("big", 5), nil})
+	}
+	for _, s := range setup {
+		if err := es(noisyNS, s.name, s.data, s.target); err != nil {
+			return fmt.Errorf("tenant A's %s: %w", s.name, err)
+		}
+	}
+	for range 4 {
+		hammer(func(ctx context.Context) error {
+			_, err := values.ExternalSecretValues(noisyNS).Get(ctx, "a-huge", metav1.GetOptions{})
+			return err
+		})
+	}
+	for range 2 {
+		hammer(func(ctx context.Context) error {
+			_, err := values.ExternalSecretValues(noisyNS).List(ctx, metav1.ListOptions{})
+			return err
+		})
+	}
+	wg.Go(func() {
+		// The syncer's backlog: A's ExternalSecrets with targets, at once.
+		_ = createAll(noisyCtx, names("backlog", *noisyBacklog), func(ctx context.Context, name string) error {
+			err := es(noisyNS, name, read("small", 1), &configv1alpha1.ExternalSecretTarget{})
+			if errors.Is(err, context.Canceled) || apierrors.IsAlreadyExists(err) {
+				return nil
+			}
+			return err
+		}, nil)
+	})
+
+	noisyRead := concurrent(ctx, 2, *duration, readB)
+	noisySync, err := timeFirstSyncsIn(ctx, kube, quietNS, names("noisy", *quietSyncs), createB)
+	stop()
+	wg.Wait()
+	if err != nil {
+		return err
+	}
+	apiPeak, apiErr := c.Veil.PeakRSS()
+	syncPeak, syncErr := syncer.PeakRSS()
+	if err := errors.Join(apiErr, syncErr); err != nil {
+		return err
+	}
+
+	fmt.Printf("tenant B with tenant A quiet, then running every worst case (%d requests, %d refused)\n", aRequests.Load(), aRefused.Load())
+	if err := compare("B: ExternalSecretValue get, 2 clients", noisyRead, quietRead, "with A noisy", "A quiet"); err != nil {
+		return err
+	}
+	fmt.Printf("%-34s %12s %10s %10s %10s\n", fmt.Sprintf("B: %d first syncs", *quietSyncs), "total", "p50", "p99", "max")
+	fmt.Printf("  %-32s %12s %10s %10s %10s\n", "with A noisy", round(noisySync.total), round(noisySync.p50), round(noisySync.p99), round(noisySync.max))
+	fmt.Printf("  %-32s %12s %10s %10s %10s\n", "A quiet", round(quietSync.total), round(quietSync.p50), round(quietSync.p99), round(quietSync.max))
+	fmt.Printf("  %-32s %11.2fx %9.2fx %9.2fx (goal <= 1.5x)\n\n", "ratio", ratio(noisySync.total, quietSync.total), ratio(noisySync.p50, quietSync.p50), ratio(noisySync.p99, quietSync.p99))
+	fmt.Printf("%-34s %12s %12s %12s\n", "peak RSS (VmHWM)", "A quiet", "A noisy", "limit")
+	fmt.Printf("  %-32s %12s %12s %12s\n", "veil-apiserver", mib(apiQuiet), mib(apiPeak), mib(shippedMemoryLimit))
+	fmt.Printf("  %-32s %12s %12s %12s\n\n", "veil-syncer", mib(syncQuiet), mib(syncPeak), mib(shippedMemoryLimit))
+	return nil
+}
+
+func mib(b int64) string { return fmt.Sprintf("%.0fMi", float64(b)/(1<<20)) }
