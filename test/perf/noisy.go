@@ -12,12 +12,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/util/flowcontrol"
 
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
-	versioned "github.com/veil-dev/veil/pkg/generated/clientset/versioned"
 	"github.com/veil-dev/veil/test/harness"
 )
 
@@ -40,13 +36,7 @@ const (
 )
 
 func noisyScenario(ctx context.Context, c *harness.Cluster) error {
-	cfg := rest.CopyConfig(c.Admin)
-	cfg.RateLimiter = flowcontrol.NewFakeAlwaysRateLimiter()
-	kube, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return err
-	}
-	veil, err := versioned.NewForConfig(cfg)
+	kube, veil, err := unlimitedClients(c)
 	if err != nil {
 		return err
 	}

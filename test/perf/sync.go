@@ -43,13 +43,7 @@ const p4Refresh = 20 * time.Second
 func syncScenario(ctx context.Context, c *harness.Cluster) error {
 	// One client for both paths, with no client-side rate limit, so what is
 	// measured is the servers and the syncer.
-	cfg := rest.CopyConfig(c.Admin)
-	cfg.RateLimiter = flowcontrol.NewFakeAlwaysRateLimiter()
-	kube, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return err
-	}
-	veil, err := versioned.NewForConfig(cfg)
+	kube, veil, err := unlimitedClients(c)
 	if err != nil {
 		return err
 	}
@@ -171,6 +165,18 @@ func newWhileRefreshesQueued(ctx context.Context, c *harness.Cluster, kube kuber
 	fmt.Printf("  %-48s %12s (goal < 2s)\n", "time to first sync", round(one.total))
 	fmt.Printf("  %-48s %12s\n\n", fmt.Sprintf("for scale: draining the %d refreshes took", n), round(drained))
 	return nil
+}
+
+// unlimitedClients are the admin's clients without client-side rate limit.
+func unlimitedClients(c *harness.Cluster) (kubernetes.Interface, versioned.Interface, error) {
+	cfg := rest.CopyConfig(c.Admin)
+	cfg.RateLimiter = flowcontrol.NewFakeAlwaysRateLimiter()
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	veil, err := versioned.NewForConfig(cfg)
+	return kube, veil, err
 }
 
 func createES(veil versioned.Interface) func(context.Context, string) error {
