@@ -194,7 +194,9 @@ func (o *Options) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	veil, err := versioned.NewForConfig(cfg)
+	veilCfg := rest.CopyConfig(cfg) // the same rate limiter: one budget
+	veilCfg.Wrap(noWaitOnThrottle)
+	veil, err := versioned.NewForConfig(veilCfg)
 	if err != nil {
 		return err
 	}
