@@ -20,10 +20,14 @@ build:
 run: tools
 	$(GO) run ./test/localcluster
 
-## test: what CI runs, in this order: verification, the real components
-## (built once), unit tests, end-to-end tests. Tests never build a
-## component themselves; hack/verify-test-order.sh checks this order.
-test: verify tools test-unit test-fuzz test-e2e
+## test: what CI runs: verification and the real components (built once)
+## side by side, then unit tests, fuzzing and end-to-end tests. Tests never
+## build a component themselves; hack/verify-test-order.sh checks the order.
+## On a fresh machine verification and the builds each leave a core idle
+## while they download modules, so they run together.
+test:
+	@$(MAKE) --no-print-directory -j2 verify tools
+	@$(MAKE) --no-print-directory test-unit test-fuzz test-e2e
 
 ## test-unit: unit tests, with the race detector (the Vault and AWS
 ## provider tests run against real servers, so they need tools too)
