@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"testing"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -67,6 +68,52 @@ func parseMetrics(body []byte) (*Metrics, error) {
 func (m *Metrics) Has(name string) bool {
 	_, ok := m.families[name]
 	return ok
+}
+
+// Value is Sum for an assertion: it fails the test when the scrape has no
+// metric of that name. Sum reads an absent metric as 0, so a check that
+// nothing happened would pass after the metric was renamed or dropped;
+// Value makes that check fail instead.
+func (m *Metrics) Value(t testing.TB, name string, labels map[string]string) float64 {
+	t.Helper()
+	if !m.Has(name) {
+		t.Fatalf("/metrics has no %s: was it renamed, or has nothing recorded it yet?", name)
+	}
+	return m.Sum(name, labels)
+}
+
+// Baseline is a scrape taken at one point of a test. Servers outlive
+// tests, so their counters hold every earlier test's work; a test asks
+// its Baseline how far a metric moved since then, which is its own work.
+type Baseline struct {
+	t      testing.TB
+	scrape func() (*Metrics, error)
+	base   *Metrics
+}
+
+// MetricsSince takes a baseline scrape now with scrape, which wraps
+// Cluster.VeilMetrics or Syncer.Metrics with a fresh context each call.
+func MetricsSince(t testing.TB, scrape func() (*Metrics, error)) *Baseline {
+	t.Helper()
+	base, err := scrape()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Baseline{t: t, scrape: scrape, base: base}
+}
+
+// Delta scrapes again and returns how far the metric (summed as Sum does)
+// moved since the baseline. It fails the test when the new scrape has no
+// metric of that name, so that a delta of 0 means nothing happened rather
+// than that the metric is gone. The baseline may lack it: a counter
+// nothing has incremented yet is not exposed at all.
+func (b *Baseline) Delta(name string, labels map[string]string) float64 {
+	b.t.Helper()
+	now, err := b.scrape()
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return now.Value(b.t, name, labels) - b.base.Sum(name, labels)
 }
 
 // Sum adds up the samples of a counter or gauge (or the counts of a
