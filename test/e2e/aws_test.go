@@ -136,31 +136,21 @@ func awsReadFails(t *testing.T, ns, name string, want func(error) bool) error {
 	return got
 }
 
-// awsCalls counts the AWS API calls veil-apiserver made, of one operation
-// or (op "") all of them.
-func awsCalls(t *testing.T, op string) float64 {
-	t.Helper()
-	m, err := cluster.VeilMetrics(ctxFor(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	labels := map[string]string{"provider": "aws"}
-	if op != "" {
-		labels["operation"] = op
-	}
-	return m.Sum("veil_provider_calls_total", labels)
-}
-
+// awsCallsSince takes a baseline of veil-apiserver's metrics and returns
+// a function that counts the AWS API calls made since, by operation (""
+// for all of them); it fails the test if the metric is missing.
 func awsCallsSince(t *testing.T, ops ...string) func() map[string]float64 {
 	t.Helper()
-	before := map[string]float64{}
-	for _, op := range ops {
-		before[op] = awsCalls(t, op)
-	}
+	since := veilMetricsSince(t)
 	return func() map[string]float64 {
+		t.Helper()
 		d := map[string]float64{}
 		for _, op := range ops {
-			d[op] = awsCalls(t, op) - before[op]
+			labels := map[string]string{"provider": "aws"}
+			if op != "" {
+				labels["operation"] = op
+			}
+			d[op] = since.Delta("veil_provider_calls_total", labels)
 		}
 		return d
 	}
@@ -372,12 +362,12 @@ func TestAWSAuthentication(t *testing.T) {
 		spec.Auth.SecretRef.SecretAccessKey.Namespace = &teamA
 		createAWSStore(t, teamB, "borrowed", spec)
 		createExternalSecret(t, teamB, "borrowed", storeRef("borrowed"), nil, dataRef("value", "signed/db", ""))
-		before := awsCalls(t, "")
+		calls := awsCallsSince(t, "")
 		err := awsReadFails(t, teamB, "borrowed", apierrors.IsForbidden)
 		if !strings.Contains(err.Error(), `is in namespace "`+teamA+`", but a SecretStore may only use credentials of its own namespace`) {
 			t.Errorf("message does not say why: %v", err)
 		}
-		if n := awsCalls(t, "") - before; n != 0 {
+		if n := calls()[""]; n != 0 {
 			t.Errorf("%v AWS calls made for a store Veil refused", n)
 		}
 	})
@@ -398,12 +388,12 @@ func TestAWSAuthentication(t *testing.T) {
 		spec.Endpoint = "http://10.255.0.1:4566"
 		createAWSStore(t, f.ns, "elsewhere", spec)
 		createExternalSecret(t, f.ns, "elsewhere", storeRef("elsewhere"), nil, dataRef("value", "signed/db", ""))
-		before := awsCalls(t, "")
+		calls := awsCallsSince(t, "")
 		err := awsReadFails(t, f.ns, "elsewhere", apierrors.IsForbidden)
 		if !strings.Contains(err.Error(), "--allowed-provider-endpoints") {
 			t.Errorf("message does not name the allowlist: %v", err)
 		}
-		if n := awsCalls(t, "") - before; n != 0 {
+		if n := calls()[""]; n != 0 {
 			t.Errorf("%v AWS calls made for a refused endpoint", n)
 		}
 	})

@@ -12,6 +12,7 @@ import (
 
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
 	versioned "github.com/veil-dev/veil/pkg/generated/clientset/versioned"
+	"github.com/veil-dev/veil/test/harness"
 )
 
 // longRefresh outlasts every test, whatever --default-refresh-interval the
@@ -32,14 +33,9 @@ func unthrottledClient(t *testing.T) versioned.Interface {
 }
 
 // fakeGets is how many value reads veil-apiserver has made from fake
-// stores, from its own provider-call metric.
-func fakeGets(t *testing.T) float64 {
-	t.Helper()
-	m, err := cluster.VeilMetrics(ctxFor(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m.Sum("veil_provider_calls_total", map[string]string{"provider": "fake", "operation": "get"})
+// stores since the baseline, from its own provider-call metric.
+func fakeGets(since *harness.Baseline) float64 {
+	return since.Delta("veil_provider_calls_total", map[string]string{"provider": "fake", "operation": "get"})
 }
 
 // TestCacheConcurrentReadsMakeOneProviderCall: 50 clients read one
@@ -60,7 +56,7 @@ func TestCacheConcurrentReadsMakeOneProviderCall(t *testing.T) {
 	createExternalSecret(t, ns, "db", storeRef("store"), nil, dataRef("password", "app/db", ""))
 	client := unthrottledClient(t)
 
-	before := fakeGets(t)
+	gets := veilMetricsSince(t)
 	const readers = 50
 	var wg sync.WaitGroup
 	start := make(chan struct{})
@@ -88,7 +84,7 @@ func TestCacheConcurrentReadsMakeOneProviderCall(t *testing.T) {
 			t.Fatalf("reader %d: %v", i, err)
 		}
 	}
-	if calls := fakeGets(t) - before; calls != 1 {
+	if calls := fakeGets(gets); calls != 1 {
 		t.Errorf("%d concurrent reads made %v provider calls, want 1", readers, calls)
 	}
 	for i, ft := range fetchTimes {
@@ -150,7 +146,7 @@ func TestCacheProviderCallsFollowUniqueValues(t *testing.T) {
 	}
 
 	client := unthrottledClient(t)
-	before := fakeGets(t)
+	gets := veilMetricsSince(t)
 	work := make(chan target)
 	var (
 		wg       sync.WaitGroup
@@ -187,7 +183,7 @@ func TestCacheProviderCallsFollowUniqueValues(t *testing.T) {
 	if firstErr != nil {
 		t.Fatal(firstErr)
 	}
-	if calls := fakeGets(t) - before; calls != keys {
+	if calls := fakeGets(gets); calls != keys {
 		t.Errorf("%d reads of %d ExternalSecrets over %d remote keys made %v provider calls, want %d", readsEach*externalSecrets, externalSecrets, keys, calls, keys)
 	}
 }

@@ -18,6 +18,7 @@ import (
 
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
 	versioned "github.com/veil-dev/veil/pkg/generated/clientset/versioned"
+	"github.com/veil-dev/veil/test/harness"
 )
 
 func ctxFor(t *testing.T) context.Context {
@@ -92,6 +93,36 @@ func purgeSynced(t *testing.T, ns string) {
 			return fmt.Errorf("%d PushSecrets and %d ExternalSecrets of %s are still there", n, m, ns)
 		}
 		return nil
+	})
+}
+
+// veilMetricsSince takes a baseline of veil-apiserver's /metrics: the
+// server outlives the test, so its metric assertions count the moves
+// since this point, and fail if the metric is no longer exposed.
+func veilMetricsSince(t *testing.T) *harness.Baseline {
+	t.Helper()
+	return harness.MetricsSince(t, func() (*harness.Metrics, error) { return cluster.VeilMetrics(ctxFor(t)) })
+}
+
+// syncerMetricsSince takes a baseline of a syncer's /metrics.
+func syncerMetricsSince(t *testing.T, s *harness.Syncer) *harness.Baseline {
+	t.Helper()
+	return harness.MetricsSince(t, func() (*harness.Metrics, error) { return s.Metrics(ctxFor(t)) })
+}
+
+// countedProviderCall makes veil-apiserver call a fake store once. A test
+// that asserts no request reached a provider, on a server that may have
+// called none yet, makes this call first: veil_provider_calls_total is
+// only exposed once something incremented it, and its presence is what
+// makes the test's "none" fail if the metric is renamed.
+func countedProviderCall(t *testing.T) {
+	t.Helper()
+	ns := newNamespace(t, nil)
+	createFakeStore(t, ns, "counted", configv1alpha1.FakeProviderData{Key: "k", Value: "v"})
+	createExternalSecret(t, ns, "counted", storeRef("counted"), nil, dataRef("v", "k", ""))
+	eventually(t, func() error {
+		_, err := cluster.VeilClient.ExternalsecretsV1alpha1().ExternalSecretValues(ns).Get(ctxFor(t), "counted", metav1.GetOptions{})
+		return err
 	})
 }
 
