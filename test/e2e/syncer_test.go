@@ -349,17 +349,34 @@ func TestSyncerCreationPolicies(t *testing.T) {
 	})
 
 	t.Run("Orphan: the Secret outlives the ExternalSecret", func(t *testing.T) {
-		newTargetES(t, ns, "orphan", configv1alpha1.ExternalSecretTarget{CreationPolicy: configv1alpha1.CreatePolicyOrphan}, dataRef("value", "k", ""))
+		es := newTargetES(t, ns, "orphan", configv1alpha1.ExternalSecretTarget{CreationPolicy: configv1alpha1.CreatePolicyOrphan}, dataRef("value", "k", ""))
 		s := waitSecret(t, ns, "orphan", hasData(map[string]string{"value": "remote"}))
 		if len(s.OwnerReferences) != 0 {
 			t.Errorf("owner references = %+v, want none", s.OwnerReferences)
 		}
 		waitReady(t, ns, "orphan", syncer.ReasonSynced)
+		// A probe Secret that does name the ExternalSecret as its owner:
+		// once the garbage collector has deleted it, the collector has
+		// handled the ExternalSecret's deletion, and whatever it would have
+		// done to the orphaned Secret is done.
+		if _, err := cluster.KubeClient.CoreV1().Secrets(ns).Create(ctxFor(t), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{
+			Name: "orphan-probe",
+			OwnerReferences: []metav1.OwnerReference{{
+				APIVersion: configv1alpha1.SchemeGroupVersion.String(), Kind: "ExternalSecret", Name: es.Name, UID: es.UID,
+			}},
+		}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
 		if err := cluster.VeilClient.ConfigV1alpha1().ExternalSecrets(ns).Delete(ctxFor(t), "orphan", metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		// The owned Secret above was collected within this time; this one must stay.
-		time.Sleep(3 * time.Second)
+		eventually(t, func() error {
+			_, err := cluster.KubeClient.CoreV1().Secrets(ns).Get(ctxFor(t), "orphan-probe", metav1.GetOptions{})
+			if apierrors.IsNotFound(err) {
+				return nil
+			}
+			return fmt.Errorf("the probe Secret owned by the deleted ExternalSecret still exists (%v)", err)
+		})
 		if after := getSecret(t, ns, "orphan"); after.ResourceVersion != s.ResourceVersion {
 			t.Errorf("the orphaned Secret changed: resourceVersion %s -> %s", s.ResourceVersion, after.ResourceVersion)
 		}
@@ -396,7 +413,7 @@ func TestSyncerCreationPolicies(t *testing.T) {
 		if msg := apimeta.FindStatusCondition(es.Status.Conditions, "Ready").Message; !strings.Contains(msg, syncer.MergeFromAnnotation+"=not-opted-in") {
 			t.Errorf("message does not say how to opt in: %s", msg)
 		}
-		assertUnchanged(t, user)
+		assertUnchanged(t, "not-opted-in", user)
 	})
 
 	t.Run("Merge without a Secret writes nothing", func(t *testing.T) {
@@ -416,17 +433,43 @@ func TestSyncerCreationPolicies(t *testing.T) {
 	})
 }
 
-// assertUnchanged checks, after several refreshes, that a Secret is byte
-// for byte what it was.
-func assertUnchanged(t *testing.T, before *corev1.Secret) {
+// assertUnchanged checks that a Secret is byte for byte what it was after
+// the syncer has tried the failing ExternalSecret es twice more. Every
+// failed attempt records a SyncError Event (identical ones are counted on
+// one Event), so the count moving is evidence the syncer looked again and
+// left the Secret alone, not merely that time passed.
+func assertUnchanged(t *testing.T, es string, before *corev1.Secret) {
 	t.Helper()
-	time.Sleep(3 * time.Second)
+	start := syncErrors(t, before.Namespace, es)
+	eventually(t, func() error {
+		if n := syncErrors(t, before.Namespace, es); n < start+2 {
+			return fmt.Errorf("%d failed syncs of %s recorded since the check began, want 2", n-start, es)
+		}
+		return nil
+	})
+	assertSameSecret(t, before)
+}
+
+// assertSameSecret checks that a Secret is byte for byte what it was.
+func assertSameSecret(t *testing.T, before *corev1.Secret) {
+	t.Helper()
 	after := getSecret(t, before.Namespace, before.Name)
 	if after.ResourceVersion != before.ResourceVersion || !maps.EqualFunc(after.Data, before.Data, func(a, b []byte) bool { return string(a) == string(b) }) ||
 		!maps.Equal(after.Labels, before.Labels) || !maps.Equal(after.Annotations, before.Annotations) || len(after.OwnerReferences) != len(before.OwnerReferences) {
 		t.Errorf("Secret %s changed: resourceVersion %s -> %s, labels %v -> %v, annotations %v -> %v",
 			before.Name, before.ResourceVersion, after.ResourceVersion, before.Labels, after.Labels, before.Annotations, after.Annotations)
 	}
+}
+
+// syncErrors is how many failed syncs of the ExternalSecret name its
+// SyncError Events record.
+func syncErrors(t *testing.T, ns, name string) int32 {
+	t.Helper()
+	var n int32
+	for _, e := range events(t, ns, name, syncer.EventSyncError) {
+		n += max(e.Count, 1)
+	}
+	return n
 }
 
 func TestSyncerRefusesASecretItDoesNotManage(t *testing.T) {
@@ -456,7 +499,7 @@ func TestSyncerRefusesASecretItDoesNotManage(t *testing.T) {
 			t.Errorf("Ready = %s: %s", c.Status, c.Message)
 		}
 		waitEvent(t, ns, "es-"+name, syncer.EventSyncError, syncer.ReasonTargetConflict)
-		assertUnchanged(t, before)
+		assertUnchanged(t, "es-"+name, before)
 	}
 }
 
@@ -506,7 +549,7 @@ func TestSyncerTemplate(t *testing.T) {
 	if strings.Contains(ev.Message, "pw-tmpl") {
 		t.Errorf("the Event quotes the value: %s", ev.Message)
 	}
-	assertUnchanged(t, s)
+	assertUnchanged(t, "db", s)
 }
 
 func TestSyncerImmutable(t *testing.T) {
@@ -523,7 +566,7 @@ func TestSyncerImmutable(t *testing.T) {
 	if msg := apimeta.FindStatusCondition(es.Status.Conditions, "Ready").Message; !strings.Contains(msg, "delete it and veil-syncer creates it again") {
 		t.Errorf("message: %s", msg)
 	}
-	assertUnchanged(t, s)
+	assertUnchanged(t, "frozen", s)
 
 	// As the message says: once deleted, it comes back with the new data.
 	if err := cluster.KubeClient.CoreV1().Secrets(ns).Delete(ctxFor(t), "frozen", metav1.DeleteOptions{}); err != nil {
@@ -571,7 +614,7 @@ func TestSyncerDeletionPolicyDelete(t *testing.T) {
 		}
 		return nil
 	})
-	assertUnchanged(t, users)
+	assertUnchanged(t, "b", users)
 }
 
 func TestSyncerRolloutRestart(t *testing.T) {
@@ -658,6 +701,10 @@ func TestSyncerLeaderFailover(t *testing.T) {
 	waitSecret(t, ns, "first", hasData(map[string]string{"value": "v"}))
 	waitReady(t, ns, "first", syncer.ReasonSynced)
 
+	// Each syncer was started by this test, so its counters are this
+	// test's. A follower that never synced exposes no
+	// veil_syncer_syncs_total at all; the leader's scrape, which must have
+	// it, is what makes the follower's 0 fail if the metric is renamed.
 	syncs := func(s *harness.Syncer) float64 {
 		t.Helper()
 		m, err := s.Metrics(ctxFor(t))
@@ -766,7 +813,9 @@ func TestSyncerCannotReadSecrets(t *testing.T) {
 			t.Errorf("creating Secret %s as the syncer: %v, want forbidden", s.Name, err)
 		}
 	}
-	assertUnchanged(t, users)
+	// Every write above was refused in its own answer, and nothing else
+	// writes this Secret: there is nothing to wait for.
+	assertSameSecret(t, users)
 }
 
 // TestSyncerCanary materialises a unique value and then searches the whole
