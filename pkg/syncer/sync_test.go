@@ -494,3 +494,51 @@ func TestSyncExcludedNamespaceMakesNoRequest(t *testing.T) {
 		t.Errorf("%d requests for Secrets in an excluded namespace", requests)
 	}
 }
+
+// TestSyncDeletionPolicyDeleteDeletesOnlyItsOwnSecret: when the values are
+// gone, deletionPolicy Delete deletes the Secret veil-syncer wrote, by
+// UID, and leaves one that replaced it in place.
+func TestSyncDeletionPolicyDeleteDeletesOnlyItsOwnSecret(t *testing.T) {
+	for _, replaced := range []bool{false, true} {
+		t.Run(fmt.Sprintf("replaced=%v", replaced), func(t *testing.T) {
+			f := newSyncFixture(t, testES(configv1alpha1.ExternalSecretTarget{DeletionPolicy: configv1alpha1.DeletionPolicyDelete}),
+				map[string][]byte{"password": []byte(syncCanary)})
+			if res, _ := f.sync(t); res.result != resultCreated {
+				t.Fatalf("first sync: %+v", res)
+			}
+			f.events(t)
+			if replaced {
+				// Someone deletes it and creates their own of the same name.
+				f.secrets.edit("app", "db", func(s *corev1.Secret) { s.UID = "someone-elses" })
+			}
+			if err := f.veil.Tracker().Delete(esv1alpha1.SchemeGroupVersion.WithResource("externalsecretvalues"), "app", "db"); err != nil {
+				t.Fatal(err)
+			}
+			res, es := f.sync(t)
+			c := esReady(t, es)
+			if replaced {
+				if res.result != ReasonRemoteNotFound || c.Reason != ReasonRemoteNotFound || !strings.Contains(c.Message, "was left in place") {
+					t.Errorf("result %+v, Ready %+v; want the replacement left in place", res, c)
+				}
+				if f.secrets.get("app", "db") == nil {
+					t.Error("a Secret veil-syncer did not write was deleted")
+				}
+				if es.Status.TargetUID == "" {
+					t.Error("the status forgot the UID it wrote, so a later delete could not be held to it")
+				}
+				wantEvents(t, f.events(t), "Warning "+EventSyncError+" "+ReasonRemoteNotFound)
+				return
+			}
+			if res.result != resultDeleted || c.Status != metav1.ConditionFalse || c.Reason != ReasonRemoteNotFound {
+				t.Errorf("result %+v, Ready %+v; want %s", res, c, resultDeleted)
+			}
+			if f.secrets.get("app", "db") != nil {
+				t.Error("the Secret was not deleted")
+			}
+			if es.Status.TargetUID != "" || es.Status.DataHMAC != "" {
+				t.Errorf("status still names the deleted Secret: %+v", es.Status)
+			}
+			wantEvents(t, f.events(t), "Normal "+EventDeleted+" Deleted Secret db", "Warning "+EventSyncError+" "+ReasonRemoteNotFound)
+		})
+	}
+}
