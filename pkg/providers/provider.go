@@ -39,8 +39,11 @@ type Client interface {
 	// Find returns the remote values matching f, by remote key.
 	Find(ctx context.Context, f Find) (map[string]Value, error)
 
-	// Push writes one value.
-	Push(ctx context.Context, p Push) (PushResult, error)
+	// Push writes one value and says what it did, as the API reports it:
+	// esv1alpha1.SecretPushResultPushed, SecretPushResultUnchanged, or
+	// SecretPushResultSkippedExists (the value exists and the push asked
+	// IfNotExists).
+	Push(ctx context.Context, p Push) (string, error)
 
 	// Delete removes a remote key (or one property of it), if it exists and
 	// d.Owner holds it.
@@ -122,16 +125,6 @@ func (o Owner) Valid() bool { return o.Namespace != "" && o.Name != "" && o.UID 
 
 // Is says whether a recorded owner is o.
 func (o Owner) Is(namespace, uid string) bool { return o.Namespace == namespace && o.UID == uid }
-
-// PushResult says what a push did.
-type PushResult string
-
-const (
-	Pushed    PushResult = "Pushed"
-	Unchanged PushResult = "Unchanged"
-	// SkippedExists: the value exists and the push asked IfNotExists.
-	SkippedExists PushResult = "SkippedExists"
-)
 
 // Delete removes Key, or one Property of the JSON object at Key, if Owner
 // holds it: any other key is NotOwner and stays.

@@ -12,22 +12,9 @@ import (
 
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
 	"github.com/veil-dev/veil/pkg/apis/externalsecrets"
+	esv1alpha1 "github.com/veil-dev/veil/pkg/apis/externalsecrets/v1alpha1"
 	"github.com/veil-dev/veil/pkg/providers"
 	"github.com/veil-dev/veil/pkg/resolve"
-)
-
-// Results of one remote key.
-const (
-	ResultPushed        = string(providers.Pushed)
-	ResultUnchanged     = string(providers.Unchanged)
-	ResultSkippedExists = string(providers.SkippedExists)
-	ResultDeleted       = "Deleted"
-	// ResultNotOwner: the remote key is another PushSecret's (a push or a
-	// delete) or, for a delete, not Veil's; it was left as it was.
-	ResultNotOwner = string(providers.NotOwner)
-	ResultFailed   = "Failed"
-	// ResultDryRun: every check passed and nothing was written.
-	ResultDryRun = "DryRun"
 )
 
 // ReadOnlyProvider is implemented by providers that can never be written
@@ -94,14 +81,14 @@ func (p *Pusher) Push(ctx context.Context, ps *configv1alpha1.PushSecret, spec e
 			r := externalsecrets.SecretPushResult{StoreRef: ref, SecretKey: m.SecretKey, RemoteKey: m.RemoteRef.RemoteKey, Property: m.RemoteRef.Property}
 			switch {
 			case dryRun:
-				r.Result = ResultDryRun
+				r.Result = esv1alpha1.SecretPushResultDryRun
 			case err != nil:
 				fail(&r, err)
 			case action == externalsecrets.SecretPushActionDelete:
 				if derr := client.Delete(ctx, providers.Delete{Key: m.RemoteRef.RemoteKey, Property: m.RemoteRef.Property, Owner: owner}); derr != nil && providers.ReasonOf(derr) != providers.NotFound {
 					fail(&r, derr)
 				} else {
-					r.Result = ResultDeleted
+					r.Result = esv1alpha1.SecretPushResultDeleted
 					p.Clients.Written(id)
 				}
 			default:
@@ -116,8 +103,8 @@ func (p *Pusher) Push(ctx context.Context, ps *configv1alpha1.PushSecret, spec e
 				if perr != nil {
 					fail(&r, perr)
 				} else {
-					r.Result = string(res)
-					if res == providers.Pushed {
+					r.Result = res
+					if res == esv1alpha1.SecretPushResultPushed {
 						p.Clients.Written(id)
 					}
 				}
@@ -131,9 +118,9 @@ func (p *Pusher) Push(ctx context.Context, ps *configv1alpha1.PushSecret, spec e
 // fail records a key that was not written: NotOwner, which retrying does
 // not change, or Failed.
 func fail(r *externalsecrets.SecretPushResult, err error) {
-	r.Result, r.Reason, r.Message = ResultFailed, string(providers.ReasonOf(err)), err.Error()
+	r.Result, r.Reason, r.Message = esv1alpha1.SecretPushResultFailed, string(providers.ReasonOf(err)), err.Error()
 	if r.Reason == string(providers.NotOwner) {
-		r.Result = ResultNotOwner
+		r.Result = esv1alpha1.SecretPushResultNotOwner
 	}
 }
 

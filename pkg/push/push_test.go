@@ -15,6 +15,7 @@ import (
 
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
 	"github.com/veil-dev/veil/pkg/apis/externalsecrets"
+	esv1alpha1 "github.com/veil-dev/veil/pkg/apis/externalsecrets/v1alpha1"
 	"github.com/veil-dev/veil/pkg/credentials"
 	veilfake "github.com/veil-dev/veil/pkg/generated/clientset/versioned/fake"
 	configlisters "github.com/veil-dev/veil/pkg/generated/listers/config/v1alpha1"
@@ -50,7 +51,7 @@ type memoryClient struct {
 	m *memory
 }
 
-func (c *memoryClient) Push(_ context.Context, p providers.Push) (providers.PushResult, error) {
+func (c *memoryClient) Push(_ context.Context, p providers.Push) (string, error) {
 	if strings.HasPrefix(p.Key, "locked/") {
 		return "", providers.Errorf(providers.Forbidden, "the store's role may not write %q", p.Key)
 	}
@@ -58,18 +59,18 @@ func (c *memoryClient) Push(_ context.Context, p providers.Push) (providers.Push
 		return "", providers.Errorf(providers.Invalid, "no owner")
 	}
 	if _, ok := c.m.data[p.Key]; ok && p.IfNotExists {
-		return providers.SkippedExists, nil
+		return esv1alpha1.SecretPushResultSkippedExists, nil
 	}
 	if o, ok := c.m.owners[p.Key]; ok && o != p.Owner.UID {
 		return "", providers.Errorf(providers.NotOwner, "%q is another PushSecret's", p.Key)
 	}
 	if string(c.m.data[p.Key]) == string(p.Value) {
-		return providers.Unchanged, nil
+		return esv1alpha1.SecretPushResultUnchanged, nil
 	}
 	c.m.writes++
 	c.m.data[p.Key] = p.Value
 	c.m.owners[p.Key] = p.Owner.UID
-	return providers.Pushed, nil
+	return esv1alpha1.SecretPushResultPushed, nil
 }
 
 func (c *memoryClient) Delete(_ context.Context, d providers.Delete) error {
@@ -142,7 +143,7 @@ func TestPushResults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(results) != 2 || results[0].Result != ResultPushed || results[1].Result != ResultFailed || results[1].Reason != "Forbidden" {
+	if len(results) != 2 || results[0].Result != esv1alpha1.SecretPushResultPushed || results[1].Result != esv1alpha1.SecretPushResultFailed || results[1].Reason != "Forbidden" {
 		t.Fatalf("results %+v", results)
 	}
 	for _, r := range results {
@@ -155,31 +156,31 @@ func TestPushResults(t *testing.T) {
 	}
 	writes := mem.writes
 	results, _ = p.Push(ctx, ps, spec, false)
-	if results[0].Result != ResultUnchanged || mem.writes != writes {
+	if results[0].Result != esv1alpha1.SecretPushResultUnchanged || mem.writes != writes {
 		t.Errorf("an unchanged value: %+v, writes %d -> %d", results[0], writes, mem.writes)
 	}
 
 	ifNotExists := pushSecret(configv1alpha1.PushSecretUpdatePolicyIfNotExists, []string{"vault"}, [2]string{"key", "ci/deploy"})
 	results, _ = p.Push(ctx, ifNotExists, externalsecrets.SecretPushSpec{Data: map[string][]byte{"key": []byte("new")}}, false)
-	if results[0].Result != ResultSkippedExists || string(mem.data["ci/deploy"]) != value {
+	if results[0].Result != esv1alpha1.SecretPushResultSkippedExists || string(mem.data["ci/deploy"]) != value {
 		t.Errorf("IfNotExists over an existing value: %+v", results[0])
 	}
 
 	results, err = p.Push(ctx, ps, externalsecrets.SecretPushSpec{Action: externalsecrets.SecretPushActionDelete}, false)
-	if err != nil || results[0].Result != ResultDeleted {
+	if err != nil || results[0].Result != esv1alpha1.SecretPushResultDeleted {
 		t.Fatalf("delete: %+v, %v", results, err)
 	}
 	if _, ok := mem.data["ci/deploy"]; ok {
 		t.Error("the remote key was not deleted")
 	}
 	// Deleting what is already gone is not a failure.
-	if results, _ = p.Push(ctx, ps, externalsecrets.SecretPushSpec{Action: externalsecrets.SecretPushActionDelete}, false); results[0].Result != ResultDeleted {
+	if results, _ = p.Push(ctx, ps, externalsecrets.SecretPushSpec{Action: externalsecrets.SecretPushActionDelete}, false); results[0].Result != esv1alpha1.SecretPushResultDeleted {
 		t.Errorf("delete again: %+v", results[0])
 	}
 
 	before := mem.writes
 	results, err = p.Push(ctx, ps, spec, true)
-	if err != nil || results[0].Result != ResultDryRun || mem.writes != before {
+	if err != nil || results[0].Result != esv1alpha1.SecretPushResultDryRun || mem.writes != before {
 		t.Errorf("dry run: %+v, %v, writes %d -> %d", results, err, before, mem.writes)
 	}
 }
@@ -225,7 +226,7 @@ func TestOwnerIsThePushSecret(t *testing.T) {
 	p := pusher(t, vaultStore("vault", false))
 	mine := pushSecret("", []string{"vault"}, [2]string{"key", "owned/one"})
 	spec := externalsecrets.SecretPushSpec{Data: map[string][]byte{"key": []byte(value)}}
-	if results, err := p.Push(ctx, mine, spec, false); err != nil || results[0].Result != ResultPushed || mem.owners["owned/one"] != "ps-uid" {
+	if results, err := p.Push(ctx, mine, spec, false); err != nil || results[0].Result != esv1alpha1.SecretPushResultPushed || mem.owners["owned/one"] != "ps-uid" {
 		t.Fatalf("first push: %+v, %v, owner %q", results, err, mem.owners["owned/one"])
 	}
 
@@ -240,14 +241,14 @@ func TestOwnerIsThePushSecret(t *testing.T) {
 			s = externalsecrets.SecretPushSpec{Action: action}
 		}
 		results, err := p.Push(ctx, again, s, false)
-		if err != nil || results[0].Result != ResultNotOwner || results[0].Reason != "NotOwner" {
+		if err != nil || results[0].Result != esv1alpha1.SecretPushResultNotOwner || results[0].Reason != "NotOwner" {
 			t.Errorf("%s by another PushSecret: %+v, %v; want NotOwner", action, results, err)
 		}
 	}
 	if mem.writes != writes || string(mem.data["owned/one"]) != value {
 		t.Errorf("another PushSecret changed the key: writes %d -> %d", writes, mem.writes)
 	}
-	if results, err := p.Push(ctx, mine, externalsecrets.SecretPushSpec{Action: externalsecrets.SecretPushActionDelete}, false); err != nil || results[0].Result != ResultDeleted {
+	if results, err := p.Push(ctx, mine, externalsecrets.SecretPushSpec{Action: externalsecrets.SecretPushActionDelete}, false); err != nil || results[0].Result != esv1alpha1.SecretPushResultDeleted {
 		t.Errorf("delete by the owner: %+v, %v", results, err)
 	}
 }
@@ -277,7 +278,7 @@ func TestKeyScopeRefusedBeforeAnyWrite(t *testing.T) {
 	}
 	ps.Spec.Data = ps.Spec.Data[:1]
 	delete(spec.Data, "other")
-	if results, err := p.Push(ctx, ps, spec, false); err != nil || results[0].Result != ResultPushed {
+	if results, err := p.Push(ctx, ps, spec, false); err != nil || results[0].Result != esv1alpha1.SecretPushResultPushed {
 		t.Errorf("a key under the prefix: %+v, %v", results, err)
 	}
 }

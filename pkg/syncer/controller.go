@@ -94,7 +94,7 @@ func (c *Controller) schedule(es *configv1alpha1.ExternalSecret) {
 		return
 	}
 	key := keyOf(es)
-	ready := apimeta.FindStatusCondition(es.Status.Conditions, readyCondition)
+	ready := apimeta.FindStatusCondition(es.Status.Conditions, configv1alpha1.ConditionReady)
 	switch {
 	case ready == nil || ready.ObservedGeneration != es.Generation:
 		c.queue.AddUrgent(key)

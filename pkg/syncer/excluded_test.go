@@ -28,8 +28,8 @@ func TestExcludedNamespaceIsNeverWritten(t *testing.T) {
 		veil: veil, recorder: record.NewFakeRecorder(10), clock: clock.RealClock{},
 		excluded: sets.New("kube-system"), written: newWrittenStatuses[*configv1alpha1.ExternalSecretStatus](),
 	}
-	if res := c.sync(context.Background(), es); res.result != ReasonNamespaceExcluded || res.retry {
-		t.Errorf("result %+v, want %s without retry", res, ReasonNamespaceExcluded)
+	if res := c.sync(context.Background(), es); res.result != configv1alpha1.ReasonNamespaceExcluded || res.retry {
+		t.Errorf("result %+v, want %s without retry", res, configv1alpha1.ReasonNamespaceExcluded)
 	}
 	for _, a := range veil.Actions() {
 		if a.GetResource().Resource != "externalsecrets" || a.GetSubresource() != "status" {
@@ -40,9 +40,9 @@ func TestExcludedNamespaceIsNeverWritten(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ready := apimeta.FindStatusCondition(got.Status.Conditions, readyCondition)
-	if ready == nil || ready.Status != metav1.ConditionFalse || ready.Reason != ReasonNamespaceExcluded || !strings.Contains(ready.Message, "kube-system") {
-		t.Errorf("Ready = %+v, want False, %s, naming the namespace", ready, ReasonNamespaceExcluded)
+	ready := apimeta.FindStatusCondition(got.Status.Conditions, configv1alpha1.ConditionReady)
+	if ready == nil || ready.Status != metav1.ConditionFalse || ready.Reason != configv1alpha1.ReasonNamespaceExcluded || !strings.Contains(ready.Message, "kube-system") {
+		t.Errorf("Ready = %+v, want False, %s, naming the namespace", ready, configv1alpha1.ReasonNamespaceExcluded)
 	}
 }
 

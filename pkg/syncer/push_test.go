@@ -152,7 +152,7 @@ func (f *pushFixture) events(t *testing.T) []string {
 
 func ready(t *testing.T, ps *configv1alpha1.PushSecret) *metav1.Condition {
 	t.Helper()
-	c := apimeta.FindStatusCondition(ps.Status.Conditions, readyCondition)
+	c := apimeta.FindStatusCondition(ps.Status.Conditions, configv1alpha1.ConditionReady)
 	if c == nil {
 		t.Fatal("no Ready condition")
 	}
@@ -182,7 +182,7 @@ func TestPushSyncPushesOnlyWhatChanged(t *testing.T) {
 		string(sp.Spec.Data["password"]) != pushCanary || string(sp.Spec.Data["token"]) != "t1" {
 		t.Errorf("SecretPush %s action %s with keys %d: want exactly the mapped keys", sp.Name, sp.Spec.Action, len(sp.Spec.Data))
 	}
-	if c := ready(t, got); c.Status != metav1.ConditionTrue || c.Reason != ReasonSynced {
+	if c := ready(t, got); c.Status != metav1.ConditionTrue || c.Reason != configv1alpha1.ReasonSynced {
 		t.Errorf("Ready = %s %s: %s", c.Status, c.Reason, c.Message)
 	}
 	st := got.Status
@@ -239,11 +239,11 @@ func TestPushSyncNeverDeletesForAMissingSource(t *testing.T) {
 		says   string
 		retry  bool
 	}{
-		{name: "no Secret", reason: ReasonSourceNotFound, says: "Secret src does not exist"},
-		{name: "no key", source: sourceSecret("1", map[string]string{"password": pushCanary}), reason: ReasonKeyNotFound, says: `has no key "token"`},
+		{name: "no Secret", reason: configv1alpha1.ReasonSourceNotFound, says: "Secret src does not exist"},
+		{name: "no key", source: sourceSecret("1", map[string]string{"password": pushCanary}), reason: configv1alpha1.ReasonKeyNotFound, says: `has no key "token"`},
 		{name: "not granted", get: apierrors.NewForbidden(corev1.Resource("secrets"), "src", errors.New("RBAC says no")),
-			reason: ReasonNotPermitted, says: "bind the ClusterRole veil-syncer:push-source", retry: true},
-		{name: "API down", get: apierrors.NewServiceUnavailable("etcd is sad"), reason: ReasonSourceUnavailable, says: "etcd is sad", retry: true},
+			reason: configv1alpha1.ReasonNotPermitted, says: "bind the ClusterRole veil-syncer:push-source", retry: true},
+		{name: "API down", get: apierrors.NewServiceUnavailable("etcd is sad"), reason: configv1alpha1.ReasonSourceUnavailable, says: "etcd is sad", retry: true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			ps := testPushSecret(configv1alpha1.PushSecretDeletionPolicyDelete)
@@ -282,7 +282,7 @@ func TestPushSyncFailures(t *testing.T) {
 			return out, nil
 		}
 		res, got := f.sync(t)
-		if res.result != ReasonPushFailed || !res.retry {
+		if res.result != configv1alpha1.ReasonPushFailed || !res.retry {
 			t.Errorf("result %+v", res)
 		}
 		r := ready(t, got)
@@ -310,10 +310,10 @@ func TestPushSyncFailures(t *testing.T) {
 		reason  string
 		says    string
 	}{
-		{"RBAC refuses", apierrors.NewForbidden(esv1alpha1.Resource("secretpushes"), "app", errors.New("no RBAC")), false, ReasonNotPermitted, "may not create secretpushes in namespace team"},
-		{"a read-only store", apierrors.NewForbidden(esv1alpha1.Resource("secretpushes"), "app", errors.New("SecretStore team/frozen is read-only (spec.readOnly)")), true, ReasonPushRefused, "is read-only (spec.readOnly)"},
-		{"no such store", apierrors.NewNotFound(esv1alpha1.Resource("secretpushes"), "app"), true, ReasonPushRefused, "not found"},
-		{"veil-apiserver down", apierrors.NewServiceUnavailable("the service is unavailable"), true, ReasonPushFailed, "the service is unavailable"},
+		{"RBAC refuses", apierrors.NewForbidden(esv1alpha1.Resource("secretpushes"), "app", errors.New("no RBAC")), false, configv1alpha1.ReasonNotPermitted, "may not create secretpushes in namespace team"},
+		{"a read-only store", apierrors.NewForbidden(esv1alpha1.Resource("secretpushes"), "app", errors.New("SecretStore team/frozen is read-only (spec.readOnly)")), true, configv1alpha1.ReasonPushRefused, "is read-only (spec.readOnly)"},
+		{"no such store", apierrors.NewNotFound(esv1alpha1.Resource("secretpushes"), "app"), true, configv1alpha1.ReasonPushRefused, "not found"},
+		{"veil-apiserver down", apierrors.NewServiceUnavailable("the service is unavailable"), true, configv1alpha1.ReasonPushFailed, "the service is unavailable"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			f := newPushFixture(t, ps, src)
@@ -335,7 +335,7 @@ func TestPushFinalizer(t *testing.T) {
 	src := sourceSecret("5", map[string]string{"password": "p", "token": "t"})
 	hasFinalizer := func(ps *configv1alpha1.PushSecret) bool {
 		for _, f := range ps.Finalizers {
-			if f == PushSecretFinalizer {
+			if f == configv1alpha1.PushSecretFinalizer {
 				return true
 			}
 		}
@@ -369,7 +369,7 @@ func TestPushFinalizer(t *testing.T) {
 			}
 			return false, nil, nil
 		})
-		if res, _ := f.sync(t); res.result != ReasonFinalizerFailed || !res.retry || len(f.pushes) != 0 {
+		if res, _ := f.sync(t); res.result != configv1alpha1.ReasonFinalizerFailed || !res.retry || len(f.pushes) != 0 {
 			t.Errorf("result %+v with %d SecretPushes", res, len(f.pushes))
 		}
 	})
@@ -381,7 +381,7 @@ func TestPushFinalizer(t *testing.T) {
 		_, got := f.sync(t)
 		now := metav1.NewTime(f.clock.Now())
 		got.DeletionTimestamp = &now
-		got.Finalizers = []string{PushSecretFinalizer}
+		got.Finalizers = []string{configv1alpha1.PushSecretFinalizer}
 		if _, err := f.veil.ConfigV1alpha1().PushSecrets("team").Update(context.Background(), got, metav1.UpdateOptions{}); err != nil {
 			t.Fatal(err)
 		}
@@ -397,7 +397,7 @@ func TestPushFinalizer(t *testing.T) {
 			return out, nil
 		}
 		res, got := f.sync(t)
-		if res.result != ReasonDeleteFailed || !res.retry || !hasFinalizer(got) {
+		if res.result != configv1alpha1.ReasonDeleteFailed || !res.retry || !hasFinalizer(got) {
 			t.Fatalf("a failed delete: %+v, finalizers %v", res, got.Finalizers)
 		}
 		if r := ready(t, got); !strings.Contains(r.Message, "Vault is sealed") || !strings.Contains(r.Message, "finalizer veil.dev/pushsecret stays") {
@@ -424,7 +424,7 @@ func TestPushFinalizer(t *testing.T) {
 			return nil, apierrors.NewForbidden(esv1alpha1.Resource("secretpushes"), "app", errors.New("no RBAC"))
 		}
 		res, got := f.sync(t)
-		if res.result != ReasonNotPermitted || !res.retry || !hasFinalizer(got) {
+		if res.result != configv1alpha1.ReasonNotPermitted || !res.retry || !hasFinalizer(got) {
 			t.Errorf("%+v, finalizers %v", res, got.Finalizers)
 		}
 	})
@@ -441,7 +441,7 @@ func TestPushFinalizer(t *testing.T) {
 			t.Fatal(err)
 		}
 		res, got := f.sync(t)
-		if res.result != ReasonDeleteRefused || res.retry || hasFinalizer(got) {
+		if res.result != configv1alpha1.ReasonDeleteRefused || res.retry || hasFinalizer(got) {
 			t.Errorf("%+v, finalizers %v", res, got.Finalizers)
 		}
 		if ev := f.events(t); len(ev) == 0 || !strings.Contains(ev[len(ev)-1], "is being deleted") {
@@ -457,11 +457,11 @@ func TestPushFinalizer(t *testing.T) {
 			return out, nil
 		}
 		res, got := f.sync(t)
-		if res.result != ReasonDeleteRefused || res.retry || hasFinalizer(got) {
+		if res.result != configv1alpha1.ReasonDeleteRefused || res.retry || hasFinalizer(got) {
 			t.Fatalf("%+v, finalizers %v; want released", res, got.Finalizers)
 		}
 		r := ready(t, got)
-		if r.Reason != ReasonDeleteRefused || !strings.Contains(r.Message, "1 of 2 remote keys are not this PushSecret's") || !strings.Contains(r.Message, "deleted SecretStore/vault ci/token") {
+		if r.Reason != configv1alpha1.ReasonDeleteRefused || !strings.Contains(r.Message, "1 of 2 remote keys are not this PushSecret's") || !strings.Contains(r.Message, "deleted SecretStore/vault ci/token") {
 			t.Errorf("Ready: %+v", r)
 		}
 		if got.Status.SyncedPushSecrets["SecretStore/vault"]["ci/app#password"].Result != "NotOwner" {
@@ -489,7 +489,7 @@ func TestPushFinalizer(t *testing.T) {
 			if hasFinalizer(got) == c.release || res.retry == c.release {
 				t.Errorf("%s: %+v, finalizers %v; want released %v", c.name, res, got.Finalizers, c.release)
 			}
-			if c.release && ready(t, got).Reason != ReasonDeleteRefused {
+			if c.release && ready(t, got).Reason != configv1alpha1.ReasonDeleteRefused {
 				t.Errorf("%s: Ready %+v", c.name, ready(t, got))
 			}
 		}
@@ -505,7 +505,7 @@ func TestPushFinalizer(t *testing.T) {
 	t.Run("nothing pushed, nothing deleted", func(t *testing.T) {
 		ps := testPushSecret(configv1alpha1.PushSecretDeletionPolicyDelete)
 		now := metav1.NewTime(time.Now())
-		ps.DeletionTimestamp, ps.Finalizers = &now, []string{PushSecretFinalizer}
+		ps.DeletionTimestamp, ps.Finalizers = &now, []string{configv1alpha1.PushSecretFinalizer}
 		// Every key existed and was left alone (IfNotExists): none is ours.
 		ps.Status.SyncedPushSecrets = map[string]map[string]configv1alpha1.PushSecretSyncedData{"SecretStore/vault": {"ci/token": {Result: "SkippedExists"}}}
 		f := newPushFixture(t, ps, src)
@@ -557,7 +557,7 @@ func TestPushRefresh(t *testing.T) {
 	}
 	last := metav1.NewTime(clock.Now())
 	ps.Status.RefreshTime = &last
-	setPushReady(&ps.Status, ps, metav1.ConditionTrue, ReasonSynced, "pushed")
+	setPushReady(&ps.Status, ps, metav1.ConditionTrue, configv1alpha1.ReasonSynced, "pushed")
 	clock.SetTime(last.Add(50 * time.Minute))
 	if c.refreshDue(ps) {
 		t.Error("due 50 minutes after a push, interval 1h")
@@ -576,7 +576,7 @@ func TestPushRefresh(t *testing.T) {
 	if d, _ := c.refreshAfter(ps); d < minRefresh {
 		t.Errorf("next refresh in %s, long past due", d)
 	}
-	setPushReady(&ps.Status, ps, metav1.ConditionFalse, ReasonSourceNotFound, "gone")
+	setPushReady(&ps.Status, ps, metav1.ConditionFalse, configv1alpha1.ReasonSourceNotFound, "gone")
 	if d, _ := c.refreshAfter(ps); d < 54*time.Minute {
 		t.Errorf("next refresh after a failure in %s, want about an hour", d)
 	}

@@ -120,7 +120,7 @@ func newPushController(ctx context.Context, informer configinformers.PushSecretI
 func (c *PushController) schedule(ps *configv1alpha1.PushSecret) {
 	key := pushKeyOf(ps)
 	ps = c.current(ps)
-	ready := apimeta.FindStatusCondition(ps.Status.Conditions, readyCondition)
+	ready := apimeta.FindStatusCondition(ps.Status.Conditions, configv1alpha1.ConditionReady)
 	switch {
 	case ps.DeletionTimestamp != nil, ready == nil, ready.ObservedGeneration != ps.Generation:
 		c.queue.AddUrgent(key)
@@ -266,6 +266,6 @@ func syncedVersion(generation int64, sourceResourceVersion string) string {
 
 // pushedFor: the last sync of this generation pushed everything.
 func pushedFor(ps *configv1alpha1.PushSecret) bool {
-	r := apimeta.FindStatusCondition(ps.Status.Conditions, readyCondition)
+	r := apimeta.FindStatusCondition(ps.Status.Conditions, configv1alpha1.ConditionReady)
 	return r != nil && r.Status == metav1.ConditionTrue && r.ObservedGeneration == ps.Generation
 }

@@ -22,41 +22,10 @@ import (
 	esv1alpha1 "github.com/veil-dev/veil/pkg/apis/externalsecrets/v1alpha1"
 )
 
-// PushSecretFinalizer holds a PushSecret with deletionPolicy Delete until
-// its remote keys are deleted.
-const PushSecretFinalizer = "veil.dev/pushsecret"
-
 // PushSourceClusterRole is the ClusterRole (artifacts/base/syncer) a
 // namespace binds to let veil-syncer read its PushSecrets' source Secrets
 // and create SecretPushes. It is bound in no namespace by default.
 const PushSourceClusterRole = "veil-syncer:push-source"
-
-// Reasons of a PushSecret's Ready condition besides ReasonSynced. They are
-// also results of veil_syncer_push_syncs_total.
-const (
-	// ReasonNotPermitted: the namespace has not granted veil-syncer its
-	// source Secret or create on secretpushes.
-	ReasonNotPermitted = "NotPermitted"
-	// ReasonSourceNotFound and ReasonKeyNotFound: nothing is pushed, and no
-	// remote key is deleted.
-	ReasonSourceNotFound    = "SourceNotFound"
-	ReasonKeyNotFound       = "KeyNotFound"
-	ReasonSourceUnavailable = "SourceUnavailable"
-	// ReasonPushRefused: the API refused the SecretPush, and nothing was
-	// written (a read-only store, a store the namespace may not use, ...).
-	ReasonPushRefused = "PushRefused"
-	// ReasonPushFailed: a remote key could not be written, or the SecretPush
-	// got no answer.
-	ReasonPushFailed = "PushFailed"
-	// ReasonDeleteFailed: the PushSecret is being deleted and its remote
-	// keys could not be, for now; the finalizer stays.
-	ReasonDeleteFailed = "DeleteFailed"
-	// ReasonDeleteRefused: the PushSecret is being deleted and some of its
-	// remote keys will never be deleted for it (not its own, or a store
-	// that refuses): they are left, and the finalizer is released.
-	ReasonDeleteRefused   = "DeleteRefused"
-	ReasonFinalizerFailed = "FinalizerFailed"
-)
 
 // Event reasons of PushSecrets, besides EventDeleted.
 const (
@@ -80,16 +49,6 @@ const (
 	secretPushSucceeded = "Succeeded"
 	secretPushFailed    = "Failed"
 	secretPushRefused   = "Refused"
-)
-
-// Results of one remote key, as veil-apiserver reports them (pkg/push).
-const (
-	keyPushed    = "Pushed"
-	keyUnchanged = "Unchanged"
-	keyFailed    = "Failed"
-	// keyNotOwner: the key is another PushSecret's or, for a delete, not
-	// Veil's; retrying does not change that.
-	keyNotOwner = "NotOwner"
 )
 
 // sync pushes the source Secret of ps, or, if ps is being deleted, deletes
@@ -117,14 +76,14 @@ func (c *PushController) sync(ctx context.Context, ps *configv1alpha1.PushSecret
 	}
 	switch {
 	case apierrors.IsForbidden(err):
-		return c.fail(ctx, ps, st, ReasonNotPermitted, notPermitted(ps.Namespace, "read Secret "+src, "nothing was pushed", err), true)
+		return c.fail(ctx, ps, st, configv1alpha1.ReasonNotPermitted, notPermitted(ps.Namespace, "read Secret "+src, "nothing was pushed", err), true)
 	case apierrors.IsNotFound(err):
 		// The watch of the source reports its creation.
-		return c.fail(ctx, ps, st, ReasonSourceNotFound, fmt.Sprintf("Secret %s does not exist: nothing was pushed, and no remote key was deleted", src), false)
+		return c.fail(ctx, ps, st, configv1alpha1.ReasonSourceNotFound, fmt.Sprintf("Secret %s does not exist: nothing was pushed, and no remote key was deleted", src), false)
 	case errors.As(err, &missing):
-		return c.fail(ctx, ps, st, ReasonKeyNotFound, fmt.Sprintf("Secret %s has no key %s: nothing was pushed, and no remote key was deleted", src, quoted(missing.keys)), false)
+		return c.fail(ctx, ps, st, configv1alpha1.ReasonKeyNotFound, fmt.Sprintf("Secret %s has no key %s: nothing was pushed, and no remote key was deleted", src, quoted(missing.keys)), false)
 	case err != nil:
-		return c.fail(ctx, ps, st, ReasonSourceUnavailable, fmt.Sprintf("reading Secret %s: %v", src, err), true)
+		return c.fail(ctx, ps, st, configv1alpha1.ReasonSourceUnavailable, fmt.Sprintf("reading Secret %s: %v", src, err), true)
 	}
 
 	mac := pushHMAC(c.key, ps, data)
@@ -142,13 +101,13 @@ func (c *PushController) sync(ctx context.Context, ps *configv1alpha1.PushSecret
 	now := metav1.NewTime(c.clock.Now())
 	failures := recordResults(st, sp.Status.Results, now)
 	if len(failures) > 0 {
-		return c.fail(ctx, ps, st, ReasonPushFailed, fmt.Sprintf("%d of %d remote keys were not pushed: %s",
+		return c.fail(ctx, ps, st, configv1alpha1.ReasonPushFailed, fmt.Sprintf("%d of %d remote keys were not pushed: %s",
 			len(failures), len(sp.Status.Results), strings.Join(failures, "; ")), true)
 	}
 
 	var pushed []string
 	for _, r := range sp.Status.Results {
-		if r.Result == keyPushed {
+		if r.Result == esv1alpha1.SecretPushResultPushed {
 			pushed = append(pushed, storeName(r.StoreRef)+" "+remoteKeyName(r.RemoteKey, r.Property))
 		}
 	}
@@ -163,7 +122,7 @@ func (c *PushController) sync(ctx context.Context, ps *configv1alpha1.PushSecret
 	st.RefreshTime = &now
 	st.DataHMAC = mac
 	st.SyncedResourceVersion = synced
-	setPushReady(st, ps, metav1.ConditionTrue, ReasonSynced, fmt.Sprintf("Secret %s is pushed to %s", src, storesOf(sp.Status.Results)))
+	setPushReady(st, ps, metav1.ConditionTrue, configv1alpha1.ReasonSynced, fmt.Sprintf("Secret %s is pushed to %s", src, storesOf(sp.Status.Results)))
 	return c.finish(ctx, ps, st, res, false)
 }
 
@@ -208,7 +167,7 @@ func (c *PushController) readSource(ctx context.Context, ps *configv1alpha1.Push
 // or if nothing was ever pushed, the finalizer is removed and the remote
 // keys stay.
 func (c *PushController) finalize(ctx context.Context, ps *configv1alpha1.PushSecret) result {
-	if !slices.Contains(ps.Finalizers, PushSecretFinalizer) {
+	if !slices.Contains(ps.Finalizers, configv1alpha1.PushSecretFinalizer) {
 		return result{result: resultGone}
 	}
 	if ps.Spec.DeletionPolicy != configv1alpha1.PushSecretDeletionPolicyDelete || !pushedAny(&ps.Status) {
@@ -234,17 +193,17 @@ func (c *PushController) finalize(ctx context.Context, ps *configv1alpha1.PushSe
 	for _, r := range sp.Status.Results {
 		name := storeName(r.StoreRef) + " " + remoteKeyName(r.RemoteKey, r.Property)
 		switch r.Result {
-		case keyFailed:
+		case esv1alpha1.SecretPushResultFailed:
 			failed = append(failed, fmt.Sprintf("%s: %s: %s", name, r.Reason, r.Message))
-		case keyNotOwner:
+		case esv1alpha1.SecretPushResultNotOwner:
 			notOwned = append(notOwned, fmt.Sprintf("%s: %s", name, r.Message))
 		default:
 			deleted = append(deleted, name)
 		}
 	}
 	if len(failed) > 0 {
-		return c.fail(ctx, ps, st, ReasonDeleteFailed, fmt.Sprintf("%d of %d remote keys were not deleted: %s; the finalizer %s stays until they are "+
-			"(remove it by hand to delete the PushSecret and keep them)", len(failed), len(sp.Status.Results), strings.Join(failed, "; "), PushSecretFinalizer), true)
+		return c.fail(ctx, ps, st, configv1alpha1.ReasonDeleteFailed, fmt.Sprintf("%d of %d remote keys were not deleted: %s; the finalizer %s stays until they are "+
+			"(remove it by hand to delete the PushSecret and keep them)", len(failed), len(sp.Status.Results), strings.Join(failed, "; "), configv1alpha1.PushSecretFinalizer), true)
 	}
 	if len(notOwned) > 0 {
 		msg := fmt.Sprintf("%d of %d remote keys are not this PushSecret's and were left as they were: %s", len(notOwned), len(sp.Status.Results), strings.Join(notOwned, "; "))
@@ -283,8 +242,8 @@ func (c *PushController) namespaceTerminating(ctx context.Context, ns string) bo
 // abandon reports why the remote keys of a deleted PushSecret stay, in its
 // status and a Warning Event, and releases the finalizer.
 func (c *PushController) abandon(ctx context.Context, ps *configv1alpha1.PushSecret, st *configv1alpha1.PushSecretStatus, why string) result {
-	msg := fmt.Sprintf("%s; the finalizer %s is released, so what was left must be deleted by hand if at all", why, PushSecretFinalizer)
-	setPushReady(st, ps, metav1.ConditionFalse, ReasonDeleteRefused, msg)
+	msg := fmt.Sprintf("%s; the finalizer %s is released, so what was left must be deleted by hand if at all", why, configv1alpha1.PushSecretFinalizer)
+	setPushReady(st, ps, metav1.ConditionFalse, configv1alpha1.ReasonDeleteRefused, msg)
 	c.recorder.Eventf(ps, corev1.EventTypeWarning, EventDeleteRefused, "%s", msg)
 	klog.FromContext(ctx).Info("Releasing a deleted PushSecret whose remote keys could not all be deleted", "pushSecret", klog.KObj(ps), "message", msg)
 	updated, err := c.patchStatus(ctx, ps, st)
@@ -293,11 +252,11 @@ func (c *PushController) abandon(ctx context.Context, ps *configv1alpha1.PushSec
 		return result{result: resultGone}
 	case err != nil:
 		klog.FromContext(ctx).Error(err, "Writing status", "pushSecret", klog.KObj(ps))
-		return result{result: ReasonDeleteRefused, retry: true}
+		return result{result: configv1alpha1.ReasonDeleteRefused, retry: true}
 	}
 	// The status write changed the resourceVersion the finalizer patch
 	// must name.
-	return c.release(ctx, updated, ReasonDeleteRefused)
+	return c.release(ctx, updated, configv1alpha1.ReasonDeleteRefused)
 }
 
 // pushedAny: some remote key was written, or found holding the value, by a
@@ -306,7 +265,7 @@ func (c *PushController) abandon(ctx context.Context, ps *configv1alpha1.PushSec
 func pushedAny(st *configv1alpha1.PushSecretStatus) bool {
 	for _, keys := range st.SyncedPushSecrets {
 		for _, k := range keys {
-			if k.PushTime != nil || k.Result == keyPushed || k.Result == keyUnchanged {
+			if k.PushTime != nil || k.Result == esv1alpha1.SecretPushResultPushed || k.Result == esv1alpha1.SecretPushResultUnchanged {
 				return true
 			}
 		}
@@ -324,20 +283,20 @@ func (c *PushController) release(ctx context.Context, ps *configv1alpha1.PushSec
 		return result{result: resultGone}
 	default:
 		klog.FromContext(ctx).Error(err, "Removing the finalizer", "pushSecret", klog.KObj(ps))
-		return result{result: ReasonFinalizerFailed, retry: true}
+		return result{result: configv1alpha1.ReasonFinalizerFailed, retry: true}
 	}
 }
 
-// setFinalizer adds or removes PushSecretFinalizer. The merge patch carries
+// setFinalizer adds or removes configv1alpha1.PushSecretFinalizer. The merge patch carries
 // the resourceVersion, so it cannot drop a finalizer someone else added
 // meanwhile: it fails with a conflict and is retried.
 func (c *PushController) setFinalizer(ctx context.Context, ps *configv1alpha1.PushSecret, want bool) (*configv1alpha1.PushSecret, error) {
-	if slices.Contains(ps.Finalizers, PushSecretFinalizer) == want {
+	if slices.Contains(ps.Finalizers, configv1alpha1.PushSecretFinalizer) == want {
 		return ps, nil
 	}
-	finalizers := slices.DeleteFunc(slices.Clone(ps.Finalizers), func(f string) bool { return f == PushSecretFinalizer })
+	finalizers := slices.DeleteFunc(slices.Clone(ps.Finalizers), func(f string) bool { return f == configv1alpha1.PushSecretFinalizer })
 	if want {
-		finalizers = append(finalizers, PushSecretFinalizer)
+		finalizers = append(finalizers, configv1alpha1.PushSecretFinalizer)
 	}
 	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{
 		"finalizers":      finalizers,
@@ -359,9 +318,9 @@ func (c *PushController) finalizerFailed(ctx context.Context, ps *configv1alpha1
 	}
 	if apierrors.IsConflict(err) {
 		// Our informer has not seen the newest PushSecret yet.
-		return result{result: ReasonFinalizerFailed, retry: true}
+		return result{result: configv1alpha1.ReasonFinalizerFailed, retry: true}
 	}
-	return c.fail(ctx, ps, ps.Status.DeepCopy(), ReasonFinalizerFailed, fmt.Sprintf("setting the finalizer %s: %v", PushSecretFinalizer, err), true)
+	return c.fail(ctx, ps, ps.Status.DeepCopy(), configv1alpha1.ReasonFinalizerFailed, fmt.Sprintf("setting the finalizer %s: %v", configv1alpha1.PushSecretFinalizer, err), true)
 }
 
 // secretPush creates a SecretPush for ps and counts it and its results.
@@ -377,7 +336,7 @@ func (c *PushController) secretPush(ctx context.Context, ps *configv1alpha1.Push
 	res := secretPushSucceeded
 	for _, r := range sp.Status.Results {
 		pushedKeys.WithLabelValues(string(action), r.Result).Inc()
-		if r.Result == keyFailed {
+		if r.Result == esv1alpha1.SecretPushResultFailed {
 			res = secretPushFailed
 		}
 	}
@@ -389,23 +348,23 @@ func (c *PushController) secretPush(ctx context.Context, ps *configv1alpha1.Push
 func (c *PushController) refused(ctx context.Context, ps *configv1alpha1.PushSecret, st *configv1alpha1.PushSecretStatus, action esv1alpha1.SecretPushAction, err error) result {
 	consequence := "nothing was pushed"
 	if action == esv1alpha1.SecretPushActionDelete {
-		consequence = fmt.Sprintf("the remote keys were not deleted, and the finalizer %s stays (remove it by hand to delete the PushSecret and keep them)", PushSecretFinalizer)
+		consequence = fmt.Sprintf("the remote keys were not deleted, and the finalizer %s stays (remove it by hand to delete the PushSecret and keep them)", configv1alpha1.PushSecretFinalizer)
 	}
 	if apierrors.IsForbidden(err) {
 		// A 403 is either RBAC's (no create on secretpushes here) or
 		// veil-apiserver's (a read-only store, a ClusterSecretStore the
 		// namespace may not use); only a review tells them apart.
 		if allowed, rerr := c.mayCreateSecretPushes(ctx, ps.Namespace); rerr == nil && !allowed {
-			return c.fail(ctx, ps, st, ReasonNotPermitted, notPermitted(ps.Namespace, "create secretpushes", consequence, err), true)
+			return c.fail(ctx, ps, st, configv1alpha1.ReasonNotPermitted, notPermitted(ps.Namespace, "create secretpushes", consequence, err), true)
 		}
 	}
-	reason := ReasonPushRefused
+	reason := configv1alpha1.ReasonPushRefused
 	switch {
 	case action == esv1alpha1.SecretPushActionDelete:
-		reason = ReasonDeleteFailed
+		reason = configv1alpha1.ReasonDeleteFailed
 	case !isClientError(err):
 		// Not a refusal: the request did not get through, or failed.
-		reason = ReasonPushFailed
+		reason = configv1alpha1.ReasonPushFailed
 	}
 	return c.fail(ctx, ps, st, reason, fmt.Sprintf("SecretPush %s: %v; %s", action, err, consequence), true)
 }
@@ -459,14 +418,14 @@ func recordResults(st *configv1alpha1.PushSecretStatus, results []esv1alpha1.Sec
 			Result:   r.Result,
 			PushTime: st.SyncedPushSecrets[store][key].PushTime,
 		}
-		if r.Result == keyPushed {
+		if r.Result == esv1alpha1.SecretPushResultPushed {
 			e.PushTime = &now
 		}
 		if next[store] == nil {
 			next[store] = map[string]configv1alpha1.PushSecretSyncedData{}
 		}
 		next[store][key] = e
-		if r.Result == keyFailed || r.Result == keyNotOwner {
+		if r.Result == esv1alpha1.SecretPushResultFailed || r.Result == esv1alpha1.SecretPushResultNotOwner {
 			failures = append(failures, fmt.Sprintf("%s %s: %s: %s", store, key, r.Reason, r.Message))
 		}
 	}
@@ -540,7 +499,7 @@ func (c *PushController) patchStatus(ctx context.Context, ps *configv1alpha1.Pus
 
 func setPushReady(st *configv1alpha1.PushSecretStatus, ps *configv1alpha1.PushSecret, status metav1.ConditionStatus, reason, msg string) {
 	apimeta.SetStatusCondition(&st.Conditions, metav1.Condition{
-		Type: readyCondition, Status: status, Reason: reason, Message: msg, ObservedGeneration: ps.Generation,
+		Type: configv1alpha1.ConditionReady, Status: status, Reason: reason, Message: msg, ObservedGeneration: ps.Generation,
 	})
 }
 

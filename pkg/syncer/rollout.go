@@ -19,7 +19,7 @@ import (
 // is already written, and retrying cannot make the workload appear.
 func (c *Controller) restart(ctx context.Context, es *configv1alpha1.ExternalSecret, hmac string) ([]string, error) {
 	patch, err := json.Marshal(map[string]any{"spec": map[string]any{"template": map[string]any{"metadata": map[string]any{
-		"annotations": map[string]string{RestartedForAnnotation: es.Name + "@" + hmac},
+		"annotations": map[string]string{configv1alpha1.RestartedForAnnotation: es.Name + "@" + hmac},
 	}}}})
 	if err != nil {
 		return nil, err
@@ -41,7 +41,7 @@ func (c *Controller) restart(ctx context.Context, es *configv1alpha1.ExternalSec
 		ref := r.Kind + "/" + r.Name
 		switch {
 		case apierrors.IsNotFound(err):
-			c.recorder.Eventf(es, corev1.EventTypeWarning, EventSyncError, "%s: %s does not exist and was not restarted", ReasonRolloutFailed, ref)
+			c.recorder.Eventf(es, corev1.EventTypeWarning, EventSyncError, "%s: %s does not exist and was not restarted", configv1alpha1.ReasonRolloutFailed, ref)
 		case err != nil:
 			return restarted, fmt.Errorf("%s: %w", ref, err)
 		default:

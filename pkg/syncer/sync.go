@@ -22,25 +22,6 @@ import (
 	"github.com/veil-dev/veil/pkg/syncer/template"
 )
 
-const readyCondition = "Ready"
-
-// Reasons of the Ready condition. The failures are also results of
-// veil_syncer_syncs_total.
-const (
-	ReasonSynced             = "Synced"
-	ReasonCreationPolicyNone = "CreationPolicyNone"
-	ReasonTargetConflict     = "TargetConflict"
-	ReasonTargetMissing      = "TargetMissing"
-	ReasonTargetImmutable    = "TargetImmutable"
-	ReasonTargetInvalid      = "TargetInvalid"
-	ReasonTemplateError      = "TemplateError"
-	ReasonRemoteNotFound     = "RemoteNotFound"
-	ReasonValuesUnavailable  = "ValuesUnavailable"
-	ReasonWriteFailed        = "WriteFailed"
-	ReasonRolloutFailed      = "RolloutRestartFailed"
-	ReasonNamespaceExcluded  = "NamespaceExcluded"
-)
-
 // Event reasons. Events carry their own timestamps and, with the status and
 // the managedFields of the Secret (field manager veil-syncer), are the
 // record of when what was written.
@@ -61,11 +42,6 @@ const (
 	resultGone      = "Gone"
 )
 
-// RestartedForAnnotation is set on the pod template of rollout restart
-// targets to "<ExternalSecret>@<data HMAC>": a new value restarts the
-// workload, and a retried patch with the same value restarts nothing.
-const RestartedForAnnotation = "veil.dev/restarted-for"
-
 // writableSecretTypes are the Secret types a target may have; the
 // admission policy veil-syncer-secrets allows the same.
 var writableSecretTypes = []corev1.SecretType{corev1.SecretTypeOpaque, corev1.SecretTypeBasicAuth, corev1.SecretTypeSSHAuth,
@@ -84,12 +60,12 @@ func (c *Controller) sync(ctx context.Context, es *configv1alpha1.ExternalSecret
 	t := es.Spec.Target
 	st := es.Status.DeepCopy()
 	if c.excluded.Has(es.Namespace) {
-		return c.fail(ctx, es, st, ReasonNamespaceExcluded, fmt.Sprintf(
+		return c.fail(ctx, es, st, configv1alpha1.ReasonNamespaceExcluded, fmt.Sprintf(
 			"veil-syncer never writes in namespace %s (--excluded-namespaces): move the ExternalSecret to another namespace, or remove spec.target", es.Namespace), false)
 	}
 	if t.CreationPolicy == configv1alpha1.CreatePolicyNone {
-		setReady(st, es, metav1.ConditionTrue, ReasonCreationPolicyNone, "creationPolicy None: veil-syncer writes no Secret")
-		return c.finish(ctx, es, st, ReasonCreationPolicyNone, false)
+		setReady(st, es, metav1.ConditionTrue, configv1alpha1.ReasonCreationPolicyNone, "creationPolicy None: veil-syncer writes no Secret")
+		return c.finish(ctx, es, st, configv1alpha1.ReasonCreationPolicyNone, false)
 	}
 	name := targetName(es)
 
@@ -98,15 +74,15 @@ func (c *Controller) sync(ctx context.Context, es *configv1alpha1.ExternalSecret
 		return c.remoteGone(ctx, es, st, name, err)
 	}
 	if err != nil {
-		return c.fail(ctx, es, st, ReasonValuesUnavailable, "reading the values: "+err.Error(), true)
+		return c.fail(ctx, es, st, configv1alpha1.ReasonValuesUnavailable, "reading the values: "+err.Error(), true)
 	}
 	d, err := c.desired(es, v, name)
 	if err != nil {
 		var te *template.Error
 		if errors.As(err, &te) {
-			return c.fail(ctx, es, st, ReasonTemplateError, err.Error()+"; the Secret was left as it was", false)
+			return c.fail(ctx, es, st, configv1alpha1.ReasonTemplateError, err.Error()+"; the Secret was left as it was", false)
 		}
-		return c.fail(ctx, es, st, ReasonTargetInvalid, err.Error(), false)
+		return c.fail(ctx, es, st, configv1alpha1.ReasonTargetInvalid, err.Error(), false)
 	}
 
 	last := dataChanged
@@ -128,7 +104,7 @@ func (c *Controller) sync(ctx context.Context, es *configv1alpha1.ExternalSecret
 		if restarted, err = c.restart(ctx, es, d.hmac); err != nil {
 			// The data HMAC is not recorded, so the next attempt restarts
 			// again (the same annotation value makes repeats harmless).
-			return c.fail(ctx, es, st, ReasonRolloutFailed, fmt.Sprintf("Secret %s was written, but a rollout restart failed: %v", name, err), true)
+			return c.fail(ctx, es, st, configv1alpha1.ReasonRolloutFailed, fmt.Sprintf("Secret %s was written, but a rollout restart failed: %v", name, err), true)
 		}
 	}
 
@@ -161,7 +137,7 @@ func (c *Controller) sync(ctx context.Context, es *configv1alpha1.ExternalSecret
 	st.RefreshTime = &now
 	st.DataHMAC = d.hmac
 	st.SyncedResourceVersion = fmt.Sprintf("%d-%s", es.Generation, w.resourceVersion)
-	setReady(st, es, metav1.ConditionTrue, ReasonSynced, fmt.Sprintf("Secret %s is in sync", name))
+	setReady(st, es, metav1.ConditionTrue, configv1alpha1.ReasonSynced, fmt.Sprintf("Secret %s is in sync", name))
 	return c.finish(ctx, es, st, res, false)
 }
 
@@ -210,9 +186,9 @@ func (c *Controller) desired(es *configv1alpha1.ExternalSecret, v *esv1alpha1.Ex
 			corev1.SecretTypeBasicAuth, corev1.SecretTypeSSHAuth, corev1.SecretTypeTLS, corev1.SecretTypeDockercfg, corev1.SecretTypeDockerConfigJson)
 	}
 	d.hmac = dataHMAC(c.key, es, d.data)
-	d.labels[ManagedByLabel] = managedBy
-	d.annotations[ExternalSecretAnnotation] = es.Name
-	d.annotations[DataHMACAnnotation] = d.hmac
+	d.labels[configv1alpha1.ManagedByLabel] = configv1alpha1.ManagedBySyncer
+	d.annotations[configv1alpha1.ExternalSecretAnnotation] = es.Name
+	d.annotations[configv1alpha1.DataHMACAnnotation] = d.hmac
 	return d, nil
 }
 
@@ -221,23 +197,23 @@ func (c *Controller) writeFailed(ctx context.Context, es *configv1alpha1.Externa
 	var invalid *invalidError
 	switch {
 	case errors.Is(err, errConflict) && d.policy == configv1alpha1.CreatePolicyMerge:
-		return c.fail(ctx, es, st, ReasonTargetConflict, fmt.Sprintf(
+		return c.fail(ctx, es, st, configv1alpha1.ReasonTargetConflict, fmt.Sprintf(
 			"Secret %s has not opted in to creationPolicy Merge: veil-syncer adds keys only to a Secret annotated %s=%s; the Secret was not changed",
-			d.name, MergeFromAnnotation, es.Name), false)
+			d.name, configv1alpha1.MergeFromAnnotation, es.Name), false)
 	case errors.Is(err, errConflict):
-		return c.fail(ctx, es, st, ReasonTargetConflict, fmt.Sprintf(
+		return c.fail(ctx, es, st, configv1alpha1.ReasonTargetConflict, fmt.Sprintf(
 			"Secret %s exists and was not created by veil-syncer for this ExternalSecret (label %s=%s, annotation %s=%s); it was not changed. "+
-				"Delete it, choose another target name, or use creationPolicy Merge", d.name, ManagedByLabel, managedBy, ExternalSecretAnnotation, es.Name), false)
+				"Delete it, choose another target name, or use creationPolicy Merge", d.name, configv1alpha1.ManagedByLabel, configv1alpha1.ManagedBySyncer, configv1alpha1.ExternalSecretAnnotation, es.Name), false)
 	case errors.Is(err, errMissing):
-		return c.fail(ctx, es, st, ReasonTargetMissing, fmt.Sprintf(
-			"creationPolicy Merge writes into an existing Secret only: create Secret %s annotated %s=%s", d.name, MergeFromAnnotation, es.Name), false)
+		return c.fail(ctx, es, st, configv1alpha1.ReasonTargetMissing, fmt.Sprintf(
+			"creationPolicy Merge writes into an existing Secret only: create Secret %s annotated %s=%s", d.name, configv1alpha1.MergeFromAnnotation, es.Name), false)
 	case errors.As(err, &invalid) && d.immutable:
-		return c.fail(ctx, es, st, ReasonTargetImmutable, fmt.Sprintf(
+		return c.fail(ctx, es, st, configv1alpha1.ReasonTargetImmutable, fmt.Sprintf(
 			"Secret %s is immutable and its data or type changed: delete it and veil-syncer creates it again (%v)", d.name, invalid.err), false)
 	case errors.As(err, &invalid):
-		return c.fail(ctx, es, st, ReasonTargetInvalid, fmt.Sprintf("kube-apiserver refused the change to Secret %s: %v", d.name, invalid.err), false)
+		return c.fail(ctx, es, st, configv1alpha1.ReasonTargetInvalid, fmt.Sprintf("kube-apiserver refused the change to Secret %s: %v", d.name, invalid.err), false)
 	default:
-		return c.fail(ctx, es, st, ReasonWriteFailed, fmt.Sprintf("writing Secret %s: %v", d.name, err), true)
+		return c.fail(ctx, es, st, configv1alpha1.ReasonWriteFailed, fmt.Sprintf("writing Secret %s: %v", d.name, err), true)
 	}
 }
 
@@ -249,11 +225,11 @@ func (c *Controller) remoteGone(ctx context.Context, es *configv1alpha1.External
 	msg := notFound.Error()
 	switch {
 	case t.CreationPolicy == configv1alpha1.CreatePolicyMerge:
-		return c.fail(ctx, es, st, ReasonRemoteNotFound, fmt.Sprintf("%s; Secret %s keeps the keys veil-syncer added (a Secret merged into is never deleted)", msg, name), false)
+		return c.fail(ctx, es, st, configv1alpha1.ReasonRemoteNotFound, fmt.Sprintf("%s; Secret %s keeps the keys veil-syncer added (a Secret merged into is never deleted)", msg, name), false)
 	case t.DeletionPolicy != configv1alpha1.DeletionPolicyDelete:
-		return c.fail(ctx, es, st, ReasonRemoteNotFound, fmt.Sprintf("%s; Secret %s keeps its last values (deletionPolicy Retain)", msg, name), false)
+		return c.fail(ctx, es, st, configv1alpha1.ReasonRemoteNotFound, fmt.Sprintf("%s; Secret %s keeps its last values (deletionPolicy Retain)", msg, name), false)
 	case st.TargetUID == "":
-		return c.fail(ctx, es, st, ReasonRemoteNotFound, fmt.Sprintf("%s; no Secret written by veil-syncer is left to delete (deletionPolicy Delete)", msg), false)
+		return c.fail(ctx, es, st, configv1alpha1.ReasonRemoteNotFound, fmt.Sprintf("%s; no Secret written by veil-syncer is left to delete (deletionPolicy Delete)", msg), false)
 	}
 	// The values are also "not found" when the ExternalSecret itself was
 	// just deleted and our informer has not seen it yet: deleting then
@@ -263,7 +239,7 @@ func (c *Controller) remoteGone(ctx context.Context, es *configv1alpha1.External
 		return result{result: resultGone}
 	}
 	if err != nil {
-		return c.fail(ctx, es, st, ReasonValuesUnavailable, "reading the ExternalSecret: "+err.Error(), true)
+		return c.fail(ctx, es, st, configv1alpha1.ReasonValuesUnavailable, "reading the ExternalSecret: "+err.Error(), true)
 	}
 	uid := st.TargetUID
 	deleted := false
@@ -278,14 +254,14 @@ func (c *Controller) remoteGone(ctx context.Context, es *configv1alpha1.External
 	case apierrors.IsConflict(err):
 		// The UID stays in the status, so every refresh reports the same;
 		// a delete on it can never remove another Secret.
-		return c.fail(ctx, es, st, ReasonRemoteNotFound,
+		return c.fail(ctx, es, st, configv1alpha1.ReasonRemoteNotFound,
 			fmt.Sprintf("%s; Secret %s is not the Secret veil-syncer created (UID %s) and was left in place", msg, name, uid), false)
 	default:
-		return c.fail(ctx, es, st, ReasonWriteFailed, fmt.Sprintf("deleting Secret %s: %v", name, err), true)
+		return c.fail(ctx, es, st, configv1alpha1.ReasonWriteFailed, fmt.Sprintf("deleting Secret %s: %v", name, err), true)
 	}
 	st.TargetUID, st.DataHMAC = "", ""
-	res := c.fail(ctx, es, st, ReasonRemoteNotFound, msg, false)
-	if deleted && res.result == ReasonRemoteNotFound {
+	res := c.fail(ctx, es, st, configv1alpha1.ReasonRemoteNotFound, msg, false)
+	if deleted && res.result == configv1alpha1.ReasonRemoteNotFound {
 		res.result = resultDeleted
 	}
 	return res
@@ -338,13 +314,13 @@ func nullIfEmpty(s string) any {
 
 func setReady(st *configv1alpha1.ExternalSecretStatus, es *configv1alpha1.ExternalSecret, status metav1.ConditionStatus, reason, msg string) {
 	apimeta.SetStatusCondition(&st.Conditions, metav1.Condition{
-		Type: readyCondition, Status: status, Reason: reason, Message: msg, ObservedGeneration: es.Generation,
+		Type: configv1alpha1.ConditionReady, Status: status, Reason: reason, Message: msg, ObservedGeneration: es.Generation,
 	})
 }
 
 // readyFor: the last sync of this generation succeeded.
 func readyFor(es *configv1alpha1.ExternalSecret) bool {
-	r := apimeta.FindStatusCondition(es.Status.Conditions, readyCondition)
+	r := apimeta.FindStatusCondition(es.Status.Conditions, configv1alpha1.ConditionReady)
 	return r != nil && r.Status == metav1.ConditionTrue && r.ObservedGeneration == es.Generation
 }
 

@@ -97,8 +97,8 @@ func TestDesired(t *testing.T) {
 		Type: corev1.SecretTypeBasicAuth,
 		Metadata: configv1alpha1.ExternalSecretTemplateMetadata{
 			// A template cannot take Veil's marks over.
-			Labels:      map[string]string{"team": "a", ManagedByLabel: "someone"},
-			Annotations: map[string]string{ExternalSecretAnnotation: "other"},
+			Labels:      map[string]string{"team": "a", configv1alpha1.ManagedByLabel: "someone"},
+			Annotations: map[string]string{configv1alpha1.ExternalSecretAnnotation: "other"},
 		},
 		Data: map[string]string{"username": "{{ .user | upper }}"},
 	}})
@@ -109,8 +109,8 @@ func TestDesired(t *testing.T) {
 	if d.policy != configv1alpha1.CreatePolicyOwner || d.secretType != corev1.SecretTypeBasicAuth || string(d.data["username"]) != "APP" || len(d.data) != 1 {
 		t.Errorf("desired = %+v", d)
 	}
-	if d.labels["team"] != "a" || d.labels[ManagedByLabel] != "veil-syncer" || d.annotations[ExternalSecretAnnotation] != "db" ||
-		d.annotations[DataHMACAnnotation] != d.hmac || d.hmac != dataHMAC(c.key, es, d.data) {
+	if d.labels["team"] != "a" || d.labels[configv1alpha1.ManagedByLabel] != "veil-syncer" || d.annotations[configv1alpha1.ExternalSecretAnnotation] != "db" ||
+		d.annotations[configv1alpha1.DataHMACAnnotation] != d.hmac || d.hmac != dataHMAC(c.key, es, d.data) {
 		t.Errorf("marks: labels %v annotations %v", d.labels, d.annotations)
 	}
 
@@ -129,8 +129,8 @@ func TestDesired(t *testing.T) {
 func TestPatchesTestOwnershipFirst(t *testing.T) {
 	for _, policy := range []configv1alpha1.CreationPolicy{configv1alpha1.CreatePolicyOwner, configv1alpha1.CreatePolicyOrphan} {
 		d := &desired{es: testES(configv1alpha1.ExternalSecretTarget{}), policy: policy, secretType: corev1.SecretTypeOpaque,
-			labels:      map[string]string{ManagedByLabel: managedBy, "a/b": "c"},
-			annotations: map[string]string{DataHMACAnnotation: "h"},
+			labels:      map[string]string{configv1alpha1.ManagedByLabel: configv1alpha1.ManagedBySyncer, "a/b": "c"},
+			annotations: map[string]string{configv1alpha1.DataHMACAnnotation: "h"},
 			data:        map[string][]byte{"k": []byte("v")}}
 		ops := ownedPatch(d)
 		body, err := json.Marshal(ops)

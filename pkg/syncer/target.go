@@ -18,26 +18,13 @@ import (
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
 )
 
-// Marks veil-syncer puts on the Secrets it writes. The syncer cannot read
-// Secrets, so it never looks at them: every write starts with JSON patch
-// "test" operations on them, and kube-apiserver refuses the whole patch
-// (422, nothing changed) when a Secret does not carry them.
-const (
-	fieldManager = "veil-syncer"
-
-	// ManagedByLabel marks a Secret veil-syncer created.
-	ManagedByLabel = "veil.dev/managed-by"
-	managedBy      = "veil-syncer"
-	// ExternalSecretAnnotation names the ExternalSecret a managed Secret
-	// belongs to, so two ExternalSecrets naming one target cannot take it
-	// from each other.
-	ExternalSecretAnnotation = "veil.dev/external-secret"
-	// MergeFromAnnotation is how a Secret opts in to creationPolicy Merge:
-	// its value names the one ExternalSecret allowed to add keys to it.
-	MergeFromAnnotation = "veil.dev/merge-from"
-	// DataHMACAnnotation is the HMAC of the data veil-syncer last wrote.
-	DataHMACAnnotation = "veil.dev/data-hmac"
-)
+// fieldManager is veil-syncer's field manager in every write. The marks it
+// puts on the Secrets it writes are API (configv1alpha1.ManagedByLabel and
+// the annotations beside it). The syncer cannot read Secrets, so it never
+// looks at them: every write starts with JSON patch "test" operations on
+// them, and kube-apiserver refuses the whole patch (422, nothing changed)
+// when a Secret does not carry them.
+const fieldManager = "veil-syncer"
 
 // desired is the Secret an ExternalSecret asks for, rendered.
 type desired struct {
@@ -113,7 +100,7 @@ func (w *secretWriter) write(ctx context.Context, d *desired, last lastWrite) (w
 	case neverWritten:
 		return w.createOrPatch(ctx, d)
 	case unchanged:
-		m, err := w.patch(ctx, d, append(ownedTests(d), testOp(annotationPath(DataHMACAnnotation), d.hmac), testOp("/data", d.data)))
+		m, err := w.patch(ctx, d, append(ownedTests(d), testOp(annotationPath(configv1alpha1.DataHMACAnnotation), d.hmac), testOp("/data", d.data)))
 		switch {
 		case err == nil:
 			return written{uid: m.UID, resourceVersion: m.ResourceVersion}, nil
@@ -160,9 +147,9 @@ func (w *secretWriter) createOrPatch(ctx context.Context, d *desired) (written, 
 
 // merge adds the data keys to a Secret that opted in, never removing others.
 func (w *secretWriter) merge(ctx context.Context, d *desired, unchanged bool) (written, error) {
-	tests := []patchOp{testOp(annotationPath(MergeFromAnnotation), d.es.Name)}
+	tests := []patchOp{testOp(annotationPath(configv1alpha1.MergeFromAnnotation), d.es.Name)}
 	if unchanged {
-		check := append(append([]patchOp(nil), tests...), testOp(annotationPath(DataHMACAnnotation), d.hmac))
+		check := append(append([]patchOp(nil), tests...), testOp(annotationPath(configv1alpha1.DataHMACAnnotation), d.hmac))
 		for _, k := range sortedKeys(d.data) {
 			check = append(check, testOp("/data/"+escape(k), d.data[k]))
 		}
@@ -174,7 +161,7 @@ func (w *secretWriter) merge(ctx context.Context, d *desired, unchanged bool) (w
 			return written{}, notFoundIsMissing(err)
 		}
 	}
-	hmacOp := addOp(annotationPath(DataHMACAnnotation), d.hmac)
+	hmacOp := addOp(annotationPath(configv1alpha1.DataHMACAnnotation), d.hmac)
 	ops := append(append([]patchOp(nil), tests...), hmacOp)
 	for _, k := range sortedKeys(d.data) {
 		ops = append(ops, addOp("/data/"+escape(k), d.data[k]))
@@ -305,8 +292,8 @@ func addOp(path string, value any) patchOp  { return patchOp{Op: "add", Path: pa
 // ownedTests pass only on a Secret veil-syncer created for this ExternalSecret.
 func ownedTests(d *desired) []patchOp {
 	return []patchOp{
-		testOp(labelPath(ManagedByLabel), managedBy),
-		testOp(annotationPath(ExternalSecretAnnotation), d.es.Name),
+		testOp(labelPath(configv1alpha1.ManagedByLabel), configv1alpha1.ManagedBySyncer),
+		testOp(annotationPath(configv1alpha1.ExternalSecretAnnotation), d.es.Name),
 	}
 }
 

@@ -314,7 +314,7 @@ func (c *client) Find(ctx context.Context, f providers.Find) (map[string]provide
 	return c.inner.Find(ctx, f)
 }
 
-func (c *client) Push(ctx context.Context, p providers.Push) (providers.PushResult, error) {
+func (c *client) Push(ctx context.Context, p providers.Push) (string, error) {
 	done, err := c.admit()
 	if err != nil {
 		return "", err

@@ -211,7 +211,7 @@ func (c *countingClient) Find(context.Context, providers.Find) (map[string]provi
 	return nil, nil
 }
 
-func (c *countingClient) Push(context.Context, providers.Push) (providers.PushResult, error) {
+func (c *countingClient) Push(context.Context, providers.Push) (string, error) {
 	c.count()
 	return "", nil
 }

@@ -19,7 +19,6 @@ import (
 
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
 	"github.com/veil-dev/veil/pkg/generated/clientset/versioned"
-	"github.com/veil-dev/veil/pkg/syncer"
 )
 
 // restartVeil runs veil-apiserver with exactly args (not the suite's
@@ -146,7 +145,7 @@ func TestVerboseLogsCarryNoBodies(t *testing.T) {
 	waitLeader(t, s.Name)
 
 	newTargetES(t, ns, "db", configv1alpha1.ExternalSecretTarget{}, dataRef("password", "app/db", "password"))
-	waitReady(t, ns, "db", syncer.ReasonSynced)
+	waitReady(t, ns, "db", configv1alpha1.ReasonSynced)
 	waitSecret(t, ns, "db", hasData(map[string]string{"password": value}))
 
 	// veil-apiserver cannot have its verbosity raised at run time either.

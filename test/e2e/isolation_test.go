@@ -221,7 +221,7 @@ func TestIsolationEditCannotMaterialise(t *testing.T) {
 	}
 	// The syncer materialises alice's; mallory's left nothing to sync.
 	waitSecret(t, ns, "allowed", hasData(map[string]string{"root": root}))
-	waitReady(t, ns, "allowed", syncer.ReasonSynced)
+	waitReady(t, ns, "allowed", configv1alpha1.ReasonSynced)
 	esAbsent(t, ns, "exfil")
 	secretAbsent(t, ns, "exfil")
 	got, err := cluster.VeilClient.ConfigV1alpha1().ExternalSecrets(ns).Get(ctxFor(t), "app", metav1.GetOptions{})
@@ -523,10 +523,10 @@ func newWorkloads(t *testing.T, ns string) []workload {
 func TestIsolationSyncerTokenIsFenced(t *testing.T) {
 	ns := newNamespace(t, nil)
 	stolen := syncerToken(t)
-	restart := `{"spec":{"template":{"metadata":{"annotations":{"` + syncer.RestartedForAnnotation + `":"app@0123"}}}}}`
+	restart := `{"spec":{"template":{"metadata":{"annotations":{"` + configv1alpha1.RestartedForAnnotation + `":"app@0123"}}}}}`
 	attacks := map[string]string{
 		"an image": `{"spec":{"template":{"spec":{"containers":[{"name":"c","image":"evil.example/x:1"}]}}}}`,
-		"the image with a restart": `{"spec":{"template":{"metadata":{"annotations":{"` + syncer.RestartedForAnnotation + `":"x"}},` +
+		"the image with a restart": `{"spec":{"template":{"metadata":{"annotations":{"` + configv1alpha1.RestartedForAnnotation + `":"x"}},` +
 			`"spec":{"containers":[{"name":"c","image":"evil.example/x:1"}]}}}}`,
 		"the ServiceAccount":          `{"spec":{"template":{"spec":{"serviceAccountName":"admin"}}}}`,
 		"a hostPath volume":           `{"spec":{"template":{"spec":{"volumes":[{"name":"host","hostPath":{"path":"/"}}]}}}}`,
@@ -542,7 +542,7 @@ func TestIsolationSyncerTokenIsFenced(t *testing.T) {
 		before := w.get()
 		for what, patch := range attacks {
 			refused(t, "the syncer's token patches "+what+" of a "+w.kind, w.patch(stolen, []byte(patch)),
-				"veil-syncer-workloads", syncer.RestartedForAnnotation)
+				"veil-syncer-workloads", configv1alpha1.RestartedForAnnotation)
 		}
 		after := w.get()
 		if after.meta.GetResourceVersion() != before.meta.GetResourceVersion() || !equality.Semantic.DeepEqual(after.spec, before.spec) ||
@@ -556,7 +556,7 @@ func TestIsolationSyncerTokenIsFenced(t *testing.T) {
 			continue
 		}
 		restarted := w.get()
-		before.template.Annotations[syncer.RestartedForAnnotation] = "app@0123"
+		before.template.Annotations[configv1alpha1.RestartedForAnnotation] = "app@0123"
 		if !equality.Semantic.DeepEqual(restarted.spec, before.spec) {
 			t.Errorf("the restart of a %s changed more than its annotation: %+v", w.kind, restarted.spec)
 		}
@@ -567,7 +567,7 @@ func TestIsolationSyncerTokenIsFenced(t *testing.T) {
 
 	// Secrets: Veil's marks and Veil's types only.
 	secrets := stolen.CoreV1().Secrets(ns)
-	managed := map[string]string{syncer.ManagedByLabel: "veil-syncer"}
+	managed := map[string]string{configv1alpha1.ManagedByLabel: "veil-syncer"}
 	for _, typ := range []corev1.SecretType{corev1.SecretTypeBootstrapToken, corev1.SecretTypeServiceAccountToken, "helm.sh/release.v1"} {
 		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "typed", Labels: managed, Annotations: map[string]string{corev1.ServiceAccountNameKey: "default"}},
 			Type: typ, Data: map[string][]byte{"token-id": []byte("abcdef"), "token-secret": []byte("0123456789abcdef")}}
@@ -583,7 +583,7 @@ func TestIsolationSyncerTokenIsFenced(t *testing.T) {
 	sys := stolen.CoreV1().Secrets("kube-system")
 	_, err := sys.Create(ctxFor(t), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: unique("veil-e2e-"), Labels: managed}}, metav1.CreateOptions{})
 	refused(t, "the syncer's token creates a Veil-marked Secret in kube-system", err, "veil-syncer-excluded-namespaces", "never writes in namespace kube-system")
-	list, err := cluster.KubeClient.CoreV1().Secrets("kube-system").List(ctxFor(t), metav1.ListOptions{LabelSelector: syncer.ManagedByLabel})
+	list, err := cluster.KubeClient.CoreV1().Secrets("kube-system").List(ctxFor(t), metav1.ListOptions{LabelSelector: configv1alpha1.ManagedByLabel})
 	if err != nil || len(list.Items) != 0 {
 		t.Errorf("Veil-marked Secrets in kube-system: %d, %v; want none", len(list.Items), err)
 	}
@@ -625,10 +625,10 @@ func TestIsolationSyncerSkipsExcludedNamespaces(t *testing.T) {
 	if _, err := cluster.VeilClient.ConfigV1alpha1().ExternalSecrets(ns).Create(ctxFor(t), es, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	got := waitReady(t, ns, name, syncer.ReasonNamespaceExcluded)
+	got := waitReady(t, ns, name, configv1alpha1.ReasonNamespaceExcluded)
 	if c := apimeta.FindStatusCondition(got.Status.Conditions, "Ready"); c.Status != metav1.ConditionFalse || !strings.Contains(c.Message, "--excluded-namespaces") {
 		t.Errorf("Ready condition %+v, want False naming --excluded-namespaces", c)
 	}
-	waitEvent(t, ns, name, syncer.EventSyncError, syncer.ReasonNamespaceExcluded)
+	waitEvent(t, ns, name, syncer.EventSyncError, configv1alpha1.ReasonNamespaceExcluded)
 	secretAbsent(t, ns, name)
 }

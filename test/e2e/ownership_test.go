@@ -83,7 +83,7 @@ func TestOwnershipVault(t *testing.T) {
 	grantPushSource(t, teamB)
 	src := putSource(t, teamB, "src", map[string]string{"k": "b-value"})
 	newPushSecret(t, teamB, "synced", "src", deleteRemote, stores, match("k", "shared/b", "value"), match("k", "shared/db", "password"))
-	failed := waitPush(t, 30*time.Second, pushReady(teamB, "synced", syncer.ReasonPushFailed, ""))
+	failed := waitPush(t, 30*time.Second, pushReady(teamB, "synced", configv1alpha1.ReasonPushFailed, ""))
 	if r := failed.Status.SyncedPushSecrets[string(ref.Kind)+"/"+ref.Name]; r["shared/b#value"].PushTime == nil || r["shared/db#password"].Result != "NotOwner" || r["shared/db#password"].PushTime != nil {
 		t.Errorf("B's synced results: %+v (source %s)", r, src.ResourceVersion)
 	}
@@ -190,7 +190,7 @@ func TestOwnershipSkippedKeysAreNotDeleted(t *testing.T) {
 		s.UpdatePolicy = configv1alpha1.PushSecretUpdatePolicyIfNotExists
 		s.DeletionPolicy = configv1alpha1.PushSecretDeletionPolicyDelete
 	}, []configv1alpha1.SecretStoreRef{storeRef("vault")}, match("k", "ci/existing", "value"))
-	ps := waitPush(t, 30*time.Second, pushReady(ns.Name, "once", syncer.ReasonSynced, src.ResourceVersion))
+	ps := waitPush(t, 30*time.Second, pushReady(ns.Name, "once", configv1alpha1.ReasonSynced, src.ResourceVersion))
 	if r := ps.Status.SyncedPushSecrets["SecretStore/vault"]["ci/existing#value"]; r.Result != "SkippedExists" || r.PushTime != nil {
 		t.Errorf("the skipped key's record: %+v", r)
 	}

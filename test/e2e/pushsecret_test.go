@@ -189,7 +189,7 @@ func waitVault(t *testing.T, v *harness.Vault, key, property, want string) {
 }
 
 func hasPushFinalizer(ps *configv1alpha1.PushSecret) bool {
-	return slices.Contains(ps.Finalizers, syncer.PushSecretFinalizer)
+	return slices.Contains(ps.Finalizers, configv1alpha1.PushSecretFinalizer)
 }
 
 func deletePushSecret(t *testing.T, ns, name string) {
@@ -219,7 +219,7 @@ func TestPushSecretVault(t *testing.T) {
 	src := putSource(t, ns, "src", map[string]string{"password": first, "token": "tok", "unmapped": "a"})
 	newPushSecret(t, ns, "app", "src", deleteRemote, []configv1alpha1.SecretStoreRef{storeRef("vault")}, match("password", "ci/app", "password"), match("token", "ci/token", "value"))
 
-	ps := waitPush(t, 30*time.Second, pushReady(ns, "app", syncer.ReasonSynced, src.ResourceVersion))
+	ps := waitPush(t, 30*time.Second, pushReady(ns, "app", configv1alpha1.ReasonSynced, src.ResourceVersion))
 	waitVault(t, v, "ci/app", "password", first)
 	waitVault(t, v, "ci/token", "value", "tok")
 	if data, _ := vaultKV(t, v, "ci/app"); len(data) != 1 {
@@ -236,7 +236,7 @@ func TestPushSecretVault(t *testing.T) {
 		}
 	}
 	if !hasPushFinalizer(ps) {
-		t.Errorf("finalizers %v, want %s for deletionPolicy Delete", ps.Finalizers, syncer.PushSecretFinalizer)
+		t.Errorf("finalizers %v, want %s for deletionPolicy Delete", ps.Finalizers, configv1alpha1.PushSecretFinalizer)
 	}
 	ev := waitPushEvent(t, ns, "app", syncer.EventPushed, "Pushed Secret src (resourceVersion "+src.ResourceVersion)
 	if ev.Type != corev1.EventTypeNormal || ev.Source.Component != "veil-syncer" || ev.FirstTimestamp.IsZero() {
@@ -245,7 +245,7 @@ func TestPushSecretVault(t *testing.T) {
 
 	// A change of the source is pushed.
 	src = putSource(t, ns, "src", map[string]string{"password": second, "token": "tok", "unmapped": "a"})
-	waitPush(t, 30*time.Second, pushReady(ns, "app", syncer.ReasonSynced, src.ResourceVersion))
+	waitPush(t, 30*time.Second, pushReady(ns, "app", configv1alpha1.ReasonSynced, src.ResourceVersion))
 	waitVault(t, v, "ci/app", "password", second)
 
 	// A change of the source that leaves the pushed data as it was: the
@@ -253,7 +253,7 @@ func TestPushSecretVault(t *testing.T) {
 	// nothing reaches Vault.
 	puts, pushes := veilMetricsSince(t), syncerMetricsSince(t, s)
 	src = putSource(t, ns, "src", map[string]string{"password": second, "token": "tok", "unmapped": "b"})
-	waitPush(t, 30*time.Second, pushReady(ns, "app", syncer.ReasonSynced, src.ResourceVersion))
+	waitPush(t, 30*time.Second, pushReady(ns, "app", configv1alpha1.ReasonSynced, src.ResourceVersion))
 	if d := vaultCalls(puts, "kv-put"); d != 0 {
 		t.Errorf("unchanged data wrote to Vault %v times", d)
 	}
@@ -266,17 +266,17 @@ func TestPushSecretVault(t *testing.T) {
 	if err := cluster.KubeClient.CoreV1().Secrets(ns).Delete(ctxFor(t), "src", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	gone := waitPush(t, 30*time.Second, pushReady(ns, "app", syncer.ReasonSourceNotFound, ""))
+	gone := waitPush(t, 30*time.Second, pushReady(ns, "app", configv1alpha1.ReasonSourceNotFound, ""))
 	if msg := readyMessage(gone); !strings.Contains(msg, "no remote key was deleted") {
 		t.Errorf("message: %s", msg)
 	}
-	waitPushEvent(t, ns, "app", syncer.EventPushFailed, syncer.ReasonSourceNotFound)
+	waitPushEvent(t, ns, "app", syncer.EventPushFailed, configv1alpha1.ReasonSourceNotFound)
 	waitVault(t, v, "ci/app", "password", second)
 	if d := vaultCalls(deletes, "kv-delete"); d != 0 {
 		t.Errorf("a missing source deleted from Vault %v times", d)
 	}
 	src = putSource(t, ns, "src", map[string]string{"password": second, "token": "tok"})
-	waitPush(t, 30*time.Second, pushReady(ns, "app", syncer.ReasonSynced, src.ResourceVersion))
+	waitPush(t, 30*time.Second, pushReady(ns, "app", configv1alpha1.ReasonSynced, src.ResourceVersion))
 
 	// deletionPolicy Delete: deleting the PushSecret deletes its keys first.
 	deletePushSecret(t, ns, "app")
@@ -298,7 +298,7 @@ func TestPushSecretVault(t *testing.T) {
 		{"veil_syncer_push_syncs_total", map[string]string{"result": "Pushed"}},
 		{"veil_syncer_push_syncs_total", map[string]string{"result": "Unchanged"}},
 		{"veil_syncer_push_syncs_total", map[string]string{"result": "Deleted"}},
-		{"veil_syncer_push_syncs_total", map[string]string{"result": syncer.ReasonSourceNotFound}},
+		{"veil_syncer_push_syncs_total", map[string]string{"result": configv1alpha1.ReasonSourceNotFound}},
 		{"veil_syncer_secretpushes_total", map[string]string{"action": "Push", "result": "Succeeded"}},
 		{"veil_syncer_secretpushes_total", map[string]string{"action": "Delete", "result": "Succeeded"}},
 		{"veil_syncer_push_remote_keys_total", map[string]string{"action": "Delete", "result": "Deleted"}},
@@ -330,14 +330,14 @@ func TestPushSecretKeepsWhatIsNotItsOwn(t *testing.T) {
 	}, stores, match("a", "ci/existing", "value"), match("a", "ci/absent", "value"))
 	newPushSecret(t, ns, "keep", "src", nil, stores, match("b", "ci/kept", "value"))
 
-	once := waitPush(t, 30*time.Second, pushReady(ns, "once", syncer.ReasonSynced, src.ResourceVersion))
+	once := waitPush(t, 30*time.Second, pushReady(ns, "once", configv1alpha1.ReasonSynced, src.ResourceVersion))
 	if r := once.Status.SyncedPushSecrets["SecretStore/vault"]; r["ci/existing#value"].Result != "SkippedExists" || r["ci/absent#value"].Result != "Pushed" {
 		t.Errorf("IfNotExists results: %+v", r)
 	}
 	waitVault(t, v, "ci/existing", "value", "someone else's")
 	waitVault(t, v, "ci/absent", "value", "mine")
 
-	keep := waitPush(t, 30*time.Second, pushReady(ns, "keep", syncer.ReasonSynced, src.ResourceVersion))
+	keep := waitPush(t, 30*time.Second, pushReady(ns, "keep", configv1alpha1.ReasonSynced, src.ResourceVersion))
 	if keep.Spec.DeletionPolicy != configv1alpha1.PushSecretDeletionPolicyNone || hasPushFinalizer(keep) {
 		t.Errorf("deletionPolicy %q, finalizers %v: None is the default and needs no finalizer", keep.Spec.DeletionPolicy, keep.Finalizers)
 	}
@@ -364,7 +364,7 @@ func TestPushSecretRefresh(t *testing.T) {
 	newPushSecret(t, ns, "app", "src", func(s *configv1alpha1.PushSecretSpec) {
 		s.RefreshInterval = &metav1.Duration{Duration: time.Second}
 	}, []configv1alpha1.SecretStoreRef{storeRef("vault")}, match("k", "ci/refresh", "value"))
-	waitPush(t, 30*time.Second, pushReady(ns, "app", syncer.ReasonSynced, src.ResourceVersion))
+	waitPush(t, 30*time.Second, pushReady(ns, "app", configv1alpha1.ReasonSynced, src.ResourceVersion))
 	waitVault(t, v, "ci/refresh", "value", "refreshed")
 
 	puts, pushes := veilMetricsSince(t), syncerMetricsSince(t, s)
@@ -420,7 +420,7 @@ func TestPushSecretAWS(t *testing.T) {
 			return nil
 		})
 	}
-	ps := waitPush(t, 30*time.Second, pushReady(f.ns, "app", syncer.ReasonSynced, src.ResourceVersion))
+	ps := waitPush(t, 30*time.Second, pushReady(f.ns, "app", configv1alpha1.ReasonSynced, src.ResourceVersion))
 	readBoth(first)
 	for _, store := range []string{"SecretStore/sm", "SecretStore/ps"} {
 		if e := ps.Status.SyncedPushSecrets[store]["ci-app"]; e.Result != "Pushed" || e.PushTime == nil {
@@ -429,7 +429,7 @@ func TestPushSecretAWS(t *testing.T) {
 	}
 
 	src = putSource(t, f.ns, "src", map[string]string{"password": second})
-	waitPush(t, 30*time.Second, pushReady(f.ns, "app", syncer.ReasonSynced, src.ResourceVersion))
+	waitPush(t, 30*time.Second, pushReady(f.ns, "app", configv1alpha1.ReasonSynced, src.ResourceVersion))
 	readBoth(second)
 
 	since := awsCallsSince(t, "PutSecretValue", "CreateSecret", "PutParameter")
@@ -440,7 +440,7 @@ func TestPushSecretAWS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitPush(t, 30*time.Second, pushReady(f.ns, "app", syncer.ReasonSynced, updated.ResourceVersion))
+	waitPush(t, 30*time.Second, pushReady(f.ns, "app", configv1alpha1.ReasonSynced, updated.ResourceVersion))
 	for op, n := range since() {
 		if n != 0 {
 			t.Errorf("unchanged data called %s %v times", op, n)
@@ -471,7 +471,7 @@ func TestPushSecretReadOnlyStore(t *testing.T) {
 	puts := veilMetricsSince(t)
 	newPushSecret(t, ns, "app", "src", nil, []configv1alpha1.SecretStoreRef{storeRef("frozen")}, match("k", "ci/frozen", "value"))
 
-	ps := waitPush(t, 30*time.Second, pushReady(ns, "app", syncer.ReasonPushRefused, ""))
+	ps := waitPush(t, 30*time.Second, pushReady(ns, "app", configv1alpha1.ReasonPushRefused, ""))
 	msg := readyMessage(ps)
 	for _, says := range []string{"is forbidden", "SecretStore " + ns + "/frozen is read-only (spec.readOnly)", "nothing was pushed"} {
 		if !strings.Contains(msg, says) {
@@ -497,7 +497,7 @@ func TestPushSecretOutage(t *testing.T) {
 	vaultWriterStore(t, v, ns, "vault", false)
 	src := putSource(t, ns, "src", map[string]string{"k": "before"})
 	newPushSecret(t, ns, "app", "src", deleteRemote, []configv1alpha1.SecretStoreRef{storeRef("vault")}, match("k", "ci/outage", "value"))
-	waitPush(t, 30*time.Second, pushReady(ns, "app", syncer.ReasonSynced, src.ResourceVersion))
+	waitPush(t, 30*time.Second, pushReady(ns, "app", configv1alpha1.ReasonSynced, src.ResourceVersion))
 	waitVault(t, v, "ci/outage", "value", "before")
 
 	deletes, pushes := veilMetricsSince(t), syncerMetricsSince(t, s)
@@ -506,7 +506,7 @@ func TestPushSecretOutage(t *testing.T) {
 	}
 	v.Stop()
 	src = putSource(t, ns, "src", map[string]string{"k": "during"})
-	ps := waitPush(t, 30*time.Second, pushReady(ns, "app", syncer.ReasonPushFailed, ""))
+	ps := waitPush(t, 30*time.Second, pushReady(ns, "app", configv1alpha1.ReasonPushFailed, ""))
 	if msg := readyMessage(ps); !strings.Contains(msg, "SecretStore/vault ci/outage#value: Unavailable: ") {
 		t.Errorf("message: %s", msg)
 	}
@@ -526,7 +526,7 @@ func TestPushSecretOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The next retry may be a backoff of tens of seconds away.
-	waitPush(t, 2*time.Minute, pushReady(ns, "app", syncer.ReasonSynced, src.ResourceVersion))
+	waitPush(t, 2*time.Minute, pushReady(ns, "app", configv1alpha1.ReasonSynced, src.ResourceVersion))
 	waitVault(t, v, "ci/outage", "value", "during")
 	if old, err := v.Root.KVv2("secret").GetVersion(ctxFor(t), "ci/outage", 1); err != nil || old.Data["value"] != "before" {
 		t.Errorf("version 1 of ci/outage is gone (%v)", err)
@@ -581,7 +581,7 @@ func TestPushSecretAuthorization(t *testing.T) {
 		return answer
 	}
 
-	ps := waitPush(t, 30*time.Second, pushReady(unbound, "app", syncer.ReasonNotPermitted, ""))
+	ps := waitPush(t, 30*time.Second, pushReady(unbound, "app", configv1alpha1.ReasonNotPermitted, ""))
 	msg := readyMessage(ps)
 	for _, says := range []string{"may not read Secret src in namespace " + unbound, "bind the ClusterRole veil-syncer:push-source", "nothing was pushed"} {
 		if !strings.Contains(msg, says) {
@@ -603,7 +603,7 @@ func TestPushSecretAuthorization(t *testing.T) {
 		}
 	}
 
-	waitPush(t, 30*time.Second, pushReady(bound, "app", syncer.ReasonSynced, srcs[bound].ResourceVersion))
+	waitPush(t, 30*time.Second, pushReady(bound, "app", configv1alpha1.ReasonSynced, srcs[bound].ResourceVersion))
 	waitVault(t, v, "ci/"+bound, "value", "value-of-"+bound)
 	for _, args := range []string{"create secretpushes.externalsecrets.veil.dev", "get secrets", "watch secrets"} {
 		if got := canI(bound, strings.Fields(args)...); got != "yes" {
@@ -612,9 +612,9 @@ func TestPushSecretAuthorization(t *testing.T) {
 	}
 
 	// The Role naming just the source is enough: get, and a watch by name.
-	waitPush(t, 30*time.Second, pushReady(narrow, "app", syncer.ReasonSynced, srcs[narrow].ResourceVersion))
+	waitPush(t, 30*time.Second, pushReady(narrow, "app", configv1alpha1.ReasonSynced, srcs[narrow].ResourceVersion))
 	changed := putSource(t, narrow, "src", map[string]string{"k": "changed"})
-	waitPush(t, 30*time.Second, pushReady(narrow, "app", syncer.ReasonSynced, changed.ResourceVersion))
+	waitPush(t, 30*time.Second, pushReady(narrow, "app", configv1alpha1.ReasonSynced, changed.ResourceVersion))
 	waitVault(t, v, "ci/"+narrow, "value", "changed")
 	for args, want := range map[string]string{"get secrets/src": "yes", "get secrets/vault-token": "no", "list secrets": "no"} {
 		if got := canI(narrow, strings.Fields(args)...); got != want {
@@ -632,7 +632,7 @@ func TestPushSecretAuthorization(t *testing.T) {
 
 	// Granting later is noticed without touching the PushSecret.
 	grantPushSource(t, unbound)
-	waitPush(t, 2*time.Minute, pushReady(unbound, "app", syncer.ReasonSynced, srcs[unbound].ResourceVersion))
+	waitPush(t, 2*time.Minute, pushReady(unbound, "app", configv1alpha1.ReasonSynced, srcs[unbound].ResourceVersion))
 	waitVault(t, v, "ci/"+unbound, "value", "value-of-"+unbound)
 }
 
@@ -654,10 +654,10 @@ func TestPushSecretCanary(t *testing.T) {
 	// A failure path too: a refused push's status and Event.
 	newPushSecret(t, ns, "refused", "src", nil, []configv1alpha1.SecretStoreRef{storeRef("frozen")}, match("secret", "ci/refused", "value"))
 
-	waitPush(t, 30*time.Second, pushReady(ns, "app", syncer.ReasonSynced, src.ResourceVersion))
-	waitPush(t, 30*time.Second, pushReady(ns, "refused", syncer.ReasonPushRefused, ""))
+	waitPush(t, 30*time.Second, pushReady(ns, "app", configv1alpha1.ReasonSynced, src.ResourceVersion))
+	waitPush(t, 30*time.Second, pushReady(ns, "refused", configv1alpha1.ReasonPushRefused, ""))
 	waitPushEvent(t, ns, "app", syncer.EventPushed, "Pushed Secret src")
-	waitPushEvent(t, ns, "refused", syncer.EventPushFailed, syncer.ReasonPushRefused)
+	waitPushEvent(t, ns, "refused", syncer.EventPushFailed, configv1alpha1.ReasonPushRefused)
 	waitVault(t, v, "ci/canary", "value", canary)
 
 	out := kubectl(t, "", "get", "pushsecrets,events", "-n", ns, "-o", "yaml")
@@ -708,7 +708,7 @@ func TestPushSecretNamespaceDeletionNeverHangs(t *testing.T) {
 	password := unique("ns-gone-")
 	src := putSource(t, ns, "src", map[string]string{"password": password})
 	newPushSecret(t, ns, "app", "src", deleteRemote, []configv1alpha1.SecretStoreRef{storeRef("vault")}, match("password", "ci/ns-gone", "password"))
-	waitPush(t, 30*time.Second, pushReady(ns, "app", syncer.ReasonSynced, src.ResourceVersion))
+	waitPush(t, 30*time.Second, pushReady(ns, "app", configv1alpha1.ReasonSynced, src.ResourceVersion))
 	waitVault(t, v, "ci/ns-gone", "password", password)
 
 	ctx := ctxFor(t)

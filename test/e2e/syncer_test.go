@@ -204,10 +204,10 @@ func TestSyncerMaterialisesASecret(t *testing.T) {
 		dataRef("password", "db/credentials", "password"),
 		dataRef("token", "api/token", ""))
 
-	got := waitReady(t, ns, "db", syncer.ReasonSynced)
+	got := waitReady(t, ns, "db", configv1alpha1.ReasonSynced)
 	secret := waitSecret(t, ns, "db-secret", hasData(map[string]string{"username": "app", "password": "pw-1", "token": "token-1"}))
 
-	if secret.Labels[syncer.ManagedByLabel] != "veil-syncer" || secret.Annotations[syncer.ExternalSecretAnnotation] != "db" {
+	if secret.Labels[configv1alpha1.ManagedByLabel] != "veil-syncer" || secret.Annotations[configv1alpha1.ExternalSecretAnnotation] != "db" {
 		t.Errorf("Secret marks: labels %v annotations %v", secret.Labels, secret.Annotations)
 	}
 	if secret.Type != corev1.SecretTypeOpaque {
@@ -222,8 +222,8 @@ func TestSyncerMaterialisesASecret(t *testing.T) {
 	if st.TargetUID != secret.UID {
 		t.Errorf("status.targetUID = %s, want the Secret's %s", st.TargetUID, secret.UID)
 	}
-	if !regexp.MustCompile(`^[0-9a-f]{64}$`).MatchString(st.DataHMAC) || secret.Annotations[syncer.DataHMACAnnotation] != st.DataHMAC {
-		t.Errorf("status.dataHMAC %q and the Secret's annotation %q should be the same HMAC-SHA256", st.DataHMAC, secret.Annotations[syncer.DataHMACAnnotation])
+	if !regexp.MustCompile(`^[0-9a-f]{64}$`).MatchString(st.DataHMAC) || secret.Annotations[configv1alpha1.DataHMACAnnotation] != st.DataHMAC {
+		t.Errorf("status.dataHMAC %q and the Secret's annotation %q should be the same HMAC-SHA256", st.DataHMAC, secret.Annotations[configv1alpha1.DataHMACAnnotation])
 	}
 	// The same data, materialised by an ExternalSecret of the same name in
 	// another namespace, has another HMAC: status.dataHMAC, readable with
@@ -236,7 +236,7 @@ func TestSyncerMaterialisesASecret(t *testing.T) {
 		dataRef("username", "db/credentials", "username"),
 		dataRef("password", "db/credentials", "password"),
 		dataRef("token", "api/token", ""))
-	if h := waitReady(t, other, "db", syncer.ReasonSynced).Status.DataHMAC; h == "" || h == st.DataHMAC {
+	if h := waitReady(t, other, "db", configv1alpha1.ReasonSynced).Status.DataHMAC; h == "" || h == st.DataHMAC {
 		t.Errorf("equal data in namespaces %s and %s: dataHMAC %q and %q, want two different HMACs", ns, other, st.DataHMAC, h)
 	}
 	if st.RefreshTime == nil || st.SyncedResourceVersion != fmt.Sprintf("%d-%s", got.Generation, secret.ResourceVersion) {
@@ -257,9 +257,9 @@ func TestSyncerMaterialisesASecret(t *testing.T) {
 
 	// Refreshes (every second) leave an unchanged Secret alone: they are
 	// test-only patches, which kube-apiserver does not write.
-	before := waitReady(t, ns, "db", syncer.ReasonSynced).Status.RefreshTime
+	before := waitReady(t, ns, "db", configv1alpha1.ReasonSynced).Status.RefreshTime
 	eventually(t, func() error {
-		if now := waitReady(t, ns, "db", syncer.ReasonSynced).Status.RefreshTime; !now.After(before.Time) {
+		if now := waitReady(t, ns, "db", configv1alpha1.ReasonSynced).Status.RefreshTime; !now.After(before.Time) {
 			return fmt.Errorf("no refresh since %v", before)
 		}
 		return nil
@@ -314,12 +314,12 @@ func TestSyncerUpdatesOnRemoteChange(t *testing.T) {
 	createFakeStore(t, ns, "store", configv1alpha1.FakeProviderData{Key: "k", Value: "v1"})
 	newTargetES(t, ns, "app", configv1alpha1.ExternalSecretTarget{}, dataRef("value", "k", ""))
 	waitSecret(t, ns, "app", hasData(map[string]string{"value": "v1"}))
-	first := waitReady(t, ns, "app", syncer.ReasonSynced).Status.DataHMAC
+	first := waitReady(t, ns, "app", configv1alpha1.ReasonSynced).Status.DataHMAC
 
 	setStoreData(t, ns, configv1alpha1.FakeProviderData{Key: "k", Value: "v2"})
 	waitSecret(t, ns, "app", hasData(map[string]string{"value": "v2"}))
 	eventually(t, func() error {
-		if h := waitReady(t, ns, "app", syncer.ReasonSynced).Status.DataHMAC; h == first {
+		if h := waitReady(t, ns, "app", configv1alpha1.ReasonSynced).Status.DataHMAC; h == first {
 			return fmt.Errorf("status.dataHMAC has not changed")
 		}
 		return nil
@@ -354,7 +354,7 @@ func TestSyncerCreationPolicies(t *testing.T) {
 		if len(s.OwnerReferences) != 0 {
 			t.Errorf("owner references = %+v, want none", s.OwnerReferences)
 		}
-		waitReady(t, ns, "orphan", syncer.ReasonSynced)
+		waitReady(t, ns, "orphan", configv1alpha1.ReasonSynced)
 		// A probe Secret that does name the ExternalSecret as its owner:
 		// once the garbage collector has deleted it, the collector has
 		// handled the ExternalSecret's deletion, and whatever it would have
@@ -385,7 +385,7 @@ func TestSyncerCreationPolicies(t *testing.T) {
 	t.Run("Merge adds keys to a Secret that opted in and keeps the others", func(t *testing.T) {
 		for name, data := range map[string]map[string][]byte{"merge-into": {"other": []byte("kept")}, "merge-into-empty": nil} {
 			if _, err := cluster.KubeClient.CoreV1().Secrets(ns).Create(ctxFor(t), &corev1.Secret{
-				ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: map[string]string{syncer.MergeFromAnnotation: name}},
+				ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: map[string]string{configv1alpha1.MergeFromAnnotation: name}},
 				Data:       data,
 			}, metav1.CreateOptions{}); err != nil {
 				t.Fatal(err)
@@ -394,23 +394,23 @@ func TestSyncerCreationPolicies(t *testing.T) {
 		}
 		s := waitSecret(t, ns, "merge-into", hasData(map[string]string{"other": "kept", "value": "remote"}))
 		waitSecret(t, ns, "merge-into-empty", hasData(map[string]string{"value": "remote"}))
-		if _, ok := s.Labels[syncer.ManagedByLabel]; ok || len(s.OwnerReferences) != 0 {
+		if _, ok := s.Labels[configv1alpha1.ManagedByLabel]; ok || len(s.OwnerReferences) != 0 {
 			t.Errorf("a merged-into Secret stays its owner's: labels %v, owner references %v", s.Labels, s.OwnerReferences)
 		}
-		waitReady(t, ns, "merge-into", syncer.ReasonSynced)
+		waitReady(t, ns, "merge-into", configv1alpha1.ReasonSynced)
 	})
 
 	t.Run("Merge refuses a Secret that has not opted in", func(t *testing.T) {
 		user, err := cluster.KubeClient.CoreV1().Secrets(ns).Create(ctxFor(t), &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Name: "not-opted-in", Annotations: map[string]string{syncer.MergeFromAnnotation: "someone-else"}},
+			ObjectMeta: metav1.ObjectMeta{Name: "not-opted-in", Annotations: map[string]string{configv1alpha1.MergeFromAnnotation: "someone-else"}},
 			Data:       map[string][]byte{"other": []byte("users")},
 		}, metav1.CreateOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		newTargetES(t, ns, "not-opted-in", configv1alpha1.ExternalSecretTarget{CreationPolicy: configv1alpha1.CreatePolicyMerge}, dataRef("value", "k", ""))
-		es := waitReady(t, ns, "not-opted-in", syncer.ReasonTargetConflict)
-		if msg := apimeta.FindStatusCondition(es.Status.Conditions, "Ready").Message; !strings.Contains(msg, syncer.MergeFromAnnotation+"=not-opted-in") {
+		es := waitReady(t, ns, "not-opted-in", configv1alpha1.ReasonTargetConflict)
+		if msg := apimeta.FindStatusCondition(es.Status.Conditions, "Ready").Message; !strings.Contains(msg, configv1alpha1.MergeFromAnnotation+"=not-opted-in") {
 			t.Errorf("message does not say how to opt in: %s", msg)
 		}
 		assertUnchanged(t, "not-opted-in", user)
@@ -418,7 +418,7 @@ func TestSyncerCreationPolicies(t *testing.T) {
 
 	t.Run("Merge without a Secret writes nothing", func(t *testing.T) {
 		newTargetES(t, ns, "merge-missing", configv1alpha1.ExternalSecretTarget{CreationPolicy: configv1alpha1.CreatePolicyMerge}, dataRef("value", "k", ""))
-		waitReady(t, ns, "merge-missing", syncer.ReasonTargetMissing)
+		waitReady(t, ns, "merge-missing", configv1alpha1.ReasonTargetMissing)
 		if _, err := cluster.KubeClient.CoreV1().Secrets(ns).Get(ctxFor(t), "merge-missing", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 			t.Errorf("Merge created a Secret (%v)", err)
 		}
@@ -426,7 +426,7 @@ func TestSyncerCreationPolicies(t *testing.T) {
 
 	t.Run("None writes nothing", func(t *testing.T) {
 		newTargetES(t, ns, "none", configv1alpha1.ExternalSecretTarget{CreationPolicy: configv1alpha1.CreatePolicyNone}, dataRef("value", "k", ""))
-		waitReady(t, ns, "none", syncer.ReasonCreationPolicyNone)
+		waitReady(t, ns, "none", configv1alpha1.ReasonCreationPolicyNone)
 		if _, err := cluster.KubeClient.CoreV1().Secrets(ns).Get(ctxFor(t), "none", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 			t.Errorf("None created a Secret (%v)", err)
 		}
@@ -481,8 +481,8 @@ func TestSyncerRefusesASecretItDoesNotManage(t *testing.T) {
 		"users": {ObjectMeta: metav1.ObjectMeta{Name: "users"}, Data: map[string][]byte{"password": []byte("the user's")}},
 		// A Secret Veil manages for another ExternalSecret.
 		"others": {ObjectMeta: metav1.ObjectMeta{Name: "others",
-			Labels:      map[string]string{syncer.ManagedByLabel: "veil-syncer"},
-			Annotations: map[string]string{syncer.ExternalSecretAnnotation: "another"}}, Data: map[string][]byte{"value": []byte("another's")}},
+			Labels:      map[string]string{configv1alpha1.ManagedByLabel: "veil-syncer"},
+			Annotations: map[string]string{configv1alpha1.ExternalSecretAnnotation: "another"}}, Data: map[string][]byte{"value": []byte("another's")}},
 	}
 	for name, s := range users {
 		created, err := cluster.KubeClient.CoreV1().Secrets(ns).Create(ctxFor(t), s, metav1.CreateOptions{})
@@ -493,12 +493,12 @@ func TestSyncerRefusesASecretItDoesNotManage(t *testing.T) {
 		newTargetES(t, ns, "es-"+name, configv1alpha1.ExternalSecretTarget{Name: name}, dataRef("value", "k", ""))
 	}
 	for name, before := range users {
-		es := waitReady(t, ns, "es-"+name, syncer.ReasonTargetConflict)
+		es := waitReady(t, ns, "es-"+name, configv1alpha1.ReasonTargetConflict)
 		c := apimeta.FindStatusCondition(es.Status.Conditions, "Ready")
 		if c.Status != metav1.ConditionFalse || !strings.Contains(c.Message, "Secret "+name+" exists and was not created by veil-syncer for this ExternalSecret") {
 			t.Errorf("Ready = %s: %s", c.Status, c.Message)
 		}
-		waitEvent(t, ns, "es-"+name, syncer.EventSyncError, syncer.ReasonTargetConflict)
+		waitEvent(t, ns, "es-"+name, syncer.EventSyncError, configv1alpha1.ReasonTargetConflict)
 		assertUnchanged(t, "es-"+name, before)
 	}
 }
@@ -526,10 +526,10 @@ func TestSyncerTemplate(t *testing.T) {
 		"username": "APP", "password": "pw-tmpl", "dsn": "postgres://app:cHctdG1wbA==@db/app",
 	}))
 	if s.Type != corev1.SecretTypeBasicAuth || s.Labels["team"] != "payments" || s.Annotations["example.com/owner"] != "db-team" ||
-		s.Labels[syncer.ManagedByLabel] != "veil-syncer" {
+		s.Labels[configv1alpha1.ManagedByLabel] != "veil-syncer" {
 		t.Errorf("type %s, labels %v, annotations %v", s.Type, s.Labels, s.Annotations)
 	}
-	waitReady(t, ns, "db", syncer.ReasonSynced)
+	waitReady(t, ns, "db", configv1alpha1.ReasonSynced)
 
 	// A template that fails leaves the Secret as it was.
 	es, err := cluster.VeilClient.ConfigV1alpha1().ExternalSecrets(ns).Get(ctxFor(t), "db", metav1.GetOptions{})
@@ -540,12 +540,12 @@ func TestSyncerTemplate(t *testing.T) {
 	if _, err := cluster.VeilClient.ConfigV1alpha1().ExternalSecrets(ns).Update(ctxFor(t), es, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	failed := waitReady(t, ns, "db", syncer.ReasonTemplateError)
+	failed := waitReady(t, ns, "db", configv1alpha1.ReasonTemplateError)
 	msg := apimeta.FindStatusCondition(failed.Status.Conditions, "Ready").Message
 	if !strings.Contains(msg, `template for key "password"`) || !strings.Contains(msg, "not valid base64") || strings.Contains(msg, "pw-tmpl") {
 		t.Errorf("message: %s", msg)
 	}
-	ev := waitEvent(t, ns, "db", syncer.EventSyncError, syncer.ReasonTemplateError)
+	ev := waitEvent(t, ns, "db", syncer.EventSyncError, configv1alpha1.ReasonTemplateError)
 	if strings.Contains(ev.Message, "pw-tmpl") {
 		t.Errorf("the Event quotes the value: %s", ev.Message)
 	}
@@ -562,7 +562,7 @@ func TestSyncerImmutable(t *testing.T) {
 		t.Fatal("the Secret is not immutable")
 	}
 	setStoreData(t, ns, configv1alpha1.FakeProviderData{Key: "k", Value: "second"})
-	es := waitReady(t, ns, "frozen", syncer.ReasonTargetImmutable)
+	es := waitReady(t, ns, "frozen", configv1alpha1.ReasonTargetImmutable)
 	if msg := apimeta.FindStatusCondition(es.Status.Conditions, "Ready").Message; !strings.Contains(msg, "delete it and veil-syncer creates it again") {
 		t.Errorf("message: %s", msg)
 	}
@@ -584,7 +584,7 @@ func TestSyncerDeletionPolicyDelete(t *testing.T) {
 	for _, name := range []string{"a", "b"} {
 		newTargetES(t, ns, name, configv1alpha1.ExternalSecretTarget{DeletionPolicy: configv1alpha1.DeletionPolicyDelete}, dataRef("value", name, ""))
 		waitSecret(t, ns, name, hasData(map[string]string{"value": map[string]string{"a": "1", "b": "2"}[name]}))
-		waitReady(t, ns, name, syncer.ReasonSynced)
+		waitReady(t, ns, name, configv1alpha1.ReasonSynced)
 	}
 	// Someone replaces b with their own Secret: it must never be deleted.
 	if err := cluster.KubeClient.CoreV1().Secrets(ns).Delete(ctxFor(t), "b", metav1.DeleteOptions{}); err != nil {
@@ -598,7 +598,7 @@ func TestSyncerDeletionPolicyDelete(t *testing.T) {
 	}
 
 	setStoreData(t, ns) // every remote value disappears
-	es := waitReady(t, ns, "a", syncer.ReasonRemoteNotFound)
+	es := waitReady(t, ns, "a", configv1alpha1.ReasonRemoteNotFound)
 	if _, err := cluster.KubeClient.CoreV1().Secrets(ns).Get(ctxFor(t), "a", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("Secret a was not deleted (%v)", err)
 	}
@@ -608,7 +608,7 @@ func TestSyncerDeletionPolicyDelete(t *testing.T) {
 	waitEvent(t, ns, "a", syncer.EventDeleted, "Deleted Secret a")
 
 	eventually(t, func() error {
-		es := waitReady(t, ns, "b", syncer.ReasonRemoteNotFound)
+		es := waitReady(t, ns, "b", configv1alpha1.ReasonRemoteNotFound)
 		if msg := apimeta.FindStatusCondition(es.Status.Conditions, "Ready").Message; !strings.Contains(msg, "left in place") {
 			return fmt.Errorf("message: %s", msg)
 		}
@@ -641,7 +641,7 @@ func TestSyncerRolloutRestart(t *testing.T) {
 	newTargetES(t, ns, "app", configv1alpha1.ExternalSecretTarget{RolloutRestartTargets: []configv1alpha1.RolloutRestartTarget{
 		{Kind: "Deployment", Name: "web"}, {Kind: "StatefulSet", Name: "db"}, {Kind: "DaemonSet", Name: "agent"}, {Kind: "Deployment", Name: "missing"},
 	}}, dataRef("value", "k", ""))
-	waitReady(t, ns, "app", syncer.ReasonSynced)
+	waitReady(t, ns, "app", configv1alpha1.ReasonSynced)
 	// The first sync creates the Secret: nothing ran with other data, so nothing restarts.
 	templates := func() map[string]map[string]string {
 		d, err := apps.Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
@@ -659,7 +659,7 @@ func TestSyncerRolloutRestart(t *testing.T) {
 		return map[string]map[string]string{"Deployment/web": d.Spec.Template.Annotations, "StatefulSet/db": s.Spec.Template.Annotations, "DaemonSet/agent": a.Spec.Template.Annotations}
 	}
 	for ref, a := range templates() {
-		if _, ok := a[syncer.RestartedForAnnotation]; ok {
+		if _, ok := a[configv1alpha1.RestartedForAnnotation]; ok {
 			t.Errorf("%s was restarted by the first sync", ref)
 		}
 	}
@@ -667,11 +667,11 @@ func TestSyncerRolloutRestart(t *testing.T) {
 	setStoreData(t, ns, configv1alpha1.FakeProviderData{Key: "k", Value: "v2"})
 	waitSecret(t, ns, "app", hasData(map[string]string{"value": "v2"}))
 	eventually(t, func() error {
-		es := waitReady(t, ns, "app", syncer.ReasonSynced)
+		es := waitReady(t, ns, "app", configv1alpha1.ReasonSynced)
 		want := "app@" + es.Status.DataHMAC
 		for ref, a := range templates() {
-			if a[syncer.RestartedForAnnotation] != want {
-				return fmt.Errorf("%s pod template annotation %q, want %q", ref, a[syncer.RestartedForAnnotation], want)
+			if a[configv1alpha1.RestartedForAnnotation] != want {
+				return fmt.Errorf("%s pod template annotation %q, want %q", ref, a[configv1alpha1.RestartedForAnnotation], want)
 			}
 		}
 		return nil
@@ -699,7 +699,7 @@ func TestSyncerLeaderFailover(t *testing.T) {
 	createFakeStore(t, ns, "store", configv1alpha1.FakeProviderData{Key: "k", Value: "v"})
 	newTargetES(t, ns, "first", configv1alpha1.ExternalSecretTarget{}, dataRef("value", "k", ""))
 	waitSecret(t, ns, "first", hasData(map[string]string{"value": "v"}))
-	waitReady(t, ns, "first", syncer.ReasonSynced)
+	waitReady(t, ns, "first", configv1alpha1.ReasonSynced)
 
 	// Each syncer was started by this test, so its counters are this
 	// test's. A follower that never synced exposes no
@@ -728,7 +728,7 @@ func TestSyncerLeaderFailover(t *testing.T) {
 	waitLeader(t, follower.Name)
 	newTargetES(t, ns, "second", configv1alpha1.ExternalSecretTarget{}, dataRef("value", "k", ""))
 	waitSecret(t, ns, "second", hasData(map[string]string{"value": "v"}))
-	waitReady(t, ns, "second", syncer.ReasonSynced)
+	waitReady(t, ns, "second", configv1alpha1.ReasonSynced)
 	if syncs(follower) == 0 {
 		t.Errorf("the new leader %s synced nothing", follower.Name)
 	}
@@ -806,7 +806,7 @@ func TestSyncerCannotReadSecrets(t *testing.T) {
 	}
 	for _, s := range []*corev1.Secret{
 		{ObjectMeta: metav1.ObjectMeta{Name: "unlabelled"}},
-		{ObjectMeta: metav1.ObjectMeta{Name: "token", Labels: map[string]string{syncer.ManagedByLabel: "veil-syncer"},
+		{ObjectMeta: metav1.ObjectMeta{Name: "token", Labels: map[string]string{configv1alpha1.ManagedByLabel: "veil-syncer"},
 			Annotations: map[string]string{corev1.ServiceAccountNameKey: "default"}}, Type: corev1.SecretTypeServiceAccountToken},
 	} {
 		if _, err := as.Create(ctxFor(t), s, metav1.CreateOptions{}); !apierrors.IsForbidden(err) {
@@ -829,7 +829,7 @@ func TestSyncerCanary(t *testing.T) {
 	createFakeStore(t, ns, "store", configv1alpha1.FakeProviderData{Key: "app/secret", Value: canary})
 	newTargetES(t, ns, "app", configv1alpha1.ExternalSecretTarget{Name: "app-secret"}, dataRef("secret", "app/secret", ""))
 	waitSecret(t, ns, "app-secret", hasData(map[string]string{"secret": canary}))
-	waitReady(t, ns, "app", syncer.ReasonSynced)
+	waitReady(t, ns, "app", configv1alpha1.ReasonSynced)
 	waitEvent(t, ns, "app", syncer.EventSynced, "Created Secret app-secret")
 	// A failure path too: a template error's status and Event.
 	es, err := cluster.VeilClient.ConfigV1alpha1().ExternalSecrets(ns).Get(ctxFor(t), "app", metav1.GetOptions{})
@@ -840,8 +840,8 @@ func TestSyncerCanary(t *testing.T) {
 	if _, err := cluster.VeilClient.ConfigV1alpha1().ExternalSecrets(ns).Update(ctxFor(t), es, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitReady(t, ns, "app", syncer.ReasonTemplateError)
-	waitEvent(t, ns, "app", syncer.EventSyncError, syncer.ReasonTemplateError)
+	waitReady(t, ns, "app", configv1alpha1.ReasonTemplateError)
+	waitEvent(t, ns, "app", syncer.EventSyncError, configv1alpha1.ReasonTemplateError)
 
 	m, err := s.Metrics(ctxFor(t))
 	if err != nil {

@@ -25,6 +25,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
+
+	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
 )
 
 // installVeil applies what artifacts/base ships — CRDs, namespace,
@@ -81,7 +83,7 @@ func (c *Cluster) waitForPolicies(ctx context.Context) error {
 		labels            map[string]string
 	}{
 		{"veil-syncer-secrets", VeilNamespace, nil},
-		{"veil-syncer-excluded-namespaces", "kube-system", map[string]string{"veil.dev/managed-by": "veil-syncer"}},
+		{"veil-syncer-excluded-namespaces", "kube-system", map[string]string{configv1alpha1.ManagedByLabel: configv1alpha1.ManagedBySyncer}},
 	}
 	for _, p := range probes {
 		secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{GenerateName: "veil-policy-probe-", Labels: p.labels}}

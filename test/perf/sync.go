@@ -260,7 +260,7 @@ func timeFirstSyncsIn(ctx context.Context, kube kubernetes.Interface, ns string,
 	for _, name := range names {
 		want[name] = true
 	}
-	w, err := kube.CoreV1().Secrets(ns).Watch(ctx, metav1.ListOptions{LabelSelector: syncer.ManagedByLabel + "=veil-syncer"})
+	w, err := kube.CoreV1().Secrets(ns).Watch(ctx, metav1.ListOptions{LabelSelector: configv1alpha1.ManagedByLabel + "=veil-syncer"})
 	if err != nil {
 		return syncTimes{}, err
 	}

@@ -89,7 +89,7 @@ type SecretPushResult struct {
 	SecretKey string
 	RemoteKey string
 	Property  string
-	Result    string
+	Result    string // one of the v1alpha1.SecretPushResult* values
 	Reason    string
 	Message   string
 }

@@ -333,7 +333,7 @@ func schema_pkg_apis_externalsecrets_v1alpha1_SecretPushResult(ref common.Refere
 					},
 					"result": {
 						SchemaProps: spec.SchemaProps{
-							Description: "Result is Pushed, Unchanged, SkippedExists (updatePolicy IfNotExists), Deleted, NotOwner (the remote key is another PushSecret's or, for a delete, not Veil's; it was left as it was), or Failed.",
+							Description: "Result is one of the SecretPushResult* values: Pushed, Unchanged, SkippedExists (updatePolicy IfNotExists), Deleted, NotOwner (the remote key is another PushSecret's or, for a delete, not Veil's; it was left as it was), Failed, or DryRun.",
 							Default:     "",
 							Type:        []string{"string"},
 							Format:      "",

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"unicode/utf8"
 
+	esv1alpha1 "github.com/veil-dev/veil/pkg/apis/externalsecrets/v1alpha1"
 	"github.com/veil-dev/veil/pkg/providers"
 )
 
@@ -108,7 +109,7 @@ type remote interface {
 // the key is is decided from its tags before its value is compared with
 // anything: a key another PushSecret holds gets NotOwner, and one without
 // an owner Conflict (unless Replace), whatever its value.
-func push(ctx context.Context, b *base, r remote, p providers.Push) (providers.PushResult, error) {
+func push(ctx context.Context, b *base, r remote, p providers.Push) (string, error) {
 	if !p.Owner.Valid() {
 		return "", providers.Errorf(providers.Invalid, "a push to %s names no owner", b.store)
 	}
@@ -125,14 +126,14 @@ func push(ctx context.Context, b *base, r remote, p providers.Push) (providers.P
 				return "", err
 			}
 		}
-		return providers.Pushed, r.create(ctx, name, value, p.Owner)
+		return esv1alpha1.SecretPushResultPushed, r.create(ctx, name, value, p.Owner)
 	}
 	mine := cur.ownedBy(p.Owner)
 	if !mine {
 		switch {
 		case p.IfNotExists:
 			// Not ours to look into: the key exists, so it is skipped.
-			return providers.SkippedExists, nil
+			return esv1alpha1.SecretPushResultSkippedExists, nil
 		case cur.owned():
 			return "", providers.Errorf(providers.NotOwner, "%s: %s belongs to another PushSecret; Veil never overwrites it for this one", b.store, what)
 		case !p.Replace:
@@ -145,7 +146,7 @@ func push(ctx context.Context, b *base, r remote, p providers.Push) (providers.P
 		}
 	}
 	if p.Property == "" && p.IfNotExists {
-		return providers.SkippedExists, nil
+		return esv1alpha1.SecretPushResultSkippedExists, nil
 	}
 
 	next := p.Value
@@ -156,20 +157,20 @@ func push(ctx context.Context, b *base, r remote, p providers.Push) (providers.P
 		}
 		if raw, ok := obj[p.Property]; ok {
 			if p.IfNotExists {
-				return providers.SkippedExists, nil
+				return esv1alpha1.SecretPushResultSkippedExists, nil
 			}
 			var s string
 			if json.Unmarshal(raw, &s) == nil && s == string(p.Value) {
-				return providers.Unchanged, nil
+				return esv1alpha1.SecretPushResultUnchanged, nil
 			}
 		}
 		if next, err = setProperty(cur.value, p.Property, p.Value, what); err != nil {
 			return "", err
 		}
 	} else if cur.hasValue && bytes.Equal(cur.value, p.Value) {
-		return providers.Unchanged, nil
+		return esv1alpha1.SecretPushResultUnchanged, nil
 	}
-	return providers.Pushed, r.update(ctx, name, next, cur)
+	return esv1alpha1.SecretPushResultPushed, r.update(ctx, name, next, cur)
 }
 
 // remove deletes d through r: the whole key, or one property of it (the

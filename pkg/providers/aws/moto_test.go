@@ -22,6 +22,7 @@ import (
 
 	"github.com/veil-dev/veil/pkg/allowlist"
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
+	esv1alpha1 "github.com/veil-dev/veil/pkg/apis/externalsecrets/v1alpha1"
 	"github.com/veil-dev/veil/pkg/metrics"
 	"github.com/veil-dev/veil/pkg/providers"
 	"github.com/veil-dev/veil/test/harness"
@@ -466,7 +467,7 @@ func TestPushAndDelete(t *testing.T) {
 				s.SecretsManager = &configv1alpha1.AWSSecretsManager{ForceDeleteWithoutRecovery: true}
 			})
 			key := "/pushed/db"
-			push := func(p providers.Push, want providers.PushResult) {
+			push := func(p providers.Push, want string) {
 				t.Helper()
 				p.Owner = owner
 				got, err := c.Push(ctx, p)
@@ -483,18 +484,18 @@ func TestPushAndDelete(t *testing.T) {
 				return string(v.Data)
 			}
 
-			push(providers.Push{Key: key, Value: []byte("one")}, providers.Pushed)
-			push(providers.Push{Key: key, Value: []byte("one")}, providers.Unchanged)
-			push(providers.Push{Key: key, Value: []byte("two"), IfNotExists: true}, providers.SkippedExists)
-			push(providers.Push{Key: key, Value: []byte("two")}, providers.Pushed)
+			push(providers.Push{Key: key, Value: []byte("one")}, esv1alpha1.SecretPushResultPushed)
+			push(providers.Push{Key: key, Value: []byte("one")}, esv1alpha1.SecretPushResultUnchanged)
+			push(providers.Push{Key: key, Value: []byte("two"), IfNotExists: true}, esv1alpha1.SecretPushResultSkippedExists)
+			push(providers.Push{Key: key, Value: []byte("two")}, esv1alpha1.SecretPushResultPushed)
 			if got := read(key); got != "two" {
 				t.Errorf("after pushes: %q", got)
 			}
 
-			push(providers.Push{Key: "/pushed/json", Property: "user", Value: []byte("app")}, providers.Pushed)
-			push(providers.Push{Key: "/pushed/json", Property: "password", Value: []byte("pw")}, providers.Pushed)
-			push(providers.Push{Key: "/pushed/json", Property: "user", Value: []byte("app")}, providers.Unchanged)
-			push(providers.Push{Key: "/pushed/json", Property: "user", Value: []byte("other"), IfNotExists: true}, providers.SkippedExists)
+			push(providers.Push{Key: "/pushed/json", Property: "user", Value: []byte("app")}, esv1alpha1.SecretPushResultPushed)
+			push(providers.Push{Key: "/pushed/json", Property: "password", Value: []byte("pw")}, esv1alpha1.SecretPushResultPushed)
+			push(providers.Push{Key: "/pushed/json", Property: "user", Value: []byte("app")}, esv1alpha1.SecretPushResultUnchanged)
+			push(providers.Push{Key: "/pushed/json", Property: "user", Value: []byte("other"), IfNotExists: true}, esv1alpha1.SecretPushResultSkippedExists)
 			if got := read("/pushed/json"); got != `{"password":"pw","user":"app"}` {
 				t.Errorf("properties: %q", got)
 			}
@@ -520,7 +521,7 @@ func TestPushAndDelete(t *testing.T) {
 			wantReason(t, err, providers.Conflict, "was not created by Veil", "updatePolicy to Replace")
 			err = c.Delete(ctx, providers.Delete{Key: "/theirs", Owner: owner})
 			wantReason(t, err, providers.NotOwner, "will not delete it")
-			push(providers.Push{Key: "/theirs", Value: []byte("ours"), Replace: true}, providers.Pushed)
+			push(providers.Push{Key: "/theirs", Value: []byte("ours"), Replace: true}, esv1alpha1.SecretPushResultPushed)
 			if got := read("/theirs"); got != "ours" {
 				t.Errorf("after Replace: %q", got)
 			}
@@ -536,7 +537,7 @@ func TestPushAndDelete(t *testing.T) {
 
 			binary := []byte{0xff, 0x00, 0xfe}
 			if service == configv1alpha1.AWSServiceSecretsManager {
-				push(providers.Push{Key: "/binary", Value: binary}, providers.Pushed)
+				push(providers.Push{Key: "/binary", Value: binary}, esv1alpha1.SecretPushResultPushed)
 				if got := read("/binary"); got != string(binary) {
 					t.Error("binary value changed on the way")
 				}
@@ -598,7 +599,7 @@ func TestOwnership(t *testing.T) {
 				}
 			}
 			wantReason(t, c.Delete(ctx, providers.Delete{Key: "/owned", Owner: other}), providers.NotOwner, "belongs to another PushSecret")
-			if got, err := c.Push(ctx, providers.Push{Key: "/owned", Value: []byte("x"), IfNotExists: true, Owner: other}); err != nil || got != providers.SkippedExists {
+			if got, err := c.Push(ctx, providers.Push{Key: "/owned", Value: []byte("x"), IfNotExists: true, Owner: other}); err != nil || got != esv1alpha1.SecretPushResultSkippedExists {
 				t.Errorf("IfNotExists over another's key: %s, %v", got, err)
 			}
 			noWrites("another PushSecret")
@@ -632,7 +633,7 @@ func TestOwnership(t *testing.T) {
 				noWrites(key)
 				// Replace takes it over and records the owner; then it is
 				// other's, and the first owner's Replace does not take it.
-				if got, err := c.Push(ctx, providers.Push{Key: key, Value: []byte("theirs-canary"), Replace: true, Owner: other}); err != nil || got != providers.Unchanged {
+				if got, err := c.Push(ctx, providers.Push{Key: key, Value: []byte("theirs-canary"), Replace: true, Owner: other}); err != nil || got != esv1alpha1.SecretPushResultUnchanged {
 					t.Errorf("%s: Replace with the same value: %s, %v", key, got, err)
 				}
 				_, err := c.Push(ctx, providers.Push{Key: key, Value: []byte("x"), Replace: true, Owner: owner})

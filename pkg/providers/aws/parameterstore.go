@@ -189,7 +189,7 @@ func (c *parameterStoreClient) Find(ctx context.Context, f providers.Find) (map[
 	return out, nil
 }
 
-func (c *parameterStoreClient) Push(ctx context.Context, p providers.Push) (providers.PushResult, error) {
+func (c *parameterStoreClient) Push(ctx context.Context, p providers.Push) (string, error) {
 	return push(ctx, &c.base, parameterStoreRemote{c}, p)
 }
 

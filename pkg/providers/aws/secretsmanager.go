@@ -178,7 +178,7 @@ func sortedKeys(m map[string]string) []string {
 	return keys
 }
 
-func (c *secretsManagerClient) Push(ctx context.Context, p providers.Push) (providers.PushResult, error) {
+func (c *secretsManagerClient) Push(ctx context.Context, p providers.Push) (string, error) {
 	return push(ctx, &c.base, secretsManagerRemote{c}, p)
 }
 

@@ -77,7 +77,7 @@ func (c *client) Find(_ context.Context, f providers.Find) (_ map[string]provide
 	return out, nil
 }
 
-func (c *client) Push(context.Context, providers.Push) (providers.PushResult, error) {
+func (c *client) Push(context.Context, providers.Push) (string, error) {
 	return "", c.readOnly()
 }
 

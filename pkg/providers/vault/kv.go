@@ -21,6 +21,7 @@ import (
 	"k8s.io/utils/clock"
 
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
+	esv1alpha1 "github.com/veil-dev/veil/pkg/apis/externalsecrets/v1alpha1"
 	"github.com/veil-dev/veil/pkg/metrics"
 	"github.com/veil-dev/veil/pkg/providers"
 )
@@ -401,7 +402,7 @@ func (c *client) requireV2(what string) error {
 // Whose the key is is decided from its metadata alone, before its value is
 // read: a key held by another PushSecret gets NotOwner, and one without an
 // owner Conflict (unless Replace), whatever its value.
-func (c *client) Push(ctx context.Context, p providers.Push) (providers.PushResult, error) {
+func (c *client) Push(ctx context.Context, p providers.Push) (string, error) {
 	if err := c.requireV2("pushes to"); err != nil {
 		return "", err
 	}
@@ -421,7 +422,7 @@ func (c *client) Push(ctx context.Context, p providers.Push) (providers.PushResu
 		switch {
 		case p.IfNotExists && meta.current > 0:
 			// Not ours to look into: the key exists, so it is skipped.
-			return providers.SkippedExists, nil
+			return esv1alpha1.SecretPushResultSkippedExists, nil
 		case meta.owned():
 			return "", providers.Errorf(providers.NotOwner, "remote key %q in %s belongs to another PushSecret; Veil never overwrites it for this one", key, c.store)
 		case !p.Replace:
@@ -439,7 +440,7 @@ func (c *client) Push(ctx context.Context, p providers.Push) (providers.PushResu
 		_, exists = current[p.Property]
 	}
 	if exists && p.IfNotExists {
-		return providers.SkippedExists, nil
+		return esv1alpha1.SecretPushResultSkippedExists, nil
 	}
 
 	var next map[string]any
@@ -464,7 +465,7 @@ func (c *client) Push(ctx context.Context, p providers.Push) (providers.PushResu
 		}
 	}
 	if current != nil && reflect.DeepEqual(current, next) {
-		return providers.Unchanged, nil
+		return esv1alpha1.SecretPushResultUnchanged, nil
 	}
 	// A property is merged into what Veil read, and a new key must not
 	// exist yet: check-and-set keeps a concurrent write from being lost,
@@ -499,7 +500,7 @@ func (c *client) Push(ctx context.Context, p providers.Push) (providers.PushResu
 			}
 		}
 	}
-	return providers.Pushed, nil
+	return esv1alpha1.SecretPushResultPushed, nil
 }
 
 // latest reads the latest version of key's fields.

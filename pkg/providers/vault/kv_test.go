@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
+	esv1alpha1 "github.com/veil-dev/veil/pkg/apis/externalsecrets/v1alpha1"
 	"github.com/veil-dev/veil/pkg/providers"
 )
 
@@ -231,7 +232,7 @@ func TestPushAndDelete(t *testing.T) {
 		}
 		return fieldsOf(t, v), v.Version
 	}
-	push := func(p providers.Push, want providers.PushResult) {
+	push := func(p providers.Push, want string) {
 		t.Helper()
 		p.Owner = owner
 		got, err := c.Push(ctx, p)
@@ -244,19 +245,19 @@ func TestPushAndDelete(t *testing.T) {
 	}
 
 	// A whole object, then the same again: one version.
-	push(providers.Push{Key: "app/db", Value: []byte(`{"user":"app","port":5432}`)}, providers.Pushed)
-	push(providers.Push{Key: "app/db", Value: []byte(`{"port":5432,"user":"app"}`)}, providers.Unchanged)
+	push(providers.Push{Key: "app/db", Value: []byte(`{"user":"app","port":5432}`)}, esv1alpha1.SecretPushResultPushed)
+	push(providers.Push{Key: "app/db", Value: []byte(`{"port":5432,"user":"app"}`)}, esv1alpha1.SecretPushResultUnchanged)
 	if f, v := read("app/db"); f["user"] != "app" || v != "1" {
 		t.Fatalf("after push: %v version %s", f, v)
 	}
 	// One property is merged into the object.
-	push(providers.Push{Key: "app/db", Property: "password", Value: []byte("pw1")}, providers.Pushed)
+	push(providers.Push{Key: "app/db", Property: "password", Value: []byte("pw1")}, esv1alpha1.SecretPushResultPushed)
 	if f, v := read("app/db"); f["user"] != "app" || f["password"] != "pw1" || v != "2" {
 		t.Fatalf("after property push: %v version %s", f, v)
 	}
-	push(providers.Push{Key: "app/db", Property: "password", Value: []byte("pw2"), IfNotExists: true}, providers.SkippedExists)
-	push(providers.Push{Key: "app/new", Property: "a", Value: []byte("1"), IfNotExists: true}, providers.Pushed)
-	push(providers.Push{Key: "app/new", Value: []byte(`{}`), IfNotExists: true}, providers.SkippedExists)
+	push(providers.Push{Key: "app/db", Property: "password", Value: []byte("pw2"), IfNotExists: true}, esv1alpha1.SecretPushResultSkippedExists)
+	push(providers.Push{Key: "app/new", Property: "a", Value: []byte("1"), IfNotExists: true}, esv1alpha1.SecretPushResultPushed)
+	push(providers.Push{Key: "app/new", Value: []byte(`{}`), IfNotExists: true}, esv1alpha1.SecretPushResultSkippedExists)
 	_, err := c.Push(ctx, providers.Push{Key: "app/db", Value: []byte(`"not an object"`), Owner: owner})
 	wantError(t, err, providers.Invalid, "is not a JSON object")
 	_, err = c.Push(ctx, providers.Push{Key: "app/db", Value: []byte(`{}`)})
@@ -272,7 +273,7 @@ func TestPushAndDelete(t *testing.T) {
 	if err := server.TagKV(ctx, mount, "foreign", map[string]string{"team": "a"}); err != nil {
 		t.Fatal(err)
 	}
-	push(providers.Push{Key: "foreign", Property: "x", Value: []byte("y"), Replace: true}, providers.Pushed)
+	push(providers.Push{Key: "foreign", Property: "x", Value: []byte("y"), Replace: true}, esv1alpha1.SecretPushResultPushed)
 	if f, _ := read("foreign"); f["owner"] != "someone" || f["x"] != "y" {
 		t.Fatalf("after replace: %v", f)
 	}
@@ -375,7 +376,7 @@ func TestOwnership(t *testing.T) {
 	}
 
 	const canary = `{"token":"owned-canary"}`
-	if got, err := c.Push(ctx, providers.Push{Key: "owned", Value: []byte(canary), Owner: owner}); err != nil || got != providers.Pushed {
+	if got, err := c.Push(ctx, providers.Push{Key: "owned", Value: []byte(canary), Owner: owner}); err != nil || got != esv1alpha1.SecretPushResultPushed {
 		t.Fatalf("owner's push: %s, %v", got, err)
 	}
 	for _, o := range []providers.Owner{other, sameName} {
@@ -395,7 +396,7 @@ func TestOwnership(t *testing.T) {
 		wantError(t, c.Delete(ctx, providers.Delete{Key: "owned", Owner: o}), providers.NotOwner, "belongs to another PushSecret")
 		wantError(t, c.Delete(ctx, providers.Delete{Key: "owned", Property: "token", Owner: o}), providers.NotOwner, "belongs to another PushSecret")
 		// IfNotExists skips an existing key without looking inside it.
-		if got, err := c.Push(ctx, providers.Push{Key: "owned", Property: "new", Value: []byte("x"), IfNotExists: true, Owner: o}); err != nil || got != providers.SkippedExists {
+		if got, err := c.Push(ctx, providers.Push{Key: "owned", Property: "new", Value: []byte("x"), IfNotExists: true, Owner: o}); err != nil || got != esv1alpha1.SecretPushResultSkippedExists {
 			t.Errorf("IfNotExists over another's key: %s, %v", got, err)
 		}
 	}
@@ -434,7 +435,7 @@ func TestOwnership(t *testing.T) {
 		if v := versionOf(key); v != 1 {
 			t.Errorf("%s: version %d, want 1", key, v)
 		}
-		if got, err := c.Push(ctx, providers.Push{Key: key, Value: []byte(`{"token":"theirs-canary"}`), Replace: true, Owner: other}); err != nil || got != providers.Unchanged {
+		if got, err := c.Push(ctx, providers.Push{Key: key, Value: []byte(`{"token":"theirs-canary"}`), Replace: true, Owner: other}); err != nil || got != esv1alpha1.SecretPushResultUnchanged {
 			t.Errorf("%s: Replace with the same value: %s, %v", key, got, err)
 		}
 		if m, _ := c.metadata(ctx, key); !m.ownedBy(other) {

@@ -15,14 +15,14 @@ import (
 
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
 	"github.com/veil-dev/veil/pkg/apis/externalsecrets"
+	esv1alpha1 "github.com/veil-dev/veil/pkg/apis/externalsecrets/v1alpha1"
 	configclient "github.com/veil-dev/veil/pkg/generated/clientset/versioned/typed/config/v1alpha1"
 	configlisters "github.com/veil-dev/veil/pkg/generated/listers/config/v1alpha1"
 	"github.com/veil-dev/veil/pkg/providers"
-	"github.com/veil-dev/veil/pkg/push"
 	"github.com/veil-dev/veil/pkg/resolve"
 )
 
-// Pusher carries out a SecretPush; *push.Pusher is one.
+// Pusher carries out a SecretPush; *push.Pusher (pkg/push) is one.
 type Pusher interface {
 	Push(ctx context.Context, ps *configv1alpha1.PushSecret, spec externalsecrets.SecretPushSpec, dryRun bool) ([]externalsecrets.SecretPushResult, error)
 }
@@ -89,7 +89,7 @@ func (r *REST) Create(ctx context.Context, obj runtime.Object, validate rest.Val
 		return nil, resolve.APIError(resource, req.Name, providers.Within(err, "PushSecret %s/%s", ns, req.Name))
 	}
 	for _, res := range results {
-		if res.Result == push.ResultFailed {
+		if res.Result == esv1alpha1.SecretPushResultFailed {
 			warning.AddWarning(ctx, "", fmt.Sprintf("%s/%s %s: %s", res.StoreRef.Kind, res.StoreRef.Name, res.RemoteKey, res.Message))
 		}
 	}

@@ -121,6 +121,34 @@ type SecretPushStatus struct {
 	Results []SecretPushResult `json:"results,omitempty"`
 }
 
+// Values of SecretPushResult.Result, what happened to one remote key. The
+// internal type carries the same strings, and veil-syncer copies them into
+// PushSecret status.syncedPushSecrets[].result, so users read the same word
+// in both places.
+const (
+	// SecretPushResultPushed: the value was written.
+	SecretPushResultPushed = "Pushed"
+	// SecretPushResultUnchanged: the remote key already held the value, and
+	// nothing was written.
+	SecretPushResultUnchanged = "Unchanged"
+	// SecretPushResultSkippedExists: updatePolicy IfNotExists and the remote
+	// key exists; it was left as it was.
+	SecretPushResultSkippedExists = "SkippedExists"
+	// SecretPushResultDeleted: action Delete removed the remote key (or its
+	// property).
+	SecretPushResultDeleted = "Deleted"
+	// SecretPushResultNotOwner: the remote key is another PushSecret's (a
+	// push or a delete) or, for a delete, not Veil's; it was left as it
+	// was, and retrying does not change that.
+	SecretPushResultNotOwner = "NotOwner"
+	// SecretPushResultFailed: the remote key could not be written or
+	// deleted; reason and message say why, and a retry may succeed.
+	SecretPushResultFailed = "Failed"
+	// SecretPushResultDryRun: a dry-run request passed every check, and
+	// nothing was written.
+	SecretPushResultDryRun = "DryRun"
+)
+
 // SecretPushResult is the outcome for one remote key of one store.
 type SecretPushResult struct {
 	// StoreRef names the store written through.
@@ -132,10 +160,10 @@ type SecretPushResult struct {
 	// Property is the field of the remote JSON value written, if any.
 	// +optional
 	Property string `json:"property,omitempty"`
-	// Result is Pushed, Unchanged, SkippedExists (updatePolicy
-	// IfNotExists), Deleted, NotOwner (the remote key is another
-	// PushSecret's or, for a delete, not Veil's; it was left as it was),
-	// or Failed.
+	// Result is one of the SecretPushResult* values: Pushed, Unchanged,
+	// SkippedExists (updatePolicy IfNotExists), Deleted, NotOwner (the
+	// remote key is another PushSecret's or, for a delete, not Veil's; it
+	// was left as it was), Failed, or DryRun.
 	Result string `json:"result"`
 	// Reason classifies a failure: NotFound, Forbidden, Unavailable,
 	// Invalid, Conflict or NotOwner.
