@@ -4,8 +4,8 @@
 package apiserver
 
 import (
-	"fmt"
-	"net/http"
+	"context"
+	"reflect"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -14,7 +14,6 @@ import (
 	"k8s.io/apiserver/pkg/registry/rest"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	"k8s.io/apiserver/pkg/server/healthz"
-	"k8s.io/client-go/tools/cache"
 
 	"github.com/veil-dev/veil/pkg/apis/externalsecrets"
 	"github.com/veil-dev/veil/pkg/apis/externalsecrets/install"
@@ -47,11 +46,25 @@ type ExtraConfig struct {
 	Live     configclient.ConfigV1alpha1Interface
 	Resolver externalsecretvalue.Resolver
 	Pusher   secretpush.Pusher
-	// Informers must have synced before the server reports ready.
-	Informers map[string]cache.InformerSynced
-	// StartInformers starts every informer the server reads; it is called
-	// once the server runs.
-	StartInformers func(stop <-chan struct{})
+	// Informers is Veil's own informer factory (the CRDs): the server
+	// starts it once it runs, and reports ready only once its informers
+	// have synced; before that, a read could answer NotFound for an
+	// ExternalSecret that exists. The Kubernetes informers are in
+	// GenericConfig.SharedInformerFactory, which the generic server starts
+	// and checks itself.
+	Informers InformerFactory
+	// Controllers run from the server's start until it stops.
+	Controllers []func(ctx context.Context)
+	// Shutdown releases what the server holds (provider clients revoke
+	// their tokens) when the server is told to stop. The server waits for
+	// it, so it must return within a bound of its own.
+	Shutdown func() error
+}
+
+// InformerFactory is what the server needs of a generated informer factory.
+type InformerFactory interface {
+	Start(stop <-chan struct{})
+	WaitForCacheSync(stop <-chan struct{}) map[reflect.Type]bool
 }
 
 // Config is the whole configuration of veil-apiserver.
@@ -100,19 +113,20 @@ func (c completedConfig) New() (*Server, error) {
 
 	extra := c.ExtraConfig
 	generic.AddPostStartHookOrDie("start-veil-informers", func(ctx genericapiserver.PostStartHookContext) error {
-		extra.StartInformers(ctx.Done())
-		return nil
-	})
-	// Ready only once every informer has synced: before that, a read could
-	// answer NotFound for an ExternalSecret that exists.
-	if err := generic.AddReadyzChecks(healthz.NamedCheck("veil-informers-synced", func(*http.Request) error {
-		for name, synced := range extra.Informers {
-			if !synced() {
-				return fmt.Errorf("informer for %s has not synced", name)
-			}
+		extra.Informers.Start(ctx.Done())
+		for _, run := range extra.Controllers {
+			go run(ctx)
 		}
 		return nil
-	})); err != nil {
+	})
+	// The informers are requested before the hook starts them, and
+	// /readyz fails until the hook has run, so this check cannot pass on an
+	// informer that was never started. Its name is not the generic
+	// server's "informer-sync", which checks the Kubernetes informers.
+	if err := generic.AddReadyzChecks(healthz.NamedCheck("veil-informers-synced", healthz.NewInformerSyncHealthz(extra.Informers).Check)); err != nil {
+		return nil, err
+	}
+	if err := generic.AddPreShutdownHook("close-veil-provider-clients", extra.Shutdown); err != nil {
 		return nil, err
 	}
 	return &Server{GenericAPIServer: generic}, nil

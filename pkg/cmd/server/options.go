@@ -15,7 +15,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/apimachinery/pkg/util/sets"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apiserver/pkg/authentication/authenticator"
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/endpoints/openapi"
@@ -358,7 +357,6 @@ func (o *Options) Config() (*apiserver.Config, error) {
 		klog.InfoS("Provider endpoints are restricted", "allowed", endpoints.String())
 	}
 
-	shared := c.SharedInformerFactory
 	return &apiserver.Config{
 		GenericConfig: c,
 		ExtraConfig: apiserver.ExtraConfig{
@@ -367,23 +365,13 @@ func (o *Options) Config() (*apiserver.Config, error) {
 			Live:            veil.ConfigV1alpha1(),
 			Pusher:          &push.Pusher{Stores: resolver.Stores, Clients: clients},
 			Resolver:        resolver,
-			Informers: map[string]cache.InformerSynced{
-				"externalsecrets":     esInformer.Informer().HasSynced,
-				"secretstores":        ssInformer.Informer().HasSynced,
-				"clustersecretstores": cssInformer.Informer().HasSynced,
-				"pushsecrets":         psInformer.Informer().HasSynced,
-				"namespaces":          nsInformer.Informer().HasSynced,
-			},
-			StartInformers: func(stop <-chan struct{}) {
-				configInformers.Start(stop)
-				shared.Start(stop)
-				go statuses.Run(wait.ContextForChannel(stop))
-				go func() {
-					<-stop
-					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-					defer cancel()
-					clients.Close(ctx)
-				}()
+			Informers:       configInformers,
+			Controllers:     []func(context.Context){statuses.Run},
+			Shutdown: func() error {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				clients.Close(ctx)
+				return nil
 			},
 		},
 	}, nil
