@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"reflect"
 	"slices"
 	"sync"
 	"time"
@@ -25,6 +26,7 @@ import (
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/apimachinery/pkg/util/uuid"
+	"k8s.io/apiserver/pkg/server/healthz"
 	"k8s.io/client-go/kubernetes"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/metadata"
@@ -42,6 +44,11 @@ import (
 	veilscheme "github.com/veil-dev/veil/pkg/generated/clientset/versioned/scheme"
 	configinformers "github.com/veil-dev/veil/pkg/generated/informers/externalversions"
 )
+
+// informerFactory is what /readyz needs of a generated informer factory.
+type informerFactory interface {
+	WaitForCacheSync(stop <-chan struct{}) map[reflect.Type]bool
+}
 
 // LeaseName is the Lease replicas elect a leader with; the Role in
 // artifacts/ grants update on it by name.
@@ -234,7 +241,7 @@ func (o *Options) Run(ctx context.Context) error {
 	defer informers.Shutdown()
 
 	leaderHealth := leaderelection.NewLeaderHealthzAdaptor(20 * time.Second)
-	srv, err := o.serve(ctx, leaderHealth, func() bool { return esInformer.Informer().HasSynced() && psInformer.Informer().HasSynced() })
+	srv, err := o.serve(ctx, leaderHealth, informers)
 	if err != nil {
 		return err
 	}
@@ -316,24 +323,11 @@ func (o *Options) lead(ctx context.Context, kube kubernetes.Interface, health *l
 }
 
 // serve starts /metrics, /healthz (fails when the leader cannot renew its
-// Lease) and /readyz (ExternalSecrets and PushSecrets listed).
-func (o *Options) serve(ctx context.Context, leader *leaderelection.HealthzAdaptor, synced func() bool) (*http.Server, error) {
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", legacyregistry.Handler())
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-		if err := leader.Check(r); err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-		fmt.Fprintln(w, "ok")
-	})
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !synced() {
-			http.Error(w, "ExternalSecrets and PushSecrets not listed yet", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ok")
-	})
+// Lease) and /readyz (fails until the ExternalSecret and PushSecret
+// informers have listed). informers must have been started: the check
+// covers only informers that were.
+func (o *Options) serve(ctx context.Context, leader *leaderelection.HealthzAdaptor, informers informerFactory) (*http.Server, error) {
+	mux := monitoring(leader, informers)
 	l, err := net.Listen("tcp", o.MetricsBindAddress)
 	if err != nil {
 		return nil, err
@@ -345,4 +339,16 @@ func (o *Options) serve(ctx context.Context, leader *leaderelection.HealthzAdapt
 		}
 	}()
 	return srv, nil
+}
+
+// monitoring serves /metrics, /healthz and /readyz the way veil-apiserver
+// and kube-apiserver serve theirs: per-check paths (/readyz/informer-sync),
+// ?verbose and ?exclude, and a failing /healthz or /readyz that names the
+// failed check and logs why.
+func monitoring(leader healthz.HealthChecker, informers informerFactory) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", legacyregistry.Handler())
+	healthz.InstallHandler(mux, leader)
+	healthz.InstallReadyzHandler(mux, healthz.NewInformerSyncHealthz(informers))
+	return mux
 }
