@@ -195,13 +195,6 @@ func New(cfg Config) (*Cache, error) {
 	return c, nil
 }
 
-// Close releases the cache's goroutines and entries.
-func (c *Cache) Close() {
-	if c != nil {
-		c.store.Close()
-	}
-}
-
 // Get returns the values of keys, each no older than maxAge, reading those
 // the cache cannot answer through fetch. A value older than maxAge is
 // refetched; if the provider is then unavailable and the value is younger

@@ -44,7 +44,7 @@ func newCache(t *testing.T, cfg Config) (*Cache, *clocktesting.FakeClock) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(c.Close)
+	t.Cleanup(c.store.Close)
 	return c, clk
 }
 
@@ -263,7 +263,7 @@ func TestExpiredEntriesAreGone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer c.store.Close() // no reader is left when it runs
 	key := NewKey("short")
 	p := newProvider(map[Key]string{key: "v"})
 	get(t, c, p, time.Hour, key)

@@ -142,7 +142,6 @@ func newTenantWorld(t *testing.T, remote *remoteSystem, cfg cache.Config, tokens
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(values.Close)
 	return &tenantWorld{remote: remote, kube: kube, clock: clk, resolver: &Resolver{
 		// A credential TTL of 0 re-reads credentials on every request, as
 		// the end of --credential-cache-ttl would.

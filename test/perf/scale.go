@@ -203,7 +203,6 @@ func fillCache(n, size int) (held int, heap uint64, err error) {
 	if err != nil {
 		return 0, 0, err
 	}
-	defer c.Close()
 	for _, k := range keys {
 		if _, err := c.Get(ctx, []cache.Key{k}, time.Hour, fetch); err != nil {
 			return 0, 0, err
