@@ -194,16 +194,6 @@ func kubectl(t *testing.T, kubeconfig string, args ...string) string {
 	return string(out)
 }
 
-// kubectlFails runs kubectl expecting it to fail, and returns its stderr.
-func kubectlFails(t *testing.T, kubeconfig string, args ...string) string {
-	t.Helper()
-	out, stderr, err := cluster.RunKubectl(ctxFor(t), kubeconfig, nil, args...)
-	if err == nil {
-		t.Fatalf("kubectl %v succeeded, want an error; output:\n%s", args, out)
-	}
-	return string(stderr)
-}
-
 // eventually retries f until it succeeds: informers in veil-apiserver see a
 // new object a moment after kube-apiserver acknowledges it.
 func eventually(t *testing.T, f func() error) {
