@@ -36,8 +36,9 @@ const (
 	EventDeleteRefused = "DeleteRefused"
 )
 
-// Results of veil_syncer_push_syncs_total besides failures and the
-// ExternalSecret results Refreshed, Deleted and Gone.
+// Results of veil_syncer_push_syncs_total besides failures (the Ready
+// reasons in configv1alpha1) and the ExternalSecret results Refreshed,
+// Deleted and Gone.
 const (
 	resultPushed    = "Pushed"
 	resultUnchanged = "Unchanged"
@@ -287,9 +288,9 @@ func (c *PushController) release(ctx context.Context, ps *configv1alpha1.PushSec
 	}
 }
 
-// setFinalizer adds or removes configv1alpha1.PushSecretFinalizer. The merge patch carries
-// the resourceVersion, so it cannot drop a finalizer someone else added
-// meanwhile: it fails with a conflict and is retried.
+// setFinalizer adds or removes the PushSecret finalizer. The merge patch
+// carries the resourceVersion, so it cannot drop a finalizer someone else
+// added meanwhile: it fails with a conflict and is retried.
 func (c *PushController) setFinalizer(ctx context.Context, ps *configv1alpha1.PushSecret, want bool) (*configv1alpha1.PushSecret, error) {
 	if slices.Contains(ps.Finalizers, configv1alpha1.PushSecretFinalizer) == want {
 		return ps, nil

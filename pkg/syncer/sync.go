@@ -32,7 +32,8 @@ const (
 	EventSyncError = "SyncError"
 )
 
-// Results of a successful sync in veil_syncer_syncs_total.
+// Results of a successful sync in veil_syncer_syncs_total; a failed sync
+// counts under its Ready reason (configv1alpha1).
 const (
 	resultCreated   = "Created"
 	resultUpdated   = "Updated"
