@@ -669,6 +669,55 @@ func TestVaultOneLoginForManyReads(t *testing.T) {
 	}
 }
 
+// TestVaultTokensRevokedAtShutdown: veil-apiserver revokes the Vault tokens
+// it holds when it is told to stop (SIGTERM), before it exits, so a
+// stopped replica leaves no live token behind.
+func TestVaultTokensRevokedAtShutdown(t *testing.T) {
+	ctx := ctxFor(t)
+	v := startVault(t)
+	if err := v.Policy(ctx, "reader", vaultPolicy); err != nil {
+		t.Fatal(err)
+	}
+	roleID, secretID, err := v.AppRole(ctx, "approle", "app", map[string]any{"token_policies": "reader", "token_ttl": "1h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := newNamespace(t, nil)
+	vaultSecret(t, ns, "approle", map[string]string{"secret-id": secretID})
+	vaultStore(t, ns, "vault", configv1alpha1.VaultProvider{Server: v.HTTPSURL, CABundle: v.CA.CertPEM, Auth: configv1alpha1.VaultAuth{
+		AppRole: &configv1alpha1.VaultAppRole{RoleID: roleID, SecretRef: configv1alpha1.SecretKeySelector{Name: "approle", Key: "secret-id"}},
+	}})
+	if _, err := v.PutKV(ctx, "secret", "app/k", map[string]any{"v": "1"}); err != nil {
+		t.Fatal(err)
+	}
+	vaultData(t, ns, "es", "vault", dataRef("v", "app/k", "v"))
+	mustValue(t, ns, "es")
+	if n := vaultLogins(t, v, "approle"); n != 1 {
+		t.Fatalf("Vault's audit log shows %d logins after one read, want 1", n)
+	}
+	if n, _, err := v.Responses("auth/token/revoke-self"); err != nil || n != 0 {
+		t.Fatalf("%d revocations before the shutdown (%v), want 0", n, err)
+	}
+
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if err := cluster.RestartVeil(ctx); err != nil {
+			t.Errorf("restarting veil-apiserver: %v", err)
+		}
+	})
+	// StopVeil returns once the process has exited: whatever it revoked,
+	// it revoked before then.
+	cluster.StopVeil()
+	n, failed, err := v.Responses("auth/token/revoke-self")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n-failed != 1 {
+		t.Errorf("%d revocations (%d failed) by the time veil-apiserver exited, want 1", n, failed)
+	}
+}
+
 // TestVaultPlaintextNeedsTheFlag runs veil-apiserver without
 // --allow-plaintext-providers: a store with an http:// server is refused
 // before any connection, and says which flag would allow it.
