@@ -298,7 +298,7 @@ func (f *syncFixture) events(t *testing.T) []string {
 
 func esReady(t *testing.T, es *configv1alpha1.ExternalSecret) *metav1.Condition {
 	t.Helper()
-	c := apimeta.FindStatusCondition(es.Status.Conditions, readyCondition)
+	c := apimeta.FindStatusCondition(es.Status.Conditions, configv1alpha1.ConditionReady)
 	if c == nil {
 		t.Fatal("no Ready condition")
 	}
@@ -332,14 +332,14 @@ func TestSyncCreatesUpdatesAndRefreshes(t *testing.T) {
 		t.Errorf("first sync: %+v, want %s", res, resultCreated)
 	}
 	s := f.secrets.get("app", "db")
-	if s == nil || string(s.Data["password"]) != syncCanary || s.Labels[ManagedByLabel] != managedBy || s.Annotations[ExternalSecretAnnotation] != "db" ||
+	if s == nil || string(s.Data["password"]) != syncCanary || s.Labels[configv1alpha1.ManagedByLabel] != configv1alpha1.ManagedBySyncer || s.Annotations[configv1alpha1.ExternalSecretAnnotation] != "db" ||
 		len(s.OwnerReferences) != 1 || s.OwnerReferences[0].UID != "es-uid" || s.Type != corev1.SecretTypeOpaque {
 		t.Fatalf("created Secret %+v", s)
 	}
-	if c := esReady(t, es); c.Status != metav1.ConditionTrue || c.Reason != ReasonSynced || c.ObservedGeneration != es.Generation {
+	if c := esReady(t, es); c.Status != metav1.ConditionTrue || c.Reason != configv1alpha1.ReasonSynced || c.ObservedGeneration != es.Generation {
 		t.Errorf("Ready = %+v", c)
 	}
-	if es.Status.TargetUID != s.UID || es.Status.DataHMAC == "" || es.Status.DataHMAC != s.Annotations[DataHMACAnnotation] || es.Status.RefreshTime == nil {
+	if es.Status.TargetUID != s.UID || es.Status.DataHMAC == "" || es.Status.DataHMAC != s.Annotations[configv1alpha1.DataHMACAnnotation] || es.Status.RefreshTime == nil {
 		t.Errorf("status %+v", es.Status)
 	}
 	wantEvents(t, f.events(t), "Normal "+EventSynced+" Created Secret db")
@@ -369,8 +369,8 @@ func TestSyncCreatesUpdatesAndRefreshes(t *testing.T) {
 	if res.result != resultUpdated {
 		t.Errorf("sync of new values: %+v, want %s", res, resultUpdated)
 	}
-	if s := f.secrets.get("app", "db"); string(s.Data["password"]) != syncCanary+"-2" || s.Annotations[DataHMACAnnotation] != es.Status.DataHMAC {
-		t.Errorf("the Secret does not hold the new values (HMAC %s, status %s)", s.Annotations[DataHMACAnnotation], es.Status.DataHMAC)
+	if s := f.secrets.get("app", "db"); string(s.Data["password"]) != syncCanary+"-2" || s.Annotations[configv1alpha1.DataHMACAnnotation] != es.Status.DataHMAC {
+		t.Errorf("the Secret does not hold the new values (HMAC %s, status %s)", s.Annotations[configv1alpha1.DataHMACAnnotation], es.Status.DataHMAC)
 	}
 	if es.Status.DataHMAC == before {
 		t.Error("status.dataHMAC did not change with the data")
@@ -393,10 +393,10 @@ func TestSyncCreatesUpdatesAndRefreshes(t *testing.T) {
 func TestSyncCreationPolicyNone(t *testing.T) {
 	f := newSyncFixture(t, testES(configv1alpha1.ExternalSecretTarget{CreationPolicy: configv1alpha1.CreatePolicyNone}), map[string][]byte{"k": []byte(syncCanary)})
 	res, es := f.sync(t)
-	if res.result != ReasonCreationPolicyNone || res.retry {
-		t.Errorf("result %+v, want %s", res, ReasonCreationPolicyNone)
+	if res.result != configv1alpha1.ReasonCreationPolicyNone || res.retry {
+		t.Errorf("result %+v, want %s", res, configv1alpha1.ReasonCreationPolicyNone)
 	}
-	if c := esReady(t, es); c.Status != metav1.ConditionTrue || c.Reason != ReasonCreationPolicyNone {
+	if c := esReady(t, es); c.Status != metav1.ConditionTrue || c.Reason != configv1alpha1.ReasonCreationPolicyNone {
 		t.Errorf("Ready = %+v", c)
 	}
 	if requests, _ := f.secrets.counts(); requests != 0 {
@@ -415,17 +415,17 @@ func TestSyncRefusesASecretItDoesNotOwn(t *testing.T) {
 	for name, existing := range map[string]*corev1.Secret{
 		"someone's own": {ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "db"}, Data: map[string][]byte{"password": []byte("theirs")}, Type: corev1.SecretTypeOpaque},
 		"another ExternalSecret's": {ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "db",
-			Labels:      map[string]string{ManagedByLabel: managedBy},
-			Annotations: map[string]string{ExternalSecretAnnotation: "another"}}, Data: map[string][]byte{"password": []byte("theirs")}, Type: corev1.SecretTypeOpaque},
+			Labels:      map[string]string{configv1alpha1.ManagedByLabel: configv1alpha1.ManagedBySyncer},
+			Annotations: map[string]string{configv1alpha1.ExternalSecretAnnotation: "another"}}, Data: map[string][]byte{"password": []byte("theirs")}, Type: corev1.SecretTypeOpaque},
 	} {
 		t.Run(name, func(t *testing.T) {
 			f := newSyncFixture(t, testES(configv1alpha1.ExternalSecretTarget{}), map[string][]byte{"password": []byte(syncCanary)}, existing)
 			before := f.secrets.get("app", "db")
 			res, es := f.sync(t)
-			if res.result != ReasonTargetConflict || res.retry {
-				t.Errorf("result %+v, want %s without retry", res, ReasonTargetConflict)
+			if res.result != configv1alpha1.ReasonTargetConflict || res.retry {
+				t.Errorf("result %+v, want %s without retry", res, configv1alpha1.ReasonTargetConflict)
 			}
-			if c := esReady(t, es); c.Status != metav1.ConditionFalse || c.Reason != ReasonTargetConflict || !strings.Contains(c.Message, "was not created by veil-syncer for this ExternalSecret") {
+			if c := esReady(t, es); c.Status != metav1.ConditionFalse || c.Reason != configv1alpha1.ReasonTargetConflict || !strings.Contains(c.Message, "was not created by veil-syncer for this ExternalSecret") {
 				t.Errorf("Ready = %+v", c)
 			}
 			if after := f.secrets.get("app", "db"); after.ResourceVersion != before.ResourceVersion || string(after.Data["password"]) != "theirs" {
@@ -434,7 +434,7 @@ func TestSyncRefusesASecretItDoesNotOwn(t *testing.T) {
 			if es.Status.TargetUID != "" {
 				t.Errorf("status claims the Secret: targetUID %s", es.Status.TargetUID)
 			}
-			wantEvents(t, f.events(t), "Warning "+EventSyncError+" "+ReasonTargetConflict)
+			wantEvents(t, f.events(t), "Warning "+EventSyncError+" "+configv1alpha1.ReasonTargetConflict)
 		})
 	}
 }
@@ -457,10 +457,10 @@ func TestSyncTemplateErrorKeepsTheSecret(t *testing.T) {
 	}
 	_, writes := f.secrets.counts()
 	res, es := f.sync(t)
-	if res.result != ReasonTemplateError || res.retry {
-		t.Errorf("result %+v, want %s without retry", res, ReasonTemplateError)
+	if res.result != configv1alpha1.ReasonTemplateError || res.retry {
+		t.Errorf("result %+v, want %s without retry", res, configv1alpha1.ReasonTemplateError)
 	}
-	if c := esReady(t, es); c.Status != metav1.ConditionFalse || c.Reason != ReasonTemplateError ||
+	if c := esReady(t, es); c.Status != metav1.ConditionFalse || c.Reason != configv1alpha1.ReasonTemplateError ||
 		c.ObservedGeneration != es.Generation || !strings.Contains(c.Message, "the Secret was left as it was") {
 		t.Errorf("Ready = %+v", c)
 	}
@@ -470,10 +470,10 @@ func TestSyncTemplateErrorKeepsTheSecret(t *testing.T) {
 	if after := f.secrets.get("app", "db"); after.ResourceVersion != before.ResourceVersion || string(after.Data["password"]) != syncCanary {
 		t.Errorf("the Secret changed: resourceVersion %s -> %s", before.ResourceVersion, after.ResourceVersion)
 	}
-	if es.Status.TargetUID != before.UID || es.Status.DataHMAC != before.Annotations[DataHMACAnnotation] {
+	if es.Status.TargetUID != before.UID || es.Status.DataHMAC != before.Annotations[configv1alpha1.DataHMACAnnotation] {
 		t.Errorf("the status lost the Secret it wrote: %+v", es.Status)
 	}
-	wantEvents(t, f.events(t), "Warning "+EventSyncError+" "+ReasonTemplateError)
+	wantEvents(t, f.events(t), "Warning "+EventSyncError+" "+configv1alpha1.ReasonTemplateError)
 }
 
 // TestSyncExcludedNamespaceMakesNoRequest: in an excluded namespace no
@@ -484,10 +484,10 @@ func TestSyncExcludedNamespaceMakesNoRequest(t *testing.T) {
 	f := newSyncFixture(t, es, map[string][]byte{"password": []byte(syncCanary)})
 	f.c.excluded = sets.New("app")
 	res, got := f.sync(t)
-	if res.result != ReasonNamespaceExcluded {
-		t.Errorf("result %+v, want %s", res, ReasonNamespaceExcluded)
+	if res.result != configv1alpha1.ReasonNamespaceExcluded {
+		t.Errorf("result %+v, want %s", res, configv1alpha1.ReasonNamespaceExcluded)
 	}
-	if c := esReady(t, got); c.Status != metav1.ConditionFalse || c.Reason != ReasonNamespaceExcluded {
+	if c := esReady(t, got); c.Status != metav1.ConditionFalse || c.Reason != configv1alpha1.ReasonNamespaceExcluded {
 		t.Errorf("Ready = %+v", c)
 	}
 	if requests, _ := f.secrets.counts(); requests != 0 {
@@ -517,7 +517,7 @@ func TestSyncDeletionPolicyDeleteDeletesOnlyItsOwnSecret(t *testing.T) {
 			res, es := f.sync(t)
 			c := esReady(t, es)
 			if replaced {
-				if res.result != ReasonRemoteNotFound || c.Reason != ReasonRemoteNotFound || !strings.Contains(c.Message, "was left in place") {
+				if res.result != configv1alpha1.ReasonRemoteNotFound || c.Reason != configv1alpha1.ReasonRemoteNotFound || !strings.Contains(c.Message, "was left in place") {
 					t.Errorf("result %+v, Ready %+v; want the replacement left in place", res, c)
 				}
 				if f.secrets.get("app", "db") == nil {
@@ -526,10 +526,10 @@ func TestSyncDeletionPolicyDeleteDeletesOnlyItsOwnSecret(t *testing.T) {
 				if es.Status.TargetUID == "" {
 					t.Error("the status forgot the UID it wrote, so a later delete could not be held to it")
 				}
-				wantEvents(t, f.events(t), "Warning "+EventSyncError+" "+ReasonRemoteNotFound)
+				wantEvents(t, f.events(t), "Warning "+EventSyncError+" "+configv1alpha1.ReasonRemoteNotFound)
 				return
 			}
-			if res.result != resultDeleted || c.Status != metav1.ConditionFalse || c.Reason != ReasonRemoteNotFound {
+			if res.result != resultDeleted || c.Status != metav1.ConditionFalse || c.Reason != configv1alpha1.ReasonRemoteNotFound {
 				t.Errorf("result %+v, Ready %+v; want %s", res, c, resultDeleted)
 			}
 			if f.secrets.get("app", "db") != nil {
@@ -538,7 +538,7 @@ func TestSyncDeletionPolicyDeleteDeletesOnlyItsOwnSecret(t *testing.T) {
 			if es.Status.TargetUID != "" || es.Status.DataHMAC != "" {
 				t.Errorf("status still names the deleted Secret: %+v", es.Status)
 			}
-			wantEvents(t, f.events(t), "Normal "+EventDeleted+" Deleted Secret db", "Warning "+EventSyncError+" "+ReasonRemoteNotFound)
+			wantEvents(t, f.events(t), "Normal "+EventDeleted+" Deleted Secret db", "Warning "+EventSyncError+" "+configv1alpha1.ReasonRemoteNotFound)
 		})
 	}
 }
