@@ -593,12 +593,11 @@ func TestCanaryVault(t *testing.T) {
 	assertOnlyInProvider(t, canary)
 }
 
-// TestVaultOneLoginForManyReads: 100 reads across 10 ExternalSecrets of
-// one store are 100 Vault reads and one login; deleting the store revokes
-// the token.
-func TestVaultOneLoginForManyReads(t *testing.T) {
+// vaultAppRoleStore creates a namespace with a SecretStore "vault" that logs
+// in to v with AppRole as a reader, and returns the namespace.
+func vaultAppRoleStore(t *testing.T, v *harness.Vault) string {
+	t.Helper()
 	ctx := ctxFor(t)
-	v := startVault(t)
 	if err := v.Policy(ctx, "reader", vaultPolicy); err != nil {
 		t.Fatal(err)
 	}
@@ -611,6 +610,16 @@ func TestVaultOneLoginForManyReads(t *testing.T) {
 	vaultStore(t, ns, "vault", configv1alpha1.VaultProvider{Server: v.HTTPSURL, CABundle: v.CA.CertPEM, Auth: configv1alpha1.VaultAuth{
 		AppRole: &configv1alpha1.VaultAppRole{RoleID: roleID, SecretRef: configv1alpha1.SecretKeySelector{Name: "approle", Key: "secret-id"}},
 	}})
+	return ns
+}
+
+// TestVaultOneLoginForManyReads: 100 reads across 10 ExternalSecrets of
+// one store are 100 Vault reads and one login; deleting the store revokes
+// the token.
+func TestVaultOneLoginForManyReads(t *testing.T) {
+	ctx := ctxFor(t)
+	v := startVault(t)
+	ns := vaultAppRoleStore(t, v)
 	for i := range 10 {
 		if _, err := v.PutKV(ctx, "secret", fmt.Sprintf("app/k%d", i), map[string]any{"v": fmt.Sprint(i)}); err != nil {
 			t.Fatal(err)
@@ -675,18 +684,7 @@ func TestVaultOneLoginForManyReads(t *testing.T) {
 func TestVaultTokensRevokedAtShutdown(t *testing.T) {
 	ctx := ctxFor(t)
 	v := startVault(t)
-	if err := v.Policy(ctx, "reader", vaultPolicy); err != nil {
-		t.Fatal(err)
-	}
-	roleID, secretID, err := v.AppRole(ctx, "approle", "app", map[string]any{"token_policies": "reader", "token_ttl": "1h"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns := newNamespace(t, nil)
-	vaultSecret(t, ns, "approle", map[string]string{"secret-id": secretID})
-	vaultStore(t, ns, "vault", configv1alpha1.VaultProvider{Server: v.HTTPSURL, CABundle: v.CA.CertPEM, Auth: configv1alpha1.VaultAuth{
-		AppRole: &configv1alpha1.VaultAppRole{RoleID: roleID, SecretRef: configv1alpha1.SecretKeySelector{Name: "approle", Key: "secret-id"}},
-	}})
+	ns := vaultAppRoleStore(t, v)
 	if _, err := v.PutKV(ctx, "secret", "app/k", map[string]any{"v": "1"}); err != nil {
 		t.Fatal(err)
 	}
