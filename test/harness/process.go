@@ -73,6 +73,33 @@ func (p *Process) PeakRSS() (int64, error) {
 	return 0, fmt.Errorf("%s's /proc status has no VmHWM", p.Name)
 }
 
+// CPUTime is the user and system CPU time the process has used so far
+// (/proc/<pid>/stat), for attributing load in benchmarks.
+func (p *Process) CPUTime() (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	if err != nil {
+		return 0, fmt.Errorf("reading %s's CPU time: %w", p.Name, err)
+	}
+	// The command name, in parentheses, may hold spaces: count fields
+	// after its closing parenthesis. utime and stime are fields 14 and 15.
+	rest := string(b[strings.LastIndexByte(string(b), ')')+1:])
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		return 0, fmt.Errorf("%s's /proc stat is short", p.Name)
+	}
+	var ticks int64
+	for _, s := range f[11:13] {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("%s's /proc stat: %w", p.Name, err)
+		}
+		ticks += n
+	}
+	// Linux reports in USER_HZ, 100 per second on every platform Go
+	// supports for it.
+	return time.Duration(ticks) * 10 * time.Millisecond, nil
+}
+
 // Exited reports whether the process has ended, and how.
 func (p *Process) Exited() (bool, error) {
 	select {

@@ -144,12 +144,27 @@ func noisyScenario(ctx context.Context, c *harness.Cluster) error {
 		return out
 	}
 
+	// Who uses the CPU, in each half: the servers share the machine with
+	// each other and with the load.
+	procs := []*harness.Process{c.Etcd, c.KubeAPIServer, c.ControllerManager, c.Veil, syncer.Process}
+	cpu := func() []time.Duration {
+		out := make([]time.Duration, len(procs))
+		for i, p := range procs {
+			if p != nil {
+				out[i], _ = p.CPUTime()
+			}
+		}
+		return out
+	}
+
 	// B alone.
+	cpuStart, tStart := cpu(), time.Now()
 	quietRead := concurrent(ctx, 2, *duration, readB)
 	quietSync, err := timeFirstSyncsIn(ctx, kube, quietNS, names("quiet", *quietSyncs), createB)
 	if err != nil {
 		return err
 	}
+	cpuQuiet, tQuiet := cpu(), time.Now()
 	apiQuiet, _ := c.Veil.PeakRSS()
 	syncQuiet, _ := syncer.PeakRSS()
 
@@ -249,6 +264,7 @@ func noisyScenario(ctx context.Context, c *harness.Cluster) error {
 	if err != nil {
 		return err
 	}
+	cpuNoisy, tNoisy := cpu(), time.Now()
 	apiPeak, apiErr := c.Veil.PeakRSS()
 	syncPeak, syncErr := syncer.PeakRSS()
 	if err := errors.Join(apiErr, syncErr); err != nil {
@@ -266,6 +282,14 @@ func noisyScenario(ctx context.Context, c *harness.Cluster) error {
 	fmt.Printf("%-34s %12s %12s %12s\n", "peak RSS (VmHWM)", "A quiet", "A noisy", "limit")
 	fmt.Printf("  %-32s %12s %12s %12s\n", "veil-apiserver", mib(apiQuiet), mib(apiPeak), mib(shippedMemoryLimit))
 	fmt.Printf("  %-32s %12s %12s %12s\n\n", "veil-syncer", mib(syncQuiet), mib(syncPeak), mib(shippedMemoryLimit))
+	fmt.Printf("%-34s %12s %12s\n", "CPU seconds (2 cores)", "A quiet", "A noisy")
+	fmt.Printf("  %-32s %12.1f %12.1f\n", "wall time of the half", tQuiet.Sub(tStart).Seconds(), tNoisy.Sub(tQuiet).Seconds())
+	for i, p := range procs {
+		if p != nil {
+			fmt.Printf("  %-32s %12.1f %12.1f\n", p.Name, (cpuQuiet[i] - cpuStart[i]).Seconds(), (cpuNoisy[i] - cpuQuiet[i]).Seconds())
+		}
+	}
+	fmt.Println()
 	return nil
 }
 
