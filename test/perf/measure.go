@@ -106,3 +106,42 @@ func compare(label string, veil, native result, veilName, nativeName string) err
 func ratio(a, b time.Duration) float64 { return float64(a) / float64(b) }
 
 func round(d time.Duration) string { return d.Round(time.Microsecond).String() }
+
+// paced calls f rate times a second for d, each call in its own goroutine
+// (at most 64 at once), whether or not earlier calls have returned: an
+// open-loop load, whose latencies are not hidden by a client waiting for
+// itself, and which leaves the servers idle between calls.
+func paced(ctx context.Context, rate float64, d time.Duration, f func(context.Context) error) result {
+	var (
+		mu       sync.Mutex
+		lat      []time.Duration
+		errs     int
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	slots := make(chan struct{}, 64)
+	tick := time.NewTicker(time.Duration(float64(time.Second) / rate))
+	defer tick.Stop()
+	start := time.Now()
+	for deadline := start.Add(d); time.Now().Before(deadline); <-tick.C {
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			t := time.Now()
+			err := f(ctx)
+			el := time.Since(t)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs++
+				if firstErr == nil {
+					firstErr = err
+				}
+				return
+			}
+			lat = append(lat, el)
+		})
+	}
+	wg.Wait()
+	return summarise(lat, time.Since(start), errs, firstErr)
+}
