@@ -48,44 +48,53 @@ func sequential(ctx context.Context, n int, f func(context.Context) error) resul
 	return summarise(lat, time.Since(start), errs, firstErr)
 }
 
+// latencies collects the outcomes of calls made from several goroutines.
+type latencies struct {
+	mu       sync.Mutex
+	lat      []time.Duration
+	errs     int
+	firstErr error
+}
+
+func (l *latencies) add(took time.Duration, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err != nil {
+		l.errs++
+		if l.firstErr == nil {
+			l.firstErr = err
+		}
+		return
+	}
+	l.lat = append(l.lat, took)
+}
+
+func (l *latencies) result(elapsed time.Duration) result {
+	return summarise(l.lat, elapsed, l.errs, l.firstErr)
+}
+
+// timed calls f and returns how long it took.
+func timed(ctx context.Context, f func(context.Context) error) (time.Duration, error) {
+	t := time.Now()
+	err := f(ctx)
+	return time.Since(t), err
+}
+
 // concurrent calls f from workers goroutines for d.
 func concurrent(ctx context.Context, workers int, d time.Duration, f func(context.Context) error) result {
-	var (
-		mu       sync.Mutex
-		lat      []time.Duration
-		errs     int
-		firstErr error
-		wg       sync.WaitGroup
-	)
+	var l latencies
+	var wg sync.WaitGroup
 	deadline := time.Now().Add(d)
 	start := time.Now()
 	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var mine []time.Duration
+		wg.Go(func() {
 			for time.Now().Before(deadline) {
-				t := time.Now()
-				err := f(ctx)
-				el := time.Since(t)
-				if err != nil {
-					mu.Lock()
-					errs++
-					if firstErr == nil {
-						firstErr = err
-					}
-					mu.Unlock()
-					continue
-				}
-				mine = append(mine, el)
+				l.add(timed(ctx, f))
 			}
-			mu.Lock()
-			lat = append(lat, mine...)
-			mu.Unlock()
-		}()
+		})
 	}
 	wg.Wait()
-	return summarise(lat, time.Since(start), errs, firstErr)
+	return l.result(time.Since(start))
 }
 
 // compare prints two results and the ratios of the first to the second.
@@ -112,13 +121,8 @@ func round(d time.Duration) string { return d.Round(time.Microsecond).String() }
 // open-loop load, whose latencies are not hidden by a client waiting for
 // itself, and which leaves the servers idle between calls.
 func paced(ctx context.Context, rate float64, d time.Duration, f func(context.Context) error) result {
-	var (
-		mu       sync.Mutex
-		lat      []time.Duration
-		errs     int
-		firstErr error
-		wg       sync.WaitGroup
-	)
+	var l latencies
+	var wg sync.WaitGroup
 	slots := make(chan struct{}, 64)
 	tick := time.NewTicker(time.Duration(float64(time.Second) / rate))
 	defer tick.Stop()
@@ -127,21 +131,9 @@ func paced(ctx context.Context, rate float64, d time.Duration, f func(context.Co
 		slots <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-slots }()
-			t := time.Now()
-			err := f(ctx)
-			el := time.Since(t)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				errs++
-				if firstErr == nil {
-					firstErr = err
-				}
-				return
-			}
-			lat = append(lat, el)
+			l.add(timed(ctx, f))
 		})
 	}
 	wg.Wait()
-	return summarise(lat, time.Since(start), errs, firstErr)
+	return l.result(time.Since(start))
 }
