@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Checks the import rules of docs/architecture.md that matter most, so the
+# page cannot silently stop being true:
+#   - veil-syncer never links a provider, the resolver, the value cache,
+#     the credential reader or the throttle: it holds no provider
+#     credentials and reaches providers only through veil-apiserver's API;
+#   - the API packages import no other Veil package;
+#   - providers depend on no layer above them (resolve, push, registry,
+#     server wiring, syncer).
+# The rules are checked on the packages' full import graphs (go list -deps),
+# so an indirect import breaks them too.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mod=github.com/veil-dev/veil
+failed=0
+
+# forbid PACKAGE-PATTERN IMPORT-REGEX WHY
+forbid() {
+  local pkgs=$1 re=$2 why=$3
+  for p in $(go list "./$pkgs"); do
+    local bad
+    bad=$(go list -deps "$p" | grep -E "^$mod/($re)" | grep -v "^$p\$" | sed "s#^$mod/##" | paste -sd, - || true)
+    if [[ -n "$bad" ]]; then
+      echo "${p#$mod/} must not import $bad — $why (docs/architecture.md)"
+      failed=1
+    fi
+  done
+}
+
+forbid "pkg/syncer/..." "pkg/(providers|resolve|cache|credentials|throttle|push|registry|cmd/server)(/|$)" \
+  "veil-syncer holds no provider credentials and reaches providers only through veil-apiserver"
+forbid "cmd/syncer" "pkg/(providers|resolve|cache|credentials|throttle|push|registry|cmd/server)(/|$)" \
+  "veil-syncer holds no provider credentials and reaches providers only through veil-apiserver"
+forbid "pkg/apis/..." "pkg/[^a]|pkg/a[^p]" "API types depend on no other Veil package"
+forbid "pkg/providers/..." "pkg/(resolve|push|registry|cmd|syncer|apiserver)(/|$)" \
+  "providers depend on no layer above them"
+
+if (( failed )); then exit 1; fi
