@@ -2,7 +2,6 @@ package resolve
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -42,11 +41,7 @@ const maxParallelReads = 8
 func (r *Resolver) Resolve(ctx context.Context, es *configv1alpha1.ExternalSecret) (*externalsecrets.ExternalSecretValue, error) {
 	v, err := r.resolve(ctx, es)
 	if err != nil {
-		var pe *providers.Error
-		if errors.As(err, &pe) {
-			return nil, &providers.Error{Reason: pe.Reason, Message: fmt.Sprintf("ExternalSecret %s/%s: %s", es.Namespace, es.Name, pe.Message), Err: pe.Err, RetryAfter: pe.RetryAfter}
-		}
-		return nil, err
+		return nil, providers.Within(err, "ExternalSecret %s/%s", es.Namespace, es.Name)
 	}
 	return v, nil
 }

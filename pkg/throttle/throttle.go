@@ -255,7 +255,7 @@ func (l *Limiter) sweepLocked(now time.Time) {
 	}
 }
 
-// budgets returns how many budgets are held, for tests.
+// size returns how many budgets are held, for tests.
 func (l *Limiter) size() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
