@@ -3,6 +3,8 @@ package harness
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,8 +23,10 @@ import (
 
 // Vault is a real Vault server, built by `make tools` (hack/install-vault.sh) (Vault is
 // BUSL-licensed: a test fixture, never shipped). It is not a dev server: it
-// keeps its data in files and is initialised and unsealed like a real one,
-// so a restart keeps its data and the tokens it issued.
+// keeps its data in integrated (raft) storage and is initialised and
+// unsealed like a real one, so a restart keeps its data and the tokens it
+// issued. It is Vault's `minimal` build; the Kubernetes auth method runs as
+// an external plugin registered in its catalog.
 type Vault struct {
 	// Dir holds Vault's configuration, data, log and audit log. It is never
 	// under a cluster's logs/, which FindCanary searches: Vault holds values.
@@ -89,9 +93,11 @@ func StartVault(ctx context.Context, opts VaultOptions) (*Vault, error) {
 	v.HTTPURL, v.HTTPSURL = "http://"+hostPort(ports[0]), "https://"+hostPort(ports[1])
 	v.AuditLog = filepath.Join(v.Dir, "audit.log")
 	v.config = filepath.Join(v.Dir, "vault.hcl")
-	config := fmt.Sprintf(`storage "file" {
-  path = %q
+	config := fmt.Sprintf(`storage "raft" {
+  path    = %q
+  node_id = "veil-test"
 }
+plugin_directory = %q
 listener "tcp" {
   address     = %q
   tls_disable = true
@@ -106,7 +112,7 @@ api_addr      = %q
 disable_mlock = true
 ui            = false
 log_level     = "warn"
-`, filepath.Join(v.Dir, "data"), hostPort(ports[0]), hostPort(ports[1]), serving.CertFile, serving.KeyFile, hostPort(ports[2]), v.HTTPURL)
+`, filepath.Join(v.Dir, "data"), filepath.Join(filepath.Dir(v.Binary), "plugins"), hostPort(ports[0]), hostPort(ports[1]), serving.CertFile, serving.KeyFile, hostPort(ports[2]), v.HTTPURL)
 	if err := os.WriteFile(v.config, []byte(config), 0o600); err != nil {
 		return nil, err
 	}
@@ -129,6 +135,10 @@ log_level     = "warn"
 		v.Stop()
 		return nil, err
 	}
+	if err := v.registerPlugins(ctx); err != nil {
+		v.Stop()
+		return nil, err
+	}
 	if err := v.EnableKV(ctx, "secret", 2); err != nil {
 		v.Stop()
 		return nil, err
@@ -140,6 +150,25 @@ log_level     = "warn"
 		return nil, fmt.Errorf("enabling Vault's audit device: %w", err)
 	}
 	return v, nil
+}
+
+// registerPlugins adds the auth methods the minimal build leaves out to
+// Vault's plugin catalog, under their usual names, so `auth enable
+// kubernetes` works as on a full build. Vault runs a catalogued plugin only
+// if its SHA-256 matches, like any operator-registered plugin.
+func (v *Vault) registerPlugins(ctx context.Context) error {
+	const name, command = "kubernetes", "vault-plugin-auth-kubernetes"
+	bin, err := os.ReadFile(filepath.Join(filepath.Dir(v.Binary), "plugins", command))
+	if err != nil {
+		return fmt.Errorf("reading Vault's Kubernetes auth plugin (built with vault by 'make tools'): %w", err)
+	}
+	sum := sha256.Sum256(bin)
+	if err := v.Root.Sys().RegisterPluginWithContext(ctx, &vaultapi.RegisterPluginInput{
+		Name: name, Type: vaultapi.PluginTypeCredential, Command: command, SHA256: hex.EncodeToString(sum[:]),
+	}); err != nil {
+		return fmt.Errorf("registering Vault's Kubernetes auth plugin: %w", err)
+	}
+	return nil
 }
 
 // StartVault starts a Vault server whose files are under the cluster's
