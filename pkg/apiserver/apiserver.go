@@ -21,6 +21,7 @@ import (
 	configlisters "github.com/veil-dev/veil/pkg/generated/listers/config/v1alpha1"
 	"github.com/veil-dev/veil/pkg/registry/externalsecretvalue"
 	"github.com/veil-dev/veil/pkg/registry/secretpush"
+	"github.com/veil-dev/veil/pkg/throttle"
 )
 
 var (
@@ -45,7 +46,9 @@ type ExtraConfig struct {
 	// Live reads what informers do not have yet.
 	Live     configclient.ConfigV1alpha1Interface
 	Resolver externalsecretvalue.Resolver
-	Pusher   secretpush.Pusher
+	// Reads is every namespace's read budget; nil turns it off.
+	Reads  *throttle.Reads
+	Pusher secretpush.Pusher
 	// Informers is Veil's own informer factory (the CRDs): the server
 	// starts it once it runs, and reports ready only once its informers
 	// have synced; before that, a read could answer NotFound for an
@@ -104,7 +107,7 @@ func (c completedConfig) New() (*Server, error) {
 	group := genericapiserver.NewDefaultAPIGroupInfo(externalsecrets.GroupName, Scheme, metav1.ParameterCodec, Codecs)
 	group.NegotiatedSerializer = jsonAndYAMLOnly{Codecs}
 	group.VersionedResourcesStorageMap["v1alpha1"] = map[string]rest.Storage{
-		"externalsecretvalues": externalsecretvalue.NewREST(c.ExtraConfig.ExternalSecrets, c.ExtraConfig.Live, c.ExtraConfig.Resolver),
+		"externalsecretvalues": externalsecretvalue.NewREST(c.ExtraConfig.ExternalSecrets, c.ExtraConfig.Live, c.ExtraConfig.Resolver, c.ExtraConfig.Reads),
 		"secretpushes":         secretpush.NewREST(c.ExtraConfig.PushSecrets, c.ExtraConfig.Live, c.ExtraConfig.Pusher),
 	}
 	if err := generic.InstallAPIGroup(&group); err != nil {

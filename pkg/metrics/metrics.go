@@ -33,6 +33,14 @@ var (
 		StabilityLevel: metrics.ALPHA,
 	}, []string{"store_kind", "limit", "reason"})
 
+	// NamespaceReadsThrottled counts reads of values refused because their
+	// namespace had spent its read budget (pkg/throttle.Reads).
+	NamespaceReadsThrottled = metrics.NewCounterVec(&metrics.CounterOpts{
+		Namespace: "veil", Name: "namespace_reads_throttled_total",
+		Help:           "Gets and lists of externalsecretvalues refused with 429 because their namespace had spent its read budget (--namespace-read-qps, --namespace-read-burst), by verb.",
+		StabilityLevel: metrics.ALPHA,
+	}, []string{"verb"})
+
 	// ProviderCallDuration is the latency of provider API calls.
 	ProviderCallDuration = metrics.NewHistogramVec(&metrics.HistogramOpts{
 		Namespace: "veil", Name: "provider_call_duration_seconds",
@@ -106,7 +114,7 @@ var register sync.Once
 // Register adds Veil's metrics to the registry /metrics serves.
 func Register() {
 	register.Do(func() {
-		legacyregistry.MustRegister(ProviderCalls, ProviderThrottled, ProviderCallDuration,
+		legacyregistry.MustRegister(ProviderCalls, ProviderThrottled, NamespaceReadsThrottled, ProviderCallDuration,
 			CacheHits, CacheMisses, CacheEvictions, CacheBytes, CacheSharedFetches, CacheStaleServed, ReadDuration)
 	})
 }

@@ -81,6 +81,9 @@ type Options struct {
 	// ProviderLimits bound the calls to each store's provider; see
 	// pkg/throttle.
 	ProviderLimits throttle.Limits
+	// ReadLimits bound the reads of values veil-apiserver answers for each
+	// namespace; see throttle.Reads.
+	ReadLimits throttle.ReadLimits
 }
 
 // NewOptions returns the defaults.
@@ -103,6 +106,10 @@ func NewOptions() *Options {
 		// Well above what one namespace's reads need once the cache is
 		// warm, well below what makes a provider throttle everyone.
 		ProviderLimits: throttle.Limits{QPS: 100, Burst: 200, MaxInFlight: 32, NamespaceShare: 0.5},
+		// A namespace's first sync of a thousand ExternalSecrets fits in
+		// the burst; a namespace reading in a loop gets a few hundred small
+		// values a second, or a few MiB of large ones.
+		ReadLimits: throttle.ReadLimits{CostPerSecond: 200, Burst: 1000},
 	}
 	o.SecureServing.BindPort = 8443
 	// kube-apiserver multiplexes many users' requests over few HTTP/2
@@ -179,6 +186,12 @@ func NewCommand(ctx context.Context) *cobra.Command {
 		"Provider calls allowed at a time through each store; 0 turns the limit off.")
 	fs.Float64Var(&o.ProviderLimits.NamespaceShare, "provider-namespace-share", o.ProviderLimits.NamespaceShare,
 		"The fraction (more than 0, at most 1) of each of a ClusterSecretStore's provider limits one namespace may use, so that no namespace can take a shared store from the others.")
+	fs.Float64Var(&o.ReadLimits.CostPerSecond, "namespace-read-qps", o.ReadLimits.CostPerSecond,
+		"Reads of values veil-apiserver answers per second for each namespace, whoever reads (its users, or veil-syncer for it); 0 turns the budget off. "+
+			fmt.Sprintf("A get counts 1, plus 1 for every %d KiB of values it returns; a list 1, plus as much as a get of each value on its page. ", throttle.ReadUnitBytes>>10)+
+			"A namespace over its budget is answered 429 with Retry-After before any work is done, and other namespaces are not held up.")
+	fs.IntVar(&o.ReadLimits.Burst, "namespace-read-burst", o.ReadLimits.Burst,
+		"Reads a namespace may make in a burst above --namespace-read-qps, counted as it counts them.")
 	fs.DurationVar(&o.NegativeCacheTTL, "negative-cache-ttl", o.NegativeCacheTTL,
 		"How long a remote key that does not exist is remembered as missing before the provider is asked again; 0 always asks.")
 	fs.DurationVar(&o.MaxStale, "max-stale", o.MaxStale,
@@ -219,6 +232,9 @@ func (o *Options) Validate() error {
 		if d.v < 0 {
 			errs = append(errs, fmt.Errorf("--%s must not be negative", d.flag))
 		}
+	}
+	if err := o.ReadLimits.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := o.ProviderLimits.Validate(); err != nil {
 		errs = append(errs, err)
@@ -365,6 +381,7 @@ func (o *Options) Config() (*apiserver.Config, error) {
 			Live:            veil.ConfigV1alpha1(),
 			Pusher:          &push.Pusher{Stores: resolver.Stores, Clients: clients},
 			Resolver:        resolver,
+			Reads:           throttle.NewReads(o.ReadLimits, nil),
 			Informers:       configInformers,
 			Controllers:     []func(context.Context){statuses.Run},
 			Shutdown: func() error {

@@ -30,6 +30,7 @@ import (
 	"github.com/veil-dev/veil/pkg/metrics"
 	"github.com/veil-dev/veil/pkg/providers"
 	"github.com/veil-dev/veil/pkg/resolve"
+	"github.com/veil-dev/veil/pkg/throttle"
 )
 
 // Resolver reads the values of an ExternalSecret; *resolve.Resolver is one.
@@ -44,11 +45,13 @@ type REST struct {
 	// so one created a moment ago is not answered 404.
 	live     configclient.ExternalSecretsGetter
 	resolver Resolver
+	// reads is every namespace's read budget; nil admits every read.
+	reads *throttle.Reads
 }
 
-// NewREST returns the storage of externalsecretvalues.
-func NewREST(externalSecrets configlisters.ExternalSecretLister, live configclient.ExternalSecretsGetter, resolver Resolver) *REST {
-	return &REST{externalSecrets: externalSecrets, live: live, resolver: resolver}
+// NewREST returns the storage of externalsecretvalues. reads may be nil.
+func NewREST(externalSecrets configlisters.ExternalSecretLister, live configclient.ExternalSecretsGetter, resolver Resolver, reads *throttle.Reads) *REST {
+	return &REST{externalSecrets: externalSecrets, live: live, resolver: resolver, reads: reads}
 }
 
 var (
@@ -84,6 +87,10 @@ func (r *REST) Get(ctx context.Context, name string, _ *metav1.GetOptions) (_ ru
 	if !ok || ns == "" {
 		return nil, apierrors.NewBadRequest("externalsecretvalues are namespaced: name a namespace")
 	}
+	// A namespace over its budget is refused before any work is done.
+	if err := r.reads.Admit(ns, "get"); err != nil {
+		return nil, resolve.APIError(resource, name, err)
+	}
 	es, err := r.externalSecrets.ExternalSecrets(ns).Get(name)
 	if apierrors.IsNotFound(err) {
 		es, err = r.live.ExternalSecrets(ns).Get(ctx, name, metav1.GetOptions{})
@@ -100,6 +107,7 @@ func (r *REST) Get(ctx context.Context, name string, _ *metav1.GetOptions) (_ ru
 	if err != nil {
 		return nil, resolve.APIError(resource, name, err)
 	}
+	r.reads.Charge(ns, throttle.Cost(valueBytes(v)))
 	return v, nil
 }
 
@@ -122,6 +130,11 @@ func (r *REST) List(ctx context.Context, opts *metainternalversion.ListOptions) 
 	}
 
 	ns := genericapirequest.NamespaceValue(ctx)
+	// A list across namespaces is charged under "" and each value on its
+	// page to the namespace it is in.
+	if err := r.reads.Admit(ns, "list"); err != nil {
+		return nil, resolve.APIError(resource, "", err)
+	}
 	var ess []*configv1alpha1.ExternalSecret
 	if ns == "" {
 		ess, err = r.externalSecrets.List(labelSel)
@@ -205,6 +218,7 @@ func (r *REST) page(ctx context.Context, matched []*configv1alpha1.ExternalSecre
 				return withContinue(list, matched, next), nil
 			}
 			size += n
+			r.reads.Charge(v.Namespace, 1+throttle.Cost(n))
 			list.Items = append(list.Items, *v)
 			next++
 		}
