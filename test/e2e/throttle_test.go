@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
+	"github.com/veil-dev/veil/test/harness"
 )
 
 // TestNamespaceOverItsShareIsThrottledAlone: on a shared ClusterSecretStore,
@@ -163,5 +164,138 @@ func TestRefreshIntervalZeroReadsOnce(t *testing.T) {
 	}
 	if string(val.Data["v"]) != "second" {
 		t.Errorf("a fresh read gave %q, want the changed value", val.Data["v"])
+	}
+}
+
+// TestNamespaceOverItsReadBudgetIsRefusedAlone: a namespace that reads more
+// values than veil-apiserver serves one namespace is answered 429 with
+// Retry-After, for gets and lists, before anything is looked up, while
+// another namespace is served; large values cost more; the refusals are
+// counted.
+func TestNamespaceOverItsReadBudgetIsRefusedAlone(t *testing.T) {
+	// Three units, refilled at one every ten seconds: nothing refills
+	// during the test.
+	restartVeil(t, append(append([]string(nil), veilArgs...), "--namespace-read-qps=0.1", "--namespace-read-burst=3")...)
+	noisy, quiet, probe := newNamespace(t, nil), newNamespace(t, nil), newNamespace(t, nil)
+	big := strings.Repeat("b", 130<<10) // two read units more than a small value
+	css := newClusterStore(t, []string{noisy, quiet, probe},
+		configv1alpha1.FakeProviderData{Key: "k", Value: "v"}, configv1alpha1.FakeProviderData{Key: "big", Value: big})
+	for _, ns := range []string{noisy, quiet, probe} {
+		for name, key := range map[string]string{"es": "k", "big": "big"} {
+			es := externalSecret(ns, name, clusterStoreRef(css), nil, dataRef("k", key, ""))
+			if _, err := cluster.VeilClient.ConfigV1alpha1().ExternalSecrets(ns).Create(ctxFor(t), es, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	throttles := veilMetricsSince(t)
+
+	// The store is usable once veil-apiserver has seen its conditions;
+	// reads refused before then (403) cost a unit too, so a third
+	// namespace waits for it.
+	eventually(t, func() error {
+		if resp, body := rawValue(t, probe, "es"); resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%d %s", resp.StatusCode, body)
+		}
+		return nil
+	})
+	// One read of the big value (1 + 2 units) spends the noisy namespace's
+	// burst of 3; the next read, of anything, is refused.
+	if resp, body := rawValue(t, noisy, "big"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("the noisy namespace's first read: %d %s", resp.StatusCode, body)
+	}
+	resp, body := rawValue(t, noisy, "es")
+	if resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("a read after the budget was spent: %d %s, want 429", resp.StatusCode, body)
+	}
+	if want := "namespace " + noisy + " has read more values than veil-apiserver serves one namespace"; !strings.Contains(body, want) {
+		t.Errorf("429 body %q does not say %q", body, want)
+	}
+	if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err != nil || s < 1 {
+		t.Errorf("429 has Retry-After %q, want whole seconds", resp.Header.Get("Retry-After"))
+	}
+	// Refused before the ExternalSecret is looked up: no 404 to learn from.
+	if resp, body := rawValue(t, noisy, "no-such"); resp.StatusCode != http.StatusTooManyRequests {
+		t.Errorf("a read of a missing ExternalSecret over budget: %d %s, want 429", resp.StatusCode, body)
+	}
+	_, err := cluster.VeilClient.ExternalsecretsV1alpha1().RESTClient().Get().Namespace(noisy).
+		Resource("externalsecretvalues").MaxRetries(0).Do(ctxFor(t)).Get()
+	if !apierrors.IsTooManyRequests(err) {
+		t.Errorf("a list from the noisy namespace: %v, want 429", err)
+	}
+
+	// The quiet namespace has a budget of its own.
+	if resp, body := rawValue(t, quiet, "es"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("the quiet namespace's read: %d %s", resp.StatusCode, body)
+	}
+	// The deltas fail the test if the metric is missing.
+	if n := throttles.Delta("veil_namespace_reads_throttled_total", map[string]string{"verb": "get"}); n < 2 {
+		t.Errorf("veil_namespace_reads_throttled_total{verb=get} moved by %v, want at least 2", n)
+	}
+	if n := throttles.Delta("veil_namespace_reads_throttled_total", map[string]string{"verb": "list"}); n < 1 {
+		t.Errorf("veil_namespace_reads_throttled_total{verb=list} moved by %v, want at least 1", n)
+	}
+}
+
+// TestFlowSchemasClassifyVeilTraffic: kube-apiserver's API Priority and
+// Fairness, configured by artifacts/base/flowcontrol.yaml, puts tenants'
+// requests to Veil's groups in veil-tenants (a flow per namespace) and
+// veil-syncer's in veil-system, and leaves tenants' other requests where
+// they were. kube-apiserver names the FlowSchema of every request in a
+// response header.
+func TestFlowSchemasClassifyVeilTraffic(t *testing.T) {
+	ctx := ctxFor(t)
+	uids := map[string]string{}
+	for _, name := range []string{"veil-tenants", "veil-system"} {
+		fs, err := cluster.KubeClient.FlowcontrolV1().FlowSchemas().Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatalf("FlowSchema %s from artifacts/base: %v", name, err)
+		}
+		for _, c := range fs.Status.Conditions {
+			if c.Type == "Dangling" && c.Status == "True" {
+				t.Errorf("FlowSchema %s names no priority level: %s", name, c.Message)
+			}
+		}
+		uids[string(fs.UID)] = name
+	}
+	tenant, err := cluster.UserConfig("flow-tenant")
+	if err != nil {
+		t.Fatal(err)
+	}
+	syncer := rest.CopyConfig(cluster.Admin)
+	syncer.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:" + harness.VeilNamespace + ":" + harness.SyncerServiceAccount}
+	ns := newNamespace(t, nil)
+	for _, c := range []struct {
+		who  string
+		cfg  *rest.Config
+		path string
+		want string
+	}{
+		{"a tenant reading values", tenant, "/apis/externalsecrets.veil.dev/v1alpha1/namespaces/" + ns + "/externalsecretvalues/x", "veil-tenants"},
+		{"a tenant reading ExternalSecrets", tenant, "/apis/config.veil.dev/v1alpha1/namespaces/" + ns + "/externalsecrets", "veil-tenants"},
+		{"a tenant reading ConfigMaps", tenant, "/api/v1/namespaces/" + ns + "/configmaps", ""},
+		{"veil-syncer reading values", syncer, "/apis/externalsecrets.veil.dev/v1alpha1/namespaces/" + ns + "/externalsecretvalues/x", "veil-system"},
+		{"veil-syncer listing Secrets", syncer, "/api/v1/namespaces/" + ns + "/secrets", "veil-system"},
+	} {
+		client, err := rest.HTTPClientFor(c.cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.cfg.Host+c.path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		uid := resp.Header.Get("X-Kubernetes-PF-FlowSchema-UID")
+		if uid == "" {
+			t.Fatalf("%s: kube-apiserver named no FlowSchema (status %d)", c.who, resp.StatusCode)
+		}
+		if got := uids[uid]; got != c.want {
+			t.Errorf("%s: classified by FlowSchema %q, want %q", c.who, got, c.want)
+		}
 	}
 }
