@@ -6,7 +6,11 @@
 #     credentials and reaches providers only through veil-apiserver's API;
 #   - the API packages import no other Veil package;
 #   - providers depend on no layer above them (resolve, push, registry,
-#     server wiring, syncer).
+#     server wiring, syncer);
+#   - the provider conformance suite (test/conformance) is the same for
+#     every provider: it imports none of them, nor the harness that starts
+#     their servers (each provider's tests bring their own fixture);
+#   - no test code (harness, conformance suite) links into the binaries.
 # The rules are checked on the packages' full import graphs (go list -deps),
 # so an indirect import breaks them too.
 set -euo pipefail
@@ -34,5 +38,8 @@ forbid "cmd/syncer" "pkg/(providers|resolve|cache|credentials|throttle|push|regi
 forbid "pkg/apis/..." "pkg/[^a]|pkg/a[^p]" "API types depend on no other Veil package"
 forbid "pkg/providers/..." "pkg/(resolve|push|registry|cmd|syncer|apiserver)(/|$)" \
   "providers depend on no layer above them"
+forbid "test/conformance" "pkg/providers/[^/]+(/|$)|test/harness(/|$)" \
+  "the conformance suite builds clients through the provider registry and is run from each provider's own tests, with its own fixture"
+forbid "cmd/..." "test/" "test code never links into veil-apiserver or veil-syncer"
 
 if (( failed )); then exit 1; fi

@@ -1,0 +1,89 @@
+package conformance
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes/fake"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	toolscache "k8s.io/client-go/tools/cache"
+	"k8s.io/utils/clock"
+
+	"github.com/veil-dev/veil/pkg/allowlist"
+	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
+	"github.com/veil-dev/veil/pkg/apis/externalsecrets"
+	"github.com/veil-dev/veil/pkg/credentials"
+	configlisters "github.com/veil-dev/veil/pkg/generated/listers/config/v1alpha1"
+	"github.com/veil-dev/veil/pkg/providers"
+	"github.com/veil-dev/veil/pkg/resolve"
+)
+
+// resolver is veil-apiserver's read path over the store under test as it
+// is now: the SecretStore in a lister, Stores (provider lookup, endpoint
+// checks), Clients (credentials, the allowlist dialer) and the Resolver,
+// without a cache, so every read reaches the provider.
+//
+// The allowlist names exactly the store's endpoints, as an administrator
+// allowing this store would: the test servers listen on loopback, which a
+// SecretStore reaches only when the list names it.
+func (s *suite) resolver(t *testing.T, st Store) *resolve.Resolver {
+	t.Helper()
+	ss := &configv1alpha1.SecretStore{
+		ObjectMeta: metav1.ObjectMeta{Namespace: Namespace, Name: StoreName, UID: types.UID("uid-" + s.run), Generation: 1},
+		Spec:       st.Spec,
+	}
+	stores := toolscache.NewIndexer(toolscache.MetaNamespaceKeyFunc, toolscache.Indexers{toolscache.NamespaceIndex: toolscache.MetaNamespaceIndexFunc})
+	if err := stores.Add(ss); err != nil {
+		t.Fatal(err)
+	}
+	empty := func() toolscache.Indexer {
+		return toolscache.NewIndexer(toolscache.MetaNamespaceKeyFunc, toolscache.Indexers{toolscache.NamespaceIndex: toolscache.MetaNamespaceIndexFunc})
+	}
+
+	p, err := providers.For(&ss.Spec)
+	s.must(t, err, "the store's provider")
+	urls, err := p.Endpoints(st.providerStore())
+	s.must(t, err, "the store's endpoints")
+	var hosts []string
+	for _, u := range urls {
+		hosts = append(hosts, u.Hostname())
+	}
+	list, err := allowlist.Parse(hosts)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	kube := fake.NewClientset(st.Objects...)
+	clients := resolve.NewClients(credentials.NewReader(kube, 0), env())
+	clients.Endpoints = list
+	t.Cleanup(func() { clients.Close(context.Background()) })
+	return &resolve.Resolver{
+		Stores: &resolve.Stores{
+			SecretStores:        configlisters.NewSecretStoreLister(stores),
+			ClusterSecretStores: configlisters.NewClusterSecretStoreLister(empty()),
+			Namespaces:          corelisters.NewNamespaceLister(empty()),
+			Endpoints:           list,
+			AllowPlaintext:      true,
+		},
+		Clients:                clients,
+		Clock:                  clock.RealClock{},
+		DefaultRefreshInterval: time.Hour,
+	}
+}
+
+// resolveES reads an ExternalSecret of Namespace through the store under test.
+func (s *suite) resolveES(t *testing.T, r *resolve.Resolver, data []configv1alpha1.ExternalSecretData, dataFrom ...configv1alpha1.ExternalSecretDataFromRemoteRef) (*externalsecrets.ExternalSecretValue, error) {
+	t.Helper()
+	es := &configv1alpha1.ExternalSecret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: Namespace, Name: "es-" + s.run},
+		Spec: configv1alpha1.ExternalSecretSpec{
+			SecretStoreRef: configv1alpha1.SecretStoreRef{Name: StoreName, Kind: configv1alpha1.SecretStoreKind},
+			Data:           data,
+			DataFrom:       dataFrom,
+		},
+	}
+	return r.Resolve(s.ctx(t), es)
+}
