@@ -57,8 +57,8 @@ func (c *client) Get(_ context.Context, ref providers.Ref) (v providers.Value, e
 	return providers.Value{}, providers.Errorf(providers.NotFound, "key %q does not exist in %s", ref.Key, c.store)
 }
 
-// Find matches unversioned entries by path prefix and name; the fake
-// provider has no tags.
+// Find matches unversioned entries by path prefix and name, at most
+// providers.MaxFindResults of them; the fake provider has no tags.
 func (c *client) Find(_ context.Context, f providers.Find) (_ map[string]providers.Value, err error) {
 	defer func(start time.Time) { metrics.ObserveProviderCall("fake", "find", start, err) }(time.Now())
 	if len(f.Tags) > 0 {
@@ -73,6 +73,11 @@ func (c *client) Find(_ context.Context, f providers.Find) (_ map[string]provide
 		if d.Version == "" && strings.HasPrefix(d.Key, f.Path) && re.MatchString(d.Key) {
 			out[d.Key] = providers.Value{Data: []byte(d.Value)}
 		}
+	}
+	// Bounded like every provider's find, so that a store that works with
+	// the fake provider in a demo does not fail with a real one.
+	if len(out) > providers.MaxFindResults {
+		return nil, providers.Errorf(providers.Invalid, "find under %q in %s matches %d keys, more than %d; narrow find.path or find.name", f.Path, c.store, len(out), providers.MaxFindResults)
 	}
 	return out, nil
 }
