@@ -62,7 +62,6 @@ func (f *conformanceFixture) Info() conformance.Info {
 		Unsupported: map[conformance.Capability]string{
 			conformance.RawValues: "Vault KV holds JSON objects of fields, which Get returns encoded again",
 			conformance.BatchGet:  "Vault has no call that reads several secrets",
-			conformance.FindBound: "seeding 501 keys in Vault costs more than the suite's budget; Find's bound is a constant checked by reading kv.go",
 		},
 	}
 	if f.version == 1 {
