@@ -14,7 +14,6 @@ import (
 
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
 	esv1alpha1 "github.com/veil-dev/veil/pkg/apis/externalsecrets/v1alpha1"
-	veilfake "github.com/veil-dev/veil/pkg/generated/clientset/versioned/fake"
 )
 
 // TestExcludedNamespaceIsNeverWritten: an ExternalSecret in an excluded
@@ -23,7 +22,7 @@ import (
 func TestExcludedNamespaceIsNeverWritten(t *testing.T) {
 	es := testES(configv1alpha1.ExternalSecretTarget{})
 	es.Namespace = "kube-system"
-	veil := veilfake.NewSimpleClientset(es)
+	veil := newVeilClientset(es)
 	c := &Controller{
 		veil: veil, recorder: record.NewFakeRecorder(10), clock: clock.RealClock{},
 		excluded: sets.New("kube-system"), written: newWrittenStatuses[*configv1alpha1.ExternalSecretStatus](),

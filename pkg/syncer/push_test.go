@@ -44,7 +44,7 @@ type pushFixture struct {
 func newPushFixture(t *testing.T, ps *configv1alpha1.PushSecret, objs ...runtime.Object) *pushFixture {
 	t.Helper()
 	f := &pushFixture{
-		veil:     veilfake.NewSimpleClientset(ps),
+		veil:     newVeilClientset(ps),
 		kube:     fake.NewClientset(objs...),
 		clock:    clocktesting.NewFakePassiveClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)),
 		recorder: record.NewFakeRecorder(100),

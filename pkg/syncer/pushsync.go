@@ -466,8 +466,7 @@ func (c *PushController) fail(ctx context.Context, ps *configv1alpha1.PushSecret
 	return c.finish(ctx, ps, st, reason, retry)
 }
 
-// finish writes the status when it changed, replacing it whole: only the
-// leading syncer writes it.
+// finish writes the status when it changed.
 func (c *PushController) finish(ctx context.Context, ps *configv1alpha1.PushSecret, st *configv1alpha1.PushSecretStatus, res string, retry bool) result {
 	if equality.Semantic.DeepEqual(*st, ps.Status) {
 		return result{result: res, retry: retry}
@@ -483,14 +482,15 @@ func (c *PushController) finish(ctx context.Context, ps *configv1alpha1.PushSecr
 	return result{result: res, retry: retry}
 }
 
-// patchStatus replaces the status of ps with st and remembers it.
+// patchStatus applies st as the status of ps and remembers it.
 func (c *PushController) patchStatus(ctx context.Context, ps *configv1alpha1.PushSecret, st *configv1alpha1.PushSecretStatus) (*configv1alpha1.PushSecret, error) {
-	patch, err := json.Marshal([]patchOp{{Op: "add", Path: "/status", Value: st}})
+	body, err := applyStatusBody("PushSecret", ps.Namespace, ps.Name, st,
+		func(s *configv1alpha1.PushSecretStatus) *[]metav1.Condition { return &s.Conditions }, (*configv1alpha1.PushSecretStatus).DeepCopy)
 	if err != nil {
 		return nil, err
 	}
-	updated, err := c.veil.ConfigV1alpha1().PushSecrets(ps.Namespace).Patch(ctx, ps.Name, types.JSONPatchType, patch,
-		metav1.PatchOptions{FieldManager: fieldManager}, "status")
+	updated, err := c.veil.ConfigV1alpha1().PushSecrets(ps.Namespace).Patch(ctx, ps.Name, types.ApplyPatchType, body,
+		applyOptions(), "status")
 	if err != nil {
 		return nil, err
 	}

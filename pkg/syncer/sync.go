@@ -2,7 +2,6 @@ package syncer
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -281,20 +280,13 @@ func (c *Controller) finish(ctx context.Context, es *configv1alpha1.ExternalSecr
 	if equality.Semantic.DeepEqual(*st, es.Status) {
 		return result{result: res, retry: retry}
 	}
-	// A merge patch with every field: null removes what was cleared, and
-	// no resourceVersion means a concurrent spec change cannot make it fail.
-	patch, err := json.Marshal(map[string]any{"status": map[string]any{
-		"conditions":            st.Conditions,
-		"refreshTime":           st.RefreshTime,
-		"syncedResourceVersion": nullIfEmpty(st.SyncedResourceVersion),
-		"dataHMAC":              nullIfEmpty(st.DataHMAC),
-		"targetUID":             nullIfEmpty(string(st.TargetUID)),
-	}})
+	body, err := applyStatusBody("ExternalSecret", es.Namespace, es.Name, st,
+		func(s *configv1alpha1.ExternalSecretStatus) *[]metav1.Condition { return &s.Conditions }, (*configv1alpha1.ExternalSecretStatus).DeepCopy)
 	if err != nil {
 		return result{result: res, retry: true}
 	}
-	updated, err := c.veil.ConfigV1alpha1().ExternalSecrets(es.Namespace).Patch(ctx, es.Name, types.MergePatchType, patch,
-		metav1.PatchOptions{FieldManager: fieldManager}, "status")
+	updated, err := c.veil.ConfigV1alpha1().ExternalSecrets(es.Namespace).Patch(ctx, es.Name, types.ApplyPatchType, body,
+		applyOptions(), "status")
 	if apierrors.IsNotFound(err) {
 		return result{result: resultGone}
 	}
@@ -304,13 +296,6 @@ func (c *Controller) finish(ctx context.Context, es *configv1alpha1.ExternalSecr
 	}
 	c.remember(updated)
 	return result{result: res, retry: retry}
-}
-
-func nullIfEmpty(s string) any {
-	if s == "" {
-		return nil
-	}
-	return s
 }
 
 func setReady(st *configv1alpha1.ExternalSecretStatus, es *configv1alpha1.ExternalSecret, status metav1.ConditionStatus, reason, msg string) {

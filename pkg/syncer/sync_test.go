@@ -239,7 +239,7 @@ type syncFixture struct {
 func newSyncFixture(t *testing.T, es *configv1alpha1.ExternalSecret, values map[string][]byte, existing ...*corev1.Secret) *syncFixture {
 	t.Helper()
 	v := &esv1alpha1.ExternalSecretValue{ObjectMeta: metav1.ObjectMeta{Namespace: es.Namespace, Name: es.Name}, Type: "Opaque", Data: values}
-	veil := veilfake.NewSimpleClientset(es, v)
+	veil := newVeilClientset(es, v)
 	secrets, writer := newSecretServer(t, existing...)
 	recorder := record.NewFakeRecorder(100)
 	return &syncFixture{
