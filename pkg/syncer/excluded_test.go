@@ -10,7 +10,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/client-go/tools/record"
-	"k8s.io/utils/clock"
 
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
 	esv1alpha1 "github.com/veil-dev/veil/pkg/apis/externalsecrets/v1alpha1"
@@ -24,8 +23,8 @@ func TestExcludedNamespaceIsNeverWritten(t *testing.T) {
 	es.Namespace = "kube-system"
 	veil := newVeilClientset(es)
 	c := &Controller{
-		veil: veil, recorder: record.NewFakeRecorder(10), clock: clock.RealClock{},
-		excluded: sets.New("kube-system"), written: newWrittenStatuses[*configv1alpha1.ExternalSecretStatus](),
+		skeleton: newExternalSecretSkeleton(veil, record.NewFakeRecorder(10), 0),
+		veil:     veil, excluded: sets.New("kube-system"),
 	}
 	if res := c.sync(context.Background(), es); res.result != configv1alpha1.ReasonNamespaceExcluded || res.retry {
 		t.Errorf("result %+v, want %s without retry", res, configv1alpha1.ReasonNamespaceExcluded)

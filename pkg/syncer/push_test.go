@@ -66,10 +66,11 @@ func newPushFixture(t *testing.T, ps *configv1alpha1.PushSecret, objs ...runtime
 		return true, r, nil
 	})
 	f.c = &PushController{
-		veil: f.veil, secrets: f.kube.CoreV1(), namespaces: f.kube.CoreV1(), reviews: f.kube.AuthorizationV1(),
-		recorder: f.recorder, key: []byte(strings.Repeat("k", 32)), clock: f.clock,
-		written: newWrittenStatuses[*configv1alpha1.PushSecretStatus](),
+		skeleton: newPushSecretSkeleton(f.veil, f.recorder),
+		veil:     f.veil, secrets: f.kube.CoreV1(), namespaces: f.kube.CoreV1(), reviews: f.kube.AuthorizationV1(),
+		key: []byte(strings.Repeat("k", 32)),
 	}
+	f.c.clock = f.clock
 	return f
 }
 
@@ -547,9 +548,10 @@ func TestPushHMAC(t *testing.T) {
 
 func TestPushRefresh(t *testing.T) {
 	clock := clocktesting.NewFakePassiveClock(time.Now())
-	c := &PushController{clock: clock}
+	c := &PushController{skeleton: newPushSecretSkeleton(nil, nil)}
+	c.clock = clock
 	ps := testPushSecret("")
-	if d := refreshInterval(ps); d != time.Hour {
+	if d := c.refreshInterval(ps); d != time.Hour {
 		t.Errorf("default interval %s, want 1h", d)
 	}
 	if !c.refreshDue(ps) {
@@ -557,7 +559,7 @@ func TestPushRefresh(t *testing.T) {
 	}
 	last := metav1.NewTime(clock.Now())
 	ps.Status.RefreshTime = &last
-	setPushReady(&ps.Status, ps, metav1.ConditionTrue, configv1alpha1.ReasonSynced, "pushed")
+	c.setReady(&ps.Status, ps, metav1.ConditionTrue, configv1alpha1.ReasonSynced, "pushed")
 	clock.SetTime(last.Add(50 * time.Minute))
 	if c.refreshDue(ps) {
 		t.Error("due 50 minutes after a push, interval 1h")
@@ -576,7 +578,7 @@ func TestPushRefresh(t *testing.T) {
 	if d, _ := c.refreshAfter(ps); d < minRefresh {
 		t.Errorf("next refresh in %s, long past due", d)
 	}
-	setPushReady(&ps.Status, ps, metav1.ConditionFalse, configv1alpha1.ReasonSourceNotFound, "gone")
+	c.setReady(&ps.Status, ps, metav1.ConditionFalse, configv1alpha1.ReasonSourceNotFound, "gone")
 	if d, _ := c.refreshAfter(ps); d < 54*time.Minute {
 		t.Errorf("next refresh after a failure in %s, want about an hour", d)
 	}

@@ -14,7 +14,6 @@ import (
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
-	"k8s.io/utils/clock"
 
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
 	versioned "github.com/veil-dev/veil/pkg/generated/clientset/versioned"
@@ -29,6 +28,7 @@ import (
 // provider write is an API request that RBAC authorises and the audit log
 // records.
 type PushController struct {
+	*skeleton[*configv1alpha1.PushSecret, configv1alpha1.PushSecretStatus]
 	veil    versioned.Interface
 	secrets corev1client.SecretsGetter
 	// namespaces tells a namespace being deleted from a grant withdrawn.
@@ -36,15 +36,8 @@ type PushController struct {
 	reviews    authorizationv1client.SelfSubjectAccessReviewsGetter
 	lister     configlisters.PushSecretLister
 	bySource   cache.Indexer
-	synced     cache.InformerSynced
 	sources    *sourceWatches
-	recorder   record.EventRecorder
-	queue      *workQueue
 	key        []byte
-	clock      clock.PassiveClock
-
-	// written is the status this process last wrote to each PushSecret.
-	written *writtenStatuses[*configv1alpha1.PushSecretStatus]
 }
 
 // sourceIndex indexes PushSecrets by "namespace/name" of their source Secret.
@@ -55,24 +48,42 @@ const sourceIndex = "source"
 // reading values, which a push does not do.
 const defaultPushRefresh = time.Hour
 
+// newPushSecretSkeleton is the skeleton of the PushSecret controller,
+// without queue or informer.
+func newPushSecretSkeleton(veil versioned.Interface, recorder record.EventRecorder) *skeleton[*configv1alpha1.PushSecret, configv1alpha1.PushSecretStatus] {
+	return newSkeleton(kind[*configv1alpha1.PushSecret, configv1alpha1.PushSecretStatus]{
+		name: "PushSecret", plural: "PushSecrets", logKey: "pushSecret",
+		failEvent: EventPushFailed, failLog: "Push failed",
+		status:     func(ps *configv1alpha1.PushSecret) *configv1alpha1.PushSecretStatus { return &ps.Status },
+		conditions: func(st *configv1alpha1.PushSecretStatus) *[]metav1.Condition { return &st.Conditions },
+		copyStatus: (*configv1alpha1.PushSecretStatus).DeepCopy,
+		applyStatus: func(ctx context.Context, ns, name string, body []byte, opts metav1.PatchOptions) (*configv1alpha1.PushSecret, error) {
+			return veil.ConfigV1alpha1().PushSecrets(ns).Patch(ctx, name, types.ApplyPatchType, body, opts, "status")
+		},
+		refreshInterval: func(ps *configv1alpha1.PushSecret) *metav1.Duration { return ps.Spec.RefreshInterval },
+		defaultRefresh:  defaultPushRefresh,
+		duration:        pushSyncDuration,
+		results:         pushSyncs,
+	}, recorder)
+}
+
 // newPushController returns a controller whose source Secret watches run
 // until ctx is done.
 func newPushController(ctx context.Context, informer configinformers.PushSecretInformer, veil versioned.Interface, kube kubernetes.Interface,
 	meta metadata.Interface, recorder record.EventRecorder, key []byte) (*PushController, error) {
 	c := &PushController{
+		skeleton:   newPushSecretSkeleton(veil, recorder),
 		veil:       veil,
 		secrets:    kube.CoreV1(),
 		namespaces: kube.CoreV1(),
 		reviews:    kube.AuthorizationV1(),
 		lister:     informer.Lister(),
 		bySource:   informer.Informer().GetIndexer(),
-		synced:     informer.Informer().HasSynced,
-		recorder:   recorder,
-		queue:      newWorkQueue("veil_syncer_push", reportPushDepth),
 		key:        key,
-		clock:      clock.RealClock{},
-		written:    newWrittenStatuses[*configv1alpha1.PushSecretStatus](),
 	}
+	c.r = c
+	c.queue = newWorkQueue("veil_syncer_push", reportPushDepth)
+	c.synced = informer.Informer().HasSynced
 	c.sources = newSourceWatches(ctx, meta, c.sourceChanged)
 	if err := informer.Informer().AddIndexers(cache.Indexers{sourceIndex: func(obj any) ([]string, error) {
 		ps, ok := obj.(*configv1alpha1.PushSecret)
@@ -97,16 +108,13 @@ func newPushController(ctx context.Context, informer configinformers.PushSecretI
 			}
 			// Our status and finalizer writes change neither.
 			if old.Generation != ps.Generation || (old.DeletionTimestamp == nil) != (ps.DeletionTimestamp == nil) {
-				c.queue.AddUrgent(pushKeyOf(ps))
+				c.queue.AddUrgent(keyOf(ps))
 			}
 		},
 		DeleteFunc: func(obj any) {
-			if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-				obj = d.Obj
-			}
-			if ps, ok := obj.(*configv1alpha1.PushSecret); ok {
-				c.sources.release(pushKeyOf(ps))
-				c.forget(pushKeyOf(ps))
+			if ps, ok := deleted[*configv1alpha1.PushSecret](obj); ok {
+				c.sources.release(keyOf(ps))
+				c.forget(keyOf(ps))
 			}
 		},
 	})
@@ -118,7 +126,7 @@ func newPushController(ctx context.Context, informer configinformers.PushSecretI
 // (seen again after a restart or a failover) waits for its refresh, unless
 // its source Secret changed meanwhile, which the source watch reports.
 func (c *PushController) schedule(ps *configv1alpha1.PushSecret) {
-	key := pushKeyOf(ps)
+	key := keyOf(ps)
 	ps = c.current(ps)
 	ready := apimeta.FindStatusCondition(ps.Status.Conditions, configv1alpha1.ConditionReady)
 	switch {
@@ -143,80 +151,37 @@ func (c *PushController) sourceChanged(src types.NamespacedName, resourceVersion
 	}
 	for _, obj := range objs {
 		ps := c.current(obj.(*configv1alpha1.PushSecret))
-		if resourceVersion != "" && pushedFor(ps) && ps.Status.SyncedResourceVersion == syncedVersion(ps.Generation, resourceVersion) {
+		if resourceVersion != "" && c.readyFor(ps) && ps.Status.SyncedResourceVersion == syncedVersion(ps.Generation, resourceVersion) {
 			continue
 		}
-		c.queue.AddUrgent(pushKeyOf(ps))
+		c.queue.AddUrgent(keyOf(ps))
 	}
 }
 
-// Run processes the queue with workers until ctx is done, then waits for
-// the syncs in progress to end.
-func (c *PushController) Run(ctx context.Context, workers int) {
-	runWorkers(ctx, "PushSecrets", c.synced, c.queue, workers, c.next)
+func (c *PushController) get(namespace, name string) (*configv1alpha1.PushSecret, error) {
+	return c.lister.PushSecrets(namespace).Get(name)
 }
 
-func (c *PushController) next(ctx context.Context) bool {
-	key, quit := c.queue.Get()
-	if quit {
-		return false
-	}
-	defer c.queue.Done(key)
-	ns, name, err := cache.SplitMetaNamespaceKey(key)
-	if err != nil {
-		c.queue.Forget(key)
-		return true
-	}
-	ps, err := c.lister.PushSecrets(ns).Get(name)
-	if err != nil {
-		// Gone: deleting it is the finalizer's business, done before.
-		c.queue.Forget(key)
-		return true
-	}
-	ps = c.current(ps)
-	start := c.clock.Now()
-	res := c.sync(ctx, ps)
-	pushSyncDuration.WithLabelValues(res.result).Observe(c.clock.Since(start).Seconds())
-	pushSyncs.WithLabelValues(res.result).Inc()
-	if ctx.Err() != nil {
-		// Stopping: leave the key for whoever leads next.
-		return true
-	}
-	if res.retry {
-		c.queue.AddRateLimited(key)
-		return true
-	}
-	c.queue.Forget(key)
-	if ps.DeletionTimestamp == nil {
-		if d, ok := c.refreshAfter(c.current(ps)); ok {
-			c.queue.AddAfter(key, d)
-		}
-	}
-	return true
-}
+// skip: never; a PushSecret gone was released by its finalizer before.
+func (c *PushController) skip(*configv1alpha1.PushSecret) bool { return false }
 
-// refreshInterval is the PushSecret's, or the default; zero means push on
-// changes only.
-func refreshInterval(ps *configv1alpha1.PushSecret) time.Duration {
-	d := defaultPushRefresh
-	if ps.Spec.RefreshInterval != nil {
-		d = ps.Spec.RefreshInterval.Duration
+// requeueAfter: the next refresh, unless ps is being deleted.
+func (c *PushController) requeueAfter(ps *configv1alpha1.PushSecret) (time.Duration, bool) {
+	if ps.DeletionTimestamp != nil {
+		return 0, false
 	}
-	if d <= 0 {
-		return 0
-	}
-	return max(d, minRefresh)
+	return c.refreshAfter(ps)
 }
 
 // refreshAfter is when the next refresh of ps is due, jittered; false if it
 // has none. After a failure that is not retried (a missing source), it
 // counts from now: the last push may be long past.
 func (c *PushController) refreshAfter(ps *configv1alpha1.PushSecret) (time.Duration, bool) {
-	interval := refreshInterval(ps)
+	interval := c.refreshInterval(ps)
 	if interval == 0 {
 		return 0, false
 	}
-	if ps.Status.RefreshTime == nil || !pushedFor(ps) {
+	if ps.Status.RefreshTime == nil || !c.readyFor(ps) {
 		return jitter(interval), true
 	}
 	return max(jitter(interval)-c.clock.Since(ps.Status.RefreshTime.Time), minRefresh), true
@@ -226,7 +191,7 @@ func (c *PushController) refreshAfter(ps *configv1alpha1.PushSecret) (time.Durat
 // remote value changed or deleted by someone else is written again. The
 // earliest a jittered refresh fires counts as due.
 func (c *PushController) refreshDue(ps *configv1alpha1.PushSecret) bool {
-	interval := refreshInterval(ps)
+	interval := c.refreshInterval(ps)
 	if interval == 0 {
 		return false
 	}
@@ -236,24 +201,6 @@ func (c *PushController) refreshDue(ps *configv1alpha1.PushSecret) bool {
 	return c.clock.Since(ps.Status.RefreshTime.Time) >= interval-interval/10
 }
 
-// current is the informer's PushSecret with the status this process last
-// wrote. Only the leader writes status, so ours is the newest.
-func (c *PushController) current(ps *configv1alpha1.PushSecret) *configv1alpha1.PushSecret {
-	out := ps.DeepCopy()
-	if st, ok := c.written.get(pushKeyOf(ps), ps.UID); ok {
-		st.DeepCopyInto(&out.Status)
-	}
-	return out
-}
-
-func (c *PushController) remember(ps *configv1alpha1.PushSecret) {
-	c.written.remember(pushKeyOf(ps), ps.UID, ps.Status.DeepCopy())
-}
-
-func (c *PushController) forget(key string) { c.written.forget(key) }
-
-func pushKeyOf(ps *configv1alpha1.PushSecret) string { return ps.Namespace + "/" + ps.Name }
-
 func sourceOf(ps *configv1alpha1.PushSecret) types.NamespacedName {
 	return types.NamespacedName{Namespace: ps.Namespace, Name: ps.Spec.Selector.Secret.Name}
 }
@@ -262,10 +209,4 @@ func sourceOf(ps *configv1alpha1.PushSecret) types.NamespacedName {
 // generation and the source Secret's resourceVersion that were pushed.
 func syncedVersion(generation int64, sourceResourceVersion string) string {
 	return fmt.Sprintf("%d-%s", generation, sourceResourceVersion)
-}
-
-// pushedFor: the last sync of this generation pushed everything.
-func pushedFor(ps *configv1alpha1.PushSecret) bool {
-	r := apimeta.FindStatusCondition(ps.Status.Conditions, configv1alpha1.ConditionReady)
-	return r != nil && r.Status == metav1.ConditionTrue && r.ObservedGeneration == ps.Generation
 }

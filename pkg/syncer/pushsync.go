@@ -11,9 +11,7 @@ import (
 
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
@@ -71,9 +69,9 @@ func (c *PushController) sync(ctx context.Context, ps *configv1alpha1.PushSecret
 	// The source is watched only once the syncer has been allowed to read it.
 	switch {
 	case apierrors.IsForbidden(err):
-		c.sources.release(pushKeyOf(ps))
+		c.sources.release(keyOf(ps))
 	case err == nil, apierrors.IsNotFound(err), errors.As(err, &missing):
-		c.sources.use(pushKeyOf(ps), sourceOf(ps), resourceVersion)
+		c.sources.use(keyOf(ps), sourceOf(ps), resourceVersion)
 	}
 	switch {
 	case apierrors.IsForbidden(err):
@@ -89,7 +87,7 @@ func (c *PushController) sync(ctx context.Context, ps *configv1alpha1.PushSecret
 
 	mac := pushHMAC(c.key, ps, data)
 	synced := syncedVersion(ps.Generation, resourceVersion)
-	if mac == st.DataHMAC && pushedFor(ps) && !c.refreshDue(ps) {
+	if mac == st.DataHMAC && c.readyFor(ps) && !c.refreshDue(ps) {
 		// Nothing to push: no SecretPush, so no provider call at all.
 		st.SyncedResourceVersion = synced
 		return c.finish(ctx, ps, st, resultUnchanged, false)
@@ -123,7 +121,7 @@ func (c *PushController) sync(ctx context.Context, ps *configv1alpha1.PushSecret
 	st.RefreshTime = &now
 	st.DataHMAC = mac
 	st.SyncedResourceVersion = synced
-	setPushReady(st, ps, metav1.ConditionTrue, configv1alpha1.ReasonSynced, fmt.Sprintf("Secret %s is pushed to %s", src, storesOf(sp.Status.Results)))
+	c.setReady(st, ps, metav1.ConditionTrue, configv1alpha1.ReasonSynced, fmt.Sprintf("Secret %s is pushed to %s", src, storesOf(sp.Status.Results)))
 	return c.finish(ctx, ps, st, res, false)
 }
 
@@ -244,10 +242,10 @@ func (c *PushController) namespaceTerminating(ctx context.Context, ns string) bo
 // status and a Warning Event, and releases the finalizer.
 func (c *PushController) abandon(ctx context.Context, ps *configv1alpha1.PushSecret, st *configv1alpha1.PushSecretStatus, why string) result {
 	msg := fmt.Sprintf("%s; the finalizer %s is released, so what was left must be deleted by hand if at all", why, configv1alpha1.PushSecretFinalizer)
-	setPushReady(st, ps, metav1.ConditionFalse, configv1alpha1.ReasonDeleteRefused, msg)
+	c.setReady(st, ps, metav1.ConditionFalse, configv1alpha1.ReasonDeleteRefused, msg)
 	c.recorder.Eventf(ps, corev1.EventTypeWarning, EventDeleteRefused, "%s", msg)
 	klog.FromContext(ctx).Info("Releasing a deleted PushSecret whose remote keys could not all be deleted", "pushSecret", klog.KObj(ps), "message", msg)
-	updated, err := c.patchStatus(ctx, ps, st)
+	updated, err := c.writeStatus(ctx, ps, st)
 	switch {
 	case apierrors.IsNotFound(err):
 		return result{result: resultGone}
@@ -456,52 +454,6 @@ func storesOf(results []esv1alpha1.SecretPushResult) string {
 		}
 	}
 	return strings.Join(stores, ", ")
-}
-
-// fail records a failed sync: Ready=False, a PushFailed Event, a log line.
-func (c *PushController) fail(ctx context.Context, ps *configv1alpha1.PushSecret, st *configv1alpha1.PushSecretStatus, reason, msg string, retry bool) result {
-	setPushReady(st, ps, metav1.ConditionFalse, reason, msg)
-	c.recorder.Eventf(ps, corev1.EventTypeWarning, EventPushFailed, "%s: %s", reason, msg)
-	klog.FromContext(ctx).Info("Push failed", "pushSecret", klog.KObj(ps), "reason", reason, "message", msg)
-	return c.finish(ctx, ps, st, reason, retry)
-}
-
-// finish writes the status when it changed.
-func (c *PushController) finish(ctx context.Context, ps *configv1alpha1.PushSecret, st *configv1alpha1.PushSecretStatus, res string, retry bool) result {
-	if equality.Semantic.DeepEqual(*st, ps.Status) {
-		return result{result: res, retry: retry}
-	}
-	_, err := c.patchStatus(ctx, ps, st)
-	if apierrors.IsNotFound(err) {
-		return result{result: resultGone}
-	}
-	if err != nil {
-		klog.FromContext(ctx).Error(err, "Writing status", "pushSecret", klog.KObj(ps))
-		return result{result: res, retry: true}
-	}
-	return result{result: res, retry: retry}
-}
-
-// patchStatus applies st as the status of ps and remembers it.
-func (c *PushController) patchStatus(ctx context.Context, ps *configv1alpha1.PushSecret, st *configv1alpha1.PushSecretStatus) (*configv1alpha1.PushSecret, error) {
-	body, err := applyStatusBody("PushSecret", ps.Namespace, ps.Name, st,
-		func(s *configv1alpha1.PushSecretStatus) *[]metav1.Condition { return &s.Conditions }, (*configv1alpha1.PushSecretStatus).DeepCopy)
-	if err != nil {
-		return nil, err
-	}
-	updated, err := c.veil.ConfigV1alpha1().PushSecrets(ps.Namespace).Patch(ctx, ps.Name, types.ApplyPatchType, body,
-		applyOptions(), "status")
-	if err != nil {
-		return nil, err
-	}
-	c.remember(updated)
-	return updated, nil
-}
-
-func setPushReady(st *configv1alpha1.PushSecretStatus, ps *configv1alpha1.PushSecret, status metav1.ConditionStatus, reason, msg string) {
-	apimeta.SetStatusCondition(&st.Conditions, metav1.Condition{
-		Type: configv1alpha1.ConditionReady, Status: status, Reason: reason, Message: msg, ObservedGeneration: ps.Generation,
-	})
 }
 
 func quoted(keys []string) string {

@@ -9,11 +9,8 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
 
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
@@ -64,7 +61,7 @@ func (c *Controller) sync(ctx context.Context, es *configv1alpha1.ExternalSecret
 			"veil-syncer never writes in namespace %s (--excluded-namespaces): move the ExternalSecret to another namespace, or remove spec.target", es.Namespace), false)
 	}
 	if t.CreationPolicy == configv1alpha1.CreatePolicyNone {
-		setReady(st, es, metav1.ConditionTrue, configv1alpha1.ReasonCreationPolicyNone, "creationPolicy None: veil-syncer writes no Secret")
+		c.setReady(st, es, metav1.ConditionTrue, configv1alpha1.ReasonCreationPolicyNone, "creationPolicy None: veil-syncer writes no Secret")
 		return c.finish(ctx, es, st, configv1alpha1.ReasonCreationPolicyNone, false)
 	}
 	name := targetName(es)
@@ -89,7 +86,7 @@ func (c *Controller) sync(ctx context.Context, es *configv1alpha1.ExternalSecret
 	switch {
 	case st.TargetUID == "":
 		last = neverWritten
-	case st.DataHMAC == d.hmac && readyFor(es):
+	case st.DataHMAC == d.hmac && c.readyFor(es):
 		last = unchanged
 	}
 	w, err := c.writer.write(ctx, d, last)
@@ -137,7 +134,7 @@ func (c *Controller) sync(ctx context.Context, es *configv1alpha1.ExternalSecret
 	st.RefreshTime = &now
 	st.DataHMAC = d.hmac
 	st.SyncedResourceVersion = fmt.Sprintf("%d-%s", es.Generation, w.resourceVersion)
-	setReady(st, es, metav1.ConditionTrue, configv1alpha1.ReasonSynced, fmt.Sprintf("Secret %s is in sync", name))
+	c.setReady(st, es, metav1.ConditionTrue, configv1alpha1.ReasonSynced, fmt.Sprintf("Secret %s is in sync", name))
 	return c.finish(ctx, es, st, res, false)
 }
 
@@ -265,49 +262,6 @@ func (c *Controller) remoteGone(ctx context.Context, es *configv1alpha1.External
 		res.result = resultDeleted
 	}
 	return res
-}
-
-// fail records a failed sync: Ready=False, a SyncError Event, a log line.
-func (c *Controller) fail(ctx context.Context, es *configv1alpha1.ExternalSecret, st *configv1alpha1.ExternalSecretStatus, reason, msg string, retry bool) result {
-	setReady(st, es, metav1.ConditionFalse, reason, msg)
-	c.recorder.Eventf(es, corev1.EventTypeWarning, EventSyncError, "%s: %s", reason, msg)
-	klog.FromContext(ctx).Info("Sync failed", "externalSecret", klog.KObj(es), "reason", reason, "message", msg)
-	return c.finish(ctx, es, st, reason, retry)
-}
-
-// finish writes the status when it changed.
-func (c *Controller) finish(ctx context.Context, es *configv1alpha1.ExternalSecret, st *configv1alpha1.ExternalSecretStatus, res string, retry bool) result {
-	if equality.Semantic.DeepEqual(*st, es.Status) {
-		return result{result: res, retry: retry}
-	}
-	body, err := applyStatusBody("ExternalSecret", es.Namespace, es.Name, st,
-		func(s *configv1alpha1.ExternalSecretStatus) *[]metav1.Condition { return &s.Conditions }, (*configv1alpha1.ExternalSecretStatus).DeepCopy)
-	if err != nil {
-		return result{result: res, retry: true}
-	}
-	updated, err := c.veil.ConfigV1alpha1().ExternalSecrets(es.Namespace).Patch(ctx, es.Name, types.ApplyPatchType, body,
-		applyOptions(), "status")
-	if apierrors.IsNotFound(err) {
-		return result{result: resultGone}
-	}
-	if err != nil {
-		klog.FromContext(ctx).Error(err, "Writing status", "externalSecret", klog.KObj(es))
-		return result{result: res, retry: true}
-	}
-	c.remember(updated)
-	return result{result: res, retry: retry}
-}
-
-func setReady(st *configv1alpha1.ExternalSecretStatus, es *configv1alpha1.ExternalSecret, status metav1.ConditionStatus, reason, msg string) {
-	apimeta.SetStatusCondition(&st.Conditions, metav1.Condition{
-		Type: configv1alpha1.ConditionReady, Status: status, Reason: reason, Message: msg, ObservedGeneration: es.Generation,
-	})
-}
-
-// readyFor: the last sync of this generation succeeded.
-func readyFor(es *configv1alpha1.ExternalSecret) bool {
-	r := apimeta.FindStatusCondition(es.Status.Conditions, configv1alpha1.ConditionReady)
-	return r != nil && r.Status == metav1.ConditionTrue && r.ObservedGeneration == es.Generation
 }
 
 func targetName(es *configv1alpha1.ExternalSecret) string {

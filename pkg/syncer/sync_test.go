@@ -24,7 +24,6 @@ import (
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/record"
-	"k8s.io/utils/clock"
 
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
 	esv1alpha1 "github.com/veil-dev/veil/pkg/apis/externalsecrets/v1alpha1"
@@ -244,9 +243,9 @@ func newSyncFixture(t *testing.T, es *configv1alpha1.ExternalSecret, values map[
 	recorder := record.NewFakeRecorder(100)
 	return &syncFixture{
 		c: &Controller{
-			veil: veil, writer: writer, recorder: recorder, clock: clock.RealClock{},
+			skeleton: newExternalSecretSkeleton(veil, recorder, 0),
+			veil:     veil, writer: writer,
 			key: []byte(strings.Repeat("k", 32)), excluded: sets.New[string](),
-			written: newWrittenStatuses[*configv1alpha1.ExternalSecretStatus](),
 		},
 		veil: veil, secrets: secrets, recorder: recorder,
 	}

@@ -1,0 +1,125 @@
+package syncer
+
+import (
+	"context"
+	"time"
+
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/sets"
+	appsv1client "k8s.io/client-go/kubernetes/typed/apps/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+
+	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
+	versioned "github.com/veil-dev/veil/pkg/generated/clientset/versioned"
+	configinformers "github.com/veil-dev/veil/pkg/generated/informers/externalversions/config/v1alpha1"
+	configlisters "github.com/veil-dev/veil/pkg/generated/listers/config/v1alpha1"
+)
+
+// Controller keeps the target Secrets of ExternalSecrets in sync with their
+// values, which it reads through the aggregated API like any other client.
+type Controller struct {
+	*skeleton[*configv1alpha1.ExternalSecret, configv1alpha1.ExternalSecretStatus]
+	veil   versioned.Interface
+	apps   appsv1client.AppsV1Interface
+	writer *secretWriter
+	lister configlisters.ExternalSecretLister
+	key    []byte
+
+	// excluded namespaces are never written in (--excluded-namespaces).
+	excluded sets.Set[string]
+}
+
+// newExternalSecretSkeleton is the skeleton of the ExternalSecret
+// controller, without queue or informer.
+func newExternalSecretSkeleton(veil versioned.Interface, recorder record.EventRecorder, defaultRefresh time.Duration) *skeleton[*configv1alpha1.ExternalSecret, configv1alpha1.ExternalSecretStatus] {
+	return newSkeleton(kind[*configv1alpha1.ExternalSecret, configv1alpha1.ExternalSecretStatus]{
+		name: "ExternalSecret", plural: "ExternalSecrets", logKey: "externalSecret",
+		failEvent: EventSyncError, failLog: "Sync failed",
+		status:     func(es *configv1alpha1.ExternalSecret) *configv1alpha1.ExternalSecretStatus { return &es.Status },
+		conditions: func(st *configv1alpha1.ExternalSecretStatus) *[]metav1.Condition { return &st.Conditions },
+		copyStatus: (*configv1alpha1.ExternalSecretStatus).DeepCopy,
+		applyStatus: func(ctx context.Context, ns, name string, body []byte, opts metav1.PatchOptions) (*configv1alpha1.ExternalSecret, error) {
+			return veil.ConfigV1alpha1().ExternalSecrets(ns).Patch(ctx, name, types.ApplyPatchType, body, opts, "status")
+		},
+		refreshInterval: func(es *configv1alpha1.ExternalSecret) *metav1.Duration { return es.Spec.RefreshInterval },
+		defaultRefresh:  defaultRefresh,
+		duration:        syncDuration,
+		results:         syncResults,
+	}, recorder)
+}
+
+func newController(informer configinformers.ExternalSecretInformer, veil versioned.Interface, apps appsv1client.AppsV1Interface,
+	writer *secretWriter, recorder record.EventRecorder, key []byte, defaultRefresh time.Duration) (*Controller, error) {
+	c := &Controller{
+		skeleton: newExternalSecretSkeleton(veil, recorder, defaultRefresh),
+		veil:     veil,
+		apps:     apps,
+		writer:   writer,
+		lister:   informer.Lister(),
+		key:      key,
+	}
+	c.r = c
+	c.queue = newWorkQueue("veil_syncer", reportDepth)
+	c.synced = informer.Informer().HasSynced
+	_, err := informer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: func(obj any) {
+			if es, ok := obj.(*configv1alpha1.ExternalSecret); ok {
+				c.schedule(es)
+			}
+		},
+		UpdateFunc: func(oldObj, newObj any) {
+			old, ok1 := oldObj.(*configv1alpha1.ExternalSecret)
+			es, ok2 := newObj.(*configv1alpha1.ExternalSecret)
+			// Status writes (ours) do not change the generation; only spec
+			// changes are urgent.
+			if ok1 && ok2 && old.Generation != es.Generation && es.Spec.Target != nil {
+				c.queue.AddUrgent(keyOf(es))
+			}
+		},
+		DeleteFunc: func(obj any) {
+			if es, ok := deleted[*configv1alpha1.ExternalSecret](obj); ok {
+				c.forget(keyOf(es))
+			}
+		},
+	})
+	return c, err
+}
+
+// schedule queues an ExternalSecret the informer lists or sees created. One
+// never synced for its generation is urgent; one synced before (seen again
+// after a restart or a failover) is refreshed when its refresh is due, so a
+// new leader does not redo every ExternalSecret ahead of new ones.
+func (c *Controller) schedule(es *configv1alpha1.ExternalSecret) {
+	if es.Spec.Target == nil {
+		return
+	}
+	key := keyOf(es)
+	ready := apimeta.FindStatusCondition(es.Status.Conditions, configv1alpha1.ConditionReady)
+	switch {
+	case ready == nil || ready.ObservedGeneration != es.Generation:
+		c.queue.AddUrgent(key)
+	case ready.Status == "True" && es.Status.RefreshTime != nil:
+		c.queue.AddAfter(key, es.Status.RefreshTime.Add(c.refreshInterval(es)).Sub(c.clock.Now()))
+	default:
+		c.queue.Add(key)
+	}
+}
+
+func (c *Controller) get(namespace, name string) (*configv1alpha1.ExternalSecret, error) {
+	return c.lister.ExternalSecrets(namespace).Get(name)
+}
+
+// skip: no longer materialised, or being deleted: the garbage collector,
+// not the syncer, deals with an owned target.
+func (c *Controller) skip(es *configv1alpha1.ExternalSecret) bool {
+	return es.Spec.Target == nil || es.DeletionTimestamp != nil
+}
+
+// requeueAfter: the refresh interval, jittered.
+func (c *Controller) requeueAfter(es *configv1alpha1.ExternalSecret) (time.Duration, bool) {
+	interval := c.refreshInterval(es)
+	return jitter(interval), interval > 0
+}
