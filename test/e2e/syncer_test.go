@@ -617,6 +617,43 @@ func TestSyncerDeletionPolicyDelete(t *testing.T) {
 	assertUnchanged(t, "b", users)
 }
 
+// TestSyncerStatusIsApplied: veil-syncer writes status by server-side
+// apply as veil-syncer, so a condition someone else applied before its
+// next write survives it, and the fields it clears (targetUID and
+// dataHMAC, once it deleted the Secret) are gone.
+func TestSyncerStatusIsApplied(t *testing.T) {
+	startSyncer(t)
+	ns := newNamespace(t, nil)
+	createFakeStore(t, ns, "store", configv1alpha1.FakeProviderData{Key: "k", Value: "v1"})
+	newTargetES(t, ns, "app", configv1alpha1.ExternalSecretTarget{DeletionPolicy: configv1alpha1.DeletionPolicyDelete}, dataRef("value", "k", ""))
+	waitReady(t, ns, "app", configv1alpha1.ReasonSynced)
+
+	theirs := fmt.Sprintf(`{"apiVersion":"config.veil.dev/v1alpha1","kind":"ExternalSecret","metadata":{"name":"app","namespace":%q},`+
+		`"status":{"conditions":[{"type":"Audited","status":"True","reason":"Reviewed","message":"by someone else","lastTransitionTime":"2026-01-01T00:00:00Z"}]}}`, ns)
+	if _, err := cluster.VeilClient.ConfigV1alpha1().ExternalSecrets(ns).Patch(ctxFor(t), "app", types.ApplyPatchType, []byte(theirs),
+		metav1.PatchOptions{FieldManager: "auditor"}, "status"); err != nil {
+		t.Fatal(err)
+	}
+	setStoreData(t, ns) // the value disappears: the syncer deletes the Secret
+	es := waitReady(t, ns, "app", configv1alpha1.ReasonRemoteNotFound)
+	if es.Status.TargetUID != "" || es.Status.DataHMAC != "" {
+		t.Errorf("status still names the deleted Secret: %+v", es.Status)
+	}
+	if c := apimeta.FindStatusCondition(es.Status.Conditions, "Audited"); c == nil || c.Reason != "Reviewed" {
+		t.Errorf("the auditor's condition is gone: %+v", es.Status.Conditions)
+	}
+	var applied, updated bool
+	for _, f := range es.ManagedFields {
+		if f.Manager == "veil-syncer" && f.Subresource == "status" {
+			applied = applied || f.Operation == metav1.ManagedFieldsOperationApply
+			updated = updated || f.Operation != metav1.ManagedFieldsOperationApply
+		}
+	}
+	if !applied || updated {
+		t.Errorf("veil-syncer's status writes: applied %v, other operations %v; want applies only", applied, updated)
+	}
+}
+
 func TestSyncerRolloutRestart(t *testing.T) {
 	startSyncer(t)
 	ns := newNamespace(t, nil)
