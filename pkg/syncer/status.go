@@ -29,6 +29,14 @@ import (
 //
 // An apply to the status subresource never creates the object: a deleted
 // one answers NotFound.
+//
+// Upgrading: a status written by an older veil-syncer (a merge or JSON
+// patch) carries a second entry in managedFields, veil-syncer with
+// operation Update. A field it still co-owns — one never changed since —
+// is not removed when veil-syncer stops applying it (say targetUID after
+// a deletionPolicy Delete), until a write changes it. Folding that entry
+// into the Apply one (client-go's csaupgrade) takes a patch of the object
+// itself, which veil-syncer may not do to ExternalSecrets.
 func applyOptions() metav1.PatchOptions {
 	return metav1.PatchOptions{FieldManager: fieldManager, Force: ptr.To(true)}
 }
