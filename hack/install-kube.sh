@@ -21,7 +21,7 @@ veil::missing "${bins[*]} $KUBE_VERSION" "${1:-}"
 staging_version="v0.${KUBE_VERSION#v1.}"
 minor="${KUBE_VERSION#v1.}"; minor="${minor%%.*}"
 work="$VEIL_CACHE_DIR/build/kube-$KUBE_VERSION"
-veil::log "building kube-apiserver, kube-controller-manager, kubectl $KUBE_VERSION (about 10 minutes on two cores, once)"
+veil::log "building kube-apiserver, kube-controller-manager, kubectl $KUBE_VERSION (30 to 45 minutes on two cores, once, depending on what builds beside it)"
 started=$SECONDS
 veil::fresh_module "$work" veil.local/kube-build
 (
