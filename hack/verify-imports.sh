@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
 # Checks the import rules of docs/architecture.md that matter most, so the
 # page cannot silently stop being true:
-#   - veil-syncer never links a provider, the resolver, the value cache,
-#     the credential reader or the throttle: it holds no provider
+#   - veil-syncer never links a provider, the resolver, the store package,
+#     the value cache, the credential reader or the throttle: it holds no provider
 #     credentials and reaches providers only through veil-apiserver's API;
 #   - the API packages import no other Veil package;
-#   - providers depend on no layer above them (resolve, push, registry,
-#     server wiring, syncer);
+#   - providers depend on no layer above them (resolve, push, stores,
+#     registry, server wiring, syncer);
+#   - pkg/stores owns the store: it depends on neither of its users
+#     (resolve, push) nor on the registry, and they reach the store, its
+#     clients and the credential reader only through it;
 #   - the provider conformance suite (test/conformance) is the same for
 #     every provider: it imports none of them, nor the harness that starts
 #     their servers (each provider's tests bring their own fixture);
 #   - no test code (harness, conformance suite) links into the binaries.
 # The rules are checked on the packages' full import graphs (go list -deps),
-# so an indirect import breaks them too.
+# so an indirect import breaks them too, except those marked direct: there
+# the forbidden package is reached legitimately through another.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mod=github.com/veil-dev/veil
@@ -31,15 +35,36 @@ forbid() {
   done
 }
 
-forbid "pkg/syncer/..." "pkg/(providers|resolve|cache|credentials|throttle|push|registry|cmd/server)(/|$)" \
+forbid "pkg/syncer/..." "pkg/(providers|resolve|stores|cache|credentials|throttle|push|registry|cmd/server)(/|$)" \
   "veil-syncer holds no provider credentials and reaches providers only through veil-apiserver"
-forbid "cmd/syncer" "pkg/(providers|resolve|cache|credentials|throttle|push|registry|cmd/server)(/|$)" \
+forbid "cmd/syncer" "pkg/(providers|resolve|stores|cache|credentials|throttle|push|registry|cmd/server)(/|$)" \
   "veil-syncer holds no provider credentials and reaches providers only through veil-apiserver"
 forbid "pkg/apis/..." "pkg/[^a]|pkg/a[^p]" "API types depend on no other Veil package"
-forbid "pkg/providers/..." "pkg/(resolve|push|registry|cmd|syncer|apiserver)(/|$)" \
+forbid "pkg/providers/..." "pkg/(resolve|push|stores|registry|cmd|syncer|apiserver)(/|$)" \
   "providers depend on no layer above them"
 forbid "test/conformance" "pkg/providers/[^/]+(/|$)|test/harness(/|$)" \
   "the conformance suite builds clients through the provider registry and is run from each provider's own tests, with its own fixture"
 forbid "cmd/..." "test/" "test code never links into veil-apiserver or veil-syncer"
+
+# forbid_direct PACKAGE-PATTERN IMPORT-REGEX WHY: only the packages'
+# own imports (not their tests') are checked.
+forbid_direct() {
+  local pkgs=$1 re=$2 why=$3
+  for p in $(go list "./$pkgs"); do
+    local bad
+    bad=$(go list -f '{{join .Imports "\n"}}' "$p" | grep -E "^$mod/($re)" | sed "s#^$mod/##" | paste -sd, - || true)
+    if [[ -n "$bad" ]]; then
+      echo "${p#$mod/} must not import $bad — $why (docs/architecture.md)"
+      failed=1
+    fi
+  done
+}
+
+forbid "pkg/stores/..." "pkg/(resolve|push|registry|cmd|syncer|apiserver)(/|$)" \
+  "the store package serves reads and pushes and depends on neither"
+forbid_direct "pkg/resolve/..." "pkg/(credentials|throttle|push|registry)(/|$)" \
+  "a read reaches stores, their clients and credentials through pkg/stores"
+forbid_direct "pkg/push/..." "pkg/(resolve|cache|credentials|throttle|registry)(/|$)" \
+  "a push reaches stores and their clients through pkg/stores, never the read path"
 
 if (( failed )); then exit 1; fi

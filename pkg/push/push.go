@@ -14,7 +14,7 @@ import (
 	"github.com/veil-dev/veil/pkg/apis/externalsecrets"
 	esv1alpha1 "github.com/veil-dev/veil/pkg/apis/externalsecrets/v1alpha1"
 	"github.com/veil-dev/veil/pkg/providers"
-	"github.com/veil-dev/veil/pkg/resolve"
+	"github.com/veil-dev/veil/pkg/stores"
 )
 
 // ReadOnlyProvider is implemented by providers that can never be written
@@ -25,8 +25,8 @@ type ReadOnlyProvider interface {
 
 // Pusher carries out SecretPushes.
 type Pusher struct {
-	Stores  *resolve.Stores
-	Clients *resolve.Clients
+	Stores  *stores.Lookup
+	Clients *stores.Clients
 }
 
 // Push validates a SecretPush for ps and carries it out. An error means
@@ -42,7 +42,7 @@ func (p *Pusher) Push(ctx context.Context, ps *configv1alpha1.PushSecret, spec e
 		return nil, err
 	}
 
-	stores := make([]*resolve.UsableStore, 0, len(ps.Spec.SecretStoreRefs))
+	targets := make([]*stores.Store, 0, len(ps.Spec.SecretStoreRefs))
 	for _, ref := range ps.Spec.SecretStoreRefs {
 		s, err := p.Stores.For(ctx, ps.Namespace, ref)
 		if err != nil {
@@ -59,18 +59,18 @@ func (p *Pusher) Push(ctx context.Context, ps *configv1alpha1.PushSecret, spec e
 				return nil, err
 			}
 		}
-		stores = append(stores, s)
+		targets = append(targets, s)
 	}
 	// Every key pushed or deleted is recorded as, or must be, this
 	// PushSecret's: a SecretPush names the PushSecret, whoever sends it.
 	owner := providers.Owner{Namespace: ps.Namespace, Name: ps.Name, UID: string(ps.UID)}
 
 	var results []externalsecrets.SecretPushResult
-	for _, s := range stores {
+	for _, s := range targets {
 		ref := externalsecrets.StoreRef{Kind: string(s.Kind), Name: s.Name}
 		var (
 			client providers.Client
-			id     resolve.StoreIdentity
+			id     stores.Identity
 			err    error
 		)
 		if !dryRun {
@@ -89,7 +89,7 @@ func (p *Pusher) Push(ctx context.Context, ps *configv1alpha1.PushSecret, spec e
 					fail(&r, derr)
 				} else {
 					r.Result = esv1alpha1.SecretPushResultDeleted
-					p.Clients.Written(id)
+					p.Clients.Invalidate(id)
 				}
 			default:
 				res, perr := client.Push(ctx, providers.Push{
@@ -105,7 +105,7 @@ func (p *Pusher) Push(ctx context.Context, ps *configv1alpha1.PushSecret, spec e
 				} else {
 					r.Result = res
 					if res == esv1alpha1.SecretPushResultPushed {
-						p.Clients.Written(id)
+						p.Clients.Invalidate(id)
 					}
 				}
 			}

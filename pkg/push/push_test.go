@@ -21,7 +21,7 @@ import (
 	configlisters "github.com/veil-dev/veil/pkg/generated/listers/config/v1alpha1"
 	"github.com/veil-dev/veil/pkg/providers"
 	_ "github.com/veil-dev/veil/pkg/providers/fake"
-	"github.com/veil-dev/veil/pkg/resolve"
+	"github.com/veil-dev/veil/pkg/stores"
 )
 
 const value = "pushed-canary-value"
@@ -103,14 +103,14 @@ func pusher(t *testing.T, objs ...any) *Pusher {
 		}
 	}
 	return &Pusher{
-		Stores: &resolve.Stores{
+		Stores: &stores.Lookup{
 			SecretStores:        configlisters.NewSecretStoreLister(idx),
 			ClusterSecretStores: configlisters.NewClusterSecretStoreLister(cluster),
 			Namespaces:          corelisters.NewNamespaceLister(namespaces),
 			Live:                veilfake.NewSimpleClientset().ConfigV1alpha1(),
 			LiveCore:            kubefake.NewClientset().CoreV1(),
 		},
-		Clients: resolve.NewClients(credentials.NewReader(kubefake.NewClientset(), 0), providers.Env{}),
+		Clients: stores.NewClients(credentials.NewReader(kubefake.NewClientset(), 0), providers.Env{}),
 	}
 }
 

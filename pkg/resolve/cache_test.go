@@ -23,6 +23,7 @@ import (
 	"github.com/veil-dev/veil/pkg/cache"
 	"github.com/veil-dev/veil/pkg/credentials"
 	"github.com/veil-dev/veil/pkg/providers"
+	"github.com/veil-dev/veil/pkg/stores"
 	"github.com/veil-dev/veil/pkg/throttle"
 )
 
@@ -145,7 +146,7 @@ func newTenantWorld(t *testing.T, remote *remoteSystem, cfg cache.Config, tokens
 	return &tenantWorld{remote: remote, kube: kube, clock: clk, resolver: &Resolver{
 		// A credential TTL of 0 re-reads credentials on every request, as
 		// the end of --credential-cache-ttl would.
-		Clients:                NewClients(credentials.NewReader(kube, 0), providers.Env{}),
+		Clients:                stores.NewClients(credentials.NewReader(kube, 0), providers.Env{}),
 		Clock:                  clk,
 		Cache:                  values,
 		DefaultRefreshInterval: time.Hour,
@@ -153,8 +154,8 @@ func newTenantWorld(t *testing.T, remote *remoteSystem, cfg cache.Config, tokens
 }
 
 // storeIn is the SecretStore "vault" of a namespace, through the remote system.
-func (w *tenantWorld) storeIn(ns string) *UsableStore {
-	return &UsableStore{
+func (w *tenantWorld) storeIn(ns string) *stores.Store {
+	return &stores.Store{
 		Store:    providers.Store{Kind: configv1alpha1.SecretStoreKind, Namespace: ns, Name: "vault", Generation: 1, Spec: &configv1alpha1.SecretStoreSpec{}},
 		UID:      types.UID("uid-vault-" + ns),
 		Provider: tenantProvider{w.remote},
@@ -169,11 +170,11 @@ func (w *tenantWorld) setToken(t *testing.T, ns, token string) {
 	}
 }
 
-func (w *tenantWorld) read(ctx context.Context, es *configv1alpha1.ExternalSecret, store *UsableStore) (*externalsecrets.ExternalSecretValue, error) {
+func (w *tenantWorld) read(ctx context.Context, es *configv1alpha1.ExternalSecret, store *stores.Store) (*externalsecrets.ExternalSecretValue, error) {
 	return w.resolver.read(ctx, es, store)
 }
 
-func (w *tenantWorld) mustRead(t *testing.T, es *configv1alpha1.ExternalSecret, store *UsableStore) *externalsecrets.ExternalSecretValue {
+func (w *tenantWorld) mustRead(t *testing.T, es *configv1alpha1.ExternalSecret, store *stores.Store) *externalsecrets.ExternalSecretValue {
 	t.Helper()
 	v, err := w.read(context.Background(), es, store)
 	if err != nil {

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"slices"
-	"strconv"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -15,42 +13,8 @@ import (
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
 	"github.com/veil-dev/veil/pkg/cache"
 	"github.com/veil-dev/veil/pkg/providers"
+	"github.com/veil-dev/veil/pkg/stores"
 )
-
-// Cache keys start with everything that decides what a store's client may
-// read (StoreIdentity), so two stores — or one store before and after a
-// change of spec or credentials — never share an entry, and one tenant can
-// never be served another's value.
-//
-// A remote value's key is (identity, remote key, version) and deliberately
-// not the property: providers return whole remote values and Resolve picks
-// properties afterwards, so every property of one remote secret, for every
-// ExternalSecret that reads it, costs one provider call and one entry.
-// (DESIGN.md lists property in the key; leaving it out changes no isolation,
-// since a property is only ever read out of a value its reader may read.)
-func identityFields(id StoreIdentity, op string) []string {
-	return []string{id.Kind, id.Namespace, id.Name, string(id.UID), strconv.FormatInt(id.Generation, 10), id.Fingerprint,
-		strconv.FormatUint(id.Writes, 10), op}
-}
-
-func valueKey(id StoreIdentity, ref providers.Ref) cache.Key {
-	return cache.NewKey(append(identityFields(id, "get"), ref.Key, ref.Version)...)
-}
-
-// findKey names the result of one dataFrom.find: its path, name pattern and
-// tags, in a fixed order.
-func findKey(id StoreIdentity, f providers.Find) cache.Key {
-	fields := append(identityFields(id, "find"), f.Path, f.NameRegexp)
-	tags := make([]string, 0, len(f.Tags))
-	for t := range f.Tags {
-		tags = append(tags, t)
-	}
-	slices.Sort(tags)
-	for _, t := range tags {
-		fields = append(fields, t, f.Tags[t])
-	}
-	return cache.NewKey(fields...)
-}
 
 // refreshInterval is how old a value read for es may be: its own
 // refreshInterval, else its store's defaultRefreshInterval, else
@@ -60,7 +24,7 @@ func findKey(id StoreIdentity, f providers.Find) cache.Key {
 // refreshed. The value is then served from the cache for as long as the
 // cache keeps it (--cache-max-ttl), and read again only after that, or when
 // the ExternalSecret comes to name other remote keys.
-func (r *Resolver) refreshInterval(es *configv1alpha1.ExternalSecret, store *UsableStore) time.Duration {
+func (r *Resolver) refreshInterval(es *configv1alpha1.ExternalSecret, store *stores.Store) time.Duration {
 	d := r.DefaultRefreshInterval
 	switch {
 	case es.Spec.RefreshInterval != nil:
@@ -83,13 +47,13 @@ const NoRefresh = time.Duration(math.MaxInt64)
 type source struct {
 	cache  *cache.Cache
 	client providers.Client
-	id     StoreIdentity
+	id     stores.Identity
 	maxAge time.Duration
 	clock  clock.PassiveClock
 	es     *configv1alpha1.ExternalSecret
 	// scope gives a find without a path its prefix, and filters what
 	// finds return.
-	scope  *KeyScope
+	scope  *stores.KeyScope
 	oldest time.Time
 }
 
@@ -111,7 +75,7 @@ func (s *source) served(ctx context.Context, e cache.Entry, what string) {
 func (s *source) get(ctx context.Context, refs []providers.Ref) (map[providers.Ref]providers.Value, error) {
 	keys := make([]cache.Key, len(refs))
 	for i, ref := range refs {
-		keys[i] = valueKey(s.id, ref)
+		keys[i] = s.id.ValueKey(ref)
 	}
 	entries, err := s.cache.Get(ctx, keys, s.maxAge, func(ctx context.Context, positions []int) []cache.Outcome {
 		want := make([]providers.Ref, len(positions))
@@ -142,7 +106,7 @@ func (s *source) find(ctx context.Context, f providers.Find) (map[string]provide
 	if err != nil {
 		return nil, err
 	}
-	entries, err := s.cache.Get(ctx, []cache.Key{findKey(s.id, f)}, s.maxAge, func(ctx context.Context, _ []int) []cache.Outcome {
+	entries, err := s.cache.Get(ctx, []cache.Key{s.id.FindKey(f)}, s.maxAge, func(ctx context.Context, _ []int) []cache.Outcome {
 		found, err := s.client.Find(ctx, f)
 		if err != nil {
 			return []cache.Outcome{{Err: err}}

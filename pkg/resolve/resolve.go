@@ -1,3 +1,7 @@
+// Package resolve turns an ExternalSecret into its values: it finds the
+// store and gets its client through pkg/stores, checks the ExternalSecret's
+// keys against the store's key scope, and reads the remote values through
+// the value cache.
 package resolve
 
 import (
@@ -15,12 +19,13 @@ import (
 	"github.com/veil-dev/veil/pkg/apis/externalsecrets"
 	"github.com/veil-dev/veil/pkg/cache"
 	"github.com/veil-dev/veil/pkg/providers"
+	"github.com/veil-dev/veil/pkg/stores"
 )
 
 // Resolver reads the values of ExternalSecrets.
 type Resolver struct {
-	Stores  *Stores
-	Clients *Clients
+	Stores  *stores.Lookup
+	Clients *stores.Clients
 	Clock   clock.PassiveClock
 	// Cache holds the values read from providers; nil reads every value
 	// from its provider.
@@ -58,7 +63,7 @@ func (r *Resolver) resolve(ctx context.Context, es *configv1alpha1.ExternalSecre
 }
 
 // read reads the values of es through store, which es may use.
-func (r *Resolver) read(ctx context.Context, es *configv1alpha1.ExternalSecret, store *UsableStore) (*externalsecrets.ExternalSecretValue, error) {
+func (r *Resolver) read(ctx context.Context, es *configv1alpha1.ExternalSecret, store *stores.Store) (*externalsecrets.ExternalSecretValue, error) {
 	client, id, err := r.Clients.For(ctx, store, es.Namespace)
 	if err != nil {
 		return nil, err

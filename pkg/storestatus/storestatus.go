@@ -19,7 +19,7 @@ import (
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
 	configclient "github.com/veil-dev/veil/pkg/generated/clientset/versioned/typed/config/v1alpha1"
 	configlisters "github.com/veil-dev/veil/pkg/generated/listers/config/v1alpha1"
-	"github.com/veil-dev/veil/pkg/resolve"
+	"github.com/veil-dev/veil/pkg/stores"
 )
 
 // FieldManager owns the condition. Every replica of veil-apiserver applies
@@ -95,8 +95,8 @@ func Want(css *configv1alpha1.ClusterSecretStore) metav1.Condition {
 		Message:            "every condition names its namespaces or needs labels that a new namespace does not have",
 		ObservedGeneration: css.Generation,
 	}
-	if i := resolve.OpenCondition(css); i >= 0 {
-		c.Status, c.Reason, c.Message = metav1.ConditionTrue, configv1alpha1.ReasonOpenNamespaceSelector, resolve.OpenConditionMessage(css, i)
+	if i := stores.OpenCondition(css); i >= 0 {
+		c.Status, c.Reason, c.Message = metav1.ConditionTrue, configv1alpha1.ReasonOpenNamespaceSelector, stores.OpenConditionMessage(css, i)
 	}
 	return c
 }

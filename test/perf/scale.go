@@ -189,7 +189,7 @@ func fillCache(n, size int) (held int, heap uint64, err error) {
 	value := []byte(printable(size))
 	keys := make([]cache.Key, n)
 	for i := range keys {
-		// Shaped like the keys pkg/resolve makes: store identity, then the remote key.
+		// Shaped like the keys stores.Identity makes: store identity, then the remote key.
 		keys[i] = cache.NewKey("SecretStore", "team-namespace", "vault", "6f1c2a4e-7d0b-4c55-9a43-1f0e5b8d2c71", "3",
 			"9d4c1e0f2b7a6c5d8e3f1a0b9c8d7e6f", "get", fmt.Sprintf("apps/team/service-%06d/credentials", i), "")
 	}

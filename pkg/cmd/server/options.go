@@ -40,6 +40,7 @@ import (
 	"github.com/veil-dev/veil/pkg/providers"
 	"github.com/veil-dev/veil/pkg/push"
 	"github.com/veil-dev/veil/pkg/resolve"
+	"github.com/veil-dev/veil/pkg/stores"
 	"github.com/veil-dev/veil/pkg/storestatus"
 	"github.com/veil-dev/veil/pkg/throttle"
 
@@ -310,7 +311,7 @@ func (o *Options) Config() (*apiserver.Config, error) {
 	nsInformer := c.SharedInformerFactory.Core().V1().Namespaces()
 
 	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
-	clients := resolve.NewClients(credentials.NewReader(kube, o.CredentialCacheTTL), providers.Env{
+	clients := stores.NewClients(credentials.NewReader(kube, o.CredentialCacheTTL), providers.Env{
 		DialContext:    dialer.DialContext,
 		AllowPlaintext: o.AllowPlaintextProviders,
 	})
@@ -354,7 +355,7 @@ func (o *Options) Config() (*apiserver.Config, error) {
 		return nil, err
 	}
 	resolver := &resolve.Resolver{
-		Stores: &resolve.Stores{
+		Stores: &stores.Lookup{
 			SecretStores:        ssInformer.Lister(),
 			ClusterSecretStores: cssInformer.Lister(),
 			Namespaces:          nsInformer.Lister(),

@@ -1,8 +1,9 @@
-package resolve
+package stores
 
 import (
 	"context"
 	"strings"
+	"sync"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -56,4 +57,16 @@ func TestWarnIfOpen(t *testing.T) {
 	if len(w.list) != 1 || !strings.Contains(w.list[0], "ClusterSecretStore shared: spec.conditions[0].namespaceSelector matches every namespace") {
 		t.Errorf("warnings %q, want one about shared", w.list)
 	}
+}
+
+// warnings records the warnings of a request.
+type warnings struct {
+	mu   sync.Mutex
+	list []string
+}
+
+func (w *warnings) AddWarning(_, text string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.list = append(w.list, text)
 }

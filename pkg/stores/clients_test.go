@@ -1,4 +1,4 @@
-package resolve
+package stores
 
 import (
 	"context"
@@ -46,8 +46,8 @@ type countingClient struct {
 
 func (c *countingClient) Close(context.Context) error { c.p.closes.Add(1); return nil }
 
-func usable(p providers.Provider, generation int64) *UsableStore {
-	return &UsableStore{
+func usable(p providers.Provider, generation int64) *Store {
+	return &Store{
 		Store:    providers.Store{Kind: configv1alpha1.SecretStoreKind, Namespace: "app", Name: "vault", Generation: generation, Spec: &configv1alpha1.SecretStoreSpec{}},
 		UID:      "uid-1",
 		Provider: p,
@@ -167,12 +167,12 @@ func TestAWriteMakesANewIdentity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.Written(before)
+	c.Invalidate(before)
 	again, after, err := c.For(ctx, usable(p, 1), "app")
 	if err != nil || again != client || after == before || after.Writes != before.Writes+1 {
 		t.Fatalf("after a write: same client %v, identity %+v -> %+v (%v)", again == client, before, after, err)
 	}
-	if valueKey(after, providers.Ref{Key: "k"}) == valueKey(before, providers.Ref{Key: "k"}) {
+	if after.ValueKey(providers.Ref{Key: "k"}) == before.ValueKey(providers.Ref{Key: "k"}) {
 		t.Error("a write does not change the cache key of a value")
 	}
 	if p.builds.Load() != 1 {

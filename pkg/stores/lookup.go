@@ -1,7 +1,4 @@
-// Package resolve turns an ExternalSecret into its values: it finds the
-// store, checks that the ExternalSecret's namespace may use it, gets the
-// store's client and reads the remote values.
-package resolve
+package stores
 
 import (
 	"context"
@@ -23,9 +20,9 @@ import (
 	"github.com/veil-dev/veil/pkg/providers"
 )
 
-// Stores finds the store an object refers to and decides whether its
+// Lookup finds the store an object refers to and decides whether its
 // namespace may use it. Reads and pushes share it, so they share the rules.
-type Stores struct {
+type Lookup struct {
 	SecretStores        configlisters.SecretStoreLister
 	ClusterSecretStores configlisters.ClusterSecretStoreLister
 	Namespaces          corelisters.NamespaceLister
@@ -39,8 +36,8 @@ type Stores struct {
 	AllowPlaintext bool
 }
 
-// UsableStore is a store that a namespace may use, with its provider.
-type UsableStore struct {
+// Store is a store that a namespace may use, with its provider.
+type Store struct {
 	providers.Store
 	UID      types.UID
 	Provider providers.Provider
@@ -53,9 +50,9 @@ type UsableStore struct {
 // *providers.Error: NotFound when the store does not exist, Forbidden when
 // the namespace may not use it or its endpoint is not allowed, Invalid when
 // its spec cannot work.
-func (s *Stores) For(ctx context.Context, namespace string, ref configv1alpha1.SecretStoreRef) (*UsableStore, error) {
+func (s *Lookup) For(ctx context.Context, namespace string, ref configv1alpha1.SecretStoreRef) (*Store, error) {
 	var (
-		store UsableStore
+		store Store
 		err   error
 	)
 	switch ref.Kind {
@@ -66,7 +63,7 @@ func (s *Stores) For(ctx context.Context, namespace string, ref configv1alpha1.S
 			ss, err = s.Live.SecretStores(namespace).Get(ctx, ref.Name, metav1.GetOptions{})
 		}
 		if err == nil {
-			store = UsableStore{Store: providers.Store{Kind: configv1alpha1.SecretStoreKind, Namespace: ss.Namespace, Name: ss.Name, Generation: ss.Generation, Spec: &ss.Spec}, UID: ss.UID}
+			store = Store{Store: providers.Store{Kind: configv1alpha1.SecretStoreKind, Namespace: ss.Namespace, Name: ss.Name, Generation: ss.Generation, Spec: &ss.Spec}, UID: ss.UID}
 		}
 	case configv1alpha1.ClusterSecretStoreKind:
 		var css *configv1alpha1.ClusterSecretStore
@@ -80,7 +77,7 @@ func (s *Stores) For(ctx context.Context, namespace string, ref configv1alpha1.S
 				return nil, err
 			}
 			warnIfOpen(ctx, css)
-			store = UsableStore{Store: providers.Store{Kind: configv1alpha1.ClusterSecretStoreKind, Name: css.Name, Generation: css.Generation, Spec: &css.Spec.SecretStoreSpec}, UID: css.UID, Scope: scope}
+			store = Store{Store: providers.Store{Kind: configv1alpha1.ClusterSecretStoreKind, Name: css.Name, Generation: css.Generation, Spec: &css.Spec.SecretStoreSpec}, UID: css.UID, Scope: scope}
 		}
 	default:
 		return nil, providers.Errorf(providers.Invalid, "secretStoreRef.kind %q is neither SecretStore nor ClusterSecretStore", ref.Kind)
@@ -108,7 +105,7 @@ func (s *Stores) For(ctx context.Context, namespace string, ref configv1alpha1.S
 // namespaceMayUse applies spec.conditions of a ClusterSecretStore and
 // returns the key scope of the conditions that match. Unlike External
 // Secrets Operator, no conditions means no namespace.
-func (s *Stores) namespaceMayUse(ctx context.Context, namespace string, css *configv1alpha1.ClusterSecretStore) (*KeyScope, error) {
+func (s *Lookup) namespaceMayUse(ctx context.Context, namespace string, css *configv1alpha1.ClusterSecretStore) (*KeyScope, error) {
 	if len(css.Spec.Conditions) == 0 {
 		return nil, providers.Errorf(providers.Forbidden, "ClusterSecretStore %q has no spec.conditions, so no namespace may use it; add a condition that matches namespace %q", css.Name, namespace)
 	}
@@ -134,14 +131,14 @@ func (s *Stores) namespaceMayUse(ctx context.Context, namespace string, css *con
 		}
 	}
 	if len(matched) > 0 {
-		return scopeFor(css, namespace, matched)
+		return ScopeFor(css, namespace, matched)
 	}
 	return nil, providers.Errorf(providers.Forbidden, "ClusterSecretStore %q may not be used from namespace %q: none of its spec.conditions matches it", css.Name, namespace)
 }
 
 // checkEndpoints refuses a store before any connection when one of its
 // endpoints is plaintext (unless allowed) or outside the allowlist.
-func (s *Stores) checkEndpoints(store *UsableStore) error {
+func (s *Lookup) checkEndpoints(store *Store) error {
 	urls, err := store.Provider.Endpoints(&store.Store)
 	if err != nil {
 		return err

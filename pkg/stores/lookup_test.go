@@ -1,4 +1,4 @@
-package resolve
+package stores
 
 import (
 	"context"
@@ -50,7 +50,7 @@ type world struct {
 	liveOnly []*configv1alpha1.SecretStore // in kube-apiserver, not yet in the informer
 }
 
-func (w world) build(t *testing.T, endpoints []string, plaintext bool) *Stores {
+func (w world) build(t *testing.T, endpoints []string, plaintext bool) *Lookup {
 	t.Helper()
 	index := func(objs ...any) cache.Indexer {
 		idx := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
@@ -81,7 +81,7 @@ func (w world) build(t *testing.T, endpoints []string, plaintext bool) *Stores {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Stores{
+	return &Lookup{
 		SecretStores:        configlisters.NewSecretStoreLister(index(ss...)),
 		ClusterSecretStores: configlisters.NewClusterSecretStoreLister(index(css...)),
 		Namespaces:          corelisters.NewNamespaceLister(index(ns...)),

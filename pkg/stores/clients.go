@@ -1,4 +1,4 @@
-package resolve
+package stores
 
 import (
 	"context"
@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"golang.org/x/sync/singleflight"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
 
 	"github.com/veil-dev/veil/pkg/allowlist"
@@ -14,22 +13,6 @@ import (
 	"github.com/veil-dev/veil/pkg/providers"
 	"github.com/veil-dev/veil/pkg/throttle"
 )
-
-// StoreIdentity is everything that decides what a store's client can read:
-// two stores, or one store before and after a change of spec or
-// credentials, never share a client or a cached value.
-type StoreIdentity struct {
-	Kind       string
-	Namespace  string
-	Name       string
-	UID        types.UID
-	Generation int64
-	// Fingerprint is an HMAC of the credentials the client was built with.
-	Fingerprint string
-	// Writes counts pushes through the store by this process: a push makes
-	// a new identity, so nothing cached before it is served after it.
-	Writes uint64
-}
 
 // Clients builds one client per store identity and reuses it, so a Vault
 // login or an AWS credential exchange happens once, not once per read.
@@ -54,7 +37,7 @@ type Clients struct {
 type storeName struct{ kind, namespace, name string }
 
 type clientEntry struct {
-	id       StoreIdentity
+	id       Identity
 	client   providers.Client
 	recorder *credentials.Recorder
 }
@@ -67,7 +50,7 @@ func NewClients(creds *credentials.Reader, env providers.Env) *Clients {
 // For returns the client of a store for calls on behalf of namespace,
 // building it when the store is new, its spec changed, or the credentials it
 // was built with changed. Every call of the client is admitted by Limiter.
-func (c *Clients) For(ctx context.Context, store *UsableStore, namespace string) (providers.Client, StoreIdentity, error) {
+func (c *Clients) For(ctx context.Context, store *Store, namespace string) (providers.Client, Identity, error) {
 	client, id, err := c.shared(ctx, store)
 	if err != nil {
 		return nil, id, err
@@ -76,11 +59,11 @@ func (c *Clients) For(ctx context.Context, store *UsableStore, namespace string)
 }
 
 // shared returns the one client of a store.
-func (c *Clients) shared(ctx context.Context, store *UsableStore) (providers.Client, StoreIdentity, error) {
+func (c *Clients) shared(ctx context.Context, store *Store) (providers.Client, Identity, error) {
 	key := storeName{string(store.Kind), store.Namespace, store.Name}
 	c.mu.Lock()
 	e := c.entries[key]
-	var id StoreIdentity
+	var id Identity
 	if e != nil {
 		id = e.id
 	}
@@ -88,7 +71,7 @@ func (c *Clients) shared(ctx context.Context, store *UsableStore) (providers.Cli
 	if e != nil && id.UID == store.UID && id.Generation == store.Generation {
 		fp, err := e.recorder.Fingerprint(ctx)
 		if err != nil {
-			return nil, StoreIdentity{}, err
+			return nil, Identity{}, err
 		}
 		if fp == id.Fingerprint {
 			return e.client, id, nil
@@ -113,7 +96,7 @@ func (c *Clients) shared(ctx context.Context, store *UsableStore) (providers.Cli
 			return nil, err
 		}
 		ne := &clientEntry{
-			id: StoreIdentity{Kind: key.kind, Namespace: key.namespace, Name: key.name,
+			id: Identity{Kind: key.kind, Namespace: key.namespace, Name: key.name,
 				UID: store.UID, Generation: store.Generation, Fingerprint: fp},
 			client:   client,
 			recorder: rec,
@@ -126,7 +109,7 @@ func (c *Clients) shared(ctx context.Context, store *UsableStore) (providers.Cli
 		return ne, nil
 	})
 	if err != nil {
-		return nil, StoreIdentity{}, err
+		return nil, Identity{}, err
 	}
 	ne := v.(*clientEntry)
 	c.mu.Lock()
@@ -135,9 +118,14 @@ func (c *Clients) shared(ctx context.Context, store *UsableStore) (providers.Cli
 	return ne.client, id, nil
 }
 
-// Written records a push through the store of id, so that reads after it
-// use a new identity and do not see values cached before it.
-func (c *Clients) Written(id StoreIdentity) {
+// Invalidate is the one way a write reaches the value cache: call it after
+// every write through the store of id that changed something (a value
+// pushed, a key deleted). It gives the store a new Identity (Writes+1), so
+// reads after it build new cache keys and never see a value cached before
+// the write; the client itself is kept. An id of a store that has changed
+// since (another UID or generation) already has a new identity, and is
+// left alone.
+func (c *Clients) Invalidate(id Identity) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e := c.entries[storeName{id.Kind, id.Namespace, id.Name}]; e != nil && e.id.UID == id.UID && e.id.Generation == id.Generation {

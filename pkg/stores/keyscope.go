@@ -1,4 +1,4 @@
-package resolve
+package stores
 
 import (
 	"fmt"
@@ -37,10 +37,10 @@ const maxScopedKeyLength = 1024
 // that a store the CRD schema did not check (an older CRD) is refused too.
 var prefixTemplatePattern = regexp.MustCompile(`^/?([A-Za-z0-9_.+=@-]|\{namespace\})+(/([A-Za-z0-9_.+=@-]|\{namespace\})+)*/$`)
 
-// scopeFor returns the key scope of namespace through css, given the
+// ScopeFor returns the key scope of namespace through css, given the
 // conditions that matched it: none when one of them has no prefix, else the
 // union of their prefixes.
-func scopeFor(css *configv1alpha1.ClusterSecretStore, namespace string, matched []configv1alpha1.ClusterSecretStoreCondition) (*KeyScope, error) {
+func ScopeFor(css *configv1alpha1.ClusterSecretStore, namespace string, matched []configv1alpha1.ClusterSecretStoreCondition) (*KeyScope, error) {
 	s := &KeyScope{store: "ClusterSecretStore " + css.Name, namespace: namespace}
 	for _, c := range matched {
 		if c.RemoteKeyPrefix == "" {
