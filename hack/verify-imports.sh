@@ -14,6 +14,8 @@
 #     every provider: it imports none of them, nor the harness that starts
 #     their servers (each provider's tests bring their own fixture);
 #   - no test code (harness, conformance suite) links into the binaries.
+#   - the registry (REST semantics and typed API errors) links neither the
+#     resolver, the pusher nor the store package: it is given them.
 # The rules are checked on the packages' full import graphs (go list -deps),
 # so an indirect import breaks them too, except those marked direct: there
 # the forbidden package is reached legitimately through another.
@@ -62,6 +64,8 @@ forbid_direct() {
 
 forbid "pkg/stores/..." "pkg/(resolve|push|registry|cmd|syncer|apiserver)(/|$)" \
   "the store package serves reads and pushes and depends on neither"
+forbid "pkg/registry/..." "pkg/(resolve|push|stores|credentials|cache)(/|$)" \
+  "the registry serves requests through the Resolver and Pusher it is given, and owns the API errors"
 forbid_direct "pkg/resolve/..." "pkg/(credentials|throttle|push|registry)(/|$)" \
   "a read reaches stores, their clients and credentials through pkg/stores"
 forbid_direct "pkg/push/..." "pkg/(resolve|cache|credentials|throttle|registry)(/|$)" \

@@ -23,6 +23,7 @@ import (
 	"github.com/veil-dev/veil/pkg/cache"
 	"github.com/veil-dev/veil/pkg/credentials"
 	"github.com/veil-dev/veil/pkg/providers"
+	"github.com/veil-dev/veil/pkg/registry"
 	"github.com/veil-dev/veil/pkg/stores"
 	"github.com/veil-dev/veil/pkg/throttle"
 )
@@ -387,7 +388,7 @@ func TestStaleValueIsServedWithAWarning(t *testing.T) {
 
 	w.clock.Step(time.Hour)
 	_, err = w.read(context.Background(), es, store)
-	apiErr := APIError(externalsecrets.Resource("externalsecretvalues"), "db", err)
+	apiErr := registry.APIError(externalsecrets.Resource("externalsecretvalues"), "db", err)
 	if !apierrors.IsServiceUnavailable(apiErr) || !strings.Contains(apiErr.Error(), "is older than veil-apiserver's --max-stale (1h0m0s)") {
 		t.Errorf("beyond --max-stale: %v, want 503 naming --max-stale", apiErr)
 	}
@@ -467,7 +468,7 @@ func TestThrottledReadsServeTheLastValue(t *testing.T) {
 	if !errors.As(err, &pe) || pe.Reason != providers.Throttled || pe.RetryAfter < time.Second {
 		t.Fatalf("a throttled read with a value older than --max-stale: %v, want Throttled with a delay", err)
 	}
-	if se := APIError(schema.GroupResource{Resource: "externalsecretvalues"}, "es", err); !apierrors.IsTooManyRequests(se) {
+	if se := registry.APIError(schema.GroupResource{Resource: "externalsecretvalues"}, "es", err); !apierrors.IsTooManyRequests(se) {
 		t.Errorf("as an API error: %v, want 429", se)
 	} else if s, ok := apierrors.SuggestsClientDelay(se); !ok || s < 1 {
 		t.Errorf("the 429 suggests no delay")

@@ -29,7 +29,7 @@ import (
 	configlisters "github.com/veil-dev/veil/pkg/generated/listers/config/v1alpha1"
 	"github.com/veil-dev/veil/pkg/metrics"
 	"github.com/veil-dev/veil/pkg/providers"
-	"github.com/veil-dev/veil/pkg/resolve"
+	"github.com/veil-dev/veil/pkg/registry"
 	"github.com/veil-dev/veil/pkg/throttle"
 )
 
@@ -89,7 +89,7 @@ func (r *REST) Get(ctx context.Context, name string, _ *metav1.GetOptions) (_ ru
 	}
 	// A namespace over its budget is refused before any work is done.
 	if err := r.reads.Admit(ns, "get"); err != nil {
-		return nil, resolve.APIError(resource, name, err)
+		return nil, registry.APIError(resource, name, err)
 	}
 	es, err := r.externalSecrets.ExternalSecrets(ns).Get(name)
 	if apierrors.IsNotFound(err) {
@@ -101,11 +101,11 @@ func (r *REST) Get(ctx context.Context, name string, _ *metav1.GetOptions) (_ ru
 		return nil, nf
 	}
 	if err != nil {
-		return nil, resolve.APIError(resource, name, providers.Wrap(providers.Unavailable, err, "reading ExternalSecret %s/%s", ns, name))
+		return nil, registry.APIError(resource, name, providers.Wrap(providers.Unavailable, err, "reading ExternalSecret %s/%s", ns, name))
 	}
 	v, err := r.resolver.Resolve(ctx, es)
 	if err != nil {
-		return nil, resolve.APIError(resource, name, err)
+		return nil, registry.APIError(resource, name, err)
 	}
 	r.reads.Charge(ns, throttle.Cost(valueBytes(v)))
 	return v, nil
@@ -133,7 +133,7 @@ func (r *REST) List(ctx context.Context, opts *metainternalversion.ListOptions) 
 	// A list across namespaces is charged under "" and each value on its
 	// page to the namespace it is in.
 	if err := r.reads.Admit(ns, "list"); err != nil {
-		return nil, resolve.APIError(resource, "", err)
+		return nil, registry.APIError(resource, "", err)
 	}
 	var ess []*configv1alpha1.ExternalSecret
 	if ns == "" {
@@ -205,7 +205,7 @@ func (r *REST) page(ctx context.Context, matched []*configv1alpha1.ExternalSecre
 				break
 			}
 			if errs[i] != nil {
-				msg := resolve.APIError(resource, chunk[i].Name, errs[i]).Error()
+				msg := registry.APIError(resource, chunk[i].Name, errs[i]).Error()
 				warning.AddWarning(ctx, "", fmt.Sprintf("externalsecretvalue %s/%s left out: %s", chunk[i].Namespace, chunk[i].Name, msg))
 				next++
 				continue

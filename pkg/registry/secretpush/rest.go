@@ -19,7 +19,7 @@ import (
 	configclient "github.com/veil-dev/veil/pkg/generated/clientset/versioned/typed/config/v1alpha1"
 	configlisters "github.com/veil-dev/veil/pkg/generated/listers/config/v1alpha1"
 	"github.com/veil-dev/veil/pkg/providers"
-	"github.com/veil-dev/veil/pkg/resolve"
+	"github.com/veil-dev/veil/pkg/registry"
 )
 
 // Pusher carries out a SecretPush; *push.Pusher (pkg/push) is one.
@@ -65,7 +65,7 @@ func (r *REST) Create(ctx context.Context, obj runtime.Object, validate rest.Val
 		return nil, apierrors.NewBadRequest("secretpushes are namespaced: name a namespace")
 	}
 	if req.Name == "" {
-		return nil, resolve.APIError(resource, "", providers.Errorf(providers.Invalid, "metadata.name must name the PushSecret to push"))
+		return nil, registry.APIError(resource, "", providers.Errorf(providers.Invalid, "metadata.name must name the PushSecret to push"))
 	}
 	if validate != nil {
 		if err := validate(ctx, obj); err != nil {
@@ -77,16 +77,16 @@ func (r *REST) Create(ctx context.Context, obj runtime.Object, validate rest.Val
 		ps, err = r.live.PushSecrets(ns).Get(ctx, req.Name, metav1.GetOptions{})
 	}
 	if apierrors.IsNotFound(err) {
-		return nil, resolve.APIError(resource, req.Name, providers.Errorf(providers.NotFound, "there is no PushSecret %q in namespace %q", req.Name, ns))
+		return nil, registry.APIError(resource, req.Name, providers.Errorf(providers.NotFound, "there is no PushSecret %q in namespace %q", req.Name, ns))
 	}
 	if err != nil {
-		return nil, resolve.APIError(resource, req.Name, providers.Wrap(providers.Unavailable, err, "reading PushSecret %s/%s", ns, req.Name))
+		return nil, registry.APIError(resource, req.Name, providers.Wrap(providers.Unavailable, err, "reading PushSecret %s/%s", ns, req.Name))
 	}
 
 	dryRun := opts != nil && len(opts.DryRun) > 0
 	results, err := r.pusher.Push(ctx, ps, req.Spec, dryRun)
 	if err != nil {
-		return nil, resolve.APIError(resource, req.Name, providers.Within(err, "PushSecret %s/%s", ns, req.Name))
+		return nil, registry.APIError(resource, req.Name, providers.Within(err, "PushSecret %s/%s", ns, req.Name))
 	}
 	for _, res := range results {
 		if res.Result == esv1alpha1.SecretPushResultFailed {

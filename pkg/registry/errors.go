@@ -1,4 +1,7 @@
-package resolve
+// Package registry holds what the REST storages of veil-apiserver's
+// resources (externalsecretvalue, secretpush) share: the typed Kubernetes
+// API errors that provider errors become.
+package registry
 
 import (
 	"errors"
