@@ -8,6 +8,7 @@ import (
 	"context"
 	"net"
 	"net/url"
+	"strings"
 
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
 )
@@ -170,6 +171,26 @@ type Env struct {
 	// dialed through it.
 	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 	// AllowPlaintext is --allow-plaintext-providers: http:// endpoints are
-	// refused unless it is set.
+	// refused unless it is set (CheckPlaintext).
 	AllowPlaintext bool
+}
+
+// CheckPlaintext is the plaintext policy, in one place with one message:
+// an http:// endpoint u of store is refused unless veil-apiserver runs with
+// --allow-plaintext-providers. veil-apiserver (pkg/stores) applies it to
+// every endpoint of a store before any client is built; providers apply it
+// again when they build a client, so a client never depends on its caller
+// for it.
+func (e Env) CheckPlaintext(store *Store, u *url.URL) error {
+	if u.Scheme == "http" && !e.AllowPlaintext {
+		return Errorf(Forbidden, "%s uses the plaintext endpoint %s; use https://, or start veil-apiserver with --allow-plaintext-providers (for local demos only)", store, Redact(u))
+	}
+	return nil
+}
+
+// Redact drops user info and query from a URL before it is shown.
+func Redact(u *url.URL) string {
+	c := *u
+	c.User, c.RawQuery, c.Fragment = nil, "", ""
+	return strings.TrimSuffix(c.String(), "/")
 }

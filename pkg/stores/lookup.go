@@ -2,9 +2,7 @@ package stores
 
 import (
 	"context"
-	"net/url"
 	"slices"
-	"strings"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -144,8 +142,8 @@ func (s *Lookup) checkEndpoints(store *Store) error {
 		return err
 	}
 	for _, u := range urls {
-		if u.Scheme == "http" && !s.AllowPlaintext {
-			return providers.Errorf(providers.Forbidden, "%s uses the plaintext endpoint %s; use https://, or start veil-apiserver with --allow-plaintext-providers (for local demos only)", &store.Store, redact(u))
+		if err := (providers.Env{AllowPlaintext: s.AllowPlaintext}).CheckPlaintext(&store.Store, u); err != nil {
+			return err
 		}
 		if !s.Endpoints.Allows(u.Hostname()) {
 			return providers.Errorf(providers.Forbidden, "%s uses endpoint %q, which veil-apiserver's --allowed-provider-endpoints (%s) does not allow", &store.Store, u.Hostname(), s.Endpoints)
@@ -164,11 +162,4 @@ func trustOf(kind configv1alpha1.StoreKind) allowlist.Trust {
 		return allowlist.Cluster
 	}
 	return allowlist.Namespaced
-}
-
-// redact drops user info and query from a URL before it is shown.
-func redact(u *url.URL) string {
-	c := *u
-	c.User, c.RawQuery, c.Fragment = nil, "", ""
-	return strings.TrimSuffix(c.String(), "/")
 }

@@ -162,10 +162,10 @@ func (p provider) NewClient(ctx context.Context, store *providers.Store, creds p
 		return nil, err
 	}
 	for _, u := range urls {
-		// stores.go refuses this before calling us; a client must never
+		// pkg/stores refuses this before calling us; a client must never
 		// depend on its caller for that.
-		if u.Scheme == "http" && !env.AllowPlaintext {
-			return nil, providers.Errorf(providers.Forbidden, "%s uses the plaintext endpoint %s://%s, and veil-apiserver does not allow plaintext providers", store, u.Scheme, u.Host)
+		if err := env.CheckPlaintext(store, u); err != nil {
+			return nil, err
 		}
 	}
 

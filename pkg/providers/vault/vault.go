@@ -78,8 +78,8 @@ func (p provider) NewClient(ctx context.Context, store *providers.Store, creds p
 	if err != nil {
 		return nil, err
 	}
-	if u.Scheme == "http" && !env.AllowPlaintext {
-		return nil, providers.Errorf(providers.Forbidden, "%s uses the plaintext endpoint %s://%s; use https://, or start veil-apiserver with --allow-plaintext-providers (for local demos only)", store, u.Scheme, u.Host)
+	if err := env.CheckPlaintext(store, u); err != nil {
+		return nil, err
 	}
 	mount := "secret"
 	if spec.Path != nil && *spec.Path != "" {
