@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -56,19 +57,23 @@ func (s *Lookup) For(ctx context.Context, namespace string, ref configv1alpha1.S
 	switch ref.Kind {
 	case configv1alpha1.SecretStoreKind, "":
 		var ss *configv1alpha1.SecretStore
-		ss, err = s.SecretStores.SecretStores(namespace).Get(ref.Name)
-		if apierrors.IsNotFound(err) {
-			ss, err = s.Live.SecretStores(namespace).Get(ctx, ref.Name, metav1.GetOptions{})
-		}
+		ss, err = informerElseLive(
+			func() (*configv1alpha1.SecretStore, error) {
+				return s.SecretStores.SecretStores(namespace).Get(ref.Name)
+			},
+			func() (*configv1alpha1.SecretStore, error) {
+				return s.Live.SecretStores(namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+			})
 		if err == nil {
 			store = Store{Store: providers.Store{Kind: configv1alpha1.SecretStoreKind, Namespace: ss.Namespace, Name: ss.Name, Generation: ss.Generation, Spec: &ss.Spec}, UID: ss.UID}
 		}
 	case configv1alpha1.ClusterSecretStoreKind:
 		var css *configv1alpha1.ClusterSecretStore
-		css, err = s.ClusterSecretStores.Get(ref.Name)
-		if apierrors.IsNotFound(err) {
-			css, err = s.Live.ClusterSecretStores().Get(ctx, ref.Name, metav1.GetOptions{})
-		}
+		css, err = informerElseLive(
+			func() (*configv1alpha1.ClusterSecretStore, error) { return s.ClusterSecretStores.Get(ref.Name) },
+			func() (*configv1alpha1.ClusterSecretStore, error) {
+				return s.Live.ClusterSecretStores().Get(ctx, ref.Name, metav1.GetOptions{})
+			})
 		if err == nil {
 			scope, err := s.namespaceMayUse(ctx, namespace, css)
 			if err != nil {
@@ -100,6 +105,18 @@ func (s *Lookup) For(ctx context.Context, namespace string, ref configv1alpha1.S
 	return &store, nil
 }
 
+// informerElseLive reads an object from an informer's lister and, when the
+// informer does not have it yet, from kube-apiserver, so that a store or
+// namespace created a moment ago is not taken for missing. Every lookup of
+// Lookup goes through it.
+func informerElseLive[T any](informer, live func() (T, error)) (T, error) {
+	v, err := informer()
+	if apierrors.IsNotFound(err) {
+		return live()
+	}
+	return v, err
+}
+
 // namespaceMayUse applies spec.conditions of a ClusterSecretStore and
 // returns the key scope of the conditions that match. Unlike External
 // Secrets Operator, no conditions means no namespace.
@@ -107,10 +124,11 @@ func (s *Lookup) namespaceMayUse(ctx context.Context, namespace string, css *con
 	if len(css.Spec.Conditions) == 0 {
 		return nil, providers.Errorf(providers.Forbidden, "ClusterSecretStore %q has no spec.conditions, so no namespace may use it; add a condition that matches namespace %q", css.Name, namespace)
 	}
-	ns, err := s.Namespaces.Get(namespace)
-	if apierrors.IsNotFound(err) {
-		ns, err = s.LiveCore.Namespaces().Get(ctx, namespace, metav1.GetOptions{})
-	}
+	ns, err := informerElseLive(
+		func() (*corev1.Namespace, error) { return s.Namespaces.Get(namespace) },
+		func() (*corev1.Namespace, error) {
+			return s.LiveCore.Namespaces().Get(ctx, namespace, metav1.GetOptions{})
+		})
 	if err != nil && !apierrors.IsNotFound(err) {
 		return nil, providers.Wrap(providers.Unavailable, err, "looking up namespace %q", namespace)
 	}
