@@ -103,6 +103,13 @@ func (c *Clients) shared(ctx context.Context, store *Store) (providers.Client, I
 		}
 		c.mu.Lock()
 		old := c.entries[key]
+		if old != nil {
+			// Writes only ever grows for a store: credentials rotated
+			// back give the fingerprint of before, and with the count
+			// starting again the identity (and cache keys) of before a
+			// push would come back too.
+			ne.id.Writes = old.id.Writes
+		}
 		c.entries[key] = ne
 		c.mu.Unlock()
 		c.retire(old)

@@ -179,3 +179,35 @@ func TestAWriteMakesANewIdentity(t *testing.T) {
 		t.Errorf("a write rebuilt the client: %d builds", p.builds.Load())
 	}
 }
+
+// TestAWriteSurvivesARebuild: credentials rotated away and back give the
+// fingerprint of before a write again, but never its identity, so a value
+// cached before the write is not served after it.
+func TestAWriteSurvivesARebuild(t *testing.T) {
+	ctx := context.Background()
+	p := &countingProvider{}
+	c, kube := newClients(t)
+	_, before, err := c.For(ctx, usable(p, 1), "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Invalidate(before)
+	for _, token := range []string{"two", "one"} {
+		if _, err := kube.CoreV1().Secrets("app").Update(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "creds"}, Data: map[string][]byte{"token": []byte(token)}}, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := c.For(ctx, usable(p, 1), "app"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, after, err := c.For(ctx, usable(p, 1), "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Fingerprint != before.Fingerprint {
+		t.Fatalf("the credentials rotated back give another fingerprint: %+v vs %+v", after, before)
+	}
+	if after.Writes <= before.Writes || after.ValueKey(providers.Ref{Key: "k"}) == before.ValueKey(providers.Ref{Key: "k"}) {
+		t.Errorf("after a write and a rebuild, identity %+v is that of before the write %+v", after, before)
+	}
+}
