@@ -19,11 +19,12 @@ import (
 	configlisters "github.com/veil-dev/veil/pkg/generated/listers/config/v1alpha1"
 	"github.com/veil-dev/veil/pkg/providers"
 	"github.com/veil-dev/veil/pkg/resolve"
+	"github.com/veil-dev/veil/pkg/stores"
 )
 
 // resolver is veil-apiserver's read path over the store under test as it
-// is now: the SecretStore in a lister, Stores (provider lookup, endpoint
-// checks), Clients (credentials, the allowlist dialer) and the Resolver,
+// is now: the SecretStore in a lister, stores.Lookup (provider lookup,
+// endpoint checks), stores.Clients (credentials, the allowlist dialer) and the Resolver,
 // without a cache, so every read reaches the provider.
 //
 // The allowlist names exactly the store's endpoints, as an administrator
@@ -35,8 +36,8 @@ func (s *suite) resolver(t *testing.T, st Store) *resolve.Resolver {
 		ObjectMeta: metav1.ObjectMeta{Namespace: Namespace, Name: StoreName, UID: types.UID("uid-" + s.run), Generation: 1},
 		Spec:       st.Spec,
 	}
-	stores := toolscache.NewIndexer(toolscache.MetaNamespaceKeyFunc, toolscache.Indexers{toolscache.NamespaceIndex: toolscache.MetaNamespaceIndexFunc})
-	if err := stores.Add(ss); err != nil {
+	secretStores := toolscache.NewIndexer(toolscache.MetaNamespaceKeyFunc, toolscache.Indexers{toolscache.NamespaceIndex: toolscache.MetaNamespaceIndexFunc})
+	if err := secretStores.Add(ss); err != nil {
 		t.Fatal(err)
 	}
 	empty := func() toolscache.Indexer {
@@ -57,12 +58,12 @@ func (s *suite) resolver(t *testing.T, st Store) *resolve.Resolver {
 	}
 
 	kube := fake.NewClientset(st.Objects...)
-	clients := resolve.NewClients(credentials.NewReader(kube, 0), env())
+	clients := stores.NewClients(credentials.NewReader(kube, 0), env())
 	clients.Endpoints = list
 	t.Cleanup(func() { clients.Close(context.Background()) })
 	return &resolve.Resolver{
-		Stores: &resolve.Stores{
-			SecretStores:        configlisters.NewSecretStoreLister(stores),
+		Stores: &stores.Lookup{
+			SecretStores:        configlisters.NewSecretStoreLister(secretStores),
 			ClusterSecretStores: configlisters.NewClusterSecretStoreLister(empty()),
 			Namespaces:          corelisters.NewNamespaceLister(empty()),
 			Endpoints:           list,
