@@ -266,6 +266,15 @@ func TestSecretsManagerGet(t *testing.T) {
 	_, err = c.Get(ctx, providers.Ref{Key: "app/db", Version: "11111111-2222-3333-4444-555555555555"})
 	wantReason(t, err, providers.NotFound, `version "11111111-2222-3333-4444-555555555555" of secret "app/db"`)
 
+	// Deleted with a recovery window, a secret is still there but cannot be
+	// read: to a reader it does not exist.
+	createSecret(t, "app/deleted", `{"k":"v"}`, nil)
+	if _, err := secretsManager().DeleteSecret(ctx, &secretsmanager.DeleteSecretInput{SecretId: aws.String("app/deleted"), RecoveryWindowInDays: aws.Int64(7)}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Get(ctx, providers.Ref{Key: "app/deleted"})
+	wantReason(t, err, providers.NotFound, `secret "app/deleted"`, "scheduled for deletion")
+
 	prefixed := newClient(t, configv1alpha1.AWSServiceSecretsManager, keysFor(setupKeys), func(s *configv1alpha1.AWSProvider) { s.Prefix = "app/" })
 	if got, err := prefixed.Get(ctx, providers.Ref{Key: "db"}); err != nil || !strings.Contains(string(got.Data), "two") {
 		t.Errorf("with prefix app/, key db: %v", err)

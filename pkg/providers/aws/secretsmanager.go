@@ -2,6 +2,7 @@ package aws
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"sort"
@@ -11,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
+	"github.com/aws/smithy-go"
 
 	"github.com/veil-dev/veil/pkg/providers"
 )
@@ -54,6 +56,11 @@ func (c *secretsManagerClient) Get(ctx context.Context, ref providers.Ref) (prov
 	in.VersionId, in.VersionStage = secretVersion(ref.Version)
 	out, err := c.api.GetSecretValue(ctx, in)
 	if err != nil {
+		if scheduledForDeletion(err) {
+			// A deleted secret stays, unreadable, for its recovery window;
+			// to a reader it is gone, as it is to External Secrets Operator.
+			return providers.Value{}, providers.Errorf(providers.NotFound, "%s: %s: it is scheduled for deletion (restore it with RestoreSecret to read it again)", c.store, reading("secret", ref))
+		}
 		return providers.Value{}, c.callError(err, reading("secret", ref))
 	}
 	return secretValue(out.SecretString, out.SecretBinary, out.VersionId), nil
@@ -288,4 +295,17 @@ var (
 // (maxFindResults, maxFindListed).
 func findTooBroad(store string, f providers.Find, format string, n int) error {
 	return providers.Errorf(providers.Invalid, "dataFrom.find under %q in %s %s; narrow find.path, find.name or find.tags", f.Path, store, fmt.Sprintf(format, n))
+}
+
+// scheduledForDeletion says whether AWS refused a read because the secret
+// was deleted with a recovery window: Secrets Manager answers
+// InvalidRequestException, and only its message says why ("... because it
+// was marked for deletion"; moto says "... currently marked deleted").
+func scheduledForDeletion(err error) bool {
+	var ae smithy.APIError
+	if !errors.As(err, &ae) || ae.ErrorCode() != "InvalidRequestException" {
+		return false
+	}
+	msg := ae.ErrorMessage()
+	return strings.Contains(msg, "marked for deletion") || strings.Contains(msg, "marked deleted")
 }
