@@ -35,7 +35,9 @@ func FuzzProperty(f *testing.F) {
 			if r := providers.ReasonOf(err); r != providers.Invalid && r != providers.NotFound {
 				t.Fatalf("reason %q for %v", r, err)
 			}
-			if len(data) > 8 && strings.Contains(err.Error(), string(data)) {
+			// The error names the property the spec asked for, which is no
+			// secret, and may equal the value by chance: look past it.
+			if len(data) > 8 && strings.Contains(strings.ReplaceAll(err.Error(), prop, ""), string(data)) {
 				t.Fatalf("the error carries the value: %v", err)
 			}
 			return
