@@ -36,8 +36,9 @@ func FuzzProperty(f *testing.F) {
 				t.Fatalf("reason %q for %v", r, err)
 			}
 			// The error names the property the spec asked for, which is no
-			// secret, and may equal the value by chance: look past it.
-			if len(data) > 8 && strings.Contains(strings.ReplaceAll(err.Error(), prop, ""), string(data)) {
+			// secret; when the value is part of it by chance, its presence
+			// proves nothing.
+			if len(data) > 8 && !strings.Contains(prop, string(data)) && strings.Contains(err.Error(), string(data)) {
 				t.Fatalf("the error carries the value: %v", err)
 			}
 			return
