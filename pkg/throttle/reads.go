@@ -51,10 +51,10 @@ func Cost(bytes int) int { return bytes / ReadUnitBytes }
 // A read is admitted only while its namespace's bucket holds a unit; what
 // it returned is charged when it is done and may leave the bucket in debt,
 // so a namespace reading large values is refused sooner. A namespace that
-// is refused is answered at once, before authorisation of the values, any
-// cache or provider work or encoding, with 429 and Retry-After: clients
-// that honour it (kubectl, client-go, veil-syncer's queue) slow down, and
-// the others namespaces' reads do not queue behind it.
+// is refused is answered at once, before its ExternalSecret is looked up
+// and before any cache or provider work or encoding, with 429 and
+// Retry-After: clients that honour it (kubectl, client-go, veil-syncer's
+// queue) slow down, and the other namespaces' reads do not queue behind it.
 type Reads struct {
 	limits ReadLimits
 	clock  clock.PassiveClock
