@@ -7,7 +7,7 @@ E2E_TIMEOUT ?= 30m
 FUZZTIME_SHORT ?= 5s
 FUZZTIME ?= 5m
 
-.PHONY: all build run test test-unit test-fuzz fuzz test-e2e check-moto verify verify-gofmt verify-vet verify-tidy verify-codegen verify-test-order verify-imports update tools bench certs clean
+.PHONY: all build run test prebuild-race test-unit test-fuzz fuzz test-e2e check-moto verify verify-gofmt verify-vet verify-tidy verify-codegen verify-test-order verify-imports update tools bench certs clean
 
 all: build
 
@@ -23,16 +23,23 @@ run: tools
 ## test: what CI runs: verification and the real components (built once)
 ## side by side, then unit tests, fuzzing and end-to-end tests. Tests never
 ## build a component themselves; hack/verify-test-order.sh checks the order.
-## On a fresh machine verification and the builds each leave a core idle
-## while they download modules, so they run together.
+## On a fresh machine verification, the builds and compiling the race-
+## instrumented packages each leave a core idle while they download modules
+## or link, so they run together.
 test:
-	@$(MAKE) --no-print-directory -j2 verify tools
+	@$(MAKE) --no-print-directory -j3 verify tools prebuild-race
 	@$(MAKE) --no-print-directory test-unit test-fuzz test-e2e
 
 ## test-unit: unit tests, with the race detector (the Vault and AWS
 ## provider tests run against real servers, so they need tools too)
 test-unit: tools
 	@bash hack/phase.sh unit $(GO) test -race -count=1 ./pkg/... ./cmd/... ./test/harness/...
+
+## prebuild-race: compiles the race-instrumented packages the unit tests
+## need (into Go's build cache) while the real components build; it runs
+## no test.
+prebuild-race:
+	@bash hack/phase.sh prebuild-race $(GO) build -race ./pkg/... ./test/harness/...
 
 ## test-fuzz: every fuzz target briefly (their seeds already ran as unit tests)
 test-fuzz:

@@ -7,8 +7,16 @@
 # repository. A throwaway module that replaces each of them with the published
 # v0.x release of the same Kubernetes version makes the build reproducible
 # from the module proxy alone.
+#
+# The build shares compiled packages with Veil's own builds through the Go
+# build cache: k8s.io/apiserver, client-go, grpc and the rest are compiled
+# once for both. Two things make that possible: the throwaway module selects
+# at least the versions Veil's go.mod selects (a package is reused only when
+# every package below it is the same version), and there is no -trimpath
+# (which changes every compile's cache key; Veil's builds do not use it).
 set -euo pipefail
 source "$(dirname "$0")/lib/cache.sh"
+repo=$(cd "$(dirname "$0")/.." && pwd)
 
 dest="$VEIL_CACHE_DIR/bin/kube-$KUBE_VERSION"
 bins=(kube-apiserver kube-controller-manager kubectl)
@@ -33,6 +41,12 @@ veil::fresh_module "$work" veil.local/kube-build
   [[ -n "$staging" ]] || { echo "no staging modules found in $modfile" >&2; exit 1; }
   args=(-require="k8s.io/kubernetes@$KUBE_VERSION")
   for m in $staging; do args+=(-replace="$m=$m@$staging_version"); done
+  # Veil's selected versions as minimums (MVS keeps the higher of the two).
+  while read -r path version _; do
+    [[ -n "$version" && "$path" != k8s.io/kubernetes ]] || continue
+    grep -qx "$path" <<<"$staging" && continue
+    args+=(-require="$path@$version")
+  done < <(cd "$repo" && GOFLAGS=-mod=mod go list -m all | tail -n +2)
   go mod edit "${args[@]}"
   cat > tools.go <<'GO'
 //go:build tools
@@ -47,7 +61,7 @@ import (
 GO
   veil::quietly "building Kubernetes" build.log go mod tidy -e
   mkdir -p out
-  veil::quietly "building Kubernetes" build.log go build -tags tools -trimpath -ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor" \
+  veil::quietly "building Kubernetes" build.log go build -tags tools -ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor" \
     -o out/ k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl
 )
 veil::install_atomically "$work/out" "$dest"
