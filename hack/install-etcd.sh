@@ -8,7 +8,7 @@ dest="$VEIL_CACHE_DIR/bin/etcd-$ETCD_VERSION"
 veil::cached "etcd $ETCD_VERSION" "$dest/etcd" "$@"
 
 work="$VEIL_CACHE_DIR/build/etcd-$ETCD_VERSION"
-veil::log "building etcd $ETCD_VERSION (about 6 minutes on two cores beside the other builds, once)"
+veil::log "building etcd $ETCD_VERSION (about 8 minutes on two cores beside the other builds, once)"
 started=$SECONDS
 veil::fresh_module "$work" veil.local/etcd-build
 cat > "$work/main.go" <<'GO'

@@ -19,7 +19,7 @@ if (( ${#pending[@]} == 0 )); then
   veil::log "etcd, Kubernetes and Vault are built (in $VEIL_CACHE_DIR)"
   exit 0
 fi
-veil::log "building ${pending[*]} into $VEIL_CACHE_DIR: about 45 minutes on two cores the first time (measured 47m40s from empty caches, alongside verification), then never again for these versions"
+veil::log "building ${pending[*]} into $VEIL_CACHE_DIR: about 45 minutes on two cores the first time (measured 44m21s from empty caches, alongside verification), then never again for these versions"
 started=$SECONDS
 pids=()
 for tool in "${pending[@]}"; do

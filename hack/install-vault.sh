@@ -19,7 +19,7 @@ if [[ -x "$dest/vault" && -x "$dest/plugins/$plugin" ]]; then echo "$dest/vault"
 veil::missing "vault $VAULT_VERSION" "${1:-}"
 
 work="$VEIL_CACHE_DIR/build/vault-$VAULT_VERSION"
-veil::log "building vault $VAULT_VERSION and its Kubernetes auth plugin (15 to 40 minutes on two cores, once, depending on what builds beside it)"
+veil::log "building vault $VAULT_VERSION and its Kubernetes auth plugin (15 to 45 minutes on two cores, once, depending on what builds beside it)"
 started=$SECONDS
 veil::fresh_module "$work" veil.local/vault-build
 (
