@@ -44,17 +44,16 @@ go tool client-gen --go-header-file "$HEADER" \
   --clientset-name versioned --input-base "$APIS" \
   --input config/v1alpha1 --input externalsecrets/v1alpha1
 
-# Listers and informers only for what supports watch: the CRDs. The virtual
-# resources are get/list (see DESIGN.md), so nothing is generated for them
-# that could not work.
+# Listers and informers for what supports list and watch: the CRDs and
+# externalsecretvalues (SecretPush is create-only, so none is generated).
 go tool lister-gen --go-header-file "$HEADER" \
   --output-dir "$GEN/listers" --output-pkg "$MODULE/$GEN/listers" \
-  "$APIS/config/v1alpha1"
+  "$APIS/config/v1alpha1" "$APIS/externalsecrets/v1alpha1"
 go tool informer-gen --go-header-file "$HEADER" \
   --output-dir "$GEN/informers" --output-pkg "$MODULE/$GEN/informers" \
   --versioned-clientset-package "$MODULE/$GEN/clientset/versioned" \
   --listers-package "$MODULE/$GEN/listers" \
-  "$APIS/config/v1alpha1"
+  "$APIS/config/v1alpha1" "$APIS/externalsecrets/v1alpha1"
 
 rm -f artifacts/base/crds/config.veil.dev_*.yaml
 go tool controller-gen crd:crdVersions=v1 paths=./pkg/apis/config/... output:crd:artifacts:config=artifacts/base/crds

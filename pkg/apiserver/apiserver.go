@@ -42,7 +42,14 @@ func init() {
 // ExtraConfig is what Veil adds to the generic server's configuration.
 type ExtraConfig struct {
 	ExternalSecrets configlisters.ExternalSecretLister
-	PushSecrets     configlisters.PushSecretLister
+	// ExternalSecretsVersion is the resource version ExternalSecrets has
+	// seen (its informer's LastSyncResourceVersion): lists of values
+	// answer with it, and watches resume from it.
+	ExternalSecretsVersion func() string
+	// MaxWatchesPerNamespace bounds the watches of values open at once
+	// in a namespace; 0 is the default.
+	MaxWatchesPerNamespace int
+	PushSecrets            configlisters.PushSecretLister
 	// Live reads what informers do not have yet.
 	Live     configclient.ConfigV1alpha1Interface
 	Resolver externalsecretvalue.Resolver
@@ -107,8 +114,13 @@ func (c completedConfig) New() (*Server, error) {
 	group := genericapiserver.NewDefaultAPIGroupInfo(externalsecrets.GroupName, Scheme, metav1.ParameterCodec, Codecs)
 	group.NegotiatedSerializer = jsonAndYAMLOnly{Codecs}
 	group.VersionedResourcesStorageMap["v1alpha1"] = map[string]rest.Storage{
-		"externalsecretvalues": externalsecretvalue.NewREST(c.ExtraConfig.ExternalSecrets, c.ExtraConfig.Live, c.ExtraConfig.Resolver, c.ExtraConfig.Reads),
-		"secretpushes":         secretpush.NewREST(c.ExtraConfig.PushSecrets, c.ExtraConfig.Live, c.ExtraConfig.Pusher),
+		"externalsecretvalues": externalsecretvalue.NewREST(c.ExtraConfig.ExternalSecrets, c.ExtraConfig.Live, c.ExtraConfig.Resolver, externalsecretvalue.Options{
+			Reads:                  c.ExtraConfig.Reads,
+			Authorizer:             c.GenericConfig.Authorization.Authorizer,
+			ListVersion:            c.ExtraConfig.ExternalSecretsVersion,
+			MaxWatchesPerNamespace: c.ExtraConfig.MaxWatchesPerNamespace,
+		}),
+		"secretpushes": secretpush.NewREST(c.ExtraConfig.PushSecrets, c.ExtraConfig.Live, c.ExtraConfig.Pusher),
 	}
 	if err := generic.InstallAPIGroup(&group); err != nil {
 		return nil, err

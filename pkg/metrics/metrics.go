@@ -107,6 +107,24 @@ var (
 		Buckets:        []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		StabilityLevel: metrics.ALPHA,
 	}, []string{"verb", "code"})
+
+	// ValueWatches is the number of open watches of externalsecretvalues.
+	ValueWatches = metrics.NewGauge(&metrics.GaugeOpts{
+		Namespace: "veil", Name: "value_watches",
+		Help:           "Watches of externalsecretvalues open now.",
+		StabilityLevel: metrics.ALPHA,
+	})
+
+	// ValueWatchEvents counts the events of value watches, by type, and
+	// the changes of ExternalSecrets a watch did not pass on, by why:
+	// unchanged (only the ExternalSecret's status changed), forbidden (the
+	// watcher may not get that value) or unresolvable (its values could not
+	// be read; a get says why).
+	ValueWatchEvents = metrics.NewCounterVec(&metrics.CounterOpts{
+		Namespace: "veil", Name: "value_watch_events_total",
+		Help:           "Events sent to watchers of externalsecretvalues by type (ADDED, MODIFIED, DELETED, BOOKMARK, ERROR), and changes not sent by reason (skipped_unchanged, skipped_forbidden, skipped_unresolvable).",
+		StabilityLevel: metrics.ALPHA,
+	}, []string{"event"})
 )
 
 var register sync.Once
@@ -115,7 +133,8 @@ var register sync.Once
 func Register() {
 	register.Do(func() {
 		legacyregistry.MustRegister(ProviderCalls, ProviderThrottled, NamespaceReadsThrottled, ProviderCallDuration,
-			CacheHits, CacheMisses, CacheEvictions, CacheBytes, CacheSharedFetches, CacheStaleServed, ReadDuration)
+			CacheHits, CacheMisses, CacheEvictions, CacheBytes, CacheSharedFetches, CacheStaleServed, ReadDuration,
+			ValueWatches, ValueWatchEvents)
 	})
 }
 

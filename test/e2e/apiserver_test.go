@@ -115,9 +115,9 @@ func TestExplainAndDiscovery(t *testing.T) {
 			t.Errorf("api-resources does not list %s:\n%s", r, out)
 		}
 	}
-	// Only what is served is advertised: no watch until it is served.
-	if line := found["externalsecretvalues"]; !strings.Contains(line, "externalsecrets.veil.dev/v1alpha1") || !strings.Contains(line, " get,list ") {
-		t.Errorf("externalsecretvalues should be served by externalsecrets.veil.dev/v1alpha1 with verbs get,list only: %q", line)
+	// Only what is served is advertised: reads, no writes.
+	if line := found["externalsecretvalues"]; !strings.Contains(line, "externalsecrets.veil.dev/v1alpha1") || !strings.Contains(line, " get,list,watch ") {
+		t.Errorf("externalsecretvalues should be served by externalsecrets.veil.dev/v1alpha1 with verbs get,list,watch only: %q", line)
 	}
 }
 

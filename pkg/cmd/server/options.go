@@ -39,6 +39,7 @@ import (
 	"github.com/veil-dev/veil/pkg/metrics"
 	"github.com/veil-dev/veil/pkg/providers"
 	"github.com/veil-dev/veil/pkg/push"
+	"github.com/veil-dev/veil/pkg/registry/externalsecretvalue"
 	"github.com/veil-dev/veil/pkg/resolve"
 	"github.com/veil-dev/veil/pkg/stores"
 	"github.com/veil-dev/veil/pkg/storestatus"
@@ -85,6 +86,9 @@ type Options struct {
 	// ReadLimits bound the reads of values veil-apiserver answers for each
 	// namespace; see throttle.Reads.
 	ReadLimits throttle.ReadLimits
+	// MaxWatchesPerNamespace bounds the watches of values open at once in
+	// one namespace.
+	MaxWatchesPerNamespace int
 }
 
 // NewOptions returns the defaults.
@@ -110,7 +114,8 @@ func NewOptions() *Options {
 		// A namespace's first sync of a thousand ExternalSecrets fits in
 		// the burst; a namespace reading in a loop gets a few hundred small
 		// values a second, or a few MiB of large ones.
-		ReadLimits: throttle.ReadLimits{CostPerSecond: 200, Burst: 1000},
+		ReadLimits:             throttle.ReadLimits{CostPerSecond: 200, Burst: 1000},
+		MaxWatchesPerNamespace: externalsecretvalue.DefaultMaxWatchesPerNamespace,
 	}
 	o.SecureServing.BindPort = 8443
 	// kube-apiserver multiplexes many users' requests over few HTTP/2
@@ -153,6 +158,8 @@ func NewCommand(ctx context.Context) *cobra.Command {
 	o.SecureServing.AddFlags(fs)
 	o.Authentication.AddFlags(fs)
 	o.Authorization.AddFlags(fs)
+	// --feature-gates: the generic server's, WatchList among them.
+	utilfeature.DefaultMutableFeatureGate.AddFlag(fs)
 	o.Audit.AddFlags(fs)
 	o.Features.AddFlags(fs)
 	o.CoreAPI.AddFlags(fs)
@@ -193,6 +200,8 @@ func NewCommand(ctx context.Context) *cobra.Command {
 			"A namespace over its budget is answered 429 with Retry-After before any work is done, and other namespaces are not held up.")
 	fs.IntVar(&o.ReadLimits.Burst, "namespace-read-burst", o.ReadLimits.Burst,
 		"Reads a namespace may make in a burst above --namespace-read-qps, counted as it counts them.")
+	fs.IntVar(&o.MaxWatchesPerNamespace, "max-watches-per-namespace", o.MaxWatchesPerNamespace,
+		"Watches of externalsecretvalues open at once in one namespace (watches across all namespaces count together); one more is answered 429. Each holds a watch in kube-apiserver.")
 	fs.DurationVar(&o.NegativeCacheTTL, "negative-cache-ttl", o.NegativeCacheTTL,
 		"How long a remote key that does not exist is remembered as missing before the provider is asked again; 0 always asks.")
 	fs.DurationVar(&o.MaxStale, "max-stale", o.MaxStale,
@@ -233,6 +242,9 @@ func (o *Options) Validate() error {
 		if d.v < 0 {
 			errs = append(errs, fmt.Errorf("--%s must not be negative", d.flag))
 		}
+	}
+	if o.MaxWatchesPerNamespace < 1 {
+		errs = append(errs, fmt.Errorf("--max-watches-per-namespace must be at least 1"))
 	}
 	if err := o.ReadLimits.Validate(); err != nil {
 		errs = append(errs, err)
@@ -377,14 +389,16 @@ func (o *Options) Config() (*apiserver.Config, error) {
 	return &apiserver.Config{
 		GenericConfig: c,
 		ExtraConfig: apiserver.ExtraConfig{
-			ExternalSecrets: esInformer.Lister(),
-			PushSecrets:     psInformer.Lister(),
-			Live:            veil.ConfigV1alpha1(),
-			Pusher:          &push.Pusher{Stores: resolver.Stores, Clients: clients},
-			Resolver:        resolver,
-			Reads:           throttle.NewReads(o.ReadLimits, nil),
-			Informers:       configInformers,
-			Controllers:     []func(context.Context){statuses.Run},
+			ExternalSecrets:        esInformer.Lister(),
+			ExternalSecretsVersion: esInformer.Informer().LastSyncResourceVersion,
+			MaxWatchesPerNamespace: o.MaxWatchesPerNamespace,
+			PushSecrets:            psInformer.Lister(),
+			Live:                   veil.ConfigV1alpha1(),
+			Pusher:                 &push.Pusher{Stores: resolver.Stores, Clients: clients},
+			Resolver:               resolver,
+			Reads:                  throttle.NewReads(o.ReadLimits, nil),
+			Informers:              configInformers,
+			Controllers:            []func(context.Context){statuses.Run},
 			Shutdown: func() error {
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				defer cancel()

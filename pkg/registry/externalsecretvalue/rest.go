@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/duration"
+	"k8s.io/apiserver/pkg/authorization/authorizer"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/apiserver/pkg/registry/rest"
 	"k8s.io/apiserver/pkg/warning"
@@ -47,17 +48,50 @@ type REST struct {
 	resolver Resolver
 	// reads is every namespace's read budget; nil admits every read.
 	reads *throttle.Reads
+	// authz decides which values a watcher is sent (see watch.go).
+	authz authorizer.Authorizer
+	// listVersion is the resource version of what externalSecrets holds:
+	// the version a list answers with, from which a watch resumes.
+	listVersion func() string
+	watches     *watches
 }
 
-// NewREST returns the storage of externalsecretvalues. reads may be nil.
-func NewREST(externalSecrets configlisters.ExternalSecretLister, live configclient.ExternalSecretsGetter, resolver Resolver, reads *throttle.Reads) *REST {
-	return &REST{externalSecrets: externalSecrets, live: live, resolver: resolver, reads: reads}
+// Options are what NewREST needs besides the ExternalSecrets and values.
+type Options struct {
+	// Reads is every namespace's read budget; nil admits every read.
+	Reads *throttle.Reads
+	// Authorizer decides which values a watcher may be sent.
+	Authorizer authorizer.Authorizer
+	// ListVersion returns the resource version the lister of
+	// ExternalSecrets has seen (its informer's LastSyncResourceVersion).
+	ListVersion func() string
+	// MaxWatchesPerNamespace bounds the watches open at once in one
+	// namespace; 0 means DefaultMaxWatchesPerNamespace.
+	MaxWatchesPerNamespace int
+}
+
+// NewREST returns the storage of externalsecretvalues.
+func NewREST(externalSecrets configlisters.ExternalSecretLister, live configclient.ExternalSecretsGetter, resolver Resolver, o Options) *REST {
+	maxWatches := o.MaxWatchesPerNamespace
+	if maxWatches <= 0 {
+		maxWatches = DefaultMaxWatchesPerNamespace
+	}
+	listVersion := o.ListVersion
+	if listVersion == nil {
+		listVersion = func() string { return "" }
+	}
+	return &REST{
+		externalSecrets: externalSecrets, live: live, resolver: resolver, reads: o.Reads,
+		authz: o.Authorizer, listVersion: listVersion,
+		watches: &watches{max: maxWatches, open: map[string]int{}},
+	}
 }
 
 var (
 	_ rest.Storage              = &REST{}
 	_ rest.Getter               = &REST{}
 	_ rest.Lister               = &REST{}
+	_ rest.Watcher              = &REST{}
 	_ rest.Scoper               = &REST{}
 	_ rest.KindProvider         = &REST{}
 	_ rest.SingularNameProvider = &REST{}
@@ -107,6 +141,7 @@ func (r *REST) Get(ctx context.Context, name string, _ *metav1.GetOptions) (_ ru
 	if err != nil {
 		return nil, registry.APIError(resource, name, err)
 	}
+	v.ObjectMeta = meta(es)
 	r.reads.Charge(ns, throttle.Cost(valueBytes(v)))
 	return v, nil
 }
@@ -122,14 +157,14 @@ func (r *REST) List(ctx context.Context, opts *metainternalversion.ListOptions) 
 	}
 	if opts != nil && opts.FieldSelector != nil {
 		fieldSel = opts.FieldSelector
-		for _, req := range fieldSel.Requirements() {
-			if req.Field != "metadata.name" && req.Field != "metadata.namespace" {
-				return nil, apierrors.NewBadRequest(fmt.Sprintf("field selector %q is not supported: externalsecretvalues support metadata.name and metadata.namespace", req.Field))
-			}
+		if err := checkFieldSelector(fieldSel.Requirements()); err != nil {
+			return nil, err
 		}
 	}
 
 	ns := genericapirequest.NamespaceValue(ctx)
+	// Read before the lister: what it holds is at least this version.
+	version := r.listVersion()
 	// A list across namespaces is charged under "" and each value on its
 	// page to the namespace it is in.
 	if err := r.reads.Admit(ns, "list"); err != nil {
@@ -168,7 +203,22 @@ func (r *REST) List(ctx context.Context, opts *metainternalversion.ListOptions) 
 	if opts != nil {
 		limit = opts.Limit
 	}
-	return r.page(ctx, matched, limit)
+	list, err := r.page(ctx, matched, limit)
+	if err != nil {
+		return nil, err
+	}
+	list.ResourceVersion = version
+	return list, nil
+}
+
+// checkFieldSelector refuses fields other than the two every value has.
+func checkFieldSelector(reqs fields.Requirements) error {
+	for _, req := range reqs {
+		if req.Field != "metadata.name" && req.Field != "metadata.namespace" {
+			return apierrors.NewBadRequest(fmt.Sprintf("field selector %q is not supported: externalsecretvalues support metadata.name and metadata.namespace", req.Field))
+		}
+	}
+	return nil
 }
 
 // The bounds of one list response, before it is encoded. A page stops at
@@ -218,6 +268,7 @@ func (r *REST) page(ctx context.Context, matched []*configv1alpha1.ExternalSecre
 				return withContinue(list, matched, next), nil
 			}
 			size += n
+			v.ObjectMeta = meta(chunk[i])
 			r.reads.Charge(v.Namespace, 1+throttle.Cost(n))
 			list.Items = append(list.Items, *v)
 			next++

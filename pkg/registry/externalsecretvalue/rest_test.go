@@ -60,7 +60,7 @@ func newREST(t *testing.T, r resolver, informer []*configv1alpha1.ExternalSecret
 			t.Fatal(err)
 		}
 	}
-	return NewREST(configlisters.NewExternalSecretLister(idx), client.ConfigV1alpha1(), r, nil)
+	return NewREST(configlisters.NewExternalSecretLister(idx), client.ConfigV1alpha1(), r, Options{})
 }
 
 func inNamespace(ns string) context.Context {

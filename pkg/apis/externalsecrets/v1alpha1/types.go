@@ -10,7 +10,7 @@ import (
 // it needs its own RBAC permission, separate from reading ExternalSecrets.
 //
 // +genclient
-// +genclient:onlyVerbs=get,list
+// +genclient:onlyVerbs=get,list,watch
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
 type ExternalSecretValue struct {
 	metav1.TypeMeta `json:",inline"`

@@ -26,6 +26,7 @@ import (
 
 	versioned "github.com/veil-dev/veil/pkg/generated/clientset/versioned"
 	config "github.com/veil-dev/veil/pkg/generated/informers/externalversions/config"
+	externalsecrets "github.com/veil-dev/veil/pkg/generated/informers/externalversions/externalsecrets"
 	internalinterfaces "github.com/veil-dev/veil/pkg/generated/informers/externalversions/internalinterfaces"
 	v1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	runtime "k8s.io/apimachinery/pkg/runtime"
@@ -326,8 +327,13 @@ type SharedInformerFactory interface {
 	InformerFor(obj runtime.Object, newFunc internalinterfaces.NewInformerFunc) cache.SharedIndexInformer
 
 	Config() config.Interface
+	Externalsecrets() externalsecrets.Interface
 }
 
 func (f *sharedInformerFactory) Config() config.Interface {
 	return config.New(f, f.namespace, f.tweakListOptions)
+}
+
+func (f *sharedInformerFactory) Externalsecrets() externalsecrets.Interface {
+	return externalsecrets.New(f, f.namespace, f.tweakListOptions)
 }

@@ -22,6 +22,7 @@ import (
 	fmt "fmt"
 
 	v1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
+	externalsecretsv1alpha1 "github.com/veil-dev/veil/pkg/apis/externalsecrets/v1alpha1"
 	schema "k8s.io/apimachinery/pkg/runtime/schema"
 	cache "k8s.io/client-go/tools/cache"
 )
@@ -61,6 +62,10 @@ func (f *sharedInformerFactory) ForResource(resource schema.GroupVersionResource
 		return &genericInformer{resource: resource.GroupResource(), informer: f.Config().V1alpha1().PushSecrets().Informer()}, nil
 	case v1alpha1.SchemeGroupVersion.WithResource("secretstores"):
 		return &genericInformer{resource: resource.GroupResource(), informer: f.Config().V1alpha1().SecretStores().Informer()}, nil
+
+		// Group=externalsecrets.veil.dev, Version=v1alpha1
+	case externalsecretsv1alpha1.SchemeGroupVersion.WithResource("externalsecretvalues"):
+		return &genericInformer{resource: resource.GroupResource(), informer: f.Externalsecrets().V1alpha1().ExternalSecretValues().Informer()}, nil
 
 	}
 

@@ -24,6 +24,7 @@ import (
 	externalsecretsv1alpha1 "github.com/veil-dev/veil/pkg/apis/externalsecrets/v1alpha1"
 	scheme "github.com/veil-dev/veil/pkg/generated/clientset/versioned/scheme"
 	v1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	watch "k8s.io/apimachinery/pkg/watch"
 	gentype "k8s.io/client-go/gentype"
 )
 
@@ -37,6 +38,7 @@ type ExternalSecretValuesGetter interface {
 type ExternalSecretValueInterface interface {
 	Get(ctx context.Context, name string, opts v1.GetOptions) (*externalsecretsv1alpha1.ExternalSecretValue, error)
 	List(ctx context.Context, opts v1.ListOptions) (*externalsecretsv1alpha1.ExternalSecretValueList, error)
+	Watch(ctx context.Context, opts v1.ListOptions) (watch.Interface, error)
 	ExternalSecretValueExpansion
 }
 
