@@ -75,6 +75,8 @@ type skeleton[O object, S any] struct {
 	clock    clock.PassiveClock
 	// written is the status this process last wrote to each object.
 	written *writtenStatuses[*S]
+	// rate bounds each namespace's syncs; nil for no bound.
+	rate *namespaceRate
 }
 
 func newSkeleton[O object, S any](k kind[O, S], recorder record.EventRecorder) *skeleton[O, S] {
@@ -104,7 +106,13 @@ func (s *skeleton[O, S]) next(ctx context.Context) bool {
 	}
 	obj, err := s.r.get(ns, name)
 	if err != nil || s.r.skip(obj) {
+		s.rate.forget(key)
 		s.queue.Forget(key)
+		return true
+	}
+	if d := s.rate.wait(ns, key, s.clock.Now()); d > 0 {
+		// Over its namespace's rate: back when its turn comes.
+		s.queue.AddAfter(key, d)
 		return true
 	}
 	obj = s.current(obj)

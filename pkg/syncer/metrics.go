@@ -31,6 +31,12 @@ var (
 		StabilityLevel: metrics.ALPHA,
 	}, []string{"result"})
 
+	namespaceSyncsDelayed = metrics.NewCounter(&metrics.CounterOpts{
+		Namespace: "veil", Subsystem: "syncer", Name: "namespace_syncs_delayed_total",
+		Help:           "Syncs put off because their namespace was over --namespace-sync-qps (they are queued again for when its budget allows).",
+		StabilityLevel: metrics.ALPHA,
+	})
+
 	queueDepth = metrics.NewGaugeVec(&metrics.GaugeOpts{
 		Namespace: "veil", Subsystem: "syncer", Name: "queue_depth",
 		Help:           "ExternalSecrets waiting for a worker, by priority: urgent (new or changed) or refresh (periodic refreshes and retries).",
@@ -84,7 +90,7 @@ var registerMetrics sync.Once
 func register() {
 	registerMetrics.Do(func() {
 		legacyregistry.MustRegister(syncDuration, syncResults, queueDepth, timeToFirstSync,
-			pushSyncDuration, pushSyncs, secretPushes, pushedKeys, pushQueueDepth)
+			pushSyncDuration, pushSyncs, secretPushes, pushedKeys, pushQueueDepth, namespaceSyncsDelayed)
 	})
 }
 

@@ -61,7 +61,11 @@ type Options struct {
 	// Namespace holds the Lease and the HMAC key Secret.
 	Namespace string
 
-	Workers                int
+	Workers int
+	// NamespaceSyncQPS and NamespaceSyncBurst bound the syncs of each
+	// namespace (see namespaceRate); a QPS of 0 turns the bound off.
+	NamespaceSyncQPS       float64
+	NamespaceSyncBurst     int
 	QPS                    float32
 	Burst                  int
 	DefaultRefreshInterval time.Duration
@@ -85,6 +89,11 @@ func NewOptions() *Options {
 	return &Options{
 		Namespace: "veil-system",
 		Workers:   20,
+		// A namespace's first sync of a thousand ExternalSecrets fits in
+		// the burst; one that rewrites ExternalSecrets in a loop is synced
+		// twenty times a second, not as fast as kube-apiserver can go.
+		NamespaceSyncQPS:   20,
+		NamespaceSyncBurst: 1000,
 		// A first sync costs four requests (read the values, create the
 		// Secret, write the status, record an Event): client-go's default
 		// of 5 per second would make 1,000 new ExternalSecrets take over
@@ -130,6 +139,10 @@ func NewCommand(ctx context.Context) *cobra.Command {
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "Kubeconfig of the syncer's identity; the in-cluster ServiceAccount when empty.")
 	fs.StringVar(&o.Namespace, "namespace", o.Namespace, "Namespace of the leader election Lease and of the HMAC key Secret.")
 	fs.IntVar(&o.Workers, "workers", o.Workers, "ExternalSecrets synced in parallel, and as many PushSecrets.")
+	fs.Float64Var(&o.NamespaceSyncQPS, "namespace-sync-qps", o.NamespaceSyncQPS,
+		"Syncs per second veil-syncer does for one namespace (its ExternalSecrets and PushSecrets together: first syncs, changes, refreshes and retries), "+
+			"so that a namespace that writes ExternalSecrets in a loop cannot keep kube-apiserver busy for everyone; 0 turns the bound off. A sync over it waits for its turn.")
+	fs.IntVar(&o.NamespaceSyncBurst, "namespace-sync-burst", o.NamespaceSyncBurst, "Syncs a namespace may have at once above --namespace-sync-qps.")
 	fs.Float32Var(&o.QPS, "kube-api-qps", o.QPS, "Requests per second to kube-apiserver, shared by all workers (leader election has its own budget).")
 	fs.IntVar(&o.Burst, "kube-api-burst", o.Burst, "Burst of requests to kube-apiserver above --kube-api-qps.")
 	fs.DurationVar(&o.DefaultRefreshInterval, "default-refresh-interval", o.DefaultRefreshInterval,
@@ -165,6 +178,9 @@ func (o *Options) Validate() error {
 	}
 	if o.Workers < 1 {
 		errs = append(errs, errors.New("--workers must be at least 1"))
+	}
+	if o.NamespaceSyncQPS < 0 || (o.NamespaceSyncQPS > 0 && o.NamespaceSyncBurst < 1) {
+		errs = append(errs, fmt.Errorf("--namespace-sync-qps must not be negative, and --namespace-sync-burst must be at least 1 when it is set"))
 	}
 	if o.QPS <= 0 || o.Burst < 1 {
 		errs = append(errs, errors.New("--kube-api-qps must be positive and --kube-api-burst at least 1"))
@@ -229,12 +245,16 @@ func (o *Options) Run(ctx context.Context) error {
 		return err
 	}
 	ctrl.excluded = sets.New(o.ExcludedNamespaces...)
+	// One budget per namespace for both controllers.
+	nsRate := newNamespaceRate(o.NamespaceSyncQPS, o.NamespaceSyncBurst)
+	ctrl.rate = nsRate
 	psInformer := informers.Config().V1alpha1().PushSecrets()
 	// The source Secret watches stop with ctx, after the workers.
 	pushCtrl, err := newPushController(ctx, psInformer, veil, kube, meta, recorder, key)
 	if err != nil {
 		return err
 	}
+	pushCtrl.rate = nsRate
 	// Followers keep their informers, source watches and queues warm, so a
 	// failover does not start from an empty cache.
 	informers.Start(ctx.Done())

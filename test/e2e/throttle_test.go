@@ -299,3 +299,43 @@ func TestFlowSchemasClassifyVeilTraffic(t *testing.T) {
 		}
 	}
 }
+
+// TestSyncerBoundsEachNamespacesSyncs: a namespace over --namespace-sync-qps
+// waits for its turn, and another namespace's first sync does not wait
+// behind it.
+func TestSyncerBoundsEachNamespacesSyncs(t *testing.T) {
+	// One sync at once, then one every 100 s: within the test, a
+	// namespace gets exactly one.
+	s, err := cluster.StartSyncer(ctxFor(t), unique("veil-syncer-nsrate-"), append(append([]string(nil), syncerArgs...),
+		"--namespace-sync-qps=0.01", "--namespace-sync-burst=1")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Stop)
+	waitLeader(t, s.Name)
+	delayed := syncerMetricsSince(t, s)
+
+	noisy := newNamespace(t, nil)
+	createFakeStore(t, noisy, "store", configv1alpha1.FakeProviderData{Key: "k", Value: "v"})
+	for i := range 3 {
+		newTargetES(t, noisy, fmt.Sprintf("n%d", i), configv1alpha1.ExternalSecretTarget{}, dataRef("k", "k", ""))
+	}
+	quiet := newNamespace(t, nil)
+	createFakeStore(t, quiet, "store", configv1alpha1.FakeProviderData{Key: "k", Value: "v"})
+	newTargetES(t, quiet, "q", configv1alpha1.ExternalSecretTarget{}, dataRef("k", "k", ""))
+	waitSecret(t, quiet, "q", hasData(map[string]string{"k": "v"}))
+
+	secrets, err := cluster.KubeClient.CoreV1().Secrets(noisy).List(ctxFor(t), metav1.ListOptions{LabelSelector: configv1alpha1.ManagedByLabel + "=veil-syncer"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(secrets.Items) != 1 {
+		t.Errorf("the noisy namespace has %d Secrets synced, want exactly 1 (its burst)", len(secrets.Items))
+	}
+	eventually(t, func() error {
+		if n := delayed.Delta("veil_syncer_namespace_syncs_delayed_total", nil); n < 2 {
+			return fmt.Errorf("veil_syncer_namespace_syncs_delayed_total went up by %v, want at least 2 (n1, n2)", n)
+		}
+		return nil
+	})
+}

@@ -126,7 +126,7 @@ func noisyScenario(ctx context.Context, c *harness.Cluster) error {
 		return fmt.Errorf("the shared store never became usable: %w", err)
 	}
 
-	syncer, err := c.StartSyncer(ctx, "veil-syncer-perf-p6")
+	syncer, err := c.StartSyncer(ctx, "veil-syncer-perf-p6", strings.Fields(*syncerFlags)...)
 	if err != nil {
 		return err
 	}

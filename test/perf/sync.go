@@ -26,7 +26,7 @@ import (
 
 var (
 	syncCount   = flag.Int("sync-count", 1000, "ExternalSecrets created at once in P4")
-	syncerFlags = flag.String("syncer-flags", "", "extra flags for veil-syncer in P4, space-separated (default: its defaults)")
+	syncerFlags = flag.String("syncer-flags", "", "extra flags for veil-syncer in P4 and P6, space-separated (default: its defaults)")
 )
 
 func init() {
