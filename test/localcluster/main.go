@@ -77,6 +77,7 @@ Veil is up (%s). In another shell:
   alias kubectl=%s
 
   kubectl get externalsecretvalues -n demo                 # a table, never a value
+  kubectl get externalsecretvalues -n demo -w --output-watch-events   # follows changes (Ctrl-C ends it)
   kubectl get externalsecretvalue -n demo db -o yaml       # the values, base64 like a Secret
   kubectl explain externalsecretvalues
   kubectl explain externalsecrets.spec
