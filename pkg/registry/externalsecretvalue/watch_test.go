@@ -68,6 +68,17 @@ func esAt(name, rv string, lbls map[string]string) *configv1alpha1.ExternalSecre
 	return e
 }
 
+// closeWhenDone stops w when the test ends and waits until it has let go
+// of its place (it does before closing its channel), so the next test
+// reads veil_value_watches without it.
+func closeWhenDone(t *testing.T, w watch.Interface) {
+	t.Cleanup(func() {
+		w.Stop()
+		for range w.ResultChan() {
+		}
+	})
+}
+
 func next(t *testing.T, w watch.Interface) watch.Event {
 	t.Helper()
 	ev, ok := <-w.ResultChan()
@@ -103,7 +114,7 @@ func TestWatchTranslatesExternalSecretEvents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer w.Stop()
+	closeWhenDone(t, w)
 	up, lo := <-upstreams, <-options
 	if !lo.Watch || lo.ResourceVersion != "4" || !lo.AllowWatchBookmarks || lo.SendInitialEvents == nil || !*lo.SendInitialEvents {
 		t.Errorf("the watch of ExternalSecrets was not made with the watcher's options: %+v", lo)
@@ -167,7 +178,7 @@ func TestWatchSendsOnlyWhatTheWatcherMayGet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer w.Stop()
+	closeWhenDone(t, w)
 	up := <-upstreams
 	forbidden := counter(t, "skipped_forbidden")
 	up.Add(esAt("web", "5", nil))
@@ -188,7 +199,7 @@ func TestWatchSendsOnlyWhatTheWatcherMayGet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer w2.Stop()
+	closeWhenDone(t, w2)
 	up2 := <-upstreams2
 	unresolvable := counter(t, "skipped_unresolvable")
 	up2.Add(esAt("broken", "5", nil))
@@ -205,7 +216,11 @@ func TestWatchesPerNamespaceAreBounded(t *testing.T) {
 	metrics.Register()
 	r, _, _ := watchREST(t, resolver{}, 2)
 	open := func(ns string) (watch.Interface, error) {
-		return r.Watch(as(inNamespace(ns), "admin"), &metainternalversion.ListOptions{})
+		w, err := r.Watch(as(inNamespace(ns), "admin"), &metainternalversion.ListOptions{})
+		if err == nil {
+			closeWhenDone(t, w)
+		}
+		return w, err
 	}
 	before, err := testutil.GetGaugeMetricValue(metrics.ValueWatches)
 	if err != nil {
