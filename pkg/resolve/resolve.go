@@ -151,9 +151,13 @@ func (r *Resolver) read(ctx context.Context, es *configv1alpha1.ExternalSecret, 
 		return nil, err
 	}
 	out := &externalsecrets.ExternalSecretValue{
+		// An ExternalSecretValue is its ExternalSecret's: the same UID and
+		// resource version, so versions compare the same on every replica.
 		ObjectMeta: metav1.ObjectMeta{
 			Name:              es.Name,
 			Namespace:         es.Namespace,
+			UID:               es.UID,
+			ResourceVersion:   es.ResourceVersion,
 			Labels:            es.Labels,
 			CreationTimestamp: es.CreationTimestamp,
 		},

@@ -141,7 +141,6 @@ func (r *REST) Get(ctx context.Context, name string, _ *metav1.GetOptions) (_ ru
 	if err != nil {
 		return nil, registry.APIError(resource, name, err)
 	}
-	v.ObjectMeta = meta(es)
 	r.reads.Charge(ns, throttle.Cost(valueBytes(v)))
 	return v, nil
 }
@@ -268,7 +267,6 @@ func (r *REST) page(ctx context.Context, matched []*configv1alpha1.ExternalSecre
 				return withContinue(list, matched, next), nil
 			}
 			size += n
-			v.ObjectMeta = meta(chunk[i])
 			r.reads.Charge(v.Namespace, 1+throttle.Cost(n))
 			list.Items = append(list.Items, *v)
 			next++

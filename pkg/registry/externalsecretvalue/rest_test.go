@@ -33,7 +33,7 @@ func (r resolver) Resolve(_ context.Context, es *configv1alpha1.ExternalSecret) 
 		return nil, err
 	}
 	return &externalsecrets.ExternalSecretValue{
-		ObjectMeta: metav1.ObjectMeta{Name: es.Name, Namespace: es.Namespace, Labels: es.Labels, CreationTimestamp: es.CreationTimestamp},
+		ObjectMeta: metav1.ObjectMeta{Name: es.Name, Namespace: es.Namespace, UID: es.UID, ResourceVersion: es.ResourceVersion, Labels: es.Labels, CreationTimestamp: es.CreationTimestamp},
 		Type:       "Opaque",
 		Data:       map[string][]byte{"password": []byte(secretValue), "user": []byte("app")},
 		Source:     externalsecrets.ValueSource{StoreRef: externalsecrets.StoreRef{Kind: "SecretStore", Name: "vault"}, FetchTime: metav1.Now()},

@@ -80,6 +80,11 @@ func (r *REST) Watch(ctx context.Context, opts *metainternalversion.ListOptions)
 	if !ok {
 		return nil, apierrors.NewForbidden(resource, "", fmt.Errorf("the request has no user"))
 	}
+	// Without an authorizer no event could be checked against what the
+	// watcher may get, so no watch is opened.
+	if r.authz == nil {
+		return nil, apierrors.NewMethodNotSupported(resource, "watch")
+	}
 	if err := r.reads.Admit(ns, "watch"); err != nil {
 		return nil, registry.APIError(resource, "", err)
 	}
@@ -215,7 +220,6 @@ func (r *REST) translate(ctx context.Context, u user.Info, ev watch.Event, sent 
 		metrics.ValueWatchEvents.WithLabelValues("skipped_unresolvable").Inc()
 		return watch.Event{}, false
 	}
-	v.ObjectMeta = meta(es)
 	fp := fingerprint(v)
 	if last, seen := sent[key]; seen && last == fp && ev.Type == watch.Modified {
 		metrics.ValueWatchEvents.WithLabelValues("skipped_unchanged").Inc()
@@ -226,7 +230,9 @@ func (r *REST) translate(ctx context.Context, u user.Info, ev watch.Event, sent 
 }
 
 // meta is the metadata an ExternalSecretValue takes from its
-// ExternalSecret: the same name, identity, labels and resource version.
+// ExternalSecret (as pkg/resolve sets it): the same name, identity, labels
+// and resource version. Only a DELETED event, which resolves nothing,
+// builds it here.
 func meta(es *configv1alpha1.ExternalSecret) metav1.ObjectMeta {
 	return metav1.ObjectMeta{
 		Name:              es.Name,

@@ -266,3 +266,11 @@ func TestWatchRefusesUnknownFields(t *testing.T) {
 		t.Fatalf("watch with an unsupported field selector: %v, want 400", err)
 	}
 }
+
+func TestWatchNeedsAnAuthorizer(t *testing.T) {
+	r := newREST(t, resolver{}, nil)
+	_, err := r.Watch(as(inNamespace("app"), "admin"), &metainternalversion.ListOptions{})
+	if !apierrors.IsMethodNotSupported(err) {
+		t.Fatalf("a REST without an authorizer opened a watch whose events it could not check; err = %v", err)
+	}
+}
