@@ -159,6 +159,9 @@ type call struct {
 	done  chan struct{}
 	entry Entry
 	err   error
+	// started is when the call began: a reader that wants values no older
+	// than a time after it does not share it.
+	started time.Time
 }
 
 // New returns an empty cache.
@@ -301,7 +304,10 @@ func (c *Cache) load(ctx context.Context, keys []Key, missing []int, maxAge time
 	now := c.clock.Now()
 	for j, i := range missing {
 		k := keys[i]
-		if cl, ok := c.inflight[k]; ok {
+		// A call that began too long ago for this reader (one that asks
+		// for values read after a change it has just seen) is not shared;
+		// a new one takes its place for later readers.
+		if cl, ok := c.inflight[k]; ok && now.Sub(cl.started) < maxAge {
 			metrics.CacheSharedFetches.Inc()
 			calls[j] = cl
 			continue
@@ -315,7 +321,7 @@ func (c *Cache) load(ctx context.Context, keys []Key, missing []int, maxAge time
 			calls[j] = &call{done: done, entry: e, err: err}
 			continue
 		}
-		cl := &call{done: make(chan struct{})}
+		cl := &call{done: make(chan struct{}), started: now}
 		c.inflight[k] = cl
 		calls[j] = cl
 		lead = append(lead, i)
@@ -346,7 +352,9 @@ func (c *Cache) run(ctx context.Context, keys []Key, lead []int, calls []*call, 
 	outcomes := callProvider(ctx, lead, fetch)
 	now := c.clock.Now()
 	for j, i := range lead {
-		calls[j].entry, calls[j].err = c.settle(keys[i], outcomes[j], now)
+		// A value is as old as the call that read it: one read before a
+		// change but stored after it must not pass for newer.
+		calls[j].entry, calls[j].err = c.settle(keys[i], outcomes[j], calls[j].started, now)
 	}
 	// Stores become visible to lookups only once ristretto has applied
 	// them; until then the calls stay in flight, so no reader misses in
@@ -354,8 +362,10 @@ func (c *Cache) run(ctx context.Context, keys []Key, lead []int, calls []*call, 
 	c.store.Wait()
 	c.reportBytes()
 	c.mu.Lock()
-	for _, i := range lead {
-		delete(c.inflight, keys[i])
+	for j, i := range lead {
+		if c.inflight[keys[i]] == calls[j] {
+			delete(c.inflight, keys[i])
+		}
 	}
 	c.mu.Unlock()
 	for _, cl := range calls {
@@ -394,16 +404,20 @@ func callProvider(ctx context.Context, positions []int, fetch Fetch) (out []Outc
 
 // settle stores what the provider returned for key and decides what the
 // readers get.
-func (c *Cache) settle(key Key, o Outcome, now time.Time) (Entry, error) {
+// fetched is when the call began.
+func (c *Cache) settle(key Key, o Outcome, fetched, now time.Time) (Entry, error) {
 	if o.Err == nil {
 		k := c.keys.current()
-		c.put(key, &entry{sealed: k.seal(o.Data, key), fetched: now.UnixNano(), gen: k.gen}, c.lifetime())
-		return Entry{Data: o.Data, Fetched: now}, nil
+		// A call that a newer one overtook leaves the newer value.
+		if e, ok := c.store.Get(string(key)); !ok || e.gen != k.gen || e.fetched <= fetched.UnixNano() {
+			c.put(key, &entry{sealed: k.seal(o.Data, key), fetched: fetched.UnixNano(), gen: k.gen}, c.lifetime())
+		}
+		return Entry{Data: o.Data, Fetched: fetched}, nil
 	}
 	switch providers.ReasonOf(o.Err) {
 	case providers.NotFound:
 		if c.cfg.NegativeTTL > 0 {
-			c.put(key, &entry{notFound: o.Err, fetched: now.UnixNano(), gen: c.keys.current().gen}, c.cfg.NegativeTTL)
+			c.put(key, &entry{notFound: o.Err, fetched: fetched.UnixNano(), gen: c.keys.current().gen}, c.cfg.NegativeTTL)
 		} else {
 			c.store.Del(string(key))
 		}

@@ -591,3 +591,54 @@ func TestNilCacheCallsTheProvider(t *testing.T) {
 	}
 	expectCalls(t, p, 2, "without a cache")
 }
+
+// TestACallOlderThanAReaderWantsIsNotShared: a reader that wants values
+// read after some moment (a change it has just seen) does not join a call
+// that began before it, which may have read the value from before the
+// change; it makes its own, and the older call, finishing last, does not
+// replace the newer value.
+func TestACallOlderThanAReaderWantsIsNotShared(t *testing.T) {
+	c, clk := newCache(t, Config{})
+	key := NewKey("rotated")
+	releaseOld := make(chan struct{})
+	oldStarted := make(chan struct{})
+	oldFetch := func(ctx context.Context, positions []int) []Outcome {
+		close(oldStarted)
+		<-releaseOld
+		return []Outcome{{Data: []byte("before")}}
+	}
+	oldDone := make(chan []Entry)
+	go func() {
+		es, err := c.Get(context.Background(), []Key{key}, time.Hour, oldFetch)
+		if err != nil {
+			t.Error(err)
+		}
+		oldDone <- es
+	}()
+	<-oldStarted
+
+	clk.Step(time.Second)
+	var newCalls atomic.Int32
+	es, err := c.Get(context.Background(), []Key{key}, time.Millisecond, func(ctx context.Context, positions []int) []Outcome {
+		newCalls.Add(1)
+		return []Outcome{{Data: []byte("after")}}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(es[0].Data) != "after" || newCalls.Load() != 1 {
+		t.Fatalf("a reader wanting values younger than the call in flight got %q with %d calls of its own", es[0].Data, newCalls.Load())
+	}
+	close(releaseOld)
+	if old := <-oldDone; string(old[0].Data) != "before" {
+		t.Errorf("the older reader got %q", old[0].Data)
+	}
+	// The cache keeps the newer read.
+	es, err = c.Get(context.Background(), []Key{key}, time.Hour, func(ctx context.Context, positions []int) []Outcome {
+		t.Error("the provider was called for a cached value")
+		return []Outcome{{Data: []byte("third")}}
+	})
+	if err != nil || string(es[0].Data) != "after" {
+		t.Errorf("cached after both calls: %q, %v; want the newer read", es[0].Data, err)
+	}
+}
