@@ -125,6 +125,38 @@ var (
 		Help:           "Events sent to watchers of externalsecretvalues by type (ADDED, MODIFIED, DELETED, BOOKMARK, ERROR), and changes not sent by reason (skipped_unchanged, skipped_forbidden, skipped_unresolvable).",
 		StabilityLevel: metrics.ALPHA,
 	}, []string{"event"})
+
+	// ValueChangesDetected counts remote keys change detection found
+	// changed at their provider.
+	ValueChangesDetected = metrics.NewCounter(&metrics.CounterOpts{
+		Namespace: "veil", Name: "value_changes_detected_total",
+		Help:           "Remote keys that change detection found changed at their provider.",
+		StabilityLevel: metrics.ALPHA,
+	})
+
+	// ValueChangesMarked counts ExternalSecrets whose status was given a
+	// new value change, by cause (Pushed, Detected, StoreChanged).
+	ValueChangesMarked = metrics.NewCounterVec(&metrics.CounterOpts{
+		Namespace: "veil", Name: "value_changes_marked_total",
+		Help:           "ExternalSecrets given a new status.lastValueChange, by cause (Pushed, Detected, StoreChanged).",
+		StabilityLevel: metrics.ALPHA,
+	}, []string{"cause"})
+
+	// ChangeDetectionErrors counts stores whose versions a detection cycle
+	// could not read, by reason.
+	ChangeDetectionErrors = metrics.NewCounterVec(&metrics.CounterOpts{
+		Namespace: "veil", Name: "change_detection_errors_total",
+		Help:           "Stores whose versions a change detection cycle could not read, by reason.",
+		StabilityLevel: metrics.ALPHA,
+	}, []string{"reason"})
+
+	// ChangeDetectionSeconds is how long one change detection cycle takes.
+	ChangeDetectionSeconds = metrics.NewHistogram(&metrics.HistogramOpts{
+		Namespace: "veil", Name: "change_detection_cycle_seconds",
+		Help:           "Duration of one change detection cycle over every store.",
+		Buckets:        []float64{.01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		StabilityLevel: metrics.ALPHA,
+	})
 )
 
 var register sync.Once
@@ -134,7 +166,7 @@ func Register() {
 	register.Do(func() {
 		legacyregistry.MustRegister(ProviderCalls, ProviderThrottled, NamespaceReadsThrottled, ProviderCallDuration,
 			CacheHits, CacheMisses, CacheEvictions, CacheBytes, CacheSharedFetches, CacheStaleServed, ReadDuration,
-			ValueWatches, ValueWatchEvents)
+			ValueWatches, ValueWatchEvents, ValueChangesDetected, ValueChangesMarked, ChangeDetectionErrors, ChangeDetectionSeconds)
 	})
 }
 

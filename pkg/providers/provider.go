@@ -54,6 +54,19 @@ type Client interface {
 	Close(ctx context.Context) error
 }
 
+// VersionLister is implemented by clients that can tell which version of
+// each remote key is current without reading the values, in few calls:
+// what change detection uses (pkg/changes). The result has an entry for
+// every key of keys that exists; tokens are only ever compared for
+// equality. Keys it cannot name (an AWS ARN, for example) are left out,
+// and so are never reported as changed.
+type VersionLister interface {
+	Versions(ctx context.Context, keys []string) (map[string]string, error)
+}
+
+// MaxVersionKeys bounds the keys one Versions call is asked about.
+const MaxVersionKeys = 10000
+
 // BatchGetter is implemented by clients that read several remote values in
 // one call (Parameter Store's GetParameters). Missing keys are absent from
 // the result, not errors.

@@ -10,9 +10,14 @@ import (
 	"sort"
 	"strings"
 
+	"k8s.io/apiserver/pkg/warning"
+	"k8s.io/klog/v2"
+
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
 	"github.com/veil-dev/veil/pkg/apis/externalsecrets"
 	esv1alpha1 "github.com/veil-dev/veil/pkg/apis/externalsecrets/v1alpha1"
+	"github.com/veil-dev/veil/pkg/changes"
+	"github.com/veil-dev/veil/pkg/metrics"
 	"github.com/veil-dev/veil/pkg/providers"
 	"github.com/veil-dev/veil/pkg/stores"
 )
@@ -27,6 +32,10 @@ type ReadOnlyProvider interface {
 type Pusher struct {
 	Stores  *stores.Lookup
 	Clients *stores.Clients
+	// Marker records each key written in the ExternalSecrets that read it,
+	// before the push is answered, so every replica reads it again; nil
+	// invalidates only this process's cache.
+	Marker *changes.Marker
 }
 
 // Push validates a SecretPush for ps and carries it out. An error means
@@ -67,6 +76,7 @@ func (p *Pusher) Push(ctx context.Context, ps *configv1alpha1.PushSecret, spec e
 
 	var results []externalsecrets.SecretPushResult
 	for _, s := range targets {
+		var written []string
 		ref := externalsecrets.StoreRef{Kind: string(s.Kind), Name: s.Name}
 		var (
 			client providers.Client
@@ -90,6 +100,7 @@ func (p *Pusher) Push(ctx context.Context, ps *configv1alpha1.PushSecret, spec e
 				} else {
 					r.Result = esv1alpha1.SecretPushResultDeleted
 					p.Clients.Invalidate(id)
+					written = append(written, m.RemoteRef.RemoteKey)
 				}
 			default:
 				res, perr := client.Push(ctx, providers.Push{
@@ -106,13 +117,33 @@ func (p *Pusher) Push(ctx context.Context, ps *configv1alpha1.PushSecret, spec e
 					r.Result = res
 					if res == esv1alpha1.SecretPushResultPushed {
 						p.Clients.Invalidate(id)
+						written = append(written, m.RemoteRef.RemoteKey)
 					}
 				}
 			}
 			results = append(results, r)
 		}
+		p.announce(ctx, s, written)
 	}
 	return results, nil
+}
+
+// announce records the keys written through s in the ExternalSecrets that
+// read them, so that a read after this push is answered, on any replica,
+// with what it wrote. If that fails the push still happened; the client
+// is warned that other replicas may serve the old value until their
+// refresh interval ends.
+func (p *Pusher) announce(ctx context.Context, s *stores.Store, written []string) {
+	if p.Marker == nil || len(written) == 0 {
+		return
+	}
+	store := changes.Store{Kind: s.Kind, Namespace: s.Namespace, Name: s.Name}
+	n, err := p.Marker.Mark(ctx, store, written, configv1alpha1.ValueChangePushed)
+	metrics.ValueChangesMarked.WithLabelValues(string(configv1alpha1.ValueChangePushed)).Add(float64(n))
+	if err != nil {
+		klog.ErrorS(err, "Recording pushed keys in the ExternalSecrets that read them", "store", store.String())
+		warning.AddWarning(ctx, "", fmt.Sprintf("the push through %s succeeded, but not every ExternalSecret that reads its keys could be told; other veil-apiserver replicas may serve the old value until its refresh interval ends", store))
+	}
 }
 
 // fail records a key that was not written: NotOwner, which retrying does

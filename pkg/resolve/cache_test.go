@@ -21,6 +21,7 @@ import (
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
 	"github.com/veil-dev/veil/pkg/apis/externalsecrets"
 	"github.com/veil-dev/veil/pkg/cache"
+	"github.com/veil-dev/veil/pkg/changes"
 	"github.com/veil-dev/veil/pkg/credentials"
 	"github.com/veil-dev/veil/pkg/providers"
 	"github.com/veil-dev/veil/pkg/registry"
@@ -475,5 +476,53 @@ func TestThrottledReadsServeTheLastValue(t *testing.T) {
 	}
 	if n := remote.getsBy("t"); n != 1 {
 		t.Errorf("the provider saw %d reads, want 1: throttled reads must not reach it", n)
+	}
+}
+
+// TestRecordedChangeIsReadAgain: a value change recorded in an
+// ExternalSecret's status (by another replica, a push or detection) makes
+// this process read again what it cached before it saw the change, once,
+// however long the refresh interval; values read after are served from
+// the cache again.
+func TestRecordedChangeIsReadAgain(t *testing.T) {
+	remote := newRemoteSystem(map[string]string{"a": "A1"}, "t")
+	w := newTenantWorld(t, remote, cache.Config{}, map[string]string{"app": "t"})
+	w.resolver.Changes = changes.NewSeen(w.clock, 24*time.Hour)
+	store := w.storeIn("app")
+	es := externalSecretOf("app", "es", ptrTo(time.Hour), remoteRef("a", "a", ""))
+	es.UID = "uid-es"
+	if v := w.mustRead(t, es, store); string(v.Data["a"]) != "A1" {
+		t.Fatalf("first read: %q", v.Data["a"])
+	}
+
+	remote.update(func(r *remoteSystem) { r.values["a"] = "A2" })
+	w.clock.Step(time.Second)
+	if v := w.mustRead(t, es, store); string(v.Data["a"]) != "A1" {
+		t.Fatalf("with no change recorded the cached value is served within the refresh interval; got %q", v.Data["a"])
+	}
+
+	es.Status.LastValueChange = &configv1alpha1.ValueChange{ID: "c1", Cause: configv1alpha1.ValueChangeDetected}
+	w.clock.Step(time.Second)
+	if v := w.mustRead(t, es, store); string(v.Data["a"]) != "A2" {
+		t.Fatalf("after a recorded change: %q, want the provider's new value", v.Data["a"])
+	}
+	w.clock.Step(time.Second)
+	w.mustRead(t, es, store)
+	if n := remote.getsBy("t"); n != 2 {
+		t.Errorf("the provider was read %d times, want 2: once first, once after the change, and the cache after", n)
+	}
+
+	// Another ExternalSecret reading the same key, marked with the same
+	// change (one Mark gives all its readers one ID), is served the value
+	// read after the change: a change costs one read a key, not one a
+	// reader.
+	other := externalSecretOf("app", "other", ptrTo(time.Hour), remoteRef("a", "a", ""))
+	other.UID = "uid-other"
+	other.Status.LastValueChange = es.Status.LastValueChange
+	if v := w.mustRead(t, other, store); string(v.Data["a"]) != "A2" {
+		t.Fatalf("other: %q", v.Data["a"])
+	}
+	if n := remote.getsBy("t"); n != 2 {
+		t.Errorf("the provider was read %d times, want still 2", n)
 	}
 }

@@ -36,6 +36,11 @@ type Resolver struct {
 	// MinRefreshInterval is --min-refresh-interval: no value is read again
 	// sooner than this, whatever an ExternalSecret or store asks.
 	MinRefreshInterval time.Duration
+	// Changes says how old a value may be after a change recorded in an
+	// ExternalSecret's status (*changes.Seen); nil ignores them.
+	Changes interface {
+		MaxAge(es *configv1alpha1.ExternalSecret) (time.Duration, bool)
+	}
 }
 
 // maxParallelReads bounds the provider reads one ExternalSecret makes at once.
@@ -68,7 +73,18 @@ func (r *Resolver) read(ctx context.Context, es *configv1alpha1.ExternalSecret, 
 	if err != nil {
 		return nil, err
 	}
-	src := &source{cache: r.Cache, client: client, id: id, maxAge: r.refreshInterval(es, store), clock: r.Clock, es: es, scope: store.Scope}
+	maxAge := r.refreshInterval(es, store)
+	// A value changed since: what was read before this process saw the
+	// change is read again, whatever the refresh interval. (Who may write
+	// an ExternalSecret's status could so make its values be read again
+	// once per write; that is within its namespace's provider share, and
+	// no tenant role includes that status.)
+	if r.Changes != nil {
+		if since, ok := r.Changes.MaxAge(es); ok && since < maxAge {
+			maxAge = since
+		}
+	}
+	src := &source{cache: r.Cache, client: client, id: id, maxAge: maxAge, clock: r.Clock, es: es, scope: store.Scope}
 
 	// Every data[] entry and extract naming the same remote value costs one read.
 	var refs []providers.Ref

@@ -186,3 +186,26 @@ func closeClient(ctx context.Context, e *clientEntry) {
 		klog.ErrorS(err, "Closing provider client", "kind", e.id.Kind, "store", klog.KRef(e.id.Namespace, e.id.Name))
 	}
 }
+
+// Versions asks store's client which version of each of keys is current
+// (providers.VersionLister), admitted by Limiter as one call on behalf of
+// namespace. ok is false when the store's provider cannot tell.
+func (c *Clients) Versions(ctx context.Context, store *Store, namespace string, keys []string) (_ map[string]string, ok bool, _ error) {
+	client, id, err := c.shared(ctx, store)
+	if err != nil {
+		return nil, true, err
+	}
+	vl, ok := client.(providers.VersionLister)
+	if !ok {
+		return nil, false, nil
+	}
+	if c.Limiter != nil {
+		done, err := c.Limiter.Admit(throttle.Store{Kind: id.Kind, Namespace: id.Namespace, Name: id.Name}, namespace)
+		if err != nil {
+			return nil, true, err
+		}
+		defer done()
+	}
+	v, err := vl.Versions(ctx, keys)
+	return v, true, err
+}

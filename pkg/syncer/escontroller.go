@@ -73,9 +73,11 @@ func newController(informer configinformers.ExternalSecretInformer, veil version
 		UpdateFunc: func(oldObj, newObj any) {
 			old, ok1 := oldObj.(*configv1alpha1.ExternalSecret)
 			es, ok2 := newObj.(*configv1alpha1.ExternalSecret)
-			// Status writes (ours) do not change the generation; only spec
-			// changes are urgent.
-			if ok1 && ok2 && old.Generation != es.Generation && es.Spec.Target != nil {
+			// Status writes (ours) do not change the generation; spec
+			// changes are urgent, and so is a change of the values
+			// veil-apiserver records (status.lastValueChange): a rotation
+			// reaches the Secret now, not at the next refresh.
+			if ok1 && ok2 && es.Spec.Target != nil && (old.Generation != es.Generation || valueChanged(old, es)) {
 				c.queue.AddUrgent(keyOf(es))
 			}
 		},
@@ -122,4 +124,11 @@ func (c *Controller) skip(es *configv1alpha1.ExternalSecret) bool {
 func (c *Controller) requeueAfter(es *configv1alpha1.ExternalSecret) (time.Duration, bool) {
 	interval := c.refreshInterval(es)
 	return jitter(interval), interval > 0
+}
+
+// valueChanged says whether veil-apiserver recorded a new change of es's
+// values between old and es.
+func valueChanged(old, es *configv1alpha1.ExternalSecret) bool {
+	a, b := old.Status.LastValueChange, es.Status.LastValueChange
+	return b != nil && (a == nil || a.ID != b.ID)
 }

@@ -31,6 +31,7 @@ import (
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
 	"github.com/veil-dev/veil/pkg/apiserver"
 	valuecache "github.com/veil-dev/veil/pkg/cache"
+	"github.com/veil-dev/veil/pkg/changes"
 	"github.com/veil-dev/veil/pkg/cmd/logcap"
 	"github.com/veil-dev/veil/pkg/credentials"
 	versioned "github.com/veil-dev/veil/pkg/generated/clientset/versioned"
@@ -89,6 +90,14 @@ type Options struct {
 	// MaxWatchesPerNamespace bounds the watches of values open at once in
 	// one namespace.
 	MaxWatchesPerNamespace int
+
+	// ChangeDetectionInterval is how often the replica holding the Lease
+	// asks providers which values changed; 0 turns detection off.
+	ChangeDetectionInterval time.Duration
+	// Namespace holds the Lease (veil-apiserver's own namespace).
+	Namespace string
+	// Identity is this replica's name in the Lease.
+	Identity string
 }
 
 // NewOptions returns the defaults.
@@ -108,6 +117,10 @@ func NewOptions() *Options {
 		DefaultRefreshInterval: time.Hour,
 		NegativeCacheTTL:       10 * time.Second,
 		MinRefreshInterval:     10 * time.Second,
+		// Rotation reaches readers within seconds; a cycle costs each
+		// store one call a key (Vault) or one per ten or fifty keys (AWS).
+		ChangeDetectionInterval: 10 * time.Second,
+		Namespace:               "veil-system",
 		// Well above what one namespace's reads need once the cache is
 		// warm, well below what makes a provider throttle everyone.
 		ProviderLimits: throttle.Limits{QPS: 100, Burst: 200, MaxInFlight: 32, NamespaceShare: 0.5},
@@ -200,6 +213,11 @@ func NewCommand(ctx context.Context) *cobra.Command {
 			"A namespace over its budget is answered 429 with Retry-After before any work is done, and other namespaces are not held up.")
 	fs.IntVar(&o.ReadLimits.Burst, "namespace-read-burst", o.ReadLimits.Burst,
 		"Reads a namespace may make in a burst above --namespace-read-qps, counted as it counts them.")
+	fs.DurationVar(&o.ChangeDetectionInterval, "change-detection-interval", o.ChangeDetectionInterval,
+		"How often one replica (elected with a Lease) asks each store's provider which remote keys that ExternalSecrets read have changed: Vault KV v2 metadata, one call a key; Secrets Manager ListSecrets, one call per ten keys; Parameter Store DescribeParameters, one call per fifty keys. "+
+			"The readers of a changed key are read again and their watchers and materialised Secrets updated, whatever their refresh interval. 0 turns detection off.")
+	fs.StringVar(&o.Namespace, "namespace", o.Namespace, "veil-apiserver's own namespace, which holds the Lease of change detection.")
+	fs.StringVar(&o.Identity, "leader-elect-identity", o.Identity, "This replica's name in the change detection Lease; the host name and a random suffix when empty.")
 	fs.IntVar(&o.MaxWatchesPerNamespace, "max-watches-per-namespace", o.MaxWatchesPerNamespace,
 		"Watches of externalsecretvalues open at once in one namespace (watches across all namespaces count together); one more is answered 429. Each holds a watch in kube-apiserver.")
 	fs.DurationVar(&o.NegativeCacheTTL, "negative-cache-ttl", o.NegativeCacheTTL,
@@ -366,6 +384,8 @@ func (o *Options) Config() (*apiserver.Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	seen := changes.NewSeen(clock.RealClock{}, max(o.CacheMaxTTL, o.MaxStale))
+	marker := &changes.Marker{ExternalSecrets: esInformer.Lister(), Client: veil.ConfigV1alpha1(), Clock: clock.RealClock{}}
 	resolver := &resolve.Resolver{
 		Stores: &stores.Lookup{
 			SecretStores:        ssInformer.Lister(),
@@ -381,6 +401,12 @@ func (o *Options) Config() (*apiserver.Config, error) {
 		Cache:                  values,
 		DefaultRefreshInterval: o.DefaultRefreshInterval,
 		MinRefreshInterval:     o.MinRefreshInterval,
+		Changes:                seen,
+	}
+	controllers := []func(context.Context){statuses.Run}
+	if o.ChangeDetectionInterval > 0 {
+		detector := &changes.Detector{ExternalSecrets: esInformer.Lister(), Stores: resolver.Stores, Clients: clients, Marker: marker, Interval: o.ChangeDetectionInterval}
+		controllers = append(controllers, func(ctx context.Context) { o.leadChangeDetection(ctx, kube, detector.Run) })
 	}
 	if !endpoints.Empty() {
 		klog.InfoS("Provider endpoints are restricted", "allowed", endpoints.String())
@@ -394,11 +420,11 @@ func (o *Options) Config() (*apiserver.Config, error) {
 			MaxWatchesPerNamespace: o.MaxWatchesPerNamespace,
 			PushSecrets:            psInformer.Lister(),
 			Live:                   veil.ConfigV1alpha1(),
-			Pusher:                 &push.Pusher{Stores: resolver.Stores, Clients: clients},
+			Pusher:                 &push.Pusher{Stores: resolver.Stores, Clients: clients, Marker: marker},
 			Resolver:               resolver,
 			Reads:                  throttle.NewReads(o.ReadLimits, nil),
 			Informers:              configInformers,
-			Controllers:            []func(context.Context){statuses.Run},
+			Controllers:            controllers,
 			Shutdown: func() error {
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				defer cancel()

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -308,4 +310,68 @@ func scheduledForDeletion(err error) bool {
 	}
 	msg := ae.ErrorMessage()
 	return strings.Contains(msg, "marked for deletion") || strings.Contains(msg, "marked deleted")
+}
+
+// listSecretsNameValues is how many values one ListSecrets name filter
+// takes.
+const listSecretsNameValues = 10
+
+var _ providers.VersionLister = &secretsManagerClient{}
+
+// Versions names each secret's current version by its last change
+// (LastChangedDate, which PutSecretValue and UpdateSecret move) and the ID
+// of its AWSCURRENT version, with ListSecrets filtered by name, ten names a
+// call: no value is read, and the cost grows with the keys asked about,
+// not with the secrets in the account. A name filter matches prefixes, so
+// the answers are narrowed to the names asked for.
+func (c *secretsManagerClient) Versions(ctx context.Context, keys []string) (map[string]string, error) {
+	if len(keys) > providers.MaxVersionKeys {
+		return nil, providers.Errorf(providers.Invalid, "%s: %d keys are more than the %d changes are detected for at once", c.store, len(keys), providers.MaxVersionKeys)
+	}
+	want := map[string]string{}
+	var names []string
+	for _, k := range keys {
+		if strings.HasPrefix(k, "arn:") || k == "" {
+			continue
+		}
+		if _, dup := want[c.key(k)]; !dup {
+			want[c.key(k)] = k
+			names = append(names, c.key(k))
+		}
+	}
+	out := make(map[string]string, len(names))
+	for start := 0; start < len(names); start += listSecretsNameValues {
+		batch := names[start:min(start+listSecretsNameValues, len(names))]
+		in := &secretsmanager.ListSecretsInput{
+			Filters:    []smtypes.Filter{{Key: smtypes.FilterNameStringTypeName, Values: batch}},
+			MaxResults: aws.Int32(listSecretsMax),
+		}
+		listed := 0
+		pages := secretsmanager.NewListSecretsPaginator(c.api, in)
+		for pages.HasMorePages() {
+			page, err := pages.NextPage(ctx)
+			if err != nil {
+				return nil, c.callError(err, "listing secrets to detect changes")
+			}
+			// Prefix matches of short names could list much of an
+			// account; past a bound the rest is left to refresh.
+			if listed += len(page.SecretList); listed > maxFindListed {
+				return nil, providers.Errorf(providers.Invalid, "%s: the names asked about match more than %d secrets as prefixes; changes of those keys are left to their refresh interval", c.store, maxFindListed)
+			}
+			for _, s := range page.SecretList {
+				key, ok := want[aws.ToString(s.Name)]
+				if !ok || s.DeletedDate != nil {
+					continue
+				}
+				var current string
+				for id, stages := range s.SecretVersionsToStages {
+					if slices.Contains(stages, "AWSCURRENT") {
+						current = id
+					}
+				}
+				out[key] = aws.ToTime(s.LastChangedDate).UTC().Format(time.RFC3339Nano) + "/" + current
+			}
+		}
+	}
+	return out, nil
 }

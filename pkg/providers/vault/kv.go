@@ -613,3 +613,44 @@ func (c *client) Delete(ctx context.Context, d providers.Delete) error {
 		return err
 	})
 }
+
+var _ providers.VersionLister = &client{}
+
+// Versions reads the KV v2 metadata of each key (its current version, and
+// whether that version was deleted), a few at a time: one call a key, and
+// no value is read. Metadata-only writes (custom_metadata) do not count
+// as changes. KV v1 keeps no versions, so its changes are left to refresh.
+func (c *client) Versions(ctx context.Context, keys []string) (map[string]string, error) {
+	if c.version != configv1alpha1.VaultKVv2 {
+		return nil, providers.Errorf(providers.Invalid, "%s reads a Vault KV v1 mount, which keeps no versions: its values change for readers when their refresh interval ends", c.store)
+	}
+	if len(keys) > providers.MaxVersionKeys {
+		return nil, providers.Errorf(providers.Invalid, "%s: %d keys are more than the %d changes are detected for at once", c.store, len(keys), providers.MaxVersionKeys)
+	}
+	var (
+		mu  sync.Mutex
+		out = make(map[string]string, len(keys))
+	)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(parallelReads)
+	for _, k := range keys {
+		key, err := c.cleanKey(k)
+		if err != nil {
+			continue // never readable, so never changed
+		}
+		g.Go(func() error {
+			meta, err := c.metadata(gctx, key)
+			if err != nil || meta == nil {
+				return err
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			out[k] = strconv.Itoa(meta.version) + "/" + strconv.Itoa(meta.current)
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}

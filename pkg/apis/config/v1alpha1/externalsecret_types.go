@@ -277,4 +277,48 @@ type ExternalSecretStatus struct {
 	// a target (deletionPolicy Delete) only on this UID, so a Secret someone
 	// created in its place is never deleted.
 	TargetUID types.UID `json:"targetUID,omitempty"`
+
+	// LastValueChange is the last change veil-apiserver saw to a remote
+	// value this ExternalSecret reads: pushed through Veil, detected at
+	// the provider, or a change of its store. Every veil-apiserver replica
+	// reads again the values it cached before it saw a new one, and
+	// watchers of the ExternalSecretValue are sent the new values.
+	// +optional
+	LastValueChange *ValueChange `json:"lastValueChange,omitempty"`
 }
+
+// ValueChange names one change of remote values. It carries no value.
+type ValueChange struct {
+	// ID is new for every change; only its equality matters.
+	// +kubebuilder:validation:MaxLength=64
+	ID string `json:"id"`
+
+	// Time is when veil-apiserver saw the change.
+	Time metav1.Time `json:"time"`
+
+	// Cause is Pushed (a PushSecret wrote a remote key this reads),
+	// Detected (a remote key this reads changed at the provider) or
+	// StoreChanged (its store's spec changed).
+	// +kubebuilder:validation:Enum=Pushed;Detected;StoreChanged
+	Cause ValueChangeCause `json:"cause"`
+
+	// Keys are the remote keys that changed, when the cause names them
+	// (at most 10; more are counted in MoreKeys).
+	// +optional
+	// +kubebuilder:validation:MaxItems=10
+	// +listType=atomic
+	Keys []string `json:"keys,omitempty"`
+
+	// MoreKeys counts the changed keys Keys leaves out.
+	// +optional
+	MoreKeys int32 `json:"moreKeys,omitempty"`
+}
+
+// ValueChangeCause is why values changed.
+type ValueChangeCause string
+
+const (
+	ValueChangePushed       ValueChangeCause = "Pushed"
+	ValueChangeDetected     ValueChangeCause = "Detected"
+	ValueChangeStoreChanged ValueChangeCause = "StoreChanged"
+)

@@ -1,0 +1,163 @@
+package changes
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/klog/v2"
+
+	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
+	configlisters "github.com/veil-dev/veil/pkg/generated/listers/config/v1alpha1"
+	"github.com/veil-dev/veil/pkg/metrics"
+	"github.com/veil-dev/veil/pkg/providers"
+	"github.com/veil-dev/veil/pkg/stores"
+)
+
+// Detector looks, every Interval, at the current version of each remote
+// key some ExternalSecret reads, store by store, and marks the readers of
+// those that changed since the last look. It asks each store once a cycle
+// (providers.VersionLister: one call a key on Vault KV v2, one a ten or
+// fifty keys on AWS), however many ExternalSecrets and readers there are;
+// only the replica holding the lease runs it. A store whose spec changed
+// has all its readers marked.
+type Detector struct {
+	ExternalSecrets configlisters.ExternalSecretLister
+	Stores          *stores.Lookup
+	Clients         *stores.Clients
+	Marker          *Marker
+	Interval        time.Duration
+
+	last map[Store]*storeState
+}
+
+// storeState is what the last cycle saw of one store.
+type storeState struct {
+	uid        types.UID
+	generation int64
+	// versions is nil until the store's keys were first read.
+	versions map[string]string
+	keys     []string
+}
+
+// readers are the ExternalSecrets that read through one store.
+type readers struct {
+	keys map[string]bool
+	// namespace is one namespace that reads through the store, on whose
+	// behalf the store is looked up (a ClusterSecretStore must admit it).
+	namespaces []string
+}
+
+// Run runs cycles until ctx ends.
+func (d *Detector) Run(ctx context.Context) {
+	d.last = map[Store]*storeState{}
+	wait.UntilWithContext(ctx, d.cycle, d.Interval)
+}
+
+func (d *Detector) cycle(ctx context.Context) {
+	start := time.Now()
+	defer func() { metrics.ChangeDetectionSeconds.Observe(time.Since(start).Seconds()) }()
+	ess, err := d.ExternalSecrets.List(labels.Everything())
+	if err != nil {
+		klog.ErrorS(err, "Listing ExternalSecrets for change detection")
+		return
+	}
+	byStore := map[Store]*readers{}
+	for _, es := range ess {
+		s := StoreOf(es)
+		r := byStore[s]
+		if r == nil {
+			r = &readers{keys: map[string]bool{}}
+			byStore[s] = r
+		}
+		if !slices.Contains(r.namespaces, es.Namespace) && len(r.namespaces) < 3 {
+			r.namespaces = append(r.namespaces, es.Namespace)
+		}
+		for _, k := range Keys(es) {
+			r.keys[k] = true
+		}
+	}
+	for s := range d.last {
+		if byStore[s] == nil {
+			delete(d.last, s) // no reader left
+		}
+	}
+	for s, r := range byStore {
+		if ctx.Err() != nil {
+			return
+		}
+		d.look(ctx, s, r)
+	}
+}
+
+// look compares one store's keys with the last cycle's and marks readers.
+func (d *Detector) look(ctx context.Context, s Store, r *readers) {
+	var (
+		store *stores.Store
+		ns    string
+		err   error
+	)
+	for _, ns = range r.namespaces {
+		if store, err = d.Stores.For(ctx, ns, configv1alpha1.SecretStoreRef{Kind: s.Kind, Name: s.Name}); err == nil {
+			break
+		}
+	}
+	if store == nil {
+		klog.V(4).InfoS("Store not usable for change detection", "store", s.String(), "err", err)
+		return
+	}
+	st := d.last[s]
+	if st != nil && st.uid == store.UID && st.generation != store.Generation {
+		// Every value read through the old spec may differ.
+		d.mark(ctx, s, nil, configv1alpha1.ValueChangeStoreChanged)
+	}
+	if st == nil || st.uid != store.UID || st.generation != store.Generation {
+		st = &storeState{uid: store.UID, generation: store.Generation}
+		d.last[s] = st
+	}
+
+	keys := make([]string, 0, len(r.keys))
+	for k := range r.keys {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	if len(keys) == 0 {
+		return
+	}
+	versions, ok, err := d.Clients.Versions(ctx, store, ns, keys)
+	if !ok {
+		return // the provider cannot tell; refresh intervals apply
+	}
+	if err != nil {
+		metrics.ChangeDetectionErrors.WithLabelValues(string(providers.ReasonOf(err))).Inc()
+		klog.V(2).InfoS("Change detection could not read versions", "store", s.String(), "err", err)
+		return
+	}
+	if st.versions != nil {
+		var changed []string
+		for _, k := range keys {
+			if !slices.Contains(st.keys, k) {
+				continue // new to this store's readers: read fresh anyway
+			}
+			if versions[k] != st.versions[k] {
+				changed = append(changed, k)
+			}
+		}
+		if len(changed) > 0 {
+			metrics.ValueChangesDetected.Add(float64(len(changed)))
+			d.mark(ctx, s, changed, configv1alpha1.ValueChangeDetected)
+		}
+	}
+	st.versions, st.keys = versions, keys
+}
+
+func (d *Detector) mark(ctx context.Context, s Store, keys []string, cause configv1alpha1.ValueChangeCause) {
+	n, err := d.Marker.Mark(ctx, s, keys, cause)
+	metrics.ValueChangesMarked.WithLabelValues(string(cause)).Add(float64(n))
+	if err != nil {
+		klog.ErrorS(err, "Recording a value change", "store", s.String(), "cause", cause)
+	}
+}

@@ -1,0 +1,61 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	"k8s.io/klog/v2"
+)
+
+// ChangeDetectionLease elects the one replica that detects changes at
+// providers; artifacts/base/apiserver/role.yaml grants it by this name.
+const ChangeDetectionLease = "veil-apiserver-change-detection"
+
+// leadChangeDetection runs work whenever this replica holds the Lease,
+// until ctx ends. Losing the Lease stops work and the replica goes on
+// serving reads, trying for the Lease again: unlike veil-syncer, nothing
+// here writes what another replica might write at the same time except
+// status.lastValueChange, where a second writer costs a read, not
+// correctness.
+func (o *Options) leadChangeDetection(ctx context.Context, kube kubernetes.Interface, work func(context.Context)) {
+	identity := o.Identity
+	if identity == "" {
+		host, _ := os.Hostname()
+		var b [4]byte
+		_, _ = rand.Read(b[:])
+		identity = host + "_" + hex.EncodeToString(b[:])
+	}
+	for ctx.Err() == nil {
+		le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
+			Lock: &resourcelock.LeaseLock{
+				LeaseMeta:  metav1.ObjectMeta{Name: ChangeDetectionLease, Namespace: o.Namespace},
+				Client:     kube.CoordinationV1(),
+				LockConfig: resourcelock.ResourceLockConfig{Identity: identity},
+			},
+			LeaseDuration:   15 * time.Second,
+			RenewDeadline:   10 * time.Second,
+			RetryPeriod:     2 * time.Second,
+			ReleaseOnCancel: true,
+			Name:            ChangeDetectionLease,
+			Callbacks: leaderelection.LeaderCallbacks{
+				OnStartedLeading: func(leading context.Context) {
+					klog.InfoS("Detecting value changes at providers", "identity", identity)
+					work(leading)
+				},
+				OnStoppedLeading: func() { klog.InfoS("Stopped detecting value changes", "identity", identity) },
+			},
+		})
+		if err != nil {
+			klog.ErrorS(err, "Change detection cannot elect a leader; values change for readers when their refresh interval ends")
+			return
+		}
+		le.Run(ctx)
+	}
+}
