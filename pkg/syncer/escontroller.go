@@ -40,7 +40,7 @@ func newExternalSecretSkeleton(veil versioned.Interface, recorder record.EventRe
 		failEvent: EventSyncError, failLog: "Sync failed",
 		status:     func(es *configv1alpha1.ExternalSecret) *configv1alpha1.ExternalSecretStatus { return &es.Status },
 		conditions: func(st *configv1alpha1.ExternalSecretStatus) *[]metav1.Condition { return &st.Conditions },
-		copyStatus: (*configv1alpha1.ExternalSecretStatus).DeepCopy,
+		copyStatus: ownedExternalSecretStatus,
 		applyStatus: func(ctx context.Context, ns, name string, body []byte, opts metav1.PatchOptions) (*configv1alpha1.ExternalSecret, error) {
 			return veil.ConfigV1alpha1().ExternalSecrets(ns).Patch(ctx, name, types.ApplyPatchType, body, opts, "status")
 		},
@@ -131,4 +131,14 @@ func (c *Controller) requeueAfter(es *configv1alpha1.ExternalSecret) (time.Durat
 func valueChanged(old, es *configv1alpha1.ExternalSecret) bool {
 	a, b := old.Status.LastValueChange, es.Status.LastValueChange
 	return b != nil && (a == nil || a.ID != b.ID)
+}
+
+// ownedExternalSecretStatus copies the fields of st veil-syncer writes:
+// all but lastValueChange, which is veil-apiserver's. Applying a copy of
+// it from the informer, forced, would put back an older change over a
+// newer one.
+func ownedExternalSecretStatus(st *configv1alpha1.ExternalSecretStatus) *configv1alpha1.ExternalSecretStatus {
+	owned := st.DeepCopy()
+	owned.LastValueChange = nil
+	return owned
 }

@@ -20,10 +20,11 @@ func TestStatusApplyHoldsOnlyWhatVeilOwns(t *testing.T) {
 			{Type: "Example", Status: metav1.ConditionTrue, Reason: "SomeoneElse"},
 			{Type: configv1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: configv1alpha1.ReasonSynced},
 		},
-		TargetUID: "t-uid",
+		TargetUID:       "t-uid",
+		LastValueChange: &configv1alpha1.ValueChange{ID: "veil-apiservers", Cause: configv1alpha1.ValueChangeDetected},
 	}
 	body, err := applyStatusBody("ExternalSecret", "app", "db", st,
-		func(s *configv1alpha1.ExternalSecretStatus) *[]metav1.Condition { return &s.Conditions }, (*configv1alpha1.ExternalSecretStatus).DeepCopy)
+		func(s *configv1alpha1.ExternalSecretStatus) *[]metav1.Condition { return &s.Conditions }, ownedExternalSecretStatus)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +43,10 @@ func TestStatusApplyHoldsOnlyWhatVeilOwns(t *testing.T) {
 	if len(conds) != 1 || conds[0].(map[string]any)["type"] != configv1alpha1.ConditionReady || status["targetUID"] != "t-uid" {
 		t.Errorf("status %v", status)
 	}
-	if len(st.Conditions) != 2 {
+	if _, ok := status["lastValueChange"]; ok {
+		t.Errorf("veil-syncer applies veil-apiserver's lastValueChange, and would put back an older one: %v", status)
+	}
+	if len(st.Conditions) != 2 || st.LastValueChange == nil {
 		t.Error("the status passed in was changed")
 	}
 }
