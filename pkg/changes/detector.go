@@ -30,17 +30,27 @@ type Detector struct {
 	Clients         *stores.Clients
 	Marker          *Marker
 	Interval        time.Duration
+	// Handover is how long the Lease may go from one leader to the next
+	// (its duration): changes in that gap are caught by their time.
+	Handover time.Duration
 
 	last map[Store]*storeState
+	// horizon: a key seen for the first time counts as changed if its
+	// provider changed it after this. A reader may have cached it before
+	// then without this process knowing the version it read.
+	horizon time.Time
 }
+
+// clockSkew is how far a provider's clock may be from ours, for the
+// horizon only: a key first seen and changed within it is read again.
+const clockSkew = 30 * time.Second
 
 // storeState is what the last cycle saw of one store.
 type storeState struct {
 	uid        types.UID
 	generation int64
 	// versions is nil until the store's keys were first read.
-	versions map[string]string
-	keys     []string
+	versions map[string]providers.KeyVersion
 }
 
 // readers are the ExternalSecrets that read through one store.
@@ -54,12 +64,21 @@ type readers struct {
 // Run runs cycles until ctx ends.
 func (d *Detector) Run(ctx context.Context) {
 	d.last = map[Store]*storeState{}
+	// A new leader knows no versions: whatever changed since the last
+	// leader's last look (an interval and a handover ago) is news.
+	d.horizon = time.Now().Add(-d.Interval - d.Handover - clockSkew)
 	wait.UntilWithContext(ctx, d.cycle, d.Interval)
 }
 
 func (d *Detector) cycle(ctx context.Context) {
 	start := time.Now()
-	defer func() { metrics.ChangeDetectionSeconds.Observe(time.Since(start).Seconds()) }()
+	defer func() {
+		metrics.ChangeDetectionSeconds.Observe(time.Since(start).Seconds())
+		metrics.ChangeDetectionCycles.Inc()
+		// Keys first seen next cycle may have been read since this one
+		// began.
+		d.horizon = start.Add(-clockSkew)
+	}()
 	ess, err := d.ExternalSecrets.List(labels.Everything())
 	if err != nil {
 		klog.ErrorS(err, "Listing ExternalSecrets for change detection")
@@ -136,22 +155,32 @@ func (d *Detector) look(ctx context.Context, s Store, r *readers) {
 		klog.V(2).InfoS("Change detection could not read versions", "store", s.String(), "err", err)
 		return
 	}
-	if st.versions != nil {
-		var changed []string
-		for _, k := range keys {
-			if !slices.Contains(st.keys, k) {
-				continue // new to this store's readers: read fresh anyway
+	var changed []string
+	for _, k := range keys {
+		now, exists := versions[k]
+		before, known := st.versions[k]
+		switch {
+		case known:
+			if exists && now.ID == before.ID {
+				continue
 			}
-			if versions[k] != st.versions[k] {
-				changed = append(changed, k)
+			// A new version, or deleted.
+		case exists:
+			// First seen: news only if changed since readers may have
+			// read it without this process knowing which version.
+			if !now.Changed.After(d.horizon) {
+				continue
 			}
+		default:
+			continue
 		}
-		if len(changed) > 0 {
-			metrics.ValueChangesDetected.Add(float64(len(changed)))
-			d.mark(ctx, s, changed, configv1alpha1.ValueChangeDetected)
-		}
+		changed = append(changed, k)
 	}
-	st.versions, st.keys = versions, keys
+	if len(changed) > 0 {
+		metrics.ValueChangesDetected.Add(float64(len(changed)))
+		d.mark(ctx, s, changed, configv1alpha1.ValueChangeDetected)
+	}
+	st.versions = versions
 }
 
 func (d *Detector) mark(ctx context.Context, s Store, keys []string, cause configv1alpha1.ValueChangeCause) {

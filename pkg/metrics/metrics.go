@@ -150,6 +150,13 @@ var (
 		StabilityLevel: metrics.ALPHA,
 	}, []string{"reason"})
 
+	// ChangeDetectionCycles counts change detection cycles run.
+	ChangeDetectionCycles = metrics.NewCounter(&metrics.CounterOpts{
+		Namespace: "veil", Name: "change_detection_cycles_total",
+		Help:           "Change detection cycles run (by the replica holding the Lease).",
+		StabilityLevel: metrics.ALPHA,
+	})
+
 	// ChangeDetectionSeconds is how long one change detection cycle takes.
 	ChangeDetectionSeconds = metrics.NewHistogram(&metrics.HistogramOpts{
 		Namespace: "veil", Name: "change_detection_cycle_seconds",
@@ -166,7 +173,7 @@ func Register() {
 	register.Do(func() {
 		legacyregistry.MustRegister(ProviderCalls, ProviderThrottled, NamespaceReadsThrottled, ProviderCallDuration,
 			CacheHits, CacheMisses, CacheEvictions, CacheBytes, CacheSharedFetches, CacheStaleServed, ReadDuration,
-			ValueWatches, ValueWatchEvents, ValueChangesDetected, ValueChangesMarked, ChangeDetectionErrors, ChangeDetectionSeconds)
+			ValueWatches, ValueWatchEvents, ValueChangesDetected, ValueChangesMarked, ChangeDetectionErrors, ChangeDetectionCycles, ChangeDetectionSeconds)
 	})
 }
 

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"time"
 
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
 )
@@ -57,11 +58,20 @@ type Client interface {
 // VersionLister is implemented by clients that can tell which version of
 // each remote key is current without reading the values, in few calls:
 // what change detection uses (pkg/changes). The result has an entry for
-// every key of keys that exists; tokens are only ever compared for
-// equality. Keys it cannot name (an AWS ARN, for example) are left out,
-// and so are never reported as changed.
+// every key of keys that exists. Keys it cannot name (an AWS ARN, for
+// example) are left out, and so are never reported as changed.
 type VersionLister interface {
-	Versions(ctx context.Context, keys []string) (map[string]string, error)
+	Versions(ctx context.Context, keys []string) (map[string]KeyVersion, error)
+}
+
+// KeyVersion is what a VersionLister says of one remote key.
+type KeyVersion struct {
+	// ID changes whenever the value does; it is only compared for
+	// equality.
+	ID string
+	// Changed is when the provider last changed the key, by its clock;
+	// zero when it does not say.
+	Changed time.Time
 }
 
 // MaxVersionKeys bounds the keys one Versions call is asked about.

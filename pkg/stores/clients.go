@@ -190,7 +190,7 @@ func closeClient(ctx context.Context, e *clientEntry) {
 // Versions asks store's client which version of each of keys is current
 // (providers.VersionLister), admitted by Limiter as one call on behalf of
 // namespace. ok is false when the store's provider cannot tell.
-func (c *Clients) Versions(ctx context.Context, store *Store, namespace string, keys []string) (_ map[string]string, ok bool, _ error) {
+func (c *Clients) Versions(ctx context.Context, store *Store, namespace string, keys []string) (_ map[string]providers.KeyVersion, ok bool, _ error) {
 	client, id, err := c.shared(ctx, store)
 	if err != nil {
 		return nil, true, err

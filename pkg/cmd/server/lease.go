@@ -18,6 +18,10 @@ import (
 // providers; artifacts/base/apiserver/role.yaml grants it by this name.
 const ChangeDetectionLease = "veil-apiserver-change-detection"
 
+// leaseDuration is how long a leader that stopped renewing keeps the
+// Lease; the next one then takes over.
+const leaseDuration = 15 * time.Second
+
 // leadChangeDetection runs work whenever this replica holds the Lease,
 // until ctx ends. Losing the Lease stops work and the replica goes on
 // serving reads, trying for the Lease again: unlike veil-syncer, nothing
@@ -39,7 +43,7 @@ func (o *Options) leadChangeDetection(ctx context.Context, kube kubernetes.Inter
 				Client:     kube.CoordinationV1(),
 				LockConfig: resourcelock.ResourceLockConfig{Identity: identity},
 			},
-			LeaseDuration:   15 * time.Second,
+			LeaseDuration:   leaseDuration,
 			RenewDeadline:   10 * time.Second,
 			RetryPeriod:     2 * time.Second,
 			ReleaseOnCancel: true,

@@ -292,7 +292,7 @@ var _ providers.VersionLister = &parameterStoreClient{}
 // and last modification, with DescribeParameters filtered to the names
 // asked for, fifty a call: no value is read, and the cost grows with the
 // keys asked about, not with the parameters in the account.
-func (c *parameterStoreClient) Versions(ctx context.Context, keys []string) (map[string]string, error) {
+func (c *parameterStoreClient) Versions(ctx context.Context, keys []string) (map[string]providers.KeyVersion, error) {
 	if len(keys) > providers.MaxVersionKeys {
 		return nil, providers.Errorf(providers.Invalid, "%s: %d keys are more than the %d changes are detected for at once", c.store, len(keys), providers.MaxVersionKeys)
 	}
@@ -307,7 +307,7 @@ func (c *parameterStoreClient) Versions(ctx context.Context, keys []string) (map
 			names = append(names, c.key(k))
 		}
 	}
-	out := make(map[string]string, len(names))
+	out := make(map[string]providers.KeyVersion, len(names))
 	for start := 0; start < len(names); start += describeParametersMax {
 		batch := names[start:min(start+describeParametersMax, len(names))]
 		pages := ssm.NewDescribeParametersPaginator(c.api, &ssm.DescribeParametersInput{
@@ -321,7 +321,8 @@ func (c *parameterStoreClient) Versions(ctx context.Context, keys []string) (map
 			}
 			for _, p := range page.Parameters {
 				if key, ok := want[aws.ToString(p.Name)]; ok {
-					out[key] = strconv.FormatInt(p.Version, 10) + "/" + aws.ToTime(p.LastModifiedDate).UTC().Format(time.RFC3339Nano)
+					changed := aws.ToTime(p.LastModifiedDate)
+					out[key] = providers.KeyVersion{ID: strconv.FormatInt(p.Version, 10) + "/" + changed.UTC().Format(time.RFC3339Nano), Changed: changed}
 				}
 			}
 		}

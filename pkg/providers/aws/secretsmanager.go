@@ -324,7 +324,7 @@ var _ providers.VersionLister = &secretsManagerClient{}
 // call: no value is read, and the cost grows with the keys asked about,
 // not with the secrets in the account. A name filter matches prefixes, so
 // the answers are narrowed to the names asked for.
-func (c *secretsManagerClient) Versions(ctx context.Context, keys []string) (map[string]string, error) {
+func (c *secretsManagerClient) Versions(ctx context.Context, keys []string) (map[string]providers.KeyVersion, error) {
 	if len(keys) > providers.MaxVersionKeys {
 		return nil, providers.Errorf(providers.Invalid, "%s: %d keys are more than the %d changes are detected for at once", c.store, len(keys), providers.MaxVersionKeys)
 	}
@@ -339,7 +339,7 @@ func (c *secretsManagerClient) Versions(ctx context.Context, keys []string) (map
 			names = append(names, c.key(k))
 		}
 	}
-	out := make(map[string]string, len(names))
+	out := make(map[string]providers.KeyVersion, len(names))
 	for start := 0; start < len(names); start += listSecretsNameValues {
 		batch := names[start:min(start+listSecretsNameValues, len(names))]
 		in := &secretsmanager.ListSecretsInput{
@@ -369,7 +369,8 @@ func (c *secretsManagerClient) Versions(ctx context.Context, keys []string) (map
 						current = id
 					}
 				}
-				out[key] = aws.ToTime(s.LastChangedDate).UTC().Format(time.RFC3339Nano) + "/" + current
+				changed := aws.ToTime(s.LastChangedDate)
+				out[key] = providers.KeyVersion{ID: changed.UTC().Format(time.RFC3339Nano) + "/" + current, Changed: changed}
 			}
 		}
 	}

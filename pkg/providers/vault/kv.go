@@ -339,6 +339,9 @@ type kvMetadata struct {
 	// version is the latest version number, even if deleted: the value a
 	// check-and-set write must name.
 	version int
+	// updated is updated_time: the last write of the key, its data or
+	// its metadata.
+	updated time.Time
 }
 
 func (m *kvMetadata) managed() bool { return m.custom[managedByKey] == managedByValue }
@@ -375,6 +378,9 @@ func parseMetadata(data map[string]any) *kvMetadata {
 		}
 	}
 	m.version = max(atoi(data["current_version"]), 0)
+	if u, ok := data["updated_time"].(string); ok {
+		m.updated, _ = time.Parse(time.RFC3339Nano, u)
+	}
 	m.current = m.version
 	if versions, ok := data["versions"].(map[string]any); ok {
 		if v, ok := versions[strconv.Itoa(m.version)].(map[string]any); ok {
@@ -620,7 +626,7 @@ var _ providers.VersionLister = &client{}
 // whether that version was deleted), a few at a time: one call a key, and
 // no value is read. Metadata-only writes (custom_metadata) do not count
 // as changes. KV v1 keeps no versions, so its changes are left to refresh.
-func (c *client) Versions(ctx context.Context, keys []string) (map[string]string, error) {
+func (c *client) Versions(ctx context.Context, keys []string) (map[string]providers.KeyVersion, error) {
 	if c.version != configv1alpha1.VaultKVv2 {
 		return nil, providers.Errorf(providers.Invalid, "%s reads a Vault KV v1 mount, which keeps no versions: its values change for readers when their refresh interval ends", c.store)
 	}
@@ -629,7 +635,7 @@ func (c *client) Versions(ctx context.Context, keys []string) (map[string]string
 	}
 	var (
 		mu  sync.Mutex
-		out = make(map[string]string, len(keys))
+		out = make(map[string]providers.KeyVersion, len(keys))
 	)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(parallelReads)
@@ -645,7 +651,7 @@ func (c *client) Versions(ctx context.Context, keys []string) (map[string]string
 			}
 			mu.Lock()
 			defer mu.Unlock()
-			out[k] = strconv.Itoa(meta.version) + "/" + strconv.Itoa(meta.current)
+			out[k] = providers.KeyVersion{ID: strconv.Itoa(meta.version) + "/" + strconv.Itoa(meta.current), Changed: meta.updated}
 			return nil
 		})
 	}
