@@ -98,6 +98,9 @@ type Options struct {
 	Namespace string
 	// Identity is this replica's name in the Lease.
 	Identity string
+	// ShutdownDelayDuration keeps serving after SIGTERM while /readyz
+	// fails, so the Service drops this replica before it stops.
+	ShutdownDelayDuration time.Duration
 }
 
 // NewOptions returns the defaults.
@@ -218,6 +221,8 @@ func NewCommand(ctx context.Context) *cobra.Command {
 			"The readers of a changed key are read again and their watchers and materialised Secrets updated, whatever their refresh interval. 0 turns detection off.")
 	fs.StringVar(&o.Namespace, "namespace", o.Namespace, "veil-apiserver's own namespace, which holds the Lease of change detection.")
 	fs.StringVar(&o.Identity, "leader-elect-identity", o.Identity, "This replica's name in the change detection Lease; the host name and a random suffix when empty.")
+	fs.DurationVar(&o.ShutdownDelayDuration, "shutdown-delay-duration", o.ShutdownDelayDuration,
+		"After SIGTERM, how long to keep serving, with /readyz failing, before stopping: time for the Service's endpoints (and kube-apiserver's routing to them) to drop this replica, so no request reaches it after it stops. Set it when running several replicas.")
 	fs.IntVar(&o.MaxWatchesPerNamespace, "max-watches-per-namespace", o.MaxWatchesPerNamespace,
 		"Watches of externalsecretvalues open at once in one namespace (watches across all namespaces count together); one more is answered 429. Each holds a watch in kube-apiserver.")
 	fs.DurationVar(&o.NegativeCacheTTL, "negative-cache-ttl", o.NegativeCacheTTL,
@@ -292,6 +297,7 @@ func (o *Options) Config() (*apiserver.Config, error) {
 	c.OpenAPIV3Config = genericapiserver.DefaultOpenAPIV3Config(generatedopenapi.GetOpenAPIDefinitions, namer)
 	c.OpenAPIV3Config.Info.Title, c.OpenAPIV3Config.Info.Version = "Veil", "v1alpha1"
 
+	c.ShutdownDelayDuration = o.ShutdownDelayDuration
 	if err := o.SecureServing.ApplyToConfig(&c.Config); err != nil {
 		return nil, err
 	}
@@ -405,7 +411,7 @@ func (o *Options) Config() (*apiserver.Config, error) {
 	}
 	controllers := []func(context.Context){statuses.Run}
 	if o.ChangeDetectionInterval > 0 {
-		detector := &changes.Detector{ExternalSecrets: esInformer.Lister(), Stores: resolver.Stores, Clients: clients, Marker: marker, Interval: o.ChangeDetectionInterval}
+		detector := &changes.Detector{ExternalSecrets: esInformer.Lister(), Stores: resolver.Stores, Clients: clients, Marker: marker, Interval: o.ChangeDetectionInterval, Handover: leaseDuration}
 		controllers = append(controllers, func(ctx context.Context) { o.leadChangeDetection(ctx, kube, detector.Run) })
 	}
 	if !endpoints.Empty() {
