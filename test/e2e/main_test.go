@@ -29,6 +29,8 @@ var veilArgs = []string{
 	// Tests that need every read to reach the provider set refreshInterval
 	// to 1ns; the default floor (10s) would serve them cached values.
 	"--min-refresh-interval=0",
+	// Tests of rotation wait for detection; a short cycle keeps them short.
+	"--change-detection-interval=2s",
 }
 
 func TestMain(m *testing.M) {

@@ -48,6 +48,13 @@ type Options struct {
 	ControllerManager bool
 	// Progress receives one line per step; nil discards them.
 	Progress io.Writer
+	// VeilReplicas, when 2 or more, runs that many veil-apiserver
+	// processes behind one Service with an EndpointSlice for each, and
+	// kube-apiserver routes to the endpoints (--enable-aggregator-routing),
+	// as it does in a cluster. Kubernetes refuses loopback endpoints, so
+	// the replicas listen on this machine's first non-loopback IPv4
+	// address (traffic to it stays on the machine).
+	VeilReplicas int
 }
 
 // Cluster is a running local control plane with Veil.
@@ -79,6 +86,13 @@ type Cluster struct {
 	VeilClient versioned.Interface
 
 	veilKubeconfig string
+
+	// Replicas mode (Options.VeilReplicas > 1): Veils are the replicas
+	// (Veil is Veils[0]), listening on veilHost at veilPorts.
+	Veils     []*Process
+	veilHost  string
+	veilPorts []int
+	veilArgs  []string
 }
 
 type clusterPorts struct{ etcd, etcdPeer, apiserver, veil int }
@@ -116,11 +130,18 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	if err := c.installBinaries(ctx); err != nil {
 		return c, err
 	}
-	ports, err := freePorts(4)
+	replicas := max(opts.VeilReplicas, 1)
+	ports, err := freePorts(3 + replicas)
 	if err != nil {
 		return c, err
 	}
 	c.ports = clusterPorts{etcd: ports[0], etcdPeer: ports[1], apiserver: ports[2], veil: ports[3]}
+	c.veilHost, c.veilPorts = "127.0.0.1", ports[3:]
+	if replicas > 1 {
+		if c.veilHost, err = hostIPv4(); err != nil {
+			return c, err
+		}
+	}
 	c.EtcdURL = "http://" + hostPort(c.ports.etcd)
 	c.APIServerURL = "https://" + hostPort(c.ports.apiserver)
 	c.VeilPort = c.ports.veil
@@ -156,6 +177,9 @@ func (c *Cluster) progress(format string, args ...any) {
 func (c *Cluster) Stop() {
 	if c == nil {
 		return
+	}
+	for _, p := range c.Veils {
+		p.Stop()
 	}
 	for _, p := range []*Process{c.Veil, c.ControllerManager, c.KubeAPIServer, c.Etcd} {
 		p.Stop()
@@ -251,7 +275,7 @@ func (c *Cluster) makePKI() error {
 	}
 	// The aggregator verifies Veil as <service>.<namespace>.svc.
 	if c.veilServing, err = c.VeilCA.Issue(dir, "veil-apiserver", VeilService, nil,
-		[]string{VeilService + "." + VeilNamespace + ".svc", "localhost", "127.0.0.1"}); err != nil {
+		[]string{VeilService + "." + VeilNamespace + ".svc", "localhost", "127.0.0.1", c.veilHost}); err != nil {
 		return err
 	}
 	if _, _, err = writeSigningKey(dir); err != nil {
@@ -320,7 +344,7 @@ func (c *Cluster) startKubeAPIServer(ctx context.Context) error {
 	var err error
 	c.AuditLog = filepath.Join(c.Dir, "logs", "kube-apiserver-audit.log")
 	c.progress("starting kube-apiserver on %s", c.APIServerURL)
-	c.KubeAPIServer, err = startProcess("kube-apiserver", filepath.Join(c.Dir, "logs"), c.bins.kubeAPIServer, []string{
+	c.KubeAPIServer, err = startProcess("kube-apiserver", filepath.Join(c.Dir, "logs"), c.bins.kubeAPIServer, append([]string{
 		"--etcd-servers=" + c.EtcdURL,
 		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
 		"--secure-port=" + strconv.Itoa(c.ports.apiserver),
@@ -349,7 +373,7 @@ func (c *Cluster) startKubeAPIServer(ctx context.Context) error {
 		// No Service endpoints for kube-apiserver itself: it listens on
 		// loopback, which the endpoint reconciler refuses to publish.
 		"--endpoint-reconciler-type=none",
-	}, nil)
+	}, c.kubeAPIServerReplicaArgs()...), nil)
 	if err != nil {
 		return err
 	}

@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -47,14 +46,7 @@ func (c *Cluster) installVeil(ctx context.Context) error {
 			return true, unstructured.SetNestedField(u.Object, int64(c.VeilPort), "spec", "service", "port")
 		}
 		return true, nil
-	}, map[string]any{
-		"apiVersion": "v1", "kind": "Service",
-		"metadata": map[string]any{"name": VeilService, "namespace": VeilNamespace},
-		"spec": map[string]any{
-			"type": "ExternalName", "externalName": "localhost",
-			"ports": []any{map[string]any{"name": "https", "port": int64(c.VeilPort), "protocol": "TCP"}},
-		},
-	})
+	}, c.veilService())
 	if err != nil {
 		return err
 	}
@@ -160,29 +152,14 @@ func (c *Cluster) StartVeil(ctx context.Context, args ...string) error {
 	if err := c.serviceAccountKubeconfig(ctx, VeilServiceAccount, c.veilKubeconfig); err != nil {
 		return err
 	}
-	c.VeilAuditLog = filepath.Join(c.Dir, "logs", "veil-apiserver-audit.log")
-	c.progress("starting veil-apiserver on %s", hostPort(c.VeilPort))
-	var err error
-	c.Veil, err = startProcess("veil-apiserver", filepath.Join(c.Dir, "logs"), c.bins.veil, append([]string{
-		"--bind-address=127.0.0.1",
-		"--secure-port=" + strconv.Itoa(c.VeilPort),
-		"--tls-cert-file=" + c.veilServing.CertFile, "--tls-private-key-file=" + c.veilServing.KeyFile,
-		"--kubeconfig=" + c.veilKubeconfig,
-		"--authentication-kubeconfig=" + c.veilKubeconfig,
-		"--authorization-kubeconfig=" + c.veilKubeconfig,
-		"--audit-policy-file=" + filepath.Join(c.Root, "artifacts", "base", "audit-policy.yaml"),
-		"--audit-log-path=" + c.VeilAuditLog,
-		"--v=2",
-	}, args...), nil)
-	if err != nil {
-		return err
+	c.veilArgs = args
+	c.Veils = make([]*Process, len(c.veilPorts))
+	for i := range c.veilPorts {
+		if err := c.StartVeilReplica(ctx, i); err != nil {
+			return err
+		}
 	}
-	direct := c.VeilHTTPClient(nil)
-	if err := c.Veil.waitFor(ctx, time.Minute, func(ctx context.Context) error {
-		return httpOK(ctx, direct, c.VeilURL()+"/readyz")
-	}); err != nil {
-		return err
-	}
+	c.Veil = c.Veils[0]
 	if err := c.Veil.waitFor(ctx, time.Minute, func(ctx context.Context) error {
 		_, err := c.KubeClient.Discovery().ServerResourcesForGroupVersion("externalsecrets.veil.dev/v1alpha1")
 		return err
@@ -204,7 +181,11 @@ func (c *Cluster) StartVeil(ctx context.Context, args ...string) error {
 }
 
 // StopVeil stops veil-apiserver.
-func (c *Cluster) StopVeil() { c.Veil.Stop() }
+func (c *Cluster) StopVeil() {
+	for _, p := range c.Veils {
+		p.Stop()
+	}
+}
 
 // RestartVeil stops veil-apiserver and starts it again with the cluster's
 // flags plus args; its cache and clients start empty.
@@ -213,8 +194,9 @@ func (c *Cluster) RestartVeil(ctx context.Context, args ...string) error {
 	return c.StartVeil(ctx, append(append([]string(nil), c.opts.VeilArgs...), args...)...)
 }
 
-// VeilURL is veil-apiserver's own address, bypassing kube-apiserver.
-func (c *Cluster) VeilURL() string { return "https://" + hostPort(c.VeilPort) }
+// VeilURL is veil-apiserver's own address (the first replica's),
+// bypassing kube-apiserver.
+func (c *Cluster) VeilURL() string { return c.VeilReplicaURL(0) }
 
 // VeilHTTPClient talks to veil-apiserver directly, verifying its serving
 // certificate; with a client certificate when one is given.
