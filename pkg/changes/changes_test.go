@@ -77,6 +77,21 @@ func newMarker(t *testing.T, ess ...*configv1alpha1.ExternalSecret) (*Marker, *p
 	return &Marker{ExternalSecrets: configlisters.NewExternalSecretLister(idx), Client: client.ConfigV1alpha1(), Clock: clk}, p
 }
 
+func (p *patched) reset() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.bodies = map[string]map[string]any{}
+}
+
+// change is the lastValueChange applied to namespace/name.
+func (p *patched) change(key string) map[string]any {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.bodies[key]["status"].(map[string]any)["lastValueChange"].(map[string]any)
+}
+
+func storeRef(name string) configv1alpha1.SecretStoreRef { return configv1alpha1.SecretStoreRef{Name: name} }
+
 func (p *patched) names() []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()

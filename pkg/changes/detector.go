@@ -26,8 +26,8 @@ import (
 // has all its readers marked.
 type Detector struct {
 	ExternalSecrets configlisters.ExternalSecretLister
-	Stores          *stores.Lookup
-	Clients         *stores.Clients
+	Stores          StoreLookup
+	Clients         VersionReader
 	Marker          *Marker
 	Interval        time.Duration
 	// Handover is how long the Lease may go from one leader to the next
@@ -45,12 +45,31 @@ type Detector struct {
 // horizon only: a key first seen and changed within it is read again.
 const clockSkew = 30 * time.Second
 
+// StoreLookup finds the store a namespace reads through (*stores.Lookup).
+type StoreLookup interface {
+	For(ctx context.Context, namespace string, ref configv1alpha1.SecretStoreRef) (*stores.Store, error)
+}
+
+// VersionReader reads key versions through a store's client, within its
+// budget (*stores.Clients).
+type VersionReader interface {
+	Versions(ctx context.Context, store *stores.Store, namespace string, keys []string) (map[string]providers.KeyVersion, int, bool, error)
+}
+
 // storeState is what the last cycle saw of one store.
 type storeState struct {
 	uid        types.UID
 	generation int64
 	// versions is nil until the store's keys were first read.
 	versions map[string]providers.KeyVersion
+	// cursor is where the next cycle starts in the sorted keys: when the
+	// store's budget stops a cycle short, the next one goes on from there,
+	// so every key is looked at in turn.
+	cursor string
+	// since holds, for each key wanted but not looked at yet, the horizon
+	// of the cycle that first wanted it: a change after it may not have
+	// been seen by a reader.
+	since map[string]time.Time
 }
 
 // readers are the ExternalSecrets that read through one store.
@@ -129,9 +148,13 @@ func (d *Detector) look(ctx context.Context, s Store, r *readers) {
 		return
 	}
 	st := d.last[s]
+	horizon := d.horizon
 	if st != nil && st.uid == store.UID && st.generation != store.Generation {
-		// Every value read through the old spec may differ.
+		// Every value read through the old spec may differ. The readers
+		// read everything again (a new spec is a new cache identity), so
+		// only changes after now are news.
 		d.mark(ctx, s, nil, configv1alpha1.ValueChangeStoreChanged)
+		horizon = time.Now()
 	}
 	if st == nil || st.uid != store.UID || st.generation != store.Generation {
 		st = &storeState{uid: store.UID, generation: store.Generation}
@@ -143,18 +166,46 @@ func (d *Detector) look(ctx context.Context, s Store, r *readers) {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
+	if st.since == nil {
+		st.since = map[string]time.Time{}
+	}
+	for _, k := range keys {
+		if _, known := st.versions[k]; !known {
+			if _, waiting := st.since[k]; !waiting {
+				st.since[k] = horizon
+			}
+		}
+	}
+	// Keys no reader names any more are forgotten.
+	for k := range st.versions {
+		if !r.keys[k] {
+			delete(st.versions, k)
+		}
+	}
+	for k := range st.since {
+		if !r.keys[k] {
+			delete(st.since, k)
+		}
+	}
 	if len(keys) == 0 {
 		return
 	}
-	versions, ok, err := d.Clients.Versions(ctx, store, ns, keys)
+	// Start where the last cycle stopped.
+	start, _ := slices.BinarySearch(keys, st.cursor)
+	keys = slices.Concat(keys[start:], keys[:start])
+	versions, looked, ok, err := d.Clients.Versions(ctx, store, ns, keys)
 	if !ok {
 		return // the provider cannot tell; refresh intervals apply
 	}
 	if err != nil {
 		metrics.ChangeDetectionErrors.WithLabelValues(string(providers.ReasonOf(err))).Inc()
-		klog.V(2).InfoS("Change detection could not read versions", "store", s.String(), "err", err)
-		return
+		klog.V(2).InfoS("Change detection could not read every version", "store", s.String(), "looked", looked, "keys", len(keys), "err", err)
 	}
+	st.cursor = ""
+	if looked < len(keys) {
+		st.cursor = keys[looked]
+	}
+	keys = keys[:looked]
 	var changed []string
 	for _, k := range keys {
 		now, exists := versions[k]
@@ -168,7 +219,7 @@ func (d *Detector) look(ctx context.Context, s Store, r *readers) {
 		case exists:
 			// First seen: news only if changed since readers may have
 			// read it without this process knowing which version.
-			if !now.Changed.After(d.horizon) {
+			if !now.Changed.After(st.since[k]) {
 				continue
 			}
 		default:
@@ -180,7 +231,17 @@ func (d *Detector) look(ctx context.Context, s Store, r *readers) {
 		metrics.ValueChangesDetected.Add(float64(len(changed)))
 		d.mark(ctx, s, changed, configv1alpha1.ValueChangeDetected)
 	}
-	st.versions = versions
+	if st.versions == nil {
+		st.versions = map[string]providers.KeyVersion{}
+	}
+	for _, k := range keys {
+		if v, ok := versions[k]; ok {
+			st.versions[k] = v
+			delete(st.since, k)
+		} else {
+			delete(st.versions, k)
+		}
+	}
 }
 
 func (d *Detector) mark(ctx context.Context, s Store, keys []string, cause configv1alpha1.ValueChangeCause) {

@@ -62,6 +62,10 @@ type Client interface {
 // example) are left out, and so are never reported as changed.
 type VersionLister interface {
 	Versions(ctx context.Context, keys []string) (map[string]KeyVersion, error)
+	// VersionsPerCall is how many keys one provider call answers for:
+	// callers ask in chunks of this size, one admission each, so
+	// detection is held to the store's provider budget like reads.
+	VersionsPerCall() int
 }
 
 // KeyVersion is what a VersionLister says of one remote key.

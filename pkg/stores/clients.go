@@ -188,24 +188,39 @@ func closeClient(ctx context.Context, e *clientEntry) {
 }
 
 // Versions asks store's client which version of each of keys is current
-// (providers.VersionLister), admitted by Limiter as one call on behalf of
-// namespace. ok is false when the store's provider cannot tell.
-func (c *Clients) Versions(ctx context.Context, store *Store, namespace string, keys []string) (_ map[string]providers.KeyVersion, ok bool, _ error) {
+// (providers.VersionLister), in chunks of what one provider call answers,
+// each admitted by Limiter on behalf of namespace like any read: detection
+// spends the store's budget, never more. It returns the versions of
+// keys[:looked]; when the budget runs out, looked < len(keys) and err is
+// the Throttled error. ok is false when the store's provider cannot tell.
+func (c *Clients) Versions(ctx context.Context, store *Store, namespace string, keys []string) (_ map[string]providers.KeyVersion, looked int, ok bool, _ error) {
 	client, id, err := c.shared(ctx, store)
 	if err != nil {
-		return nil, true, err
+		return nil, 0, true, err
 	}
 	vl, ok := client.(providers.VersionLister)
 	if !ok {
-		return nil, false, nil
+		return nil, 0, false, nil
 	}
-	if c.Limiter != nil {
-		done, err := c.Limiter.Admit(throttle.Store{Kind: id.Kind, Namespace: id.Namespace, Name: id.Name}, namespace)
-		if err != nil {
-			return nil, true, err
+	per := max(vl.VersionsPerCall(), 1)
+	out := make(map[string]providers.KeyVersion, len(keys))
+	for looked < len(keys) {
+		chunk := keys[looked:min(looked+per, len(keys))]
+		done := func() {}
+		if c.Limiter != nil {
+			if done, err = c.Limiter.Admit(throttle.Store{Kind: id.Kind, Namespace: id.Namespace, Name: id.Name}, namespace); err != nil {
+				return out, looked, true, err
+			}
 		}
-		defer done()
+		v, err := vl.Versions(ctx, chunk)
+		done()
+		if err != nil {
+			return out, looked, true, err
+		}
+		for k, kv := range v {
+			out[k] = kv
+		}
+		looked += len(chunk)
 	}
-	v, err := vl.Versions(ctx, keys)
-	return v, true, err
+	return out, looked, true, nil
 }

@@ -288,6 +288,8 @@ func (r parameterStoreRemote) text(name string, value []byte) error {
 
 var _ providers.VersionLister = &parameterStoreClient{}
 
+func (c *parameterStoreClient) VersionsPerCall() int { return describeParametersMax }
+
 // Versions names each parameter's current version by its version number
 // and last modification, with DescribeParameters filtered to the names
 // asked for, fifty a call: no value is read, and the cost grows with the

@@ -318,6 +318,8 @@ const listSecretsNameValues = 10
 
 var _ providers.VersionLister = &secretsManagerClient{}
 
+func (c *secretsManagerClient) VersionsPerCall() int { return listSecretsNameValues }
+
 // Versions names each secret's current version by its last change
 // (LastChangedDate, which PutSecretValue and UpdateSecret move) and the ID
 // of its AWSCURRENT version, with ListSecrets filtered by name, ten names a

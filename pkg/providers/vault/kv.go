@@ -622,6 +622,9 @@ func (c *client) Delete(ctx context.Context, d providers.Delete) error {
 
 var _ providers.VersionLister = &client{}
 
+// VersionsPerCall: KV v2 metadata is read one key at a time.
+func (c *client) VersionsPerCall() int { return 1 }
+
 // Versions reads the KV v2 metadata of each key (its current version, and
 // whether that version was deleted), a few at a time: one call a key, and
 // no value is read. Metadata-only writes (custom_metadata) do not count
