@@ -39,6 +39,7 @@ var behaviours = []behaviour{
 	{name: "find by tags", needs: []Capability{Tags}, run: testFindByTags, refused: refuseTags},
 	{name: "find bound", needs: []Capability{FindBound}, run: testFindBound},
 	{name: "batch get", needs: []Capability{BatchGet}, run: testBatchGet, refused: refuseBatchGet},
+	{name: "change detection", needs: []Capability{ChangeDetection}, run: testChangeDetection, refused: refuseChangeDetection},
 	{name: "push", needs: []Capability{Push}, run: testPush, refused: refusePush},
 	{name: "push property", needs: []Capability{Push, PushProperty}, run: testPushProperty, refused: refusePushProperty},
 	{name: "delete", needs: []Capability{Push, Delete}, run: testDelete, refused: refuseDelete},
@@ -420,6 +421,77 @@ func testBatchGet(t *testing.T, s *suite) {
 func refuseBatchGet(t *testing.T, s *suite) {
 	if _, ok := s.client(t).(providers.BatchGetter); ok {
 		t.Error("the client is a providers.BatchGetter, but the fixture declares batch get unsupported: declare what the provider does")
+	}
+}
+
+// testChangeDetection: Versions names the version of each present key,
+// leaves missing keys out, moves when the value is written again and not
+// when it is read, answers a full chunk in one call, and carries no value.
+func testChangeDetection(t *testing.T, s *suite) {
+	vl, ok := s.client(t).(providers.VersionLister)
+	if !ok {
+		t.Fatal("the fixture declares change detection, but the client is no providers.VersionLister")
+	}
+	per := vl.VersionsPerCall()
+	if per < 1 {
+		t.Fatalf("VersionsPerCall is %d", per)
+	}
+	var keys []string
+	for i := range per {
+		keys = append(keys, s.key(fmt.Sprintf("detect/k%d", i)))
+	}
+	first := obj("v", s.canary("detect-first"))
+	for _, k := range keys {
+		s.f.Seed(t, k, first)
+	}
+	missing := s.key("detect/missing")
+	asked := append(append([]string(nil), keys...), missing)
+	before, err := vl.Versions(s.ctx(t), asked)
+	s.must(t, err, "reading versions")
+	if len(before) != len(keys) {
+		t.Fatalf("%d present keys and one missing gave %d versions", len(keys), len(before))
+	}
+	if _, ok := before[missing]; ok {
+		t.Error("a missing key has a version")
+	}
+	for k, v := range before {
+		if v.ID == "" || strings.Contains(v.ID, string(first)) || strings.Contains(v.ID, s.canary("detect-first")) {
+			t.Errorf("key %s: version %q is empty or carries the value", k, v.ID)
+		}
+	}
+	s.read(t, s.client(t), keys[0], first)
+	again, err := vl.Versions(s.ctx(t), keys)
+	s.must(t, err, "reading versions again")
+	for _, k := range keys {
+		if again[k].ID != before[k].ID {
+			t.Errorf("key %s: reading it moved its version from %q to %q", k, before[k].ID, again[k].ID)
+		}
+	}
+	s.f.Seed(t, keys[0], obj("v", s.canary("detect-second")))
+	after, err := vl.Versions(s.ctx(t), keys)
+	s.must(t, err, "reading versions after a write")
+	if after[keys[0]].ID == before[keys[0]].ID {
+		t.Errorf("key %s: a new value left its version at %q", keys[0], after[keys[0]].ID)
+	}
+	if c := after[keys[0]].Changed; !c.IsZero() && c.Before(before[keys[0]].Changed) {
+		t.Errorf("key %s: changed at %s after a write, before the %s it had", keys[0], c, before[keys[0]].Changed)
+	}
+	for _, k := range keys[1:] {
+		if after[k].ID != before[k].ID {
+			t.Errorf("key %s was not written, and its version moved", k)
+		}
+	}
+}
+
+func refuseChangeDetection(t *testing.T, s *suite) {
+	vl, ok := s.client(t).(providers.VersionLister)
+	if !ok {
+		return
+	}
+	// A client that lists versions but cannot for this store must say so.
+	_, err := vl.Versions(s.ctx(t), []string{s.key("detect/refused")})
+	if providers.ReasonOf(err) != providers.Invalid {
+		t.Errorf("the fixture declares change detection unsupported, but Versions answered %v, not an Invalid error saying why", err)
 	}
 }
 

@@ -83,9 +83,12 @@ const (
 	// Outage: the fixture stops the server and starts it again (it is an
 	// Outager).
 	Outage Capability = "outage"
+	// ChangeDetection: the client is a providers.VersionLister, which
+	// tells a new value from the old without reading either.
+	ChangeDetection Capability = "change detection"
 )
 
-var allCapabilities = []Capability{Versions, RawValues, Tags, FindBound, BatchGet, Push, PushProperty, Delete, Forbidden, Outage}
+var allCapabilities = []Capability{Versions, RawValues, Tags, FindBound, BatchGet, Push, PushProperty, Delete, Forbidden, Outage, ChangeDetection}
 
 // Info describes the store under test.
 type Info struct {

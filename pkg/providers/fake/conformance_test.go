@@ -26,13 +26,14 @@ func (f *fixture) Info() conformance.Info {
 	return conformance.Info{
 		MissingVersion: "no-such-version",
 		Unsupported: map[conformance.Capability]string{
-			conformance.Tags:         "the fake provider's values have no tags",
-			conformance.BatchGet:     "the fake provider reads one value a call, from memory",
-			conformance.Push:         readOnly,
-			conformance.PushProperty: readOnly,
-			conformance.Delete:       readOnly,
-			conformance.Forbidden:    "the fake provider has no credentials: every client reads its spec",
-			conformance.Outage:       "the fake provider has no server: its values are in the client",
+			conformance.Tags:            "the fake provider's values have no tags",
+			conformance.BatchGet:        "the fake provider reads one value a call, from memory",
+			conformance.ChangeDetection: "the fake provider's values change only with its store's spec, which marks every reader",
+			conformance.Push:            readOnly,
+			conformance.PushProperty:    readOnly,
+			conformance.Delete:          readOnly,
+			conformance.Forbidden:       "the fake provider has no credentials: every client reads its spec",
+			conformance.Outage:          "the fake provider has no server: its values are in the client",
 		},
 	}
 }

@@ -68,6 +68,7 @@ func (f *conformanceFixture) Info() conformance.Info {
 		v1 := "a KV v1 mount has no metadata: no versions, no tags, and no custom metadata to record an owner in, so Veil does not push to it"
 		info.MissingVersion = ""
 		info.Unsupported[conformance.Versions] = "a KV v1 mount keeps one value per key"
+		info.Unsupported[conformance.ChangeDetection] = "a KV v1 mount keeps no versions to compare"
 		info.Unsupported[conformance.Tags] = v1
 		info.Unsupported[conformance.Push] = v1
 		info.Unsupported[conformance.PushProperty] = v1
