@@ -8,8 +8,11 @@ import (
 	"k8s.io/component-base/cli"
 
 	"github.com/veil-dev/veil/pkg/cmd/server"
+	"github.com/veil-dev/veil/pkg/version"
 )
 
 func main() {
-	os.Exit(cli.Run(server.NewCommand(genericapiserver.SetupSignalContext())))
+	cmd := server.NewCommand(genericapiserver.SetupSignalContext())
+	version.AddFlag(cmd)
+	os.Exit(cli.Run(cmd))
 }

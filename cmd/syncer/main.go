@@ -9,8 +9,11 @@ import (
 	"k8s.io/component-base/cli"
 
 	"github.com/veil-dev/veil/pkg/syncer"
+	"github.com/veil-dev/veil/pkg/version"
 )
 
 func main() {
-	os.Exit(cli.Run(syncer.NewCommand(genericapiserver.SetupSignalContext())))
+	cmd := syncer.NewCommand(genericapiserver.SetupSignalContext())
+	version.AddFlag(cmd)
+	os.Exit(cli.Run(cmd))
 }
