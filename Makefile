@@ -7,7 +7,7 @@ E2E_TIMEOUT ?= 30m
 FUZZTIME_SHORT ?= 5s
 FUZZTIME ?= 5m
 
-.PHONY: all build run test prebuild-race test-unit test-fuzz fuzz test-e2e check-moto verify verify-gofmt verify-vet verify-tidy verify-codegen verify-test-order verify-imports update tools bench certs clean
+.PHONY: all build images run test prebuild-race test-unit test-fuzz fuzz test-e2e check-moto verify verify-gofmt verify-vet verify-tidy verify-codegen verify-test-order verify-imports update tools bench certs clean
 
 all: build
 
@@ -15,6 +15,15 @@ all: build
 build:
 	$(GO) build -o bin/veil-apiserver ./cmd/apiserver
 	$(GO) build -o bin/veil-syncer ./cmd/syncer
+
+## images: the container images of both binaries, without a container
+## engine: out/images/veil-{apiserver,syncer}.tar (OCI layout and docker
+## archive in one; `ctr image import`, `kind load image-archive`,
+## `docker load`) and their SBOMs (.spdx.json), tagged
+## ghcr.io/veil-dev/NAME:v$(cat VERSION). IMAGE_ARCH=arm64 for arm64.
+IMAGE_ARCH ?= amd64
+images:
+	$(GO) run ./hack/image -arch $(IMAGE_ARCH) -out out/images$(if $(filter-out amd64,$(IMAGE_ARCH)),/$(IMAGE_ARCH))
 
 ## run: a local control plane with veil-apiserver and demo stores, until Ctrl-C
 run: tools
@@ -99,4 +108,4 @@ certs:
 	$(GO) run ./hack/gencerts
 
 clean:
-	rm -rf bin _output
+	rm -rf bin _output out
