@@ -14,6 +14,7 @@
 #     every provider: it imports none of them, nor the harness that starts
 #     their servers (each provider's tests bring their own fixture);
 #   - no test code (harness, conformance suite) links into the binaries.
+#   - pkg/version imports no other Veil package, so anything may import it.
 #   - the registry (REST semantics and typed API errors) links neither the
 #     resolver, the pusher nor the store package: it is given them.
 # The rules are checked on the packages' full import graphs (go list -deps),
@@ -47,6 +48,7 @@ forbid "pkg/providers/..." "pkg/(resolve|push|stores|registry|cmd|syncer|apiserv
 forbid "test/conformance" "pkg/providers/[^/]+(/|$)|test/harness(/|$)" \
   "the conformance suite builds clients through the provider registry and is run from each provider's own tests, with its own fixture"
 forbid "cmd/..." "test/" "test code never links into veil-apiserver or veil-syncer"
+forbid "pkg/version" "." "every package and binary may say its version: pkg/version depends on no other Veil package"
 
 # forbid_direct PACKAGE-PATTERN IMPORT-REGEX WHY: only the packages'
 # own imports (not their tests') are checked.
