@@ -7,7 +7,7 @@ E2E_TIMEOUT ?= 30m
 FUZZTIME_SHORT ?= 5s
 FUZZTIME ?= 5m
 
-.PHONY: all build images run test prebuild-race test-unit test-images test-fuzz fuzz test-e2e check-moto verify verify-gofmt verify-vet verify-tidy verify-codegen verify-test-order verify-imports update tools bench certs clean
+.PHONY: all build images run test prebuild-race test-unit test-images test-fuzz fuzz test-e2e check-moto verify verify-gofmt verify-vet verify-tidy verify-codegen verify-test-order verify-imports verify-version update tools bench certs clean
 
 all: build
 
@@ -79,15 +79,19 @@ check-moto:
 	@python3 -c 'import moto' 2>/dev/null || { echo "moto is not installed: the AWS end-to-end tests need python3 with moto 5.x (pip install 'moto[server]==5.2.1')"; exit 1; }
 
 ## verify: formatting, vet, go.mod tidiness, generated code, test order,
-## the import rules of docs/architecture.md
+## the import rules of docs/architecture.md, the images artifacts/ deploys
+## tagged with VERSION
 verify:
-	@bash hack/phase.sh verify $(MAKE) --no-print-directory verify-gofmt verify-vet verify-tidy verify-codegen verify-test-order verify-imports
+	@bash hack/phase.sh verify $(MAKE) --no-print-directory verify-gofmt verify-vet verify-tidy verify-codegen verify-test-order verify-imports verify-version
 
 verify-test-order:
 	@bash hack/verify-test-order.sh
 
 verify-imports:
 	@bash hack/verify-imports.sh
+
+verify-version:
+	@bash hack/verify-version.sh
 
 verify-gofmt:
 	@out=$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go')); \
