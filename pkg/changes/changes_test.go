@@ -90,7 +90,9 @@ func (p *patched) change(key string) map[string]any {
 	return p.bodies[key]["status"].(map[string]any)["lastValueChange"].(map[string]any)
 }
 
-func storeRef(name string) configv1alpha1.SecretStoreRef { return configv1alpha1.SecretStoreRef{Name: name} }
+func storeRef(name string) configv1alpha1.SecretStoreRef {
+	return configv1alpha1.SecretStoreRef{Name: name}
+}
 
 func (p *patched) names() []string {
 	p.mu.Lock()

@@ -30,6 +30,11 @@ type Detector struct {
 	Clients         VersionReader
 	Marker          *Marker
 	Interval        time.Duration
+	// MaxCallsPerStore bounds the provider calls one cycle makes through
+	// one store (0: only the store's budget bounds them), so detection
+	// never takes the budget its readers need; the keys past it are
+	// looked at in the next cycles.
+	MaxCallsPerStore int
 	// Handover is how long the Lease may go from one leader to the next
 	// (its duration): changes in that gap are caught by their time.
 	Handover time.Duration
@@ -53,7 +58,7 @@ type StoreLookup interface {
 // VersionReader reads key versions through a store's client, within its
 // budget (*stores.Clients).
 type VersionReader interface {
-	Versions(ctx context.Context, store *stores.Store, namespace string, keys []string) (map[string]providers.KeyVersion, int, bool, error)
+	Versions(ctx context.Context, store *stores.Store, namespace string, keys []string, maxCalls int) (map[string]providers.KeyVersion, int, bool, error)
 }
 
 // storeState is what the last cycle saw of one store.
@@ -193,7 +198,7 @@ func (d *Detector) look(ctx context.Context, s Store, r *readers) {
 	// Start where the last cycle stopped.
 	start, _ := slices.BinarySearch(keys, st.cursor)
 	keys = slices.Concat(keys[start:], keys[:start])
-	versions, looked, ok, err := d.Clients.Versions(ctx, store, ns, keys)
+	versions, looked, ok, err := d.Clients.Versions(ctx, store, ns, keys, d.MaxCallsPerStore)
 	if !ok {
 		return // the provider cannot tell; refresh intervals apply
 	}

@@ -26,17 +26,19 @@ func (l *oneStore) For(_ context.Context, ns string, ref configv1alpha1.SecretSt
 
 // remoteVersions answers Versions from a map, budget keys a cycle at most.
 type remoteVersions struct {
-	now      map[string]providers.KeyVersion
-	budget   int
-	asked    [][]string
-	perCycle int
+	now    map[string]providers.KeyVersion
+	budget int
+	asked  [][]string
 }
 
-func (r *remoteVersions) Versions(_ context.Context, _ *stores.Store, _ string, keys []string) (map[string]providers.KeyVersion, int, bool, error) {
+func (r *remoteVersions) Versions(_ context.Context, _ *stores.Store, _ string, keys []string, maxCalls int) (map[string]providers.KeyVersion, int, bool, error) {
 	looked := keys
 	var err error
-	if r.budget > 0 && len(keys) > r.budget {
-		looked = keys[:r.budget]
+	if maxCalls > 0 && len(looked) > maxCalls {
+		looked = looked[:maxCalls] // one key a call
+	}
+	if r.budget > 0 && len(looked) > r.budget {
+		looked = looked[:r.budget]
 		err = providers.Errorf(providers.Throttled, "over budget")
 	}
 	r.asked = append(r.asked, looked)
@@ -106,16 +108,23 @@ func TestDetectorMarksTheReadersOfWhatChanged(t *testing.T) {
 // cycle short, the keys not looked at are neither changed nor deleted, and
 // the next cycles go on from there until every key was looked at.
 func TestDetectorStaysWithinTheStoresBudget(t *testing.T) {
+	t.Run("budget", func(t *testing.T) { detectWithin(t, 2, 0) })
+	t.Run("calls per store", func(t *testing.T) { detectWithin(t, 0, 2) })
+}
+
+// detectWithin: five keys, each cycle stopped after two by the store's
+// budget or by MaxCallsPerStore.
+func detectWithin(t *testing.T, budget, maxCalls int) {
 	long := time.Now().Add(-time.Hour)
 	var ess []*configv1alpha1.ExternalSecret
-	remote := &remoteVersions{now: map[string]providers.KeyVersion{}, budget: 2}
+	remote := &remoteVersions{now: map[string]providers.KeyVersion{}, budget: budget}
 	for i := range 5 {
 		k := fmt.Sprintf("k%d", i)
 		ess = append(ess, externalSecret("a", k, storeRef("vault"), k))
 		remote.now[k] = version("1", long)
 	}
 	m, p := newMarker(t, ess...)
-	d := &Detector{ExternalSecrets: m.ExternalSecrets, Stores: &oneStore{generation: 1}, Clients: remote, Marker: m, last: map[Store]*storeState{}, horizon: time.Now().Add(-time.Minute)}
+	d := &Detector{ExternalSecrets: m.ExternalSecrets, Stores: &oneStore{generation: 1}, Clients: remote, Marker: m, MaxCallsPerStore: maxCalls, last: map[Store]*storeState{}, horizon: time.Now().Add(-time.Minute)}
 	ctx := context.Background()
 	for range 3 {
 		d.cycle(ctx)

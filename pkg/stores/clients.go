@@ -192,8 +192,10 @@ func closeClient(ctx context.Context, e *clientEntry) {
 // each admitted by Limiter on behalf of namespace like any read: detection
 // spends the store's budget, never more. It returns the versions of
 // keys[:looked]; when the budget runs out, looked < len(keys) and err is
-// the Throttled error. ok is false when the store's provider cannot tell.
-func (c *Clients) Versions(ctx context.Context, store *Store, namespace string, keys []string) (_ map[string]providers.KeyVersion, looked int, ok bool, _ error) {
+// the Throttled error. It makes at most maxCalls provider calls (0: no
+// bound), and then returns with looked < len(keys) and no error. ok is
+// false when the store's provider cannot tell.
+func (c *Clients) Versions(ctx context.Context, store *Store, namespace string, keys []string, maxCalls int) (_ map[string]providers.KeyVersion, looked int, ok bool, _ error) {
 	client, id, err := c.shared(ctx, store)
 	if err != nil {
 		return nil, 0, true, err
@@ -204,7 +206,7 @@ func (c *Clients) Versions(ctx context.Context, store *Store, namespace string, 
 	}
 	per := max(vl.VersionsPerCall(), 1)
 	out := make(map[string]providers.KeyVersion, len(keys))
-	for looked < len(keys) {
+	for calls := 0; looked < len(keys) && (maxCalls <= 0 || calls < maxCalls); calls++ {
 		chunk := keys[looked:min(looked+per, len(keys))]
 		done := func() {}
 		if c.Limiter != nil {

@@ -94,6 +94,9 @@ type Options struct {
 	// ChangeDetectionInterval is how often the replica holding the Lease
 	// asks providers which values changed; 0 turns detection off.
 	ChangeDetectionInterval time.Duration
+	// ChangeDetectionCallsPerStore bounds one cycle's provider calls
+	// through one store.
+	ChangeDetectionCallsPerStore int
 	// Namespace holds the Lease (veil-apiserver's own namespace).
 	Namespace string
 	// Identity is this replica's name in the Lease.
@@ -123,7 +126,10 @@ func NewOptions() *Options {
 		// Rotation reaches readers within seconds; a cycle costs each
 		// store one call a key (Vault) or one per ten or fifty keys (AWS).
 		ChangeDetectionInterval: 10 * time.Second,
-		Namespace:               "veil-system",
+		// A tenth of the default store budget (100/s) at the default
+		// interval: detection never crowds out reads.
+		ChangeDetectionCallsPerStore: 100,
+		Namespace:                    "veil-system",
 		// Well above what one namespace's reads need once the cache is
 		// warm, well below what makes a provider throttle everyone.
 		ProviderLimits: throttle.Limits{QPS: 100, Burst: 200, MaxInFlight: 32, NamespaceShare: 0.5},
@@ -219,6 +225,8 @@ func NewCommand(ctx context.Context) *cobra.Command {
 	fs.DurationVar(&o.ChangeDetectionInterval, "change-detection-interval", o.ChangeDetectionInterval,
 		"How often one replica (elected with a Lease) asks each store's provider which remote keys that ExternalSecrets read have changed: Vault KV v2 metadata, one call a key; Secrets Manager ListSecrets, one call per ten keys; Parameter Store DescribeParameters, one call per fifty keys. "+
 			"The readers of a changed key are read again and their watchers and materialised Secrets updated, whatever their refresh interval. 0 turns detection off.")
+	fs.IntVar(&o.ChangeDetectionCallsPerStore, "change-detection-calls-per-store", o.ChangeDetectionCallsPerStore,
+		"The most provider calls one change detection cycle makes through one store (each is also admitted by the store's --provider-qps budget); keys past it are looked at in the next cycles. 0: only the budget bounds them.")
 	fs.StringVar(&o.Namespace, "namespace", o.Namespace, "veil-apiserver's own namespace, which holds the Lease of change detection.")
 	fs.StringVar(&o.Identity, "leader-elect-identity", o.Identity, "This replica's name in the change detection Lease; the host name and a random suffix when empty.")
 	fs.DurationVar(&o.ShutdownDelayDuration, "shutdown-delay-duration", o.ShutdownDelayDuration,
@@ -411,7 +419,7 @@ func (o *Options) Config() (*apiserver.Config, error) {
 	}
 	controllers := []func(context.Context){statuses.Run}
 	if o.ChangeDetectionInterval > 0 {
-		detector := &changes.Detector{ExternalSecrets: esInformer.Lister(), Stores: resolver.Stores, Clients: clients, Marker: marker, Interval: o.ChangeDetectionInterval, Handover: leaseDuration}
+		detector := &changes.Detector{ExternalSecrets: esInformer.Lister(), Stores: resolver.Stores, Clients: clients, Marker: marker, Interval: o.ChangeDetectionInterval, MaxCallsPerStore: o.ChangeDetectionCallsPerStore, Handover: leaseDuration}
 		controllers = append(controllers, func(ctx context.Context) { o.leadChangeDetection(ctx, kube, detector.Run) })
 	}
 	if !endpoints.Empty() {
