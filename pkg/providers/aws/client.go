@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"unicode/utf8"
 
 	esv1alpha1 "github.com/veil-dev/veil/pkg/apis/externalsecrets/v1alpha1"
@@ -256,4 +257,24 @@ func marshal(v any) ([]byte, error) {
 		return nil, err
 	}
 	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}
+
+// versionNames maps the keys a Versions call asks about to the names AWS
+// knows them by (with the store's prefix), each once. ARNs are left out:
+// a name filter cannot match them, so their changes are left to refresh.
+func (b *base) versionNames(keys []string) (want map[string]string, names []string, err error) {
+	if len(keys) > providers.MaxVersionKeys {
+		return nil, nil, providers.Errorf(providers.Invalid, "%s: %d keys are more than the %d changes are detected for at once", b.store, len(keys), providers.MaxVersionKeys)
+	}
+	want = map[string]string{}
+	for _, k := range keys {
+		if strings.HasPrefix(k, "arn:") || k == "" {
+			continue
+		}
+		if _, dup := want[b.key(k)]; !dup {
+			want[b.key(k)] = k
+			names = append(names, b.key(k))
+		}
+	}
+	return want, names, nil
 }

@@ -295,19 +295,9 @@ func (c *parameterStoreClient) VersionsPerCall() int { return describeParameters
 // asked for, fifty a call: no value is read, and the cost grows with the
 // keys asked about, not with the parameters in the account.
 func (c *parameterStoreClient) Versions(ctx context.Context, keys []string) (map[string]providers.KeyVersion, error) {
-	if len(keys) > providers.MaxVersionKeys {
-		return nil, providers.Errorf(providers.Invalid, "%s: %d keys are more than the %d changes are detected for at once", c.store, len(keys), providers.MaxVersionKeys)
-	}
-	want := map[string]string{}
-	var names []string
-	for _, k := range keys {
-		if strings.HasPrefix(k, "arn:") || k == "" {
-			continue
-		}
-		if _, dup := want[c.key(k)]; !dup {
-			want[c.key(k)] = k
-			names = append(names, c.key(k))
-		}
+	want, names, err := c.versionNames(keys)
+	if err != nil {
+		return nil, err
 	}
 	out := make(map[string]providers.KeyVersion, len(names))
 	for start := 0; start < len(names); start += describeParametersMax {

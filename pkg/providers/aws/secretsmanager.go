@@ -327,19 +327,9 @@ func (c *secretsManagerClient) VersionsPerCall() int { return listSecretsNameVal
 // not with the secrets in the account. A name filter matches prefixes, so
 // the answers are narrowed to the names asked for.
 func (c *secretsManagerClient) Versions(ctx context.Context, keys []string) (map[string]providers.KeyVersion, error) {
-	if len(keys) > providers.MaxVersionKeys {
-		return nil, providers.Errorf(providers.Invalid, "%s: %d keys are more than the %d changes are detected for at once", c.store, len(keys), providers.MaxVersionKeys)
-	}
-	want := map[string]string{}
-	var names []string
-	for _, k := range keys {
-		if strings.HasPrefix(k, "arn:") || k == "" {
-			continue
-		}
-		if _, dup := want[c.key(k)]; !dup {
-			want[c.key(k)] = k
-			names = append(names, c.key(k))
-		}
+	want, names, err := c.versionNames(keys)
+	if err != nil {
+		return nil, err
 	}
 	out := make(map[string]providers.KeyVersion, len(names))
 	for start := 0; start < len(names); start += listSecretsNameValues {
