@@ -20,6 +20,7 @@ var (
 	duration    = flag.Duration("duration", 10*time.Second, "how long each concurrent measurement runs")
 	concurrency = flag.Int("concurrency", 8, "concurrent clients")
 	valueSize   = flag.Int("value-size", 1024, "bytes of the value read")
+	keep        = flag.Bool("keep", false, "keep the cluster's directory (logs) after the run")
 )
 
 // scenario is one measurement on the shared cluster.
@@ -55,7 +56,7 @@ func run() error {
 			selected[n] = true
 		}
 	}
-	c, err := harness.Start(ctx, harness.Options{Progress: os.Stderr})
+	c, err := harness.Start(ctx, harness.Options{Progress: os.Stderr, Keep: *keep})
 	if err != nil {
 		return err
 	}

@@ -101,6 +101,10 @@ type Options struct {
 	Namespace string
 	// Identity is this replica's name in the Lease.
 	Identity string
+	// KubeAPIQPS and KubeAPIBurst bound veil-apiserver's own requests to
+	// kube-apiserver (credential reads, status writes, informers).
+	KubeAPIQPS   float32
+	KubeAPIBurst int
 	// ShutdownDelayDuration keeps serving after SIGTERM while /readyz
 	// fails, so the Service drops this replica before it stops.
 	ShutdownDelayDuration time.Duration
@@ -129,6 +133,8 @@ func NewOptions() *Options {
 		// A tenth of the default store budget (100/s) at the default
 		// interval: detection never crowds out reads.
 		ChangeDetectionCallsPerStore: 100,
+		KubeAPIQPS:                   50,
+		KubeAPIBurst:                 100,
 		Namespace:                    "veil-system",
 		// Well above what one namespace's reads need once the cache is
 		// warm, well below what makes a provider throttle everyone.
@@ -229,6 +235,8 @@ func NewCommand(ctx context.Context) *cobra.Command {
 		"The most provider calls one change detection cycle makes through one store (each is also admitted by the store's --provider-qps budget); keys past it are looked at in the next cycles. 0: only the budget bounds them.")
 	fs.StringVar(&o.Namespace, "namespace", o.Namespace, "veil-apiserver's own namespace, which holds the Lease of change detection.")
 	fs.StringVar(&o.Identity, "leader-elect-identity", o.Identity, "This replica's name in the change detection Lease; the host name and a random suffix when empty.")
+	fs.Float32Var(&o.KubeAPIQPS, "kube-api-qps", o.KubeAPIQPS, "Requests per second veil-apiserver itself makes to kube-apiserver (credential reads, status.lastValueChange and store condition writes), over all its clients.")
+	fs.IntVar(&o.KubeAPIBurst, "kube-api-burst", o.KubeAPIBurst, "Requests veil-apiserver may make to kube-apiserver in a burst above --kube-api-qps.")
 	fs.DurationVar(&o.ShutdownDelayDuration, "shutdown-delay-duration", o.ShutdownDelayDuration,
 		"After SIGTERM, how long to keep serving, with /readyz failing, before stopping: time for the Service's endpoints (and kube-apiserver's routing to them) to drop this replica, so no request reaches it after it stops. Set it when running several replicas.")
 	fs.IntVar(&o.MaxWatchesPerNamespace, "max-watches-per-namespace", o.MaxWatchesPerNamespace,
@@ -331,6 +339,10 @@ func (o *Options) Config() (*apiserver.Config, error) {
 	if err := o.CoreAPI.ApplyTo(c); err != nil {
 		return nil, err
 	}
+	// client-go's default (5/s) would hold a change read by a thousand
+	// ExternalSecrets for minutes; kube-apiserver's API Priority and
+	// Fairness (veil-system level) bounds what this client may take.
+	c.ClientConfig.QPS, c.ClientConfig.Burst = o.KubeAPIQPS, o.KubeAPIBurst
 	kube, err := kubernetes.NewForConfig(c.ClientConfig)
 	if err != nil {
 		return nil, err
