@@ -1,0 +1,5 @@
+// Package charttest holds the tests of the Helm chart charts/veil
+// (chart_test.go): rendered with its default values it is
+// `kubectl kustomize artifacts/deploy`, it lints clean, and its schema and
+// options work. `make test-chart` runs them; nothing else imports it.
+package charttest
