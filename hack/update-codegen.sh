@@ -57,3 +57,8 @@ go tool informer-gen --go-header-file "$HEADER" \
 
 rm -f artifacts/base/crds/config.veil.dev_*.yaml
 go tool controller-gen crd:crdVersions=v1 paths=./pkg/apis/config/... output:crd:artifacts:config=artifacts/base/crds
+
+# The Helm chart installs the same CRDs (crds/ is not templated; the
+# chart's test checks the copies).
+rm -f charts/veil/crds/config.veil.dev_*.yaml
+cp artifacts/base/crds/config.veil.dev_*.yaml charts/veil/crds/

@@ -6,11 +6,11 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-cp -a "$root/go.mod" "$root/go.sum" "$root/hack" "$root/pkg" "$root/artifacts" "$tmp/"
+cp -a "$root/go.mod" "$root/go.sum" "$root/hack" "$root/pkg" "$root/artifacts" "$root/charts" "$tmp/"
 (cd "$tmp" && bash hack/update-codegen.sh >/dev/null)
 
 status=0
-for d in pkg artifacts/base/crds hack/openapi-violations.list; do
+for d in pkg artifacts/base/crds charts/veil/crds hack/openapi-violations.list; do
   if ! diff -r -q "$root/$d" "$tmp/$d" >/dev/null; then
     diff -r -u "$root/$d" "$tmp/$d" | head -n 40 >&2 || true
     status=1
