@@ -21,6 +21,7 @@ import (
 	"helm.sh/helm/v3/pkg/lint"
 	"helm.sh/helm/v3/pkg/lint/support"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
@@ -102,13 +103,25 @@ func loadChart(t *testing.T) *chart.Chart {
 // would, without a cluster.
 func render(t *testing.T, ch *chart.Chart, vals map[string]any) ([]obj, error) {
 	t.Helper()
+	return renderWith(t, ch, vals, namespace, nil)
+}
+
+// renderWith renders into namespace ns against the cluster cfg reaches
+// (lookup reads it), or without a cluster when cfg is nil.
+func renderWith(t *testing.T, ch *chart.Chart, vals map[string]any, ns string, cfg *rest.Config) ([]obj, error) {
+	t.Helper()
 	rv, err := chartutil.ToRenderValues(ch, vals, chartutil.ReleaseOptions{
-		Name: "veil", Namespace: namespace, Revision: 1, IsInstall: true,
+		Name: "veil", Namespace: ns, Revision: 1, IsInstall: true,
 	}, nil)
 	if err != nil {
 		return nil, err
 	}
-	files, err := engine.Render(ch, rv)
+	var files map[string]string
+	if cfg != nil {
+		files, err = engine.RenderWithClient(ch, rv, cfg)
+	} else {
+		files, err = engine.Render(ch, rv)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -570,4 +583,13 @@ func TestSchema(t *testing.T) {
 			t.Errorf("%s: accepted by values.schema.json", name)
 		}
 	}
+}
+
+func readFile(t *testing.T, dir, name string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
 }
