@@ -50,7 +50,7 @@ test-unit: tools
 ## aside), `helm lint` is clean, values.schema.json and every option work,
 ## and a real kube-apiserver (the harness's, so it needs tools) accepts
 ## what it renders in a server-side dry run (hack/charttest). About 40 s
-## warm; on top of what the other phases compile, about a CPU-minute from
+## warm; on top of what the other phases compile, 1.4 CPU-minutes from
 ## an empty Go build cache.
 test-chart: tools
 	@bash hack/phase.sh chart $(GO) test -count=1 ./hack/charttest/...

@@ -443,7 +443,7 @@ func TestEverythingOn(t *testing.T) {
 	}
 }
 
-// TestOptionalPartsOffByDefault: prometheus-operator objects and the
+// TestOptionalParts: prometheus-operator objects and the
 // NetworkPolicy are rendered only when asked for; the PDB and the
 // FlowSchemas are on by default and can be turned off.
 func TestOptionalParts(t *testing.T) {
