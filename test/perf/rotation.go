@@ -25,13 +25,14 @@ import (
 )
 
 var (
-	rotations  = flag.Int("rotations", 12, "value rotations timed per provider in P7")
-	detectKeys = flag.Int("detect-keys", 1000, "remote keys read through one store when P7 counts provider calls per detection cycle")
+	rotations   = flag.Int("rotations", 12, "value rotations timed per provider in P7")
+	detectKeys  = flag.Int("detect-keys", 1000, "remote keys read through one store when P7 counts provider calls per detection cycle")
+	detectEvery = flag.Duration("change-detection-interval", 5*time.Second, "veil-apiserver's --change-detection-interval in P7 (its default); writes are spread over it")
 )
 
 func init() {
 	scenarios = append(scenarios, scenario{"P7",
-		"rotation: a value written at Vault KV v2 and at Secrets Manager, with a 1h refresh interval and veil-apiserver's default --change-detection-interval, until a watch of values sees it and until the materialised Secret has it; provider calls per detection cycle at --detect-keys keys",
+		"rotation: a value written at Vault KV v2 and at Secrets Manager, with a 1h refresh interval and --change-detection-interval as given (default: veil-apiserver's), until a watch of values sees it and until the materialised Secret has it; provider calls per detection cycle at --detect-keys keys",
 		rotationScenario})
 }
 
@@ -47,7 +48,8 @@ type p7Provider struct {
 }
 
 func rotationScenario(ctx context.Context, c *harness.Cluster) error {
-	if err := c.RestartVeil(ctx, "--allowed-provider-endpoints=127.0.0.1,localhost", "--allow-plaintext-providers"); err != nil {
+	if err := c.RestartVeil(ctx, "--allowed-provider-endpoints=127.0.0.1,localhost", "--allow-plaintext-providers",
+		"--change-detection-interval="+detectEvery.String()); err != nil {
 		return err
 	}
 	defer func() { _ = c.RestartVeil(context.Background()) }()
@@ -235,11 +237,11 @@ func p7Rotate(ctx context.Context, kube kubernetes.Interface, veil versioned.Int
 		}
 	}()
 	for i := range *rotations {
-		// Spread writes over the detection interval (10 s by default).
+		// Spread writes over the detection interval.
 		select {
 		case <-ctx.Done():
 			return nil, nil, ctx.Err()
-		case <-time.After(time.Duration(rand.Int64N(int64(10 * time.Second)))):
+		case <-time.After(time.Duration(rand.Int64N(int64(*detectEvery)))):
 		}
 		key, value := fmt.Sprintf("rotate-%d", i%p7Keys), fmt.Sprintf("rotated-%d", i)
 		start := time.Now()
