@@ -174,6 +174,21 @@ func Register() {
 		legacyregistry.MustRegister(ProviderCalls, ProviderThrottled, NamespaceReadsThrottled, ProviderCallDuration,
 			CacheHits, CacheMisses, CacheEvictions, CacheBytes, CacheSharedFetches, CacheStaleServed, ReadDuration,
 			ValueWatches, ValueWatchEvents, ValueChangesDetected, ValueChangesMarked, ChangeDetectionErrors, ChangeDetectionCycles, ChangeDetectionSeconds)
+		// Series that alerts and dashboards compare with zero exist from
+		// the start, rather than appearing at their first event.
+		for _, verb := range []string{"get", "list", "watch"} {
+			NamespaceReadsThrottled.WithLabelValues(verb)
+		}
+		for _, kind := range []string{"SecretStore", "ClusterSecretStore"} {
+			for _, whose := range []string{"store", "namespace"} {
+				for _, reason := range []string{"rate", "in_flight"} {
+					ProviderThrottled.WithLabelValues(kind, whose, reason)
+				}
+			}
+		}
+		for _, cause := range []string{"Pushed", "Detected", "StoreChanged"} {
+			ValueChangesMarked.WithLabelValues(cause)
+		}
 	})
 }
 
