@@ -61,6 +61,7 @@ func TestChartAppliesToKubeAPIServer(t *testing.T) {
 			"allowedProviderEndpoints": []any{"vault.example.com"},
 			"networkPolicy":            map[string]any{"enabled": true, "from": []any{map[string]any{"ipBlock": map[string]any{"cidr": "10.0.0.0/8"}}}},
 			"syncer":                   map[string]any{"excludedNamespaces": []any{"kube-system", "kube-public"}},
+			"grafanaDashboard":         map[string]any{"enabled": true},
 		},
 		"syncer off": {"tls": map[string]any{"existingSecret": ca.secret}, "syncer": map[string]any{"enabled": false}},
 	} {

@@ -395,6 +395,7 @@ func everything(ca testCA) map[string]any {
 		"networkPolicy":            map[string]any{"enabled": true, "from": []any{map[string]any{"ipBlock": map[string]any{"cidr": "10.0.0.0/8"}}}},
 		"serviceMonitor":           map[string]any{"enabled": true, "labels": map[string]any{"release": "prometheus"}},
 		"prometheusRule":           map[string]any{"enabled": true},
+		"grafanaDashboard":         map[string]any{"enabled": true},
 	}
 }
 
@@ -403,7 +404,7 @@ func TestEverythingOn(t *testing.T) {
 	objs := mustRender(t, loadChart(t), everything(ca))
 	for _, want := range []struct{ kind, name string }{
 		{"NetworkPolicy", "veil-apiserver"}, {"ServiceMonitor", "veil-apiserver"}, {"ServiceMonitor", "veil-syncer"},
-		{"Service", "veil-syncer-metrics"}, {"PrometheusRule", "veil"},
+		{"Service", "veil-syncer-metrics"}, {"PrometheusRule", "veil"}, {"ConfigMap", "veil-grafana-dashboard"},
 	} {
 		if find(objs, want.kind, want.name) == nil {
 			t.Errorf("no %s %s", want.kind, want.name)

@@ -146,3 +146,7 @@ next:
 	}
 	return total
 }
+
+// ParseMetrics parses a Prometheus text exposition, such as
+// kube-apiserver's /metrics.
+func ParseMetrics(body []byte) (*Metrics, error) { return parseMetrics(body) }
