@@ -526,3 +526,23 @@ func TestRecordedChangeIsReadAgain(t *testing.T) {
 		t.Errorf("the provider was read %d times, want still 2", n)
 	}
 }
+
+// TestReadOnceIgnoresRecordedChanges: refreshInterval 0 means read once;
+// a change recorded in the status does not make it read again.
+func TestReadOnceIgnoresRecordedChanges(t *testing.T) {
+	remote := newRemoteSystem(map[string]string{"a": "A1"}, "t")
+	w := newTenantWorld(t, remote, cache.Config{}, map[string]string{"app": "t"})
+	w.resolver.Changes = changes.NewSeen(w.clock, 24*time.Hour)
+	store := w.storeIn("app")
+	es := externalSecretOf("app", "once", ptrTo(time.Duration(0)), remoteRef("a", "a", ""))
+	w.mustRead(t, es, store)
+	remote.update(func(r *remoteSystem) { r.values["a"] = "A2" })
+	es.Status.LastValueChange = &configv1alpha1.ValueChange{ID: "c1", Cause: configv1alpha1.ValueChangeDetected}
+	w.clock.Step(time.Minute)
+	if v := w.mustRead(t, es, store); string(v.Data["a"]) != "A1" {
+		t.Errorf("refreshInterval 0 with a recorded change read %q, want the value read once", v.Data["a"])
+	}
+	if n := remote.getsBy("t"); n != 1 {
+		t.Errorf("%d provider reads, want 1", n)
+	}
+}

@@ -79,7 +79,9 @@ func (r *Resolver) read(ctx context.Context, es *configv1alpha1.ExternalSecret, 
 	// an ExternalSecret's status could so make its values be read again
 	// once per write; that is within its namespace's provider share, and
 	// no tenant role includes that status.)
-	if r.Changes != nil {
+	// refreshInterval 0 means read once (as in External Secrets
+	// Operator): not even a recorded change reads it again.
+	if r.Changes != nil && maxAge != NoRefresh {
 		if since, ok := r.Changes.MaxAge(es); ok && since < maxAge {
 			maxAge = since
 		}

@@ -144,6 +144,9 @@ func TestRefreshIntervalZeroReadsOnce(t *testing.T) {
 	if _, err := v.PutKV(ctx, "secret", key, map[string]any{"v": "second"}); err != nil {
 		t.Fatal(err)
 	}
+	// Change detection has seen the new version: read once still means
+	// once.
+	detectionCycles(t, 2)
 	gets := veilMetricsSince(t)
 	for i := range 5 {
 		val, err := readValue(t, ns, "once")
