@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -211,5 +212,22 @@ func TestSeenCountsFromTheFirstSighting(t *testing.T) {
 	s.mu.Unlock()
 	if n != 0 {
 		t.Errorf("%d sightings kept past the cache's lifetime", n)
+	}
+}
+
+// TestMarkTellsOnlyNamespacesThatMayReadTheKey: through a
+// ClusterSecretStore, an ExternalSecret naming a key outside its
+// namespace's scope is not told the key changed.
+func TestMarkTellsOnlyNamespacesThatMayReadTheKey(t *testing.T) {
+	css := configv1alpha1.SecretStoreRef{Kind: configv1alpha1.ClusterSecretStoreKind, Name: "shared"}
+	m, p := newMarker(t, externalSecret("a", "own", css, "teams/a/db"), externalSecret("b", "prying", css, "teams/a/db"))
+	m.Admits = func(_ context.Context, ns string, _ Store, key string) bool {
+		return strings.HasPrefix(key, "teams/"+ns+"/")
+	}
+	if _, err := m.Mark(context.Background(), Store{Kind: configv1alpha1.ClusterSecretStoreKind, Name: "shared"}, []string{"teams/a/db"}, configv1alpha1.ValueChangeDetected); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.names(); !slices.Equal(got, []string{"a/own"}) {
+		t.Fatalf("marked %v; want only the namespace whose scope holds the key", got)
 	}
 }

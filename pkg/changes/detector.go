@@ -120,7 +120,11 @@ func (d *Detector) cycle(ctx context.Context) {
 			r.namespaces = append(r.namespaces, es.Namespace)
 		}
 		for _, k := range Keys(es) {
-			r.keys[k] = true
+			// Only keys its namespace may read: detection is never a way
+			// to learn about keys outside a tenant's scope.
+			if d.Marker.Admits == nil || d.Marker.Admits(ctx, es.Namespace, s, k) {
+				r.keys[k] = true
+			}
 		}
 	}
 	for s := range d.last {

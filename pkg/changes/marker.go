@@ -64,6 +64,11 @@ type Marker struct {
 	ExternalSecrets configlisters.ExternalSecretLister
 	Client          configclient.ExternalSecretsGetter
 	Clock           clock.PassiveClock
+	// Admits says whether namespace may read key through store (its key
+	// scope on a ClusterSecretStore); nil admits all. An ExternalSecret is
+	// never told of a change to a key its namespace may not read, which
+	// would tell it about another tenant's keys.
+	Admits func(ctx context.Context, namespace string, store Store, key string) bool
 }
 
 // Mark records that keys (every key, when keys is nil) changed in store,
@@ -83,7 +88,22 @@ func (m *Marker) Mark(ctx context.Context, store Store, keys []string, cause con
 	}
 	var targets []*configv1alpha1.ExternalSecret
 	for _, es := range ess {
-		if StoreOf(es) == store && reads(es, keys) {
+		if StoreOf(es) != store {
+			continue
+		}
+		mine := keys
+		if keys != nil && m.Admits != nil {
+			mine = nil
+			for _, k := range keys {
+				if m.Admits(ctx, es.Namespace, store, k) {
+					mine = append(mine, k)
+				}
+			}
+			if mine == nil {
+				continue
+			}
+		}
+		if reads(es, mine) {
 			targets = append(targets, es)
 		}
 	}

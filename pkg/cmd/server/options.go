@@ -412,17 +412,22 @@ func (o *Options) Config() (*apiserver.Config, error) {
 		return nil, err
 	}
 	seen := changes.NewSeen(clock.RealClock{}, max(o.CacheMaxTTL, o.MaxStale))
-	marker := &changes.Marker{ExternalSecrets: esInformer.Lister(), Client: veil.ConfigV1alpha1(), Clock: clock.RealClock{}}
+	lookup := &stores.Lookup{
+		SecretStores:        ssInformer.Lister(),
+		ClusterSecretStores: cssInformer.Lister(),
+		Namespaces:          nsInformer.Lister(),
+		Live:                veil.ConfigV1alpha1(),
+		LiveCore:            kube.CoreV1(),
+		Endpoints:           endpoints,
+		AllowPlaintext:      o.AllowPlaintextProviders,
+	}
+	marker := &changes.Marker{ExternalSecrets: esInformer.Lister(), Client: veil.ConfigV1alpha1(), Clock: clock.RealClock{},
+		Admits: func(ctx context.Context, ns string, s changes.Store, key string) bool {
+			st, err := lookup.For(ctx, ns, configv1alpha1.SecretStoreRef{Kind: s.Kind, Name: s.Name})
+			return err == nil && st.Scope.CheckKey(key) == nil
+		}}
 	resolver := &resolve.Resolver{
-		Stores: &stores.Lookup{
-			SecretStores:        ssInformer.Lister(),
-			ClusterSecretStores: cssInformer.Lister(),
-			Namespaces:          nsInformer.Lister(),
-			Live:                veil.ConfigV1alpha1(),
-			LiveCore:            kube.CoreV1(),
-			Endpoints:           endpoints,
-			AllowPlaintext:      o.AllowPlaintextProviders,
-		},
+		Stores:                 lookup,
 		Clients:                clients,
 		Clock:                  clock.RealClock{},
 		Cache:                  values,
