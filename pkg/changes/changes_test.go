@@ -136,13 +136,18 @@ func TestMarkReachesOnlyTheReadersOfChangedKeys(t *testing.T) {
 		if c["cause"] != "Pushed" || c["id"] == "" || c["time"] == nil {
 			t.Errorf("the change written: %v", c)
 		}
-		if keys := c["keys"].([]any); len(keys) != 2 || keys[0] != "db" || keys[1] != "team/x" {
-			t.Errorf("keys named: %v", keys)
+		ids = append(ids, c["id"].(string))
+	}
+	// Each reader is told only the keys it reads.
+	for name, want := range map[string]string{"a/db": "db", "a/db-and-api": "db", "a/finder": "team/x"} {
+		if keys := p.change(name)["keys"].([]any); len(keys) != 1 || keys[0] != want {
+			t.Errorf("%s was told of keys %v, want only %s", name, keys, want)
 		}
+	}
+	for _, body := range p.bodies {
 		if md := body["metadata"].(map[string]any); md["uid"] == nil {
 			t.Errorf("the apply names no UID, so it could mark an ExternalSecret created in the place of the one read: %v", md)
 		}
-		ids = append(ids, c["id"].(string))
 	}
 	// One change, one ID: every reader shares the read after it.
 	if len(ids) != 3 || ids[0] != ids[1] || ids[1] != ids[2] {
@@ -229,5 +234,19 @@ func TestMarkTellsOnlyNamespacesThatMayReadTheKey(t *testing.T) {
 	}
 	if got := p.names(); !slices.Equal(got, []string{"a/own"}) {
 		t.Fatalf("marked %v; want only the namespace whose scope holds the key", got)
+	}
+}
+
+// TestMarkCountsKeyNamesTooLongToWrite: a key name longer than the status
+// allows is counted, not written, so the write is not refused.
+func TestMarkCountsKeyNamesTooLongToWrite(t *testing.T) {
+	long := "a/" + strings.Repeat("x", 600)
+	m, p := newMarker(t, externalSecret("a", "x", configv1alpha1.SecretStoreRef{Name: "s"}, "short", long))
+	if _, err := m.Mark(context.Background(), Store{Kind: configv1alpha1.SecretStoreKind, Namespace: "a", Name: "s"}, []string{"short", long}, configv1alpha1.ValueChangeDetected); err != nil {
+		t.Fatal(err)
+	}
+	c := p.change("a/x")
+	if keys := c["keys"].([]any); len(keys) != 1 || keys[0] != "short" || c["moreKeys"] != float64(1) {
+		t.Errorf("keys %v, moreKeys %v; want short named and the long one counted", c["keys"], c["moreKeys"])
 	}
 }

@@ -86,39 +86,33 @@ func (m *Marker) Mark(ctx context.Context, store Store, keys []string, cause con
 	if err != nil {
 		return 0, err
 	}
-	var targets []*configv1alpha1.ExternalSecret
+	// Each reader is told only the keys it reads (and its namespace may
+	// read): never another ExternalSecret's, or another tenant's, key names.
+	type target struct {
+		es     *configv1alpha1.ExternalSecret
+		change configv1alpha1.ValueChange
+	}
+	id, now := newID(), metav1.NewTime(m.Clock.Now())
+	var targets []target
 	for _, es := range ess {
 		if StoreOf(es) != store {
 			continue
 		}
-		mine := keys
-		if keys != nil && m.Admits != nil {
-			mine = nil
-			for _, k := range keys {
-				if m.Admits(ctx, es.Namespace, store, k) {
-					mine = append(mine, k)
-				}
+		change := configv1alpha1.ValueChange{ID: id, Time: now, Cause: cause}
+		if keys != nil {
+			mine := readKeys(es, keys)
+			if m.Admits != nil {
+				mine = slices.DeleteFunc(mine, func(k string) bool { return !m.Admits(ctx, es.Namespace, store, k) })
 			}
-			if mine == nil {
+			if len(mine) == 0 {
 				continue
 			}
+			change.Keys, change.MoreKeys = named(mine)
 		}
-		if reads(es, mine) {
-			targets = append(targets, es)
-		}
+		targets = append(targets, target{es: es, change: change})
 	}
 	if len(targets) == 0 {
 		return 0, nil
-	}
-	change := configv1alpha1.ValueChange{ID: newID(), Time: metav1.NewTime(m.Clock.Now()), Cause: cause}
-	if keys != nil {
-		named := slices.Sorted(slices.Values(keys))
-		named = slices.Compact(named)
-		if len(named) > maxKeysNamed {
-			change.MoreKeys = int32(len(named) - maxKeysNamed)
-			named = named[:maxKeysNamed]
-		}
-		change.Keys = named
 	}
 
 	var (
@@ -128,12 +122,13 @@ func (m *Marker) Mark(ctx context.Context, store Store, keys []string, cause con
 		wg     sync.WaitGroup
 		slots  = make(chan struct{}, parallelMarks)
 	)
-	for _, es := range targets {
+	for _, tg := range targets {
+		es := tg.es
 		wg.Add(1)
 		slots <- struct{}{}
 		go func() {
 			defer func() { <-slots; wg.Done() }()
-			err := m.mark(ctx, es, change)
+			err := m.mark(ctx, es, tg.change)
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
@@ -146,8 +141,29 @@ func (m *Marker) Mark(ctx context.Context, store Store, keys []string, cause con
 		}()
 	}
 	wg.Wait()
-	m.awaitInformer(ctx, targets, change.ID)
+	marks := make([]*configv1alpha1.ExternalSecret, len(targets))
+	for i, tg := range targets {
+		marks[i] = tg.es
+	}
+	m.awaitInformer(ctx, marks, id)
 	return marked, first
+}
+
+// maxKeyNameLength bounds a key name written in a status (the CRD's
+// bound); a longer one is counted in MoreKeys instead.
+const maxKeyNameLength = 512
+
+// named returns the keys a status names, sorted, at most maxKeysNamed of
+// at most maxKeyNameLength bytes, and how many it leaves out.
+func named(keys []string) ([]string, int32) {
+	keys = slices.Compact(slices.Sorted(slices.Values(keys)))
+	var out []string
+	for _, k := range keys {
+		if len(out) < maxKeysNamed && len(k) <= maxKeyNameLength {
+			out = append(out, k)
+		}
+	}
+	return out, int32(len(keys) - len(out))
 }
 
 // awaitInformer waits (up to informerWait) until this process's informer
@@ -201,37 +217,27 @@ func (m *Marker) mark(ctx context.Context, es *configv1alpha1.ExternalSecret, ch
 	return err
 }
 
-// reads says whether es reads one of keys (any key, when keys is nil). A
-// dataFrom.find reads every key under its path.
-func reads(es *configv1alpha1.ExternalSecret, keys []string) bool {
-	if keys == nil {
-		return true
-	}
-	has := func(k string) bool { return slices.Contains(keys, k) }
-	for _, d := range es.Spec.Data {
-		if has(d.RemoteRef.Key) {
-			return true
-		}
-	}
+// readKeys returns the keys of keys that es reads. A dataFrom.find reads
+// every key under its path.
+func readKeys(es *configv1alpha1.ExternalSecret, keys []string) []string {
+	names := Keys(es)
+	var paths []string
 	for _, d := range es.Spec.DataFrom {
-		switch {
-		case d.Extract != nil:
-			if has(d.Extract.Key) {
-				return true
-			}
-		case d.Find != nil:
+		if d.Find != nil {
 			path := ""
 			if d.Find.Path != nil {
 				path = strings.Trim(*d.Find.Path, "/")
 			}
-			for _, k := range keys {
-				if strings.HasPrefix(strings.Trim(k, "/"), path) {
-					return true
-				}
-			}
+			paths = append(paths, path)
 		}
 	}
-	return false
+	var out []string
+	for _, k := range keys {
+		if slices.Contains(names, k) || slices.ContainsFunc(paths, func(p string) bool { return strings.HasPrefix(strings.Trim(k, "/"), p) }) {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 // Keys are the remote keys es names (not those a find may match).

@@ -302,10 +302,12 @@ type ValueChange struct {
 	// +kubebuilder:validation:Enum=Pushed;Detected;StoreChanged
 	Cause ValueChangeCause `json:"cause"`
 
-	// Keys are the remote keys that changed, when the cause names them
-	// (at most 10; more are counted in MoreKeys).
+	// Keys are the remote keys this ExternalSecret reads that changed,
+	// when the cause names them (at most 10, each at most 512 bytes; the
+	// others are counted in MoreKeys).
 	// +optional
 	// +kubebuilder:validation:MaxItems=10
+	// +kubebuilder:validation:items:MaxLength=512
 	// +listType=atomic
 	Keys []string `json:"keys,omitempty"`
 
