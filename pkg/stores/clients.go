@@ -194,12 +194,27 @@ func closeClient(ctx context.Context, e *clientEntry) {
 // keys[:looked]; when the budget runs out, looked < len(keys) and err is
 // the Throttled error. It makes at most maxCalls provider calls (0: no
 // bound), and then returns with looked < len(keys) and no error. ok is
-// false when the store's provider cannot tell.
+// false when the store's provider cannot tell, or no client is built.
+//
+// It uses only a client that a read has already built for the store as it
+// is now (same UID and generation): detection never logs in, never reads
+// credentials, and never reaches a store nobody has read through — a
+// store whose credentials fail is not tried again every cycle.
 func (c *Clients) Versions(ctx context.Context, store *Store, namespace string, keys []string, maxCalls int) (_ map[string]providers.KeyVersion, looked int, ok bool, _ error) {
-	client, id, err := c.shared(ctx, store)
-	if err != nil {
-		return nil, 0, true, err
+	c.mu.Lock()
+	e := c.entries[storeName{string(store.Kind), store.Namespace, store.Name}]
+	var (
+		client providers.Client
+		id     Identity
+	)
+	if e != nil {
+		client, id = e.client, e.id
 	}
+	c.mu.Unlock()
+	if e == nil || id.UID != store.UID || id.Generation != store.Generation {
+		return nil, 0, false, nil
+	}
+	var err error
 	vl, ok := client.(providers.VersionLister)
 	if !ok {
 		return nil, 0, false, nil

@@ -211,3 +211,53 @@ func TestAWriteSurvivesARebuild(t *testing.T) {
 		t.Errorf("after a write and a rebuild, identity %+v is that of before the write %+v", after, before)
 	}
 }
+
+// versionedClient answers Versions, one key a call.
+type versionedClient struct {
+	countingClient
+	calls atomic.Int32
+}
+
+func (c *versionedClient) VersionsPerCall() int { return 1 }
+func (c *versionedClient) Versions(_ context.Context, keys []string) (map[string]providers.KeyVersion, error) {
+	c.calls.Add(1)
+	out := map[string]providers.KeyVersion{}
+	for _, k := range keys {
+		out[k] = providers.KeyVersion{ID: "1"}
+	}
+	return out, nil
+}
+
+type versionedProvider struct {
+	countingProvider
+	client *versionedClient
+}
+
+func (p *versionedProvider) NewClient(ctx context.Context, s *providers.Store, creds providers.Credentials, env providers.Env) (providers.Client, error) {
+	if _, err := p.countingProvider.NewClient(ctx, s, creds, env); err != nil {
+		return nil, err
+	}
+	return p.client, nil
+}
+
+// TestVersionsUseOnlyAClientAReadBuilt: detection never builds a client
+// (no login, no credential read) and stops at maxCalls.
+func TestVersionsUseOnlyAClientAReadBuilt(t *testing.T) {
+	ctx := context.Background()
+	p := &versionedProvider{}
+	p.client = &versionedClient{countingClient: countingClient{p: &p.countingProvider}}
+	c, _ := newClients(t)
+	if _, _, ok, err := c.Versions(ctx, usable(p, 1), "app", []string{"a"}, 0); ok || err != nil || p.builds.Load() != 0 {
+		t.Fatalf("before any read: ok %v, err %v, builds %d; want no client built and nothing asked", ok, err, p.builds.Load())
+	}
+	if _, _, err := c.For(ctx, usable(p, 1), "app"); err != nil {
+		t.Fatal(err)
+	}
+	got, looked, ok, err := c.Versions(ctx, usable(p, 1), "app", []string{"a", "b", "c"}, 2)
+	if !ok || err != nil || looked != 2 || len(got) != 2 || p.client.calls.Load() != 2 {
+		t.Fatalf("after a read: %v looked %d ok %v err %v calls %d; want two keys in two calls", got, looked, ok, err, p.client.calls.Load())
+	}
+	if _, _, ok, _ := c.Versions(ctx, usable(p, 2), "app", []string{"a"}, 0); ok || p.builds.Load() != 1 {
+		t.Errorf("a new spec no read has built a client for was asked (ok %v), or a client was built (%d)", ok, p.builds.Load())
+	}
+}
