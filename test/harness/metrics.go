@@ -22,11 +22,16 @@ type Metrics struct {
 // VeilMetrics scrapes veil-apiserver's /metrics directly, as the front
 // proxy for a cluster admin (the path is authorised like any other).
 func (c *Cluster) VeilMetrics(ctx context.Context) (*Metrics, error) {
+	return c.VeilReplicaMetrics(ctx, 0)
+}
+
+// VeilReplicaMetrics scrapes replica i (0 is the first, or only, one).
+func (c *Cluster) VeilReplicaMetrics(ctx context.Context, i int) (*Metrics, error) {
 	cert, err := c.FrontProxyCertificate()
 	if err != nil {
 		return nil, err
 	}
-	return scrape(ctx, c.VeilHTTPClient(&cert), c.VeilURL()+"/metrics",
+	return scrape(ctx, c.VeilHTTPClient(&cert), c.VeilReplicaURL(i)+"/metrics",
 		map[string]string{"X-Remote-User": "admin", "X-Remote-Group": "system:masters"})
 }
 

@@ -56,21 +56,27 @@ func startProcess(name, logDir, bin string, args []string, env []string) (*Proce
 
 // PeakRSS is the most resident memory the process has used so far
 // (VmHWM in /proc/<pid>/status), in bytes.
-func (p *Process) PeakRSS() (int64, error) {
+func (p *Process) PeakRSS() (int64, error) { return p.memory("VmHWM") }
+
+// RSS is the memory the process has resident now (VmRSS), in bytes.
+func (p *Process) RSS() (int64, error) { return p.memory("VmRSS") }
+
+// memory reads one field of /proc/<pid>/status that counts kB.
+func (p *Process) memory(field string) (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
 	if err != nil {
 		return 0, fmt.Errorf("reading %s's memory use: %w", p.Name, err)
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
 			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
 			if err != nil {
-				return 0, fmt.Errorf("%s's VmHWM %q: %w", p.Name, v, err)
+				return 0, fmt.Errorf("%s's %s %q: %w", p.Name, field, v, err)
 			}
 			return kb << 10, nil
 		}
 	}
-	return 0, fmt.Errorf("%s's /proc status has no VmHWM", p.Name)
+	return 0, fmt.Errorf("%s's /proc status has no %s", p.Name, field)
 }
 
 // CPUTime is the user and system CPU time the process has used so far

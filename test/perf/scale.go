@@ -37,7 +37,12 @@ func init() {
 type cacheActivity struct{ gets, hits, shared float64 }
 
 func readActivity(ctx context.Context, c *harness.Cluster) (cacheActivity, error) {
-	m, err := c.VeilMetrics(ctx)
+	return replicaActivity(ctx, c, 0)
+}
+
+// replicaActivity is readActivity of replica i.
+func replicaActivity(ctx context.Context, c *harness.Cluster, i int) (cacheActivity, error) {
+	m, err := c.VeilReplicaMetrics(ctx, i)
 	if err != nil {
 		return cacheActivity{}, err
 	}
@@ -72,9 +77,37 @@ func duringMeasurement(ctx context.Context, c *harness.Cluster, f func() error) 
 // keys, N ExternalSecrets naming all of them with a refresh interval longer
 // than the run, each read several times by concurrent clients.
 func providerCallsPerUniqueValue(ctx context.Context, c *harness.Cluster) error {
+	l, err := readSharedKeys(ctx, c, func(ctx context.Context) (cacheActivity, error) { return readActivity(ctx, c) })
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%d ExternalSecrets x %d unique remote keys, each ExternalSecret read %d times by %d concurrent clients in %s (refresh interval %s)\n",
+		*p3Readers, *p3Keys, *p3Rounds, *concurrency, l.elapsed.Round(time.Millisecond), p3Window)
+	fmt.Printf("  reads of ExternalSecretValues:        %d (%d remote values)\n", l.reads, l.reads**p3Keys)
+	fmt.Printf("  provider calls:                       %.0f (goal: exactly %d)\n", l.activity.gets, *p3Keys)
+	fmt.Printf("  remote values answered by the cache:  %.0f\n", l.activity.hits)
+	fmt.Printf("  misses that shared a call in flight:  %.0f\n\n", l.activity.shared)
+	return nil
+}
+
+// p3Window is the refresh interval of P3's ExternalSecrets: longer than
+// the reads take, so every provider call counted is a cache miss.
+const p3Window = 10 * time.Minute
+
+// sharedKeysLoad is what one run of P3's read load did.
+type sharedKeysLoad struct {
+	reads    int
+	elapsed  time.Duration
+	activity cacheActivity // what veil-apiserver (every replica) did meanwhile
+}
+
+// readSharedKeys runs P3's read load in a new namespace with its own store,
+// and counts what activity reports over it.
+func readSharedKeys(ctx context.Context, c *harness.Cluster, activity func(context.Context) (cacheActivity, error)) (sharedKeysLoad, error) {
+	var l sharedKeysLoad
 	ns := fmt.Sprintf("perf-p3-%d", time.Now().UnixNano())
 	if _, err := c.KubeClient.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-		return err
+		return l, err
 	}
 	keys := make([]configv1alpha1.FakeProviderData, *p3Keys)
 	refs := make([]configv1alpha1.ExternalSecretData, *p3Keys)
@@ -86,31 +119,30 @@ func providerCallsPerUniqueValue(ctx context.Context, c *harness.Cluster) error 
 		ObjectMeta: metav1.ObjectMeta{Name: "store"},
 		Spec:       configv1alpha1.SecretStoreSpec{Provider: configv1alpha1.SecretStoreProvider{Fake: &configv1alpha1.FakeProvider{Data: keys}}},
 	}, metav1.CreateOptions{}); err != nil {
-		return err
+		return l, err
 	}
-	window := 10 * time.Minute
 	for i := range *p3Readers {
 		if _, err := c.VeilClient.ConfigV1alpha1().ExternalSecrets(ns).Create(ctx, &configv1alpha1.ExternalSecret{
 			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("reader-%d", i)},
 			Spec: configv1alpha1.ExternalSecretSpec{
 				SecretStoreRef:  configv1alpha1.SecretStoreRef{Name: "store", Kind: configv1alpha1.SecretStoreKind},
-				RefreshInterval: &metav1.Duration{Duration: window},
+				RefreshInterval: &metav1.Duration{Duration: p3Window},
 				Data:            refs,
 			},
 		}, metav1.CreateOptions{}); err != nil {
-			return err
+			return l, err
 		}
 	}
 	cfg := rest.CopyConfig(c.Admin)
 	cfg.RateLimiter = flowcontrol.NewFakeAlwaysRateLimiter()
 	client, err := versioned.NewForConfig(cfg)
 	if err != nil {
-		return err
+		return l, err
 	}
 
-	before, err := readActivity(ctx, c)
+	before, err := activity(ctx)
 	if err != nil {
-		return err
+		return l, err
 	}
 	start := time.Now()
 	work := make(chan string)
@@ -118,25 +150,22 @@ func providerCallsPerUniqueValue(ctx context.Context, c *harness.Cluster) error 
 		wg       sync.WaitGroup
 		mu       sync.Mutex
 		firstErr error
-		reads    int
 	)
 	for range *concurrency {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for name := range work {
 				v, err := client.ExternalsecretsV1alpha1().ExternalSecretValues(ns).Get(ctx, name, metav1.GetOptions{})
 				if err == nil && len(v.Data) != *p3Keys {
 					err = fmt.Errorf("%s: %d keys, want %d", name, len(v.Data), *p3Keys)
 				}
 				mu.Lock()
-				reads++
+				l.reads++
 				if err != nil && firstErr == nil {
 					firstErr = err
 				}
 				mu.Unlock()
 			}
-		}()
+		})
 	}
 	for range *p3Rounds {
 		for i := range *p3Readers {
@@ -145,25 +174,19 @@ func providerCallsPerUniqueValue(ctx context.Context, c *harness.Cluster) error 
 	}
 	close(work)
 	wg.Wait()
-	elapsed := time.Since(start)
+	l.elapsed = time.Since(start)
 	if firstErr != nil {
-		return firstErr
+		return l, firstErr
 	}
-	if elapsed >= window {
-		return fmt.Errorf("the reads took %s, longer than the %s refresh window", elapsed, window)
+	if l.elapsed >= p3Window {
+		return l, fmt.Errorf("the reads took %s, longer than the %s refresh window", l.elapsed, p3Window)
 	}
-	after, err := readActivity(ctx, c)
+	after, err := activity(ctx)
 	if err != nil {
-		return err
+		return l, err
 	}
-	calls := after.gets - before.gets
-	fmt.Printf("%d ExternalSecrets x %d unique remote keys, each ExternalSecret read %d times by %d concurrent clients in %s (refresh interval %s)\n",
-		*p3Readers, *p3Keys, *p3Rounds, *concurrency, elapsed.Round(time.Millisecond), window)
-	fmt.Printf("  reads of ExternalSecretValues:        %d (%d remote values)\n", reads, reads**p3Keys)
-	fmt.Printf("  provider calls:                       %.0f (goal: exactly %d)\n", calls, *p3Keys)
-	fmt.Printf("  remote values answered by the cache:  %.0f\n", after.hits-before.hits)
-	fmt.Printf("  misses that shared a call in flight:  %.0f\n\n", after.shared-before.shared)
-	return nil
+	l.activity = cacheActivity{gets: after.gets - before.gets, hits: after.hits - before.hits, shared: after.shared - before.shared}
+	return l, nil
 }
 
 // memoryPerValue is P5: the heap a pkg/cache instance holds per 1 KiB value
