@@ -62,3 +62,11 @@ go tool controller-gen crd:crdVersions=v1 paths=./pkg/apis/config/... output:crd
 # chart's test checks the copies).
 rm -f charts/veil/crds/config.veil.dev_*.yaml
 cp artifacts/base/crds/config.veil.dev_*.yaml charts/veil/crds/
+
+# The out-of-process provider protocol (pkg/providers/remote), without
+# protoc: hack/protogen parses the .proto files in Go and runs the plugins
+# the tool block pins.
+find pkg/providers/remote/proto -name '*.pb.go' -delete
+go run ./hack/protogen -root pkg/providers/remote/proto \
+  -plugin protoc-gen-go -plugin protoc-gen-go-grpc \
+  veil/provider/v1/provider.proto
