@@ -62,3 +62,22 @@ func Names() []string {
 	sort.Strings(names)
 	return names
 }
+
+// Override puts p in the place of the provider registered under its name,
+// until restore is called. It is for tests that serve a provider kind out
+// of process (pkg/providers/remote) from a binary that also links it: the
+// stores of that kind then reach it over the protocol.
+func Override(p Provider) (restore func()) {
+	mu.Lock()
+	defer mu.Unlock()
+	old, ok := registry[p.Name()]
+	if !ok {
+		panic(fmt.Sprintf("provider %q is not registered: there is nothing to override", p.Name()))
+	}
+	registry[p.Name()] = p
+	return func() {
+		mu.Lock()
+		defer mu.Unlock()
+		registry[p.Name()] = old
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"time"
@@ -115,6 +116,46 @@ func (ca *CA) Issue(dir, name, commonName string, orgs []string, hosts []string)
 		return nil, fmt.Errorf("writing %s: %w", p.KeyFile, err)
 	}
 	return p, nil
+}
+
+// IssueWorkload signs a client certificate whose identity is a URI SAN
+// (a SPIFFE ID, as a workload's certificate names it), and writes
+// dir/name.crt and dir/name.key.
+func (ca *CA) IssueWorkload(dir, name, uri string) (*Pair, error) {
+	u, err := url.Parse(uri)
+	if err != nil {
+		return nil, err
+	}
+	key, err := newKey()
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial(),
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(365 * 24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		URIs:         []*url.URL{u},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, key.Public(), ca.Key)
+	if err != nil {
+		return nil, err
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	p := &Pair{
+		CertFile: filepath.Join(dir, name+".crt"),
+		KeyFile:  filepath.Join(dir, name+".key"),
+		CertPEM:  pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		KeyPEM:   pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
+	}
+	if err := os.WriteFile(p.CertFile, p.CertPEM, 0o644); err != nil {
+		return nil, err
+	}
+	return p, os.WriteFile(p.KeyFile, p.KeyPEM, 0o600)
 }
 
 // writeSigningKey writes an RSA-free (ECDSA) service-account signing key pair.

@@ -20,6 +20,7 @@ import (
 
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
 	"github.com/veil-dev/veil/test/conformance"
+	"github.com/veil-dev/veil/test/conformance/remotetest"
 	"github.com/veil-dev/veil/test/harness"
 )
 
@@ -30,6 +31,18 @@ func TestConformance(t *testing.T) {
 		t.Run(string(service), func(t *testing.T) {
 			resetMoto(t)
 			conformance.Run(t, &conformanceFixture{service: service})
+		})
+	}
+}
+
+// TestConformanceRemote runs the suite against the same stores served out
+// of process, by veil-provider over gRPC with mutual TLS; the provider
+// process holds the access keys, veil-apiserver's side none.
+func TestConformanceRemote(t *testing.T) {
+	for _, service := range []configv1alpha1.AWSService{configv1alpha1.AWSServiceSecretsManager, configv1alpha1.AWSServiceParameterStore} {
+		t.Run(string(service), func(t *testing.T) {
+			resetMoto(t)
+			remotetest.Run(t, &conformanceFixture{service: service})
 		})
 	}
 }

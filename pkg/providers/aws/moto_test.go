@@ -25,6 +25,7 @@ import (
 	esv1alpha1 "github.com/veil-dev/veil/pkg/apis/externalsecrets/v1alpha1"
 	"github.com/veil-dev/veil/pkg/metrics"
 	"github.com/veil-dev/veil/pkg/providers"
+	"github.com/veil-dev/veil/test/conformance/remotetest"
 	"github.com/veil-dev/veil/test/harness"
 )
 
@@ -33,6 +34,9 @@ import (
 var moto *harness.Moto
 
 func TestMain(m *testing.M) {
+	// The child process of TestConformanceRemote serves and exits here,
+	// before any server starts.
+	remotetest.ServeIfChild()
 	// A fuzz run (hack/fuzz.sh) runs no test that needs the server.
 	flag.Parse()
 	if f := flag.Lookup("test.fuzz"); f != nil && f.Value.String() != "" {

@@ -1,16 +1,27 @@
 package fake
 
 import (
+	"os"
 	"strconv"
 	"sync"
 	"testing"
 
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
 	"github.com/veil-dev/veil/test/conformance"
+	"github.com/veil-dev/veil/test/conformance/remotetest"
 )
+
+func TestMain(m *testing.M) {
+	remotetest.ServeIfChild()
+	os.Exit(m.Run())
+}
 
 // TestConformance runs the provider conformance suite against a fake store.
 func TestConformance(t *testing.T) { conformance.Run(t, &fixture{}) }
+
+// TestConformanceRemote runs it against the same store served out of
+// process, by veil-provider over gRPC with mutual TLS.
+func TestConformanceRemote(t *testing.T) { remotetest.Run(t, &fixture{}) }
 
 // fixture is a fake store whose spec the suite writes: the fake provider's
 // values are its store's spec. Each write is kept as a numbered version and

@@ -15,6 +15,7 @@ import (
 
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
 	"github.com/veil-dev/veil/test/conformance"
+	"github.com/veil-dev/veil/test/conformance/remotetest"
 )
 
 // TestConformance runs the provider conformance suite against a KV v2 and
@@ -23,6 +24,14 @@ import (
 func TestConformance(t *testing.T) {
 	t.Run("KVv2", func(t *testing.T) { conformance.Run(t, newConformanceFixture(t, 2)) })
 	t.Run("KVv1", func(t *testing.T) { conformance.Run(t, newConformanceFixture(t, 1)) })
+}
+
+// TestConformanceRemote runs the suite against the same mounts served out
+// of process, by veil-provider over gRPC with mutual TLS; the provider
+// process holds the Vault token, veil-apiserver's side none.
+func TestConformanceRemote(t *testing.T) {
+	t.Run("KVv2", func(t *testing.T) { remotetest.Run(t, newConformanceFixture(t, 2)) })
+	t.Run("KVv1", func(t *testing.T) { remotetest.Run(t, newConformanceFixture(t, 1)) })
 }
 
 type conformanceFixture struct {

@@ -21,6 +21,7 @@ import (
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
 	"github.com/veil-dev/veil/pkg/credentials"
 	"github.com/veil-dev/veil/pkg/providers"
+	"github.com/veil-dev/veil/test/conformance/remotetest"
 	"github.com/veil-dev/veil/test/harness"
 )
 
@@ -29,6 +30,9 @@ import (
 var server *harness.Vault
 
 func TestMain(m *testing.M) {
+	// The child process of TestConformanceRemote serves and exits here,
+	// before any server starts.
+	remotetest.ServeIfChild()
 	// A fuzz run (hack/fuzz.sh) runs no test that needs the server.
 	flag.Parse()
 	if f := flag.Lookup("test.fuzz"); f != nil && f.Value.String() != "" {
