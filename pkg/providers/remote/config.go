@@ -49,6 +49,10 @@ type StoreConfig struct {
 	CredentialsDir string `json:"credentialsDir,omitempty"`
 	// Limits bound what veil-apiserver may ask of this store.
 	Limits Limits `json:"limits,omitempty"`
+
+	// fp is fingerprint(), computed once when the file is read: calls
+	// compare it on the read path.
+	fp [sha256.Size]byte
 }
 
 // Limits of one store. Zero fields take the defaults.
@@ -123,6 +127,7 @@ func ParseConfig(data []byte, provider string) (*Config, error) {
 			errs = append(errs, fmt.Errorf("%s: the store is configured twice", where))
 		}
 		seen[s.ref()] = true
+		s.fp = s.fingerprint()
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)

@@ -134,7 +134,7 @@ func (s *Server) store(ctx context.Context, ref *providerv1.StoreRef) (*served, 
 		return nil, providers.Errorf(providers.Forbidden, "this veil-provider does not serve %s: it serves only the stores of its own configuration; add the store there", key)
 	}
 	sc := cfg.Stores[i]
-	fp := sc.fingerprint()
+	fp := sc.fp
 	s.mu.Lock()
 	cur := s.stores[key]
 	s.mu.Unlock()
