@@ -11,10 +11,12 @@ FUZZTIME ?= 5m
 
 all: build
 
-## build: the two binaries, into bin/
+## build: the binaries, into bin/ (veil-provider serves a provider out of
+## process; it has no image yet)
 build:
 	$(GO) build -o bin/veil-apiserver ./cmd/apiserver
 	$(GO) build -o bin/veil-syncer ./cmd/syncer
+	$(GO) build -o bin/veil-provider ./cmd/veil-provider
 
 ## images: the container images of both binaries, without a container
 ## engine: out/images/veil-{apiserver,syncer}.tar (OCI layout and docker

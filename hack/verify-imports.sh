@@ -48,6 +48,10 @@ forbid "pkg/providers/..." "pkg/(resolve|push|stores|registry|cmd|syncer|apiserv
 forbid "test/conformance" "pkg/providers/[^/]+(/|$)|test/harness(/|$)" \
   "the conformance suite builds clients through the provider registry and is run from each provider's own tests, with its own fixture"
 forbid "cmd/..." "test/" "test code never links into veil-apiserver or veil-syncer"
+forbid "pkg/providers/remote/..." "pkg/providers/(vault|aws|fake)(/|$)" \
+  "veil-apiserver's side of the provider protocol links no backend: a provider out of process is reached only over the protocol"
+forbid "cmd/veil-provider" "pkg/(resolve|push|stores|registry|cache|credentials|throttle|changes|apiserver|syncer|cmd/server)(/|$)" \
+  "veil-provider serves the stores of its own configuration with its own credentials; it has none of veil-apiserver's layers"
 forbid "pkg/version" "." "every package and binary may say its version: pkg/version depends on no other Veil package"
 
 # forbid_direct PACKAGE-PATTERN IMPORT-REGEX WHY: only the packages'
