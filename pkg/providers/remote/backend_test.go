@@ -43,10 +43,12 @@ type memory struct {
 	batch, versions bool
 	calls           atomic.Int64
 	builds          atomic.Int64
+	// closed counts the clients closed, by store name.
+	closed map[string]int
 }
 
 func newMemory(values map[string]string) *memory {
-	return &memory{values: values, errs: map[string]error{}, block: map[string]chan struct{}{}, started: make(chan string, 16)}
+	return &memory{values: values, errs: map[string]error{}, block: map[string]chan struct{}{}, started: make(chan string, 16), closed: map[string]int{}}
 }
 
 func (m *memory) Name() string                                   { return "fake" }
@@ -54,9 +56,9 @@ func (m *memory) Endpoints(*providers.Store) ([]*url.URL, error) { return nil, n
 
 // NewClient reads the token Secret, when the store's configuration has
 // credentials: a client whose token is not "good" is refused every read.
-func (m *memory) NewClient(ctx context.Context, _ *providers.Store, creds providers.Credentials, _ providers.Env) (providers.Client, error) {
+func (m *memory) NewClient(ctx context.Context, store *providers.Store, creds providers.Credentials, _ providers.Env) (providers.Client, error) {
 	m.builds.Add(1)
-	c := &memClient{m: m, token: "good"}
+	c := &memClient{m: m, token: "good", store: store.Namespace + "/" + store.Name}
 	if fc, ok := creds.(*fileCredentials); ok && fc.dir != "" {
 		b, err := creds.SecretKey(ctx, configv1alpha1.SecretKeySelector{Name: "backend", Key: "token"})
 		if err != nil {
@@ -88,6 +90,7 @@ func (m *memory) NewClient(ctx context.Context, _ *providers.Store, creds provid
 type memClient struct {
 	m     *memory
 	token string
+	store string
 }
 
 func (c *memClient) Get(ctx context.Context, ref providers.Ref) (providers.Value, error) {
@@ -154,7 +157,19 @@ func (c *memClient) Delete(_ context.Context, d providers.Delete) error {
 	return nil
 }
 
-func (c *memClient) Close(context.Context) error { return nil }
+func (c *memClient) Close(context.Context) error {
+	c.m.mu.Lock()
+	defer c.m.mu.Unlock()
+	c.m.closed[c.store]++
+	return nil
+}
+
+// closedOf is how many clients of store (namespace/name) were closed.
+func (m *memory) closedOf(store string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.closed[store]
+}
 
 type memBatch struct{ c *memClient }
 
@@ -207,6 +222,8 @@ func serve(t testing.TB, backend providers.Provider, config string) *servedEnv {
 	if e.server, err = NewServer(backend, e.configPath, providers.Env{}); err != nil {
 		t.Fatal(err)
 	}
+	// Replaced clients are closed at once: the tests wait for it.
+	e.server.closeDelay = 0
 	creds, err := ServerTLS(e.serverTLS, apiserverID)
 	if err != nil {
 		t.Fatal(err)

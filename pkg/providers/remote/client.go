@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
 
 	"github.com/veil-dev/veil/pkg/providers"
 	providerv1 "github.com/veil-dev/veil/pkg/providers/remote/proto/veil/provider/v1"
@@ -23,6 +24,22 @@ type Endpoint struct {
 	// TLS is veil-apiserver's client certificate and key, and the CA that
 	// signs the provider's certificate.
 	TLS TLSFiles
+}
+
+// clientKeepalive pings an idle connection, so that a provider that went
+// away without closing it is noticed before a read waits on it.
+var clientKeepalive = keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}
+
+// defaultTimeout bounds a call whose context has no deadline: a provider
+// process that stops answering must not hold veil-apiserver's requests.
+const defaultTimeout = 30 * time.Second
+
+// bounded is ctx with defaultTimeout, unless it has a deadline already.
+func bounded(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, defaultTimeout)
 }
 
 // Provider is a providers.Provider served by a provider process: its
@@ -49,6 +66,7 @@ func NewProvider(name string, ep Endpoint) (*Provider, error) {
 	}
 	conn, err := grpc.NewClient(ep.Address,
 		grpc.WithTransportCredentials(creds),
+		grpc.WithKeepaliveParams(clientKeepalive),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageSize), grpc.MaxCallSendMsgSize(MaxMessageSize)))
 	if err != nil {
 		return nil, err
@@ -72,6 +90,8 @@ func (p *Provider) Close() error { return p.conn.Close() }
 // the provider process authenticates to its backend with its own.
 func (p *Provider) NewClient(ctx context.Context, store *providers.Store, _ providers.Credentials, _ providers.Env) (providers.Client, error) {
 	ref := &providerv1.StoreRef{Kind: string(store.Kind), Namespace: store.Namespace, Name: store.Name}
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	resp, err := p.rpc.Handshake(ctx, &providerv1.HandshakeRequest{ProtocolVersions: supportedVersions, Store: ref})
 	if err != nil {
 		return nil, providers.Within(fromStatus(err, p.where), "%s", store)
@@ -105,6 +125,8 @@ type client struct {
 var _ providers.Client = &client{}
 
 func (c *client) Get(ctx context.Context, ref providers.Ref) (providers.Value, error) {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	resp, err := c.rpc.Get(ctx, &providerv1.GetRequest{Store: c.ref, Ref: &providerv1.Ref{Key: ref.Key, Version: ref.Version}})
 	if err != nil {
 		return providers.Value{}, fromStatus(err, c.where)
@@ -113,6 +135,8 @@ func (c *client) Get(ctx context.Context, ref providers.Ref) (providers.Value, e
 }
 
 func (c *client) Find(ctx context.Context, f providers.Find) (map[string]providers.Value, error) {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	resp, err := c.rpc.Find(ctx, &providerv1.FindRequest{Store: c.ref, Path: f.Path, NameRegexp: f.NameRegexp, Tags: f.Tags})
 	if err != nil {
 		return nil, fromStatus(err, c.where)
@@ -133,6 +157,8 @@ func ownerMsg(o providers.Owner) *providerv1.Owner {
 }
 
 func (c *client) Push(ctx context.Context, p providers.Push) (string, error) {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	resp, err := c.rpc.Push(ctx, &providerv1.PushRequest{Store: c.ref, Key: p.Key, Property: p.Property, Value: p.Value,
 		Owner: ownerMsg(p.Owner), IfNotExists: p.IfNotExists, Replace: p.Replace})
 	if err != nil {
@@ -142,6 +168,8 @@ func (c *client) Push(ctx context.Context, p providers.Push) (string, error) {
 }
 
 func (c *client) Delete(ctx context.Context, d providers.Delete) error {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	_, err := c.rpc.Delete(ctx, &providerv1.DeleteRequest{Store: c.ref, Key: d.Key, Property: d.Property, Owner: ownerMsg(d.Owner)})
 	return fromStatus(err, c.where)
 }
@@ -151,6 +179,8 @@ func (c *client) Delete(ctx context.Context, d providers.Delete) error {
 func (c *client) Close(context.Context) error { return nil }
 
 func (c *client) getBatch(ctx context.Context, refs []providers.Ref) (map[providers.Ref]providers.Value, error) {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	req := &providerv1.GetBatchRequest{Store: c.ref}
 	for _, r := range refs {
 		req.Refs = append(req.Refs, &providerv1.Ref{Key: r.Key, Version: r.Version})
@@ -167,6 +197,8 @@ func (c *client) getBatch(ctx context.Context, refs []providers.Ref) (map[provid
 }
 
 func (c *client) versions(ctx context.Context, keys []string) (map[string]providers.KeyVersion, error) {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	resp, err := c.rpc.Versions(ctx, &providerv1.VersionsRequest{Store: c.ref, Keys: keys})
 	if err != nil {
 		return nil, fromStatus(err, c.where)

@@ -275,9 +275,47 @@ func TestConfigurationAndCredentialsReload(t *testing.T) {
 	if _, err := c.Get(ctxFor(t), providers.Ref{Key: "team/x"}); err != nil {
 		t.Fatalf("after a broken configuration: %v", err)
 	}
+	// The client of the token rotated out is closed; so is, once the
+	// store is removed, the client of the new one.
+	waitClosed(t, m, "team/x", 1)
 	writeAtomic(t, e.configPath, []byte(appConfig))
 	_, err = c.Get(ctxFor(t), providers.Ref{Key: "team/x"})
 	wantReason(t, err, providers.Forbidden, "does not serve SecretStore team/x")
+	// The removed store's client is closed (its backend session ended).
+	if _, err := mustClient(t, p, "app", "db").Get(ctxFor(t), providers.Ref{Key: "app/db"}); err != nil {
+		t.Fatal(err)
+	}
+	waitClosed(t, m, "team/x", 2)
+	if n := m.closedOf("app/db"); n != 0 {
+		t.Errorf("%d clients of app/db, which stayed, were closed", n)
+	}
+}
+
+// waitClosed waits (closing is asynchronous) until n clients of store
+// have been closed.
+func waitClosed(t *testing.T, m *memory, store string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for m.closedOf(store) < n && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := m.closedOf(store); got != n {
+		t.Errorf("%d clients of %s were closed, want %d", got, store, n)
+	}
+}
+
+// The change stream is defined, and refused until a provider serves it.
+func TestWatchChangesIsReserved(t *testing.T) {
+	e := serve(t, newMemory(nil), appConfig)
+	p := e.provider(t, e.clientTLS, providerID)
+	stream, err := p.rpc.WatchChanges(ctxFor(t), &providerv1.WatchChangesRequest{Store: &providerv1.StoreRef{Kind: "SecretStore", Namespace: "app", Name: "db"}})
+	if err == nil {
+		_, err = stream.Recv()
+	}
+	if status.Code(err) != codes.Unimplemented {
+		t.Fatalf("WatchChanges: %v, want Unimplemented", err)
+	}
+	wantReason(t, fromStatus(err, "p"), providers.Invalid)
 }
 
 func TestParseConfig(t *testing.T) {

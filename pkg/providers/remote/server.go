@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/singleflight"
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -43,6 +44,10 @@ type Server struct {
 
 	mu     sync.Mutex
 	stores map[storeKey]*served
+	// swept is the configuration the clients of stores no longer in it
+	// were last closed against.
+	swept  *Config
+	builds singleflight.Group
 }
 
 // served is one configured store, with the client built for it.
@@ -78,6 +83,9 @@ func ServerOptions(creds credentials.TransportCredentials) []grpc.ServerOption {
 		// a rotated or revoked client certificate stops being trusted on
 		// connections made before.
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionAge: 30 * time.Minute, MaxConnectionAgeGrace: time.Minute}),
+		// Clients ping idle connections (clientKeepalive) to notice a
+		// provider gone without a word.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: clientKeepalive.Time / 2, PermitWithoutStream: true}),
 		grpc.ChainUnaryInterceptor(logErrors),
 	}
 }
@@ -134,14 +142,43 @@ func (s *Server) store(ctx context.Context, ref *providerv1.StoreRef) (*served, 
 		return nil, providers.Errorf(providers.Forbidden, "this veil-provider does not serve %s: it serves only the stores of its own configuration; add the store there", key)
 	}
 	sc := cfg.Stores[i]
-	fp := sc.fp
 	s.mu.Lock()
+	s.sweep(cfg)
 	cur := s.stores[key]
 	s.mu.Unlock()
-	if cur != nil && cur.fingerprint == fp && !cur.creds.changed() {
+	if cur != nil && cur.fingerprint == sc.fp && !cur.creds.changed() {
 		return cur, nil
 	}
+	// One build per store at a time (a Vault login, an AWS credential
+	// exchange), shared by the calls waiting for it.
+	v, err, _ := s.builds.Do(key.String(), func() (any, error) { return s.build(ctx, key, sc) })
+	if err != nil {
+		return nil, err
+	}
+	return v.(*served), nil
+}
 
+// sweep retires the clients of stores cfg no longer has. s.mu is held.
+func (s *Server) sweep(cfg *Config) {
+	if cfg == s.swept {
+		return
+	}
+	s.swept = cfg
+	for key, st := range s.stores {
+		if !slices.ContainsFunc(cfg.Stores, func(c StoreConfig) bool { return c.ref() == key }) {
+			delete(s.stores, key)
+			s.retire(st)
+		}
+	}
+}
+
+// retire closes a client replaced or removed, once calls holding it are
+// likely done.
+func (s *Server) retire(st *served) {
+	time.AfterFunc(s.closeDelay, func() { _ = st.client.Close(context.Background()) })
+}
+
+func (s *Server) build(ctx context.Context, key storeKey, sc StoreConfig) (*served, error) {
 	creds := newFileCredentials(&sc)
 	store := &providers.Store{Kind: sc.Kind, Namespace: sc.Namespace, Name: sc.Name, Generation: 1,
 		Spec: &configv1alpha1.SecretStoreSpec{Provider: sc.Provider}}
@@ -152,7 +189,7 @@ func (s *Server) store(ctx context.Context, ref *providerv1.StoreRef) (*served, 
 		return nil, err
 	}
 	limits := sc.Limits.withDefaults()
-	next := &served{key: key, fingerprint: fp, prefixes: sc.KeyPrefixes, creds: creds, client: client,
+	next := &served{key: key, fingerprint: sc.fp, prefixes: sc.KeyPrefixes, creds: creds, client: client,
 		caps:    capabilitiesOf(s.provider, client),
 		limiter: rate.NewLimiter(rate.Limit(limits.QPS), limits.Burst), slots: make(chan struct{}, limits.Concurrency)}
 	s.mu.Lock()
@@ -160,7 +197,7 @@ func (s *Server) store(ctx context.Context, ref *providerv1.StoreRef) (*served, 
 	s.stores[key] = next
 	s.mu.Unlock()
 	if old != nil {
-		time.AfterFunc(s.closeDelay, func() { _ = old.client.Close(context.Background()) })
+		s.retire(old)
 	}
 	return next, nil
 }
