@@ -10,13 +10,16 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/http"
 	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
+	k8smetrics "k8s.io/component-base/metrics"
 	"k8s.io/klog/v2"
 
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
+	"github.com/veil-dev/veil/pkg/metrics"
 	"github.com/veil-dev/veil/pkg/providers"
 	"github.com/veil-dev/veil/pkg/providers/remote"
 )
@@ -33,10 +36,15 @@ type Options struct {
 	// AllowPlaintextBackends is --allow-plaintext-backends: stores of the
 	// configuration may use http:// endpoints.
 	AllowPlaintextBackends bool
+	// MetricsListen is --metrics-listen: where to serve /metrics, if
+	// anywhere.
+	MetricsListen string
 
-	// Listener, when set, is served instead of listening on Listen (for
-	// a listener handed over by the process that started this one).
-	Listener net.Listener
+	// Listener and MetricsListener, when set, are served instead of
+	// listening on Listen and MetricsListen (listeners handed over by the
+	// process that started this one).
+	Listener        net.Listener `json:"-"`
+	MetricsListener net.Listener `json:"-"`
 }
 
 // Validate says every flag that is missing or wrong, at once.
@@ -75,6 +83,9 @@ func (o *Options) Run(ctx context.Context) error {
 		return err
 	}
 	defer srv.Close(context.Background())
+	if err := o.serveMetrics(ctx); err != nil {
+		return err
+	}
 	lis := o.Listener
 	if lis == nil {
 		if lis, err = net.Listen("tcp", o.Listen); err != nil {
@@ -83,6 +94,35 @@ func (o *Options) Run(ctx context.Context) error {
 	}
 	klog.InfoS("Serving the provider protocol", "provider", o.Provider, "address", lis.Addr().String(), "allowedClient", o.AllowedClient, "config", o.ConfigFile)
 	return remote.Serve(ctx, lis, srv, creds)
+}
+
+// serveMetrics serves the provider call metrics (veil_provider_calls_total
+// and veil_provider_call_duration_seconds: provider, operation, result;
+// never a store's key or value) on /metrics, when asked to, until ctx ends.
+func (o *Options) serveMetrics(ctx context.Context) error {
+	lis := o.MetricsListener
+	if lis == nil {
+		if o.MetricsListen == "" {
+			return nil
+		}
+		var err error
+		if lis, err = net.Listen("tcp", o.MetricsListen); err != nil {
+			return err
+		}
+	}
+	reg := k8smetrics.NewKubeRegistry()
+	reg.MustRegister(metrics.ProviderCalls, metrics.ProviderCallDuration)
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", k8smetrics.HandlerFor(reg, k8smetrics.HandlerOpts{}))
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	context.AfterFunc(ctx, func() { _ = hs.Close() })
+	go func() {
+		if err := hs.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			klog.ErrorS(err, "Serving metrics failed", "address", lis.Addr().String())
+		}
+	}()
+	klog.InfoS("Serving metrics", "address", lis.Addr().String())
+	return nil
 }
 
 // specNaming is a store spec whose provider block is name's, to look the
@@ -128,6 +168,8 @@ func NewCommand(ctx context.Context) *cobra.Command {
 	fs.StringVar(&o.AllowedClient, "allowed-client", o.AllowedClient,
 		"The only client identity served: a URI SAN (spiffe://...) or a DNS SAN of the client certificate. The common name is not used.")
 	fs.StringVar(&o.ConfigFile, "config", o.ConfigFile, "The stores served, with their backends, key prefixes, credentials and limits (YAML); read again when it changes.")
+	fs.StringVar(&o.MetricsListen, "metrics-listen", o.MetricsListen,
+		"Where to serve /metrics over plain HTTP (provider call counts and latencies; no key or value), e.g. 127.0.0.1:9090. Empty serves none.")
 	fs.BoolVar(&o.AllowPlaintextBackends, "allow-plaintext-backends", o.AllowPlaintextBackends, "Allow stores with http:// backend endpoints. For local demos only.")
 	gofs := flag.NewFlagSet("klog", flag.ContinueOnError)
 	klog.InitFlags(gofs)

@@ -7,8 +7,8 @@
 //
 // The child serves the store from its own configuration and credential
 // files, which Run writes from the fixture's store; the suite's side holds
-// no credential at all. The child logs at -v=4, and its log is searched for
-// canaries with the fixture's own.
+// no credential at all. The child logs at -v=4, and its log and metrics are
+// searched for canaries with the fixture's own log.
 //
 // A provider package's tests use it as:
 //
@@ -23,7 +23,9 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -64,8 +66,11 @@ func ServeIfChild() {
 	var o provider.Options
 	err := json.Unmarshal([]byte(opts), &o)
 	if err == nil {
-		// The listener is the parent's, handed over as the first extra file.
+		// The listeners are the parent's, handed over as extra files.
 		o.Listener, err = net.FileListener(os.NewFile(3, "listener"))
+	}
+	if err == nil {
+		o.MetricsListener, err = net.FileListener(os.NewFile(4, "metrics"))
 	}
 	if err == nil {
 		fs := flag.NewFlagSet("klog", flag.ContinueOnError)
@@ -104,16 +109,9 @@ func Run(t *testing.T, f conformance.Fixture) {
 	w := &wrapped{inner: f, dir: dir, config: filepath.Join(dir, "config.yaml")}
 	w.serve(t, st)
 
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	file, err := lis.(*net.TCPListener).File()
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := lis.Addr().String()
-	lis.Close()
+	file, addr := listener(t)
+	metricsFile, metricsAddr := listener(t)
+	w.metrics = "http://" + metricsAddr + "/metrics"
 	opts, err := json.Marshal(provider.Options{Provider: name, CertFile: server.CertFile, KeyFile: server.KeyFile, ClientCAFile: ca.CertFile,
 		AllowedClient: clientIdentity, ConfigFile: w.config, AllowPlaintextBackends: true})
 	if err != nil {
@@ -121,12 +119,13 @@ func Run(t *testing.T, f conformance.Fixture) {
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"="+string(opts))
-	cmd.ExtraFiles = []*os.File{file}
+	cmd.ExtraFiles = []*os.File{file, metricsFile}
 	cmd.Stdout, cmd.Stderr = &w.logs, &w.logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	file.Close()
+	metricsFile.Close()
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	defer func() {
@@ -151,6 +150,22 @@ func Run(t *testing.T, f conformance.Fixture) {
 	restore := providers.Override(p)
 	defer restore()
 	conformance.Run(t, w)
+}
+
+// listener listens on loopback, for the child: the file to hand over,
+// and the address.
+func listener(t *testing.T) (*os.File, string) {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close()
+	file, err := lis.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return file, lis.Addr().String()
 }
 
 // syncBuffer is the child's output, written by the exec package's copier.
@@ -180,6 +195,8 @@ type wrapped struct {
 	dir    string
 	config string
 	logs   syncBuffer
+	// metrics is the child's /metrics URL.
+	metrics string
 
 	mu     sync.Mutex
 	last   [sha256.Size]byte
@@ -276,14 +293,28 @@ func (w *wrapped) Denied(t *testing.T, key string) (conformance.Store, []string)
 
 func (w *wrapped) Outage(t *testing.T) func() { return w.inner.(conformance.Outager).Outage(t) }
 
-// Logs are the child's log, and the server's, if the fixture has one.
+// Logs are the child's log and metrics, and the server's log, if the
+// fixture has one.
 func (w *wrapped) Logs(t *testing.T) []byte {
 	out := []byte(w.logs.String())
-	if ls, ok := w.inner.(conformance.LogSource); ok {
-		out = append(out, ls.Logs(t)...)
-	}
 	if len(out) == 0 {
 		t.Error("the provider process logged nothing at -v=4: the canary search of its log would prove nothing")
+	}
+	resp, err := http.Get(w.metrics)
+	if err != nil {
+		t.Fatalf("scraping the provider process's metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	metrics, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(metrics, []byte("veil_provider_calls_total{")) {
+		t.Errorf("the provider process's metrics count no provider call: the canary search of them would prove nothing")
+	}
+	out = append(out, metrics...)
+	if ls, ok := w.inner.(conformance.LogSource); ok {
+		out = append(out, ls.Logs(t)...)
 	}
 	return out
 }
