@@ -143,6 +143,8 @@ func TestServesOnlyItsConfiguration(t *testing.T) {
 		_, err := c.Find(ctxFor(t), providers.Find{Path: path})
 		wantReason(t, err, providers.Forbidden, "set find.path under one of them")
 	}
+	_, err = c.Find(ctxFor(t), providers.Find{Path: "app/../other/"})
+	wantReason(t, err, providers.Forbidden, `find.path "app/../other/" has a ".." segment`)
 	if n := m.calls.Load() - before; n != 0 {
 		t.Errorf("the backend was called %d times for refused requests", n)
 	}
@@ -156,15 +158,17 @@ func TestServesOnlyItsConfiguration(t *testing.T) {
 	}
 }
 
+const limitsConfig = `
+stores:
+- {kind: SecretStore, namespace: app, name: db, keyPrefixes: ["app/"], provider: {fake: {}}, limits: {qps: 1000, burst: 1000, concurrency: 1}}
+- {kind: SecretStore, namespace: app, name: rate, keyPrefixes: ["app/"], provider: {fake: {}}, limits: {qps: 0.5, burst: 2}}
+`
+
 func TestLimits(t *testing.T) {
 	m := newMemory(map[string]string{"app/a": "1", "app/slow": "2", "app/huge": strings.Repeat("x", MaxMessageSize+1)})
 	slow := make(chan struct{})
 	m.block["app/slow"] = slow
-	e := serve(t, m, `
-stores:
-- {kind: SecretStore, namespace: app, name: db, keyPrefixes: ["app/"], provider: {fake: {}}, limits: {qps: 1000, burst: 1000, concurrency: 1}}
-- {kind: SecretStore, namespace: app, name: rate, keyPrefixes: ["app/"], provider: {fake: {}}, limits: {qps: 0.5, burst: 2}}
-`)
+	e := serve(t, m, limitsConfig)
 	p := e.provider(t, e.clientTLS, providerID)
 
 	t.Run("concurrency", func(t *testing.T) {
@@ -174,6 +178,15 @@ stores:
 		<-m.started
 		_, err := c.Get(ctxFor(t), providers.Ref{Key: "app/a"})
 		wantReason(t, err, providers.Throttled, "1 calls in flight")
+		// A configuration change that builds a new backend client keeps
+		// the store's budget: the call in flight on the old one counts.
+		writeAtomic(t, e.configPath, []byte(strings.Replace(limitsConfig, `keyPrefixes: ["app/"]`, `keyPrefixes: ["app/", "more/"]`, 1)))
+		builds := m.builds.Load()
+		_, err = c.Get(ctxFor(t), providers.Ref{Key: "app/a"})
+		wantReason(t, err, providers.Throttled, "1 calls in flight")
+		if m.builds.Load() != builds+1 {
+			t.Errorf("the changed configuration built %d clients, want 1", m.builds.Load()-builds)
+		}
 		close(slow)
 		if err := <-done; err != nil {
 			t.Fatalf("the call in flight: %v", err)
@@ -474,5 +487,27 @@ func TestNoValueInLogsOrErrors(t *testing.T) {
 	}
 	if bytes.Contains(logs.Bytes(), []byte(canary)) {
 		t.Error("the log carries the value")
+	}
+}
+
+// veil-apiserver's side reads its rotated files too: the next handshake of
+// a Provider made before the rotation presents the new certificate.
+func TestClientCertificateRotation(t *testing.T) {
+	ca := newTestCA(t, "ca")
+	files := writeTLS(t, ca, apiserverID, false, ca)
+	creds, err := ClientTLS(files, providerID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc := creds.(*clientCreds)
+	before := cc.config().Certificates[0].Certificate[0]
+	replaceTLS(t, files, ca, apiserverID, false, ca)
+	after := cc.config().Certificates[0].Certificate[0]
+	want, err := tls.LoadX509KeyPair(files.CertFile, files.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(before, after) || !bytes.Equal(after, want.Certificate[0]) {
+		t.Error("a handshake after the rotation does not present the rotated client certificate")
 	}
 }

@@ -58,6 +58,7 @@ type served struct {
 	creds       *fileCredentials
 	client      providers.Client
 	caps        *providerv1.Capabilities
+	limits      Limits
 	limiter     *rate.Limiter
 	slots       chan struct{}
 }
@@ -190,10 +191,17 @@ func (s *Server) build(ctx context.Context, key storeKey, sc StoreConfig) (*serv
 	}
 	limits := sc.Limits.withDefaults()
 	next := &served{key: key, fingerprint: sc.fp, prefixes: sc.KeyPrefixes, creds: creds, client: client,
-		caps:    capabilitiesOf(s.provider, client),
-		limiter: rate.NewLimiter(rate.Limit(limits.QPS), limits.Burst), slots: make(chan struct{}, limits.Concurrency)}
+		caps: capabilitiesOf(s.provider, client), limits: limits}
 	s.mu.Lock()
 	old := s.stores[key]
+	if old != nil && old.limits == limits {
+		// A new client (rotated credentials, another backend setting)
+		// keeps the store's budget: calls in flight on the old one still
+		// count, and the rate does not start again.
+		next.limiter, next.slots = old.limiter, old.slots
+	} else {
+		next.limiter, next.slots = rate.NewLimiter(rate.Limit(limits.QPS), limits.Burst), make(chan struct{}, limits.Concurrency)
+	}
 	s.stores[key] = next
 	s.mu.Unlock()
 	if old != nil {
@@ -261,12 +269,24 @@ func (st *served) checkKey(key string) error {
 	if !st.underPrefix(key) {
 		return providers.Errorf(providers.Forbidden, "remote key %q is outside the prefixes this veil-provider serves for %s (%q)", key, st.key, st.prefixes)
 	}
+	return st.checkSegments("remote key", key)
+}
+
+// checkPath is checkKey for a find's path.
+func (st *served) checkPath(path string) error {
+	if !st.underPrefix(path) {
+		return providers.Errorf(providers.Forbidden, "find.path %q is outside the prefixes this veil-provider serves for %s (%q); set find.path under one of them", path, st.key, st.prefixes)
+	}
+	return st.checkSegments("find.path", path)
+}
+
+func (st *served) checkSegments(what, key string) error {
 	if slices.Contains(st.prefixes, "") {
 		return nil
 	}
 	for seg := range strings.SplitSeq(key, "/") {
 		if seg == "." || seg == ".." {
-			return providers.Errorf(providers.Forbidden, "remote key %q has a %q segment, which could leave the prefixes this veil-provider serves for %s", key, seg, st.key)
+			return providers.Errorf(providers.Forbidden, "%s %q has a %q segment, which could leave the prefixes this veil-provider serves for %s", what, key, seg, st.key)
 		}
 	}
 	return nil
@@ -359,8 +379,8 @@ func (s *Server) GetBatch(ctx context.Context, req *providerv1.GetBatchRequest) 
 func (s *Server) Find(ctx context.Context, req *providerv1.FindRequest) (*providerv1.FindResponse, error) {
 	var resp *providerv1.FindResponse
 	err := s.call(ctx, req.GetStore(), func(st *served) error {
-		if !st.underPrefix(req.GetPath()) {
-			return providers.Errorf(providers.Forbidden, "find.path %q is outside the prefixes this veil-provider serves for %s (%q); set find.path under one of them", req.GetPath(), st.key, st.prefixes)
+		if err := st.checkPath(req.GetPath()); err != nil {
+			return err
 		}
 		found, err := st.client.Find(ctx, providers.Find{Path: req.GetPath(), NameRegexp: req.GetNameRegexp(), Tags: req.GetTags()})
 		if err != nil {
