@@ -511,3 +511,18 @@ func TestClientCertificateRotation(t *testing.T) {
 		t.Error("a handshake after the rotation does not present the rotated client certificate")
 	}
 }
+
+// The example of docs/veil-provider.md is a valid configuration.
+func TestExampleConfiguration(t *testing.T) {
+	b, err := os.ReadFile("testdata/vault-config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := ParseConfig(b, "vault")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Stores) != 2 || cfg.Stores[0].Provider.Vault.Auth.Kubernetes == nil || cfg.Stores[1].Provider.Vault.Auth.TokenSecretRef == nil {
+		t.Errorf("the example parsed to %+v", cfg)
+	}
+}
