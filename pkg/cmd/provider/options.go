@@ -98,6 +98,7 @@ func (o *Options) Run(ctx context.Context) error {
 
 // serveMetrics serves the provider call metrics (veil_provider_calls_total
 // and veil_provider_call_duration_seconds: provider, operation, result;
+// veil_provider_throttled_total: calls refused over a store's limits;
 // never a store's key or value) on /metrics, when asked to, until ctx ends.
 func (o *Options) serveMetrics(ctx context.Context) error {
 	lis := o.MetricsListener
@@ -111,7 +112,7 @@ func (o *Options) serveMetrics(ctx context.Context) error {
 		}
 	}
 	reg := k8smetrics.NewKubeRegistry()
-	reg.MustRegister(metrics.ProviderCalls, metrics.ProviderCallDuration)
+	reg.MustRegister(metrics.ProviderCalls, metrics.ProviderCallDuration, metrics.ProviderThrottled)
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", k8smetrics.HandlerFor(reg, k8smetrics.HandlerOpts{}))
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
@@ -169,7 +170,7 @@ func NewCommand(ctx context.Context) *cobra.Command {
 		"The only client identity served: a URI SAN (spiffe://...) or a DNS SAN of the client certificate. The common name is not used.")
 	fs.StringVar(&o.ConfigFile, "config", o.ConfigFile, "The stores served, with their backends, key prefixes, credentials and limits (YAML); read again when it changes.")
 	fs.StringVar(&o.MetricsListen, "metrics-listen", o.MetricsListen,
-		"Where to serve /metrics over plain HTTP (provider call counts and latencies; no key or value), e.g. 127.0.0.1:9090. Empty serves none.")
+		"Where to serve /metrics over plain HTTP (provider call counts, latencies and throttled calls; no key or value), e.g. 127.0.0.1:9090. Empty serves none.")
 	fs.BoolVar(&o.AllowPlaintextBackends, "allow-plaintext-backends", o.AllowPlaintextBackends, "Allow stores with http:// backend endpoints. For local demos only.")
 	gofs := flag.NewFlagSet("klog", flag.ContinueOnError)
 	klog.InitFlags(gofs)

@@ -13,8 +13,10 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"k8s.io/component-base/metrics/testutil"
 	"k8s.io/klog/v2"
 
+	"github.com/veil-dev/veil/pkg/metrics"
 	"github.com/veil-dev/veil/pkg/providers"
 	providerv1 "github.com/veil-dev/veil/pkg/providers/remote/proto/veil/provider/v1"
 )
@@ -170,6 +172,22 @@ func TestLimits(t *testing.T) {
 	m.block["app/slow"] = slow
 	e := serve(t, m, limitsConfig)
 	p := e.provider(t, e.clientTLS, providerID)
+	metrics.Register()
+	throttled := func(reason string) float64 {
+		t.Helper()
+		v, err := testutil.GetCounterMetricValue(metrics.ProviderThrottled.WithLabelValues("SecretStore", "store", reason))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	inFlight, rated := throttled("in_flight"), throttled("rate")
+	defer func() {
+		if throttled("in_flight")-inFlight != 2 || throttled("rate")-rated != 1 {
+			t.Errorf("veil_provider_throttled_total counted %v calls over the in-flight limit and %v over the rate, want 2 and 1",
+				throttled("in_flight")-inFlight, throttled("rate")-rated)
+		}
+	}()
 
 	t.Run("concurrency", func(t *testing.T) {
 		c := mustClient(t, p, "app", "db")

@@ -19,6 +19,7 @@ import (
 	"k8s.io/klog/v2"
 
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
+	"github.com/veil-dev/veil/pkg/metrics"
 	"github.com/veil-dev/veil/pkg/providers"
 	providerv1 "github.com/veil-dev/veil/pkg/providers/remote/proto/veil/provider/v1"
 )
@@ -227,6 +228,7 @@ func (st *served) admit() (release func(), err error) {
 	r := st.limiter.Reserve()
 	if d := r.Delay(); d > 0 {
 		r.Cancel()
+		metrics.ProviderThrottled.WithLabelValues(st.key.kind, "store", "rate").Inc()
 		return nil, &providers.Error{Reason: providers.Throttled, RetryAfter: d,
 			Message: fmt.Sprintf("%s is over the calls per second this veil-provider admits for it; retry in %s", st.key, d.Round(time.Millisecond))}
 	}
@@ -234,6 +236,7 @@ func (st *served) admit() (release func(), err error) {
 	case st.slots <- struct{}{}:
 		return func() { <-st.slots }, nil
 	default:
+		metrics.ProviderThrottled.WithLabelValues(st.key.kind, "store", "in_flight").Inc()
 		return nil, &providers.Error{Reason: providers.Throttled, RetryAfter: 100 * time.Millisecond,
 			Message: fmt.Sprintf("%s has %d calls in flight, all this veil-provider admits for it", st.key, cap(st.slots))}
 	}

@@ -159,7 +159,14 @@ func ServerTLS(files TLSFiles, allowedClient string) (credentials.TransportCrede
 			ClientAuth:   tls.RequireAndVerifyClientCert,
 			ClientCAs:    pool,
 			VerifyConnection: func(cs tls.ConnectionState) error {
-				if len(cs.PeerCertificates) == 0 || !hasIdentity(cs.PeerCertificates[0], allowedClient) {
+				if len(cs.PeerCertificates) == 0 {
+					return errors.New("the client sent no certificate")
+				}
+				if leaf := cs.PeerCertificates[0]; !hasIdentity(leaf, allowedClient) {
+					// The certificate is one the CA signed: a workload
+					// of the cluster's PKI is calling a provider it
+					// should not. Worth an operator's attention.
+					klog.InfoS("Refused a client certificate of another identity", "allowedClient", allowedClient, "uris", leaf.URIs, "dnsNames", leaf.DNSNames)
 					return fmt.Errorf("the client certificate does not name %q, the only client this provider accepts", allowedClient)
 				}
 				return nil
