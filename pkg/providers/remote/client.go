@@ -87,7 +87,10 @@ func (p *Provider) Close() error { return p.conn.Close() }
 
 // NewClient agrees on a protocol version for store and learns what the
 // provider can do for it. It sends no credential: creds is not read, and
-// the provider process authenticates to its backend with its own.
+// the provider process authenticates to its backend with its own. Nor is
+// env's dialer used: the connection is the endpoint's, shared by every
+// store, and the endpoint is an administrator's, checked against the
+// allowlist through Endpoints like any other.
 func (p *Provider) NewClient(ctx context.Context, store *providers.Store, _ providers.Credentials, _ providers.Env) (providers.Client, error) {
 	ref := &providerv1.StoreRef{Kind: string(store.Kind), Namespace: store.Namespace, Name: store.Name}
 	ctx, cancel := bounded(ctx)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -542,5 +543,50 @@ func TestExampleConfiguration(t *testing.T) {
 	}
 	if len(cfg.Stores) != 2 || cfg.Stores[0].Provider.Vault.Auth.Kubernetes == nil || cfg.Stores[1].Provider.Vault.Auth.TokenSecretRef == nil {
 		t.Errorf("the example parsed to %+v", cfg)
+	}
+}
+
+// A provider told to stop lets the calls in flight finish before Serve
+// returns (and the process exits).
+func TestServeDrainsCallsInFlight(t *testing.T) {
+	m := newMemory(map[string]string{"app/slow": "1"})
+	release := make(chan struct{})
+	m.block["app/slow"] = release
+	e := serve(t, m, appConfig)
+	creds, err := ServerTLS(e.serverTLS, apiserverID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	served := make(chan error, 1)
+	go func() { served <- Serve(ctx, lis, e.server, creds) }()
+	p, err := NewProvider("fake", Endpoint{Address: lis.Addr().String(), Identity: providerID, TLS: e.clientTLS})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	c := mustClient(t, p, "app", "db")
+	got := make(chan error, 1)
+	go func() { _, err := c.Get(ctxFor(t), providers.Ref{Key: "app/slow"}); got <- err }()
+	<-m.started
+	cancel()
+	select {
+	case err := <-served:
+		t.Fatalf("Serve returned (%v) with a call in flight", err)
+	case err := <-got:
+		t.Fatalf("the call in flight ended (%v) before it was released", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(release)
+	if err := <-got; err != nil {
+		t.Errorf("the call in flight at the stop: %v", err)
+	}
+	if err := <-served; err != nil {
+		t.Errorf("Serve: %v", err)
 	}
 }

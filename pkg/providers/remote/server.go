@@ -92,18 +92,31 @@ func ServerOptions(creds credentials.TransportCredentials) []grpc.ServerOption {
 	}
 }
 
+// drainTimeout bounds how long Serve waits for calls in flight once its
+// context ends.
+const drainTimeout = 30 * time.Second
+
 // Serve serves s on lis with mutual TLS (ServerTLS) until ctx ends, then
-// lets calls in flight finish.
+// lets calls in flight finish, for drainTimeout at most.
 func Serve(ctx context.Context, lis net.Listener, s *Server, creds credentials.TransportCredentials) error {
 	g := grpc.NewServer(ServerOptions(creds)...)
 	providerv1.RegisterProviderServer(g, s)
-	stop := context.AfterFunc(ctx, g.GracefulStop)
-	defer stop()
+	drained := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(drained)
+		t := time.AfterFunc(drainTimeout, g.Stop)
+		g.GracefulStop()
+		t.Stop()
+	})
 	err := g.Serve(lis)
-	if ctx.Err() != nil {
-		return nil
+	if stop() {
+		// Serve failed on its own: nothing to drain.
+		g.Stop()
+		return err
 	}
-	return err
+	// Serve returns when the stop begins; the calls in flight end after.
+	<-drained
+	return nil
 }
 
 // logErrors logs failed calls by method, store and reason; provider
