@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"net"
 	"os"
@@ -588,5 +590,38 @@ func TestServeDrainsCallsInFlight(t *testing.T) {
 	}
 	if err := <-served; err != nil {
 		t.Errorf("Serve: %v", err)
+	}
+}
+
+func TestIdentityMatching(t *testing.T) {
+	ca := newTestCA(t, "ca")
+	parse := func(identity string) *x509.Certificate {
+		certPEM, _, _ := ca.issue(t, identity, false)
+		block, _ := pem.Decode(certPEM)
+		cert, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cert
+	}
+	uri, dns := parse(apiserverID), parse("veil-apiserver.veil-system.svc")
+	for _, tc := range []struct {
+		cert     *x509.Certificate
+		identity string
+		want     bool
+	}{
+		{uri, apiserverID, true},
+		{uri, apiserverID + "/x", false},
+		{uri, "spiffe://cluster.local/ns/veil-system/sa/VEIL-APISERVER", false},
+		{dns, "veil-apiserver.veil-system.svc", true},
+		{dns, "VEIL-APISERVER.veil-system.svc", true},
+		{dns, "veil-apiserver.veil-system", false},
+		// A DNS name is not matched against URIs, nor a URI against names.
+		{dns, "dns://veil-apiserver.veil-system.svc", false},
+		{uri, "cluster.local", false},
+	} {
+		if got := hasIdentity(tc.cert, tc.identity); got != tc.want {
+			t.Errorf("a certificate of %v%v, identity %q: %v, want %v", tc.cert.URIs, tc.cert.DNSNames, tc.identity, got, tc.want)
+		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -135,7 +136,8 @@ func hasIdentity(cert *x509.Certificate, identity string) bool {
 	if u, err := url.Parse(identity); err == nil && u.Scheme != "" {
 		return slices.ContainsFunc(cert.URIs, func(v *url.URL) bool { return v.String() == identity })
 	}
-	return slices.Contains(cert.DNSNames, identity)
+	// DNS names compare without case, as DNS does.
+	return slices.ContainsFunc(cert.DNSNames, func(n string) bool { return strings.EqualFold(n, identity) })
 }
 
 // ServerTLS is the provider side's TLS: TLS 1.3, the client's certificate
