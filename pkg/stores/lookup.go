@@ -26,7 +26,8 @@ type Lookup struct {
 	ClusterSecretStores configlisters.ClusterSecretStoreLister
 	Namespaces          corelisters.NamespaceLister
 	// Live is read when an informer does not have an object yet, so a store
-	// or namespace created a moment ago is not taken for missing.
+	// or namespace created a moment ago is not taken for missing. Without
+	// Live (and LiveCore), only the informers are read: see Cached.
 	Live     configclient.ConfigV1alpha1Interface
 	LiveCore corev1client.NamespacesGetter
 	// Endpoints is --allowed-provider-endpoints.
@@ -57,23 +58,29 @@ func (s *Lookup) For(ctx context.Context, namespace string, ref configv1alpha1.S
 	switch ref.Kind {
 	case configv1alpha1.SecretStoreKind, "":
 		var ss *configv1alpha1.SecretStore
+		var live func() (*configv1alpha1.SecretStore, error)
+		if s.Live != nil {
+			live = func() (*configv1alpha1.SecretStore, error) {
+				return s.Live.SecretStores(namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+			}
+		}
 		ss, err = informerElseLive(
 			func() (*configv1alpha1.SecretStore, error) {
 				return s.SecretStores.SecretStores(namespace).Get(ref.Name)
-			},
-			func() (*configv1alpha1.SecretStore, error) {
-				return s.Live.SecretStores(namespace).Get(ctx, ref.Name, metav1.GetOptions{})
-			})
+			}, live)
 		if err == nil {
 			store = Store{Store: providers.Store{Kind: configv1alpha1.SecretStoreKind, Namespace: ss.Namespace, Name: ss.Name, Generation: ss.Generation, Spec: &ss.Spec}, UID: ss.UID}
 		}
 	case configv1alpha1.ClusterSecretStoreKind:
 		var css *configv1alpha1.ClusterSecretStore
-		css, err = informerElseLive(
-			func() (*configv1alpha1.ClusterSecretStore, error) { return s.ClusterSecretStores.Get(ref.Name) },
-			func() (*configv1alpha1.ClusterSecretStore, error) {
+		var live func() (*configv1alpha1.ClusterSecretStore, error)
+		if s.Live != nil {
+			live = func() (*configv1alpha1.ClusterSecretStore, error) {
 				return s.Live.ClusterSecretStores().Get(ctx, ref.Name, metav1.GetOptions{})
-			})
+			}
+		}
+		css, err = informerElseLive(
+			func() (*configv1alpha1.ClusterSecretStore, error) { return s.ClusterSecretStores.Get(ref.Name) }, live)
 		if err == nil {
 			scope, err := s.namespaceMayUse(ctx, namespace, css)
 			if err != nil {
@@ -105,13 +112,24 @@ func (s *Lookup) For(ctx context.Context, namespace string, ref configv1alpha1.S
 	return &store, nil
 }
 
+// Cached is a Lookup that reads only its informers, for work no request
+// waits on (change detection, every few seconds over every
+// ExternalSecret): there, a store the informer has not seen yet is seen
+// next time, and an ExternalSecret naming a store that does not exist must
+// not make veil-apiserver ask kube-apiserver for it again and again.
+func (s *Lookup) Cached() *Lookup {
+	c := *s
+	c.Live, c.LiveCore = nil, nil
+	return &c
+}
+
 // informerElseLive reads an object from an informer's lister and, when the
-// informer does not have it yet, from kube-apiserver, so that a store or
-// namespace created a moment ago is not taken for missing. Every lookup of
-// Lookup goes through it.
+// informer does not have it yet, from kube-apiserver (when live is not
+// nil), so that a store or namespace created a moment ago is not taken for
+// missing. Every lookup of Lookup goes through it.
 func informerElseLive[T any](informer, live func() (T, error)) (T, error) {
 	v, err := informer()
-	if apierrors.IsNotFound(err) {
+	if apierrors.IsNotFound(err) && live != nil {
 		return live()
 	}
 	return v, err
@@ -124,11 +142,14 @@ func (s *Lookup) namespaceMayUse(ctx context.Context, namespace string, css *con
 	if len(css.Spec.Conditions) == 0 {
 		return nil, providers.Errorf(providers.Forbidden, "ClusterSecretStore %q has no spec.conditions, so no namespace may use it; add a condition that matches namespace %q", css.Name, namespace)
 	}
-	ns, err := informerElseLive(
-		func() (*corev1.Namespace, error) { return s.Namespaces.Get(namespace) },
-		func() (*corev1.Namespace, error) {
+	var live func() (*corev1.Namespace, error)
+	if s.LiveCore != nil {
+		live = func() (*corev1.Namespace, error) {
 			return s.LiveCore.Namespaces().Get(ctx, namespace, metav1.GetOptions{})
-		})
+		}
+	}
+	ns, err := informerElseLive(
+		func() (*corev1.Namespace, error) { return s.Namespaces.Get(namespace) }, live)
 	if err != nil && !apierrors.IsNotFound(err) {
 		return nil, providers.Wrap(providers.Unavailable, err, "looking up namespace %q", namespace)
 	}

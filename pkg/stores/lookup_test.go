@@ -212,3 +212,34 @@ func TestEndpointPolicyBeforeAnyConnection(t *testing.T) {
 		t.Errorf("plaintext allowed by flag, any endpoint: %v", err)
 	}
 }
+
+// TestCachedLookupNeverAsksKubeAPIServer: change detection looks stores up
+// for every ExternalSecret every cycle, so one naming a store that does
+// not exist must not turn into a GET to kube-apiserver each time.
+func TestCachedLookupNeverAsksKubeAPIServer(t *testing.T) {
+	s := world{
+		stores:   []*configv1alpha1.SecretStore{store("app", "demo", fakeSpec())},
+		liveOnly: []*configv1alpha1.SecretStore{store("app", "fresh", fakeSpec())},
+		cluster:  []*configv1alpha1.ClusterSecretStore{clusterStore("shared", configv1alpha1.ClusterSecretStoreCondition{Namespaces: []string{"app"}})},
+	}.build(t, nil, false)
+	ctx := context.Background()
+	c := s.Cached()
+	if c.Live != nil || c.LiveCore != nil || s.Live == nil {
+		t.Fatal("Cached must drop the live clients of its copy only")
+	}
+	if _, err := c.For(ctx, "app", ssRef("demo")); err != nil {
+		t.Errorf("a store the informer has: %v", err)
+	}
+	if _, err := c.For(ctx, "app", cssRef("shared")); err != nil {
+		t.Errorf("a ClusterSecretStore the informer has: %v", err)
+	}
+	// "fresh" is only in kube-apiserver: For finds it, Cached does not look.
+	if _, err := s.For(ctx, "app", ssRef("fresh")); err != nil {
+		t.Fatalf("For reads kube-apiserver on an informer miss: %v", err)
+	}
+	for _, ref := range []configv1alpha1.SecretStoreRef{ssRef("fresh"), ssRef("missing"), cssRef("missing")} {
+		if _, err := c.For(ctx, "app", ref); providers.ReasonOf(err) != providers.NotFound {
+			t.Errorf("%s %s from the informers only: %v, want NotFound", ref.Kind, ref.Name, err)
+		}
+	}
+}

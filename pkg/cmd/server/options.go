@@ -421,11 +421,17 @@ func (o *Options) Config() (*apiserver.Config, error) {
 		Endpoints:           endpoints,
 		AllowPlaintext:      o.AllowPlaintextProviders,
 	}
-	marker := &changes.Marker{ExternalSecrets: esInformer.Lister(), Client: veil.ConfigV1alpha1(), Clock: clock.RealClock{},
-		Admits: func(ctx context.Context, ns string, s changes.Store, key string) bool {
-			st, err := lookup.For(ctx, ns, configv1alpha1.SecretStoreRef{Kind: s.Kind, Name: s.Name})
-			return err == nil && st.Scope.CheckKey(key) == nil
-		}}
+	// A push marks its readers with the lookup reads use; detection runs
+	// over every ExternalSecret every cycle, so it and its marks read the
+	// informers only.
+	markerWith := func(l *stores.Lookup) *changes.Marker {
+		return &changes.Marker{ExternalSecrets: esInformer.Lister(), Client: veil.ConfigV1alpha1(), Clock: clock.RealClock{},
+			Admits: func(ctx context.Context, ns string, s changes.Store, key string) bool {
+				st, err := l.For(ctx, ns, configv1alpha1.SecretStoreRef{Kind: s.Kind, Name: s.Name})
+				return err == nil && st.Scope.CheckKey(key) == nil
+			}}
+	}
+	cached := lookup.Cached()
 	resolver := &resolve.Resolver{
 		Stores:                 lookup,
 		Clients:                clients,
@@ -437,7 +443,7 @@ func (o *Options) Config() (*apiserver.Config, error) {
 	}
 	controllers := []func(context.Context){statuses.Run}
 	if o.ChangeDetectionInterval > 0 {
-		detector := &changes.Detector{ExternalSecrets: esInformer.Lister(), Stores: resolver.Stores, Clients: clients, Marker: marker, Interval: o.ChangeDetectionInterval, MaxCallsPerStore: o.ChangeDetectionCallsPerStore, Handover: leaseDuration}
+		detector := &changes.Detector{ExternalSecrets: esInformer.Lister(), Stores: cached, Clients: clients, Marker: markerWith(cached), Interval: o.ChangeDetectionInterval, MaxCallsPerStore: o.ChangeDetectionCallsPerStore, Handover: leaseDuration}
 		controllers = append(controllers, func(ctx context.Context) { o.leadChangeDetection(ctx, kube, detector.Run) })
 	}
 	if !endpoints.Empty() {
@@ -452,7 +458,7 @@ func (o *Options) Config() (*apiserver.Config, error) {
 			MaxWatchesPerNamespace: o.MaxWatchesPerNamespace,
 			PushSecrets:            psInformer.Lister(),
 			Live:                   veil.ConfigV1alpha1(),
-			Pusher:                 &push.Pusher{Stores: resolver.Stores, Clients: clients, Marker: marker},
+			Pusher:                 &push.Pusher{Stores: resolver.Stores, Clients: clients, Marker: markerWith(lookup)},
 			Resolver:               resolver,
 			Reads:                  throttle.NewReads(o.ReadLimits, nil),
 			Informers:              configInformers,
