@@ -155,3 +155,30 @@ next:
 // ParseMetrics parses a Prometheus text exposition, such as
 // kube-apiserver's /metrics.
 func ParseMetrics(body []byte) (*Metrics, error) { return parseMetrics(body) }
+
+// HistogramSeries is one labelled series of a histogram.
+type HistogramSeries struct {
+	Labels map[string]string
+	Count  float64
+	Sum    float64
+}
+
+// Histograms returns every series of the histogram name.
+func (m *Metrics) Histograms(name string) []HistogramSeries {
+	f, ok := m.families[name]
+	if !ok {
+		return nil
+	}
+	var out []HistogramSeries
+	for _, metric := range f.GetMetric() {
+		if metric.Histogram == nil {
+			continue
+		}
+		s := HistogramSeries{Labels: map[string]string{}, Count: float64(metric.GetHistogram().GetSampleCount()), Sum: metric.GetHistogram().GetSampleSum()}
+		for _, l := range metric.GetLabel() {
+			s.Labels[l.GetName()] = l.GetValue()
+		}
+		out = append(out, s)
+	}
+	return out
+}

@@ -76,6 +76,17 @@ func syncScenario(ctx context.Context, c *harness.Cluster) error {
 	for i := range names {
 		names[i] = fmt.Sprintf("p4-%04d", i)
 	}
+	// Who uses the CPU in each part: on a machine of few cores, the
+	// servers share it with each other and with the client.
+	procs := []*harness.Process{c.Etcd, c.KubeAPIServer, c.Veil, first.Process}
+	cpu := func() []time.Duration {
+		out := make([]time.Duration, len(procs))
+		for i, p := range procs {
+			out[i], _ = p.CPUTime()
+		}
+		return out
+	}
+	cpu0 := cpu()
 	native, err := timeCreates(ctx, names, func(ctx context.Context, name string) error {
 		_, err := kube.CoreV1().Secrets("perf-native").Create(ctx, &corev1.Secret{
 			ObjectMeta: metav1.ObjectMeta{Name: name},
@@ -86,6 +97,7 @@ func syncScenario(ctx context.Context, c *harness.Cluster) error {
 	if err != nil {
 		return err
 	}
+	cpuNative := cpu()
 	// For scale: ExternalSecrets without a target, which the syncer
 	// ignores, cost kube-apiserver a CRD create each (schema and CEL
 	// validation) and nothing else.
@@ -98,7 +110,24 @@ func syncScenario(ctx context.Context, c *harness.Cluster) error {
 	if err != nil {
 		return err
 	}
+	cpu1 := cpu()
+	req1, err := kubeRequests(ctx, kube)
+	if err != nil {
+		return err
+	}
 	synced, err := timeFirstSyncs(ctx, kube, names, createES(veil))
+	if err != nil {
+		return err
+	}
+	// The last status writes and Events follow the last Secret.
+	if err := waitFor(ctx, 250*time.Millisecond, func() (bool, error) {
+		m, err := first.Metrics(ctx)
+		return err == nil && m.Sum("veil_syncer_queue_depth", map[string]string{"priority": "urgent"}) == 0, err
+	}); err != nil {
+		return err
+	}
+	cpu2 := cpu()
+	req2, err := kubeRequests(ctx, kube)
 	if err != nil {
 		return err
 	}
@@ -106,7 +135,33 @@ func syncScenario(ctx context.Context, c *harness.Cluster) error {
 	fmt.Printf("  %-48s %12s\n", "kube-apiserver: Secret creates", round(native))
 	fmt.Printf("  %-48s %12s\n", "for scale: ExternalSecret creates, no target", round(plain))
 	fmt.Printf("  %-48s %12s %10s %10s %10s\n", "veil-syncer: ExternalSecret creates to Secrets", round(synced.total), round(synced.p50), round(synced.p99), round(synced.max))
-	fmt.Printf("  %-48s %11.2fx (goal <= 1.5x)\n\n", "ratio", ratio(synced.total, native))
+	fmt.Printf("  %-48s %11.2fx (goal <= 1.5x)\n", "ratio", ratio(synced.total, native))
+	apiPeak, err := c.Veil.PeakRSS()
+	if err != nil {
+		return err
+	}
+	syncPeak, err := first.PeakRSS()
+	if err != nil {
+		return err
+	}
+	fmt.Printf("  %-48s %12s %10s (limit %s)\n", "peak RSS: veil-apiserver, veil-syncer", mib(apiPeak), mib(syncPeak), mib(shippedMemoryLimit))
+	fmt.Printf("  CPU per object (ms)        %12s %14s %14s %14s\n", "etcd", "kube-apiserver", "veil-apiserver", "veil-syncer")
+	for _, part := range []struct {
+		name     string
+		from, to []time.Duration
+	}{{"Secret creates", cpu0, cpuNative}, {"ExternalSecrets to Secrets", cpu1, cpu2}} {
+		fmt.Printf("  %-26s", part.name)
+		for i := range procs {
+			fmt.Printf(" %14.2f", float64(part.to[i]-part.from[i])/float64(time.Millisecond)/float64(n))
+		}
+		fmt.Println()
+	}
+	fmt.Println("  (the second part includes the ExternalSecret creates, and the syncer's status writes and Events)")
+	fmt.Printf("  kube-apiserver requests in the second part, per ExternalSecret:  %8s %12s\n", "requests", "time (ms)")
+	for _, r := range requestsBetween(req1, req2, n) {
+		fmt.Printf("    %-60s %8.2f %12.2f\n", r.what, r.count, r.ms)
+	}
+	fmt.Println()
 
 	return newWhileRefreshesQueued(ctx, c, kube, veil, first, n)
 }
@@ -354,4 +409,59 @@ func waitFor(ctx context.Context, interval time.Duration, cond func() (bool, err
 		case <-time.After(interval):
 		}
 	}
+}
+
+// kubeRequests scrapes kube-apiserver's request durations.
+func kubeRequests(ctx context.Context, kube kubernetes.Interface) (*harness.Metrics, error) {
+	body, err := kube.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return harness.ParseMetrics(body)
+}
+
+type requestCost struct {
+	what      string
+	count, ms float64
+}
+
+// requestsBetween is what kube-apiserver served between two scrapes, by
+// verb and resource, per object of n, most time first; watches are left
+// out (their duration is how long they stayed open).
+func requestsBetween(from, to *harness.Metrics, n int) []requestCost {
+	key := func(l map[string]string) string {
+		r := l["resource"]
+		if l["subresource"] != "" {
+			r += "/" + l["subresource"]
+		}
+		if l["group"] != "" {
+			r += "." + l["group"]
+		}
+		return l["verb"] + " " + r
+	}
+	before := map[string]requestCost{}
+	for _, s := range from.Histograms("apiserver_request_duration_seconds") {
+		c := before[key(s.Labels)]
+		c.count, c.ms = c.count+s.Count, c.ms+s.Sum*1000
+		before[key(s.Labels)] = c
+	}
+	after := map[string]requestCost{}
+	for _, s := range to.Histograms("apiserver_request_duration_seconds") {
+		if s.Labels["verb"] == "WATCH" {
+			continue
+		}
+		k := key(s.Labels)
+		c := after[k]
+		c.what, c.count, c.ms = k, c.count+s.Count, c.ms+s.Sum*1000
+		after[k] = c
+	}
+	var out []requestCost
+	for k, c := range after {
+		c.count, c.ms = (c.count-before[k].count)/float64(n), (c.ms-before[k].ms)/float64(n)
+		if c.count >= 0.01 {
+			out = append(out, c)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ms > out[j].ms })
+	return out
 }
