@@ -11,12 +11,13 @@ FUZZTIME ?= 5m
 
 all: build
 
-## build: the binaries, into bin/ (veil-provider serves a provider out of
+## build: the binaries, into bin/ (veil is the users' CLI: veil convert; veil-provider serves a provider out of
 ## process; it has no image yet)
 build:
 	$(GO) build -o bin/veil-apiserver ./cmd/apiserver
 	$(GO) build -o bin/veil-syncer ./cmd/syncer
 	$(GO) build -o bin/veil-provider ./cmd/veil-provider
+	$(GO) build -o bin/veil ./cmd/veil
 
 ## images: the container images of both binaries, without a container
 ## engine: out/images/veil-{apiserver,syncer}.tar (OCI layout and docker

@@ -1,0 +1,69 @@
+package convert
+
+import (
+	"fmt"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+)
+
+// difference is one behaviour a manifest valid in both shows differently.
+type difference struct {
+	field, message string
+}
+
+// behaviour lists where Veil, on purpose, does something else than ESO
+// with an object both accept: its safe defaults. Each says what to change.
+func behaviour(o *unstructured.Unstructured) []difference {
+	var out []difference
+	kind := o.GetKind()
+	if kind != "SecretStore" && kind != "ClusterSecretStore" {
+		return nil
+	}
+	if kind == "ClusterSecretStore" {
+		if c, _, _ := unstructured.NestedSlice(o.Object, "spec", "conditions"); len(c) == 0 {
+			out = append(out, difference{"spec.conditions",
+				"Veil lets no namespace use a ClusterSecretStore without conditions (ESO lets every namespace); add spec.conditions naming the namespaces (or a namespaceSelector) that may use it"})
+		}
+	}
+	if server, ok, _ := unstructured.NestedString(o.Object, "spec", "provider", "vault", "server"); ok && strings.HasPrefix(strings.ToLower(server), "http://") {
+		out = append(out, difference{"spec.provider.vault.server",
+			"Veil refuses plaintext http:// provider endpoints unless veil-apiserver runs with --allow-plaintext-providers (for local demos only); use https://"})
+	}
+	if _, isAWS, _ := unstructured.NestedMap(o.Object, "spec", "provider", "aws"); isAWS && kind == "SecretStore" {
+		if auth, _, _ := unstructured.NestedMap(o.Object, "spec", "provider", "aws", "auth"); len(auth) == 0 {
+			out = append(out, difference{"spec.provider.aws.auth",
+				"a SecretStore without AWS credentials is refused: ESO would use its own identity, which would let every namespace act as the operator; give the store auth.secretRef or auth.jwt, or use a ClusterSecretStore (the only kind that may use veil-apiserver's own identity)"})
+		}
+	}
+	if kind == "SecretStore" {
+		ns := o.GetNamespace()
+		walk(o.Object["spec"], "spec", func(field string, m map[string]any) {
+			other, ok := m["namespace"].(string)
+			if ok && other != "" && other != ns && strings.Contains(field, "Ref") {
+				where := "its own namespace"
+				if ns != "" {
+					where = fmt.Sprintf("its own namespace (%s)", ns)
+				}
+				out = append(out, difference{field + ".namespace", fmt.Sprintf(
+					"a SecretStore reads credentials only from %s; Veil refuses a reference to namespace %s: move the Secret or ServiceAccount, or use a ClusterSecretStore", where, other)})
+			}
+		})
+	}
+	return out
+}
+
+// walk calls f on every object under v, with its field path.
+func walk(v any, field string, f func(field string, m map[string]any)) {
+	switch t := v.(type) {
+	case map[string]any:
+		f(field, t)
+		for k, c := range t {
+			walk(c, field+"."+k, f)
+		}
+	case []any:
+		for i, c := range t {
+			walk(c, fmt.Sprintf("%s[%d]", field, i), f)
+		}
+	}
+}
