@@ -124,9 +124,12 @@ verify-codegen:
 update:
 	bash hack/update-codegen.sh
 
-## bench: performance against the native paths, on a real control plane
+## bench: performance against the native paths, on a real control plane;
+## then a read through an out-of-process provider (gRPC, mutual TLS) vs the
+## same provider in process
 bench: tools
 	$(GO) run ./test/perf
+	$(GO) test -run '^$$' -bench BenchmarkGet -benchtime 20000x ./pkg/providers/remote
 
 ## certs: a serving certificate for a real install, in artifacts/deploy/tls
 certs:
