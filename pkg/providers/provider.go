@@ -88,10 +88,21 @@ type BatchGetter interface {
 	GetBatch(ctx context.Context, refs []Ref) (map[Ref]Value, error)
 }
 
-// Ref names one remote value.
+// Ref names one remote value, or with Metadata its metadata.
 type Ref struct {
 	Key     string
 	Version string
+	// Metadata asks for the key's metadata instead of its value
+	// (remoteRef.metadataPolicy Fetch), from a MetadataGetter.
+	Metadata bool
+}
+
+// MetadataGetter is implemented by clients that can read a remote key's
+// metadata (Vault KV v2 metadata, AWS tags). Metadata is treated as a
+// value: it is cached sealed, and never logged or put in an error.
+type MetadataGetter interface {
+	// GetMetadata returns the metadata of key as a JSON object of strings.
+	GetMetadata(ctx context.Context, key string) (Value, error)
 }
 
 // Value is one remote value. Data is secret: it must never reach a log, an

@@ -138,6 +138,40 @@ func (s *source) find(ctx context.Context, f providers.Find) (map[string]provide
 // waiting.
 func readValues(ctx context.Context, client providers.Client, refs []providers.Ref) []cache.Outcome {
 	out := make([]cache.Outcome, len(refs))
+	var values, metadata []int
+	for i, ref := range refs {
+		if ref.Metadata {
+			metadata = append(metadata, i)
+		} else {
+			values = append(values, i)
+		}
+	}
+	if len(metadata) > 0 {
+		mg, ok := client.(providers.MetadataGetter)
+		for _, i := range metadata {
+			if !ok {
+				out[i].Err = providers.Errorf(providers.Invalid, "remote key %q: this store cannot read metadata; remove remoteRef.metadataPolicy", refs[i].Key)
+				continue
+			}
+			v, err := mg.GetMetadata(ctx, refs[i].Key)
+			if err != nil {
+				out[i].Err = err
+			} else {
+				out[i].Data = cache.Pack([]byte(v.Version), v.Data)
+			}
+		}
+		if len(values) == 0 {
+			return out
+		}
+		sub := make([]providers.Ref, len(values))
+		for j, i := range values {
+			sub[j] = refs[i]
+		}
+		for j, o := range readValues(ctx, client, sub) {
+			out[values[j]] = o
+		}
+		return out
+	}
 	if b, ok := client.(providers.BatchGetter); ok && len(refs) > 1 {
 		got, err := b.GetBatch(ctx, refs)
 		for i, ref := range refs {

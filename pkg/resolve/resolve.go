@@ -7,6 +7,8 @@ package resolve
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -99,11 +101,19 @@ func (r *Resolver) read(ctx context.Context, es *configv1alpha1.ExternalSecret, 
 	}
 	for _, d := range es.Spec.DataFrom {
 		if d.Extract != nil {
-			want(providers.Ref{Key: d.Extract.Key, Version: d.Extract.Version})
+			want(refOf(*d.Extract))
 		}
 	}
 	for _, d := range es.Spec.Data {
-		want(providers.Ref{Key: d.RemoteRef.Key, Version: d.RemoteRef.Version})
+		want(refOf(d.RemoteRef))
+	}
+	if _, ok := client.(providers.MetadataGetter); !ok {
+		for _, ref := range refs {
+			if ref.Metadata {
+				return nil, providers.Errorf(providers.Invalid, "remote key %q asks for metadataPolicy Fetch, but %s (provider %s) cannot read metadata: only Vault KV v2 and AWS stores can; remove metadataPolicy or use such a store",
+					ref.Key, store.String(), store.Provider.Name())
+			}
+		}
 	}
 	values, err := src.get(ctx, refs)
 	if err != nil {
@@ -111,10 +121,14 @@ func (r *Resolver) read(ctx context.Context, es *configv1alpha1.ExternalSecret, 
 	}
 
 	data := map[string][]byte{}
-	for _, d := range es.Spec.DataFrom {
+	for i, d := range es.Spec.DataFrom {
+		namer, err := newKeyNamer(i, d)
+		if err != nil {
+			return nil, err
+		}
 		switch {
 		case d.Extract != nil:
-			v := values[providers.Ref{Key: d.Extract.Key, Version: d.Extract.Version}].Data
+			v := values[refOf(*d.Extract)].Data
 			if d.Extract.Property != "" {
 				if v, err = property(v, d.Extract.Property, d.Extract.Key); err != nil {
 					return nil, err
@@ -124,8 +138,13 @@ func (r *Resolver) read(ctx context.Context, es *configv1alpha1.ExternalSecret, 
 			if err != nil {
 				return nil, err
 			}
-			for k, fv := range fs {
-				if data[k], err = decode(fv, d.Extract.DecodingStrategy, fmt.Sprintf("field %q of remote key %q", k, d.Extract.Key)); err != nil {
+			keys, dropped, err := namer.secretKeys(slices.Collect(maps.Keys(fs)))
+			if err != nil {
+				return nil, err
+			}
+			warnDropped(ctx, es, i, "dataFrom.extract found fields", dropped)
+			for field, sk := range keys {
+				if data[sk], err = decode(fs[field], d.Extract.DecodingStrategy, fmt.Sprintf("field %q of remote key %q", field, d.Extract.Key)); err != nil {
 					return nil, err
 				}
 			}
@@ -141,10 +160,11 @@ func (r *Resolver) read(ctx context.Context, es *configv1alpha1.ExternalSecret, 
 			if err != nil {
 				return nil, err
 			}
-			keys, dropped := foundKeys(found)
-			if len(dropped) > 0 {
-				warning.AddWarning(ctx, "", fmt.Sprintf("ExternalSecret %s/%s: dataFrom.find found remote keys that map to the same Secret key; the first in byte order is used, and these are left out: %s", es.Namespace, es.Name, strings.Join(dropped, ", ")))
+			keys, dropped, err := namer.secretKeys(slices.Collect(maps.Keys(found)))
+			if err != nil {
+				return nil, err
 			}
+			warnDropped(ctx, es, i, "dataFrom.find found remote keys", dropped)
 			for key, sk := range keys {
 				if data[sk], err = decode(found[key].Data, d.Find.DecodingStrategy, fmt.Sprintf("remote key %q", key)); err != nil {
 					return nil, err
@@ -154,7 +174,7 @@ func (r *Resolver) read(ctx context.Context, es *configv1alpha1.ExternalSecret, 
 	}
 	for _, d := range es.Spec.Data {
 		ref := d.RemoteRef
-		v := values[providers.Ref{Key: ref.Key, Version: ref.Version}].Data
+		v := values[refOf(ref)].Data
 		if ref.Property != "" {
 			if v, err = property(v, ref.Property, ref.Key); err != nil {
 				return nil, err
@@ -195,4 +215,19 @@ func (r *Resolver) read(ctx context.Context, es *configv1alpha1.ExternalSecret, 
 	}
 	sort.Slice(out.Source.Remote, func(i, j int) bool { return out.Source.Remote[i].Key < out.Source.Remote[j].Key })
 	return out, nil
+}
+
+// warnDropped tells the reader which names of dataFrom[entry] were left out
+// because another took their Secret key (or they had none).
+func warnDropped(ctx context.Context, es *configv1alpha1.ExternalSecret, entry int, what string, dropped []string) {
+	if len(dropped) > 0 {
+		warning.AddWarning(ctx, "", fmt.Sprintf("ExternalSecret %s/%s: dataFrom[%d]: %s that map to the same Secret key; the first in byte order is used, and these are left out: %s",
+			es.Namespace, es.Name, entry, what, strings.Join(dropped, ", ")))
+	}
+}
+
+// refOf is the remote value (or, with metadataPolicy Fetch, the metadata)
+// a remote reference reads.
+func refOf(r configv1alpha1.ExternalSecretDataRemoteRef) providers.Ref {
+	return providers.Ref{Key: r.Key, Version: r.Version, Metadata: r.MetadataPolicy == configv1alpha1.MetadataFetch}
 }

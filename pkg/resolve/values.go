@@ -5,9 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"regexp"
-	"sort"
 	"strings"
 
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
@@ -114,37 +111,4 @@ func decode(data []byte, strategy configv1alpha1.DecodingStrategy, what string) 
 		return data, nil
 	}
 	return nil, providers.Errorf(providers.Invalid, "decodingStrategy %q is not one of None, Base64, Base64URL, Auto", strategy)
-}
-
-var invalidKeyChars = regexp.MustCompile(`[^-._a-zA-Z0-9]`)
-
-// secretKeyFor turns a remote key found by dataFrom.find into a key that a
-// Secret accepts: "app/db/password" becomes "app_db_password".
-func secretKeyFor(remoteKey string) string {
-	return invalidKeyChars.ReplaceAllString(strings.Trim(remoteKey, "/"), "_")
-}
-
-// foundKeys maps the remote keys one dataFrom.find returned to Secret keys.
-// Distinct remote keys can map to one Secret key ("a/b" and "a_b"); then the
-// remote key that sorts first (bytewise) wins, whatever order the provider
-// answered in, so the data never changes between reads for nothing. The
-// losers are returned, so the caller can say which keys were left out.
-func foundKeys(found map[string]providers.Value) (keys map[string]string, dropped []string) {
-	remote := make([]string, 0, len(found))
-	for k := range found {
-		remote = append(remote, k)
-	}
-	sort.Strings(remote)
-	keys = make(map[string]string, len(remote))
-	winner := map[string]string{}
-	for _, k := range remote {
-		sk := secretKeyFor(k)
-		if w, taken := winner[sk]; taken {
-			dropped = append(dropped, fmt.Sprintf("%q (Secret key %q is taken by %q)", k, sk, w))
-			continue
-		}
-		winner[sk] = k
-		keys[k] = sk
-	}
-	return keys, dropped
 }

@@ -49,6 +49,9 @@ func (id Identity) fields(op string) []string {
 // ValueKey names one remote value read through the store: (identity,
 // remote key, version).
 func (id Identity) ValueKey(ref providers.Ref) cache.Key {
+	if ref.Metadata {
+		return cache.NewKey(append(id.fields("metadata"), ref.Key, ref.Version)...)
+	}
 	return cache.NewKey(append(id.fields("get"), ref.Key, ref.Version)...)
 }
 

@@ -155,3 +155,31 @@ func execMessage(key string, err error) string {
 		return where + ": a function or action was used on a value of the wrong kind (the message is withheld because it could quote the value)"
 	}
 }
+
+// RenameKeys renders tmpl once for each name, with the name as .value, as
+// External Secrets Operator's dataFrom rewrite transform does: `{{ .value |
+// upper }}`. All the renders together have the bounds of one Render. Names
+// are remote key or field names, never values.
+func RenameKeys(tmpl string, names []string) (map[string]string, error) {
+	b := newBudget(MaxDuration)
+	fm := b.budgeted(funcs)
+	t, err := template.New("transform").Funcs(fm).Option("missingkey=error").Parse(tmpl)
+	if err != nil {
+		return nil, &Error{Key: "transform", Msg: err.Error()}
+	}
+	if err := instrument(t, fm); err != nil {
+		return nil, &Error{Key: "transform", Msg: err.Error()}
+	}
+	out := make(map[string]string, len(names))
+	for _, name := range names {
+		buf := &boundedBuffer{b: b}
+		if err := t.Execute(buf, map[string]string{"value": name}); err != nil {
+			if b.over != "" {
+				return nil, &Error{Key: "transform", Msg: "the template is over Veil's limits: " + b.over}
+			}
+			return nil, &Error{Key: "transform", Msg: execMessage("transform", err)}
+		}
+		out[name] = string(buf.buf)
+	}
+	return out, nil
+}

@@ -53,6 +53,14 @@ type ExternalSecretSpec struct {
 	// store's defaultRefreshInterval.
 	RefreshInterval *metav1.Duration `json:"refreshInterval,omitempty"`
 
+	// RefreshPolicy says when veil-syncer writes the target again, as in
+	// External Secrets Operator: Periodic (every refreshInterval, and when
+	// values change), CreatedOnce (once; never updated after the Secret
+	// was written) or OnChange (only when this ExternalSecret's spec
+	// changes). Reads of the ExternalSecretValue are not affected.
+	// +optional
+	RefreshPolicy RefreshPolicy `json:"refreshPolicy,omitempty"`
+
 	// Data maps keys of the result to remote values.
 	// +listType=map
 	// +listMapKey=secretKey
@@ -69,6 +77,20 @@ type ExternalSecretSpec struct {
 	// it, values are only served through the API and never stored in etcd.
 	Target *ExternalSecretTarget `json:"target,omitempty"`
 }
+
+// RefreshPolicy says when veil-syncer writes a target again.
+// +kubebuilder:validation:Enum=Periodic;CreatedOnce;OnChange
+type RefreshPolicy string
+
+const (
+	// RefreshPeriodic syncs every refreshInterval and when values change
+	// (the default).
+	RefreshPeriodic RefreshPolicy = "Periodic"
+	// RefreshCreatedOnce writes the Secret once and never updates it.
+	RefreshCreatedOnce RefreshPolicy = "CreatedOnce"
+	// RefreshOnChange syncs only when the ExternalSecret's spec changes.
+	RefreshOnChange RefreshPolicy = "OnChange"
+)
 
 // StoreKind is SecretStore or ClusterSecretStore.
 // +kubebuilder:validation:Enum=SecretStore;ClusterSecretStore
@@ -132,7 +154,46 @@ type ExternalSecretDataRemoteRef struct {
 	// DecodingStrategy; None when unset.
 	// +kubebuilder:default=None
 	DecodingStrategy DecodingStrategy `json:"decodingStrategy,omitempty"`
+
+	// ConversionStrategy says how dataFrom.extract turns field names into
+	// Secret keys when no rewrite is given: Default replaces each character
+	// a Secret key cannot hold with "_", Unicode with "_UXXXX_" (its code
+	// point in hex). It has no effect in data[], whose secretKey is given.
+	// +kubebuilder:default=Default
+	ConversionStrategy ConversionStrategy `json:"conversionStrategy,omitempty"`
+
+	// MetadataPolicy Fetch reads the remote key's metadata instead of its
+	// value (Vault KV v2 custom_metadata and version metadata, AWS tags),
+	// as a JSON object that property selects from. None (the default)
+	// reads the value.
+	// +kubebuilder:default=None
+	MetadataPolicy MetadataPolicy `json:"metadataPolicy,omitempty"`
 }
+
+// ConversionStrategy says how remote names become Secret keys.
+// +kubebuilder:validation:Enum=Default;Unicode
+type ConversionStrategy string
+
+const (
+	// ConvertDefault replaces every character a Secret key cannot hold with "_".
+	ConvertDefault ConversionStrategy = "Default"
+	// ConvertUnicode replaces it with "_UXXXX_", its code point in hex,
+	// so distinct names stay distinct.
+	ConvertUnicode ConversionStrategy = "Unicode"
+)
+
+// MetadataPolicy says whether a remote reference reads a value or its metadata.
+// +kubebuilder:validation:Enum=None;Fetch
+type MetadataPolicy string
+
+const (
+	MetadataNone  MetadataPolicy = "None"
+	MetadataFetch MetadataPolicy = "Fetch"
+)
+
+// MaxRewrites bounds dataFrom[].rewrite: each is run over every key of
+// the entry on every read.
+const MaxRewrites = 10
 
 // ExternalSecretDataFromRemoteRef adds many keys at once: exactly one of
 // extract and find.
@@ -143,6 +204,48 @@ type ExternalSecretDataFromRemoteRef struct {
 	Extract *ExternalSecretDataRemoteRef `json:"extract,omitempty"`
 	// Find adds every remote value that matches, keyed by its name.
 	Find *ExternalSecretFind `json:"find,omitempty"`
+
+	// Rewrite renames the keys extract or find returns, each operation
+	// applied in order to the output of the one before, as in External
+	// Secrets Operator; conversionStrategy is then not applied. Every key
+	// must end as a valid Secret key.
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=10
+	// +optional
+	Rewrite []ExternalSecretRewrite `json:"rewrite,omitempty"`
+}
+
+// ExternalSecretRewrite is one rename: exactly one of regexp and transform.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.regexp) != has(self.transform)",message="set exactly one of regexp and transform in each rewrite (merge is not supported by Veil)"
+type ExternalSecretRewrite struct {
+	// Regexp replaces every match of source (RE2 syntax) with target, in
+	// which $1 or ${name} stand for groups.
+	// +optional
+	Regexp *RewriteRegexp `json:"regexp,omitempty"`
+	// Transform renders template with the key as .value, with the
+	// functions and bounds of target templates.
+	// +optional
+	Transform *RewriteTransform `json:"transform,omitempty"`
+}
+
+// RewriteRegexp replaces matches of Source with Target.
+type RewriteRegexp struct {
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	Source string `json:"source"`
+	// +required
+	// +kubebuilder:validation:MaxLength=1024
+	Target string `json:"target"`
+}
+
+// RewriteTransform renames each key by a template.
+type RewriteTransform struct {
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=4096
+	Template string `json:"template"`
 }
 
 // ExternalSecretFind matches remote values by name or tags.
@@ -158,6 +261,10 @@ type ExternalSecretFind struct {
 	// DecodingStrategy; None when unset.
 	// +kubebuilder:default=None
 	DecodingStrategy DecodingStrategy `json:"decodingStrategy,omitempty"`
+	// ConversionStrategy says how remote key names become Secret keys when
+	// no rewrite is given (see ExternalSecretDataRemoteRef).
+	// +kubebuilder:default=Default
+	ConversionStrategy ConversionStrategy `json:"conversionStrategy,omitempty"`
 }
 
 // FindName is a regular expression on remote key names.
@@ -226,15 +333,118 @@ type ExternalSecretTarget struct {
 }
 
 // ExternalSecretTemplate shapes the target Secret.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.engineVersion) || self.engineVersion == 'v2'",message="engineVersion v1 is not supported: Veil's templates are External Secrets Operator's v2 engine (Go text/template); rewrite the templates for v2 and set engineVersion: v2"
 type ExternalSecretTemplate struct {
 	// Type of the Secret; Opaque when unset.
 	Type corev1.SecretType `json:"type,omitempty"`
+
+	// EngineVersion is the template engine: v2, External Secrets
+	// Operator's Go text/template engine, the only one Veil has.
+	// +kubebuilder:validation:MaxLength=8
+	// +kubebuilder:default=v2
+	EngineVersion string `json:"engineVersion,omitempty"`
+
+	// MergePolicy Replace (the default) makes the rendered templates the
+	// whole data; Merge lays them over the values, so keys without a
+	// template keep their value.
+	// +kubebuilder:default=Replace
+	MergePolicy TemplateMergePolicy `json:"mergePolicy,omitempty"`
+
+	// TemplateFrom adds templates kept in ConfigMaps of the
+	// ExternalSecret's own namespace.
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=10
+	// +optional
+	TemplateFrom []TemplateFrom `json:"templateFrom,omitempty"`
 	// Metadata added to the Secret.
 	Metadata ExternalSecretTemplateMetadata `json:"metadata,omitempty"`
 	// Data maps keys of the Secret to Go text/template templates over the
 	// values; without it, the values are the Secret's data.
 	Data map[string]string `json:"data,omitempty"`
 }
+
+// TemplateMergePolicy says how rendered templates meet the values.
+// +kubebuilder:validation:Enum=Replace;Merge
+type TemplateMergePolicy string
+
+const (
+	MergePolicyReplace TemplateMergePolicy = "Replace"
+	MergePolicyMerge   TemplateMergePolicy = "Merge"
+)
+
+// TemplateFrom names templates in a ConfigMap of the ExternalSecret's
+// namespace. Secret sources are accepted by the schema, so External Secrets
+// Operator manifests apply, but refused at sync: veil-syncer does not read
+// Secrets.
+//
+// +kubebuilder:validation:XValidation:rule="[has(self.configMap), has(self.secret), has(self.literal)].filter(x, x).size() <= 1",message="set at most one of configMap, secret and literal"
+type TemplateFrom struct {
+	// ConfigMap holds templates, each item a key of it.
+	// +optional
+	ConfigMap *TemplateRef `json:"configMap,omitempty"`
+	// Secret is refused by veil-syncer, which may not read Secrets: put the
+	// templates in a ConfigMap or in template.data.
+	// +optional
+	Secret *TemplateRef `json:"secret,omitempty"`
+	// Target is where the rendered templates go: Data (the default),
+	// Annotations or Labels.
+	// +kubebuilder:validation:Enum=Data;Annotations;Labels
+	// +kubebuilder:default=Data
+	Target TemplateTarget `json:"target,omitempty"`
+	// Literal is a template whose output is YAML of keys and values
+	// (templateAs KeysAndValues).
+	// +kubebuilder:validation:MaxLength=65536
+	// +optional
+	Literal *string `json:"literal,omitempty"`
+}
+
+// TemplateTarget is the part of the Secret a templateFrom writes.
+type TemplateTarget string
+
+const (
+	TemplateTargetData        TemplateTarget = "Data"
+	TemplateTargetAnnotations TemplateTarget = "Annotations"
+	TemplateTargetLabels      TemplateTarget = "Labels"
+)
+
+// TemplateRef names a ConfigMap of the ExternalSecret's namespace and the
+// keys of it that are templates.
+type TemplateRef struct {
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	Name string `json:"name"`
+	// +required
+	// +listType=atomic
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=50
+	Items []TemplateRefItem `json:"items"`
+}
+
+// TemplateRefItem is one key of a ConfigMap that is a template.
+type TemplateRefItem struct {
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	Key string `json:"key"`
+	// TemplateAs Values (the default) renders the ConfigMap value as the
+	// template of the Secret key of the same name; KeysAndValues renders
+	// it into YAML whose keys and values are all added.
+	// +kubebuilder:default=Values
+	TemplateAs TemplateScope `json:"templateAs,omitempty"`
+}
+
+// TemplateScope says how a templateFrom item is read.
+// +kubebuilder:validation:Enum=Values;KeysAndValues
+type TemplateScope string
+
+const (
+	TemplateScopeValues        TemplateScope = "Values"
+	TemplateScopeKeysAndValues TemplateScope = "KeysAndValues"
+)
 
 // ExternalSecretTemplateMetadata are labels and annotations of the target.
 type ExternalSecretTemplateMetadata struct {
