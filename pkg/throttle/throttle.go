@@ -281,8 +281,17 @@ func (l *Limiter) Client(c providers.Client, store Store, namespace string) prov
 		return c
 	}
 	t := &client{inner: c, l: l, store: store, namespace: namespace}
-	if b, ok := c.(providers.BatchGetter); ok {
+	// The wrapper offers what c offers, and no more: callers ask a client
+	// whether it batches or reads metadata.
+	b, batches := c.(providers.BatchGetter)
+	m, readsMetadata := c.(providers.MetadataGetter)
+	switch {
+	case batches && readsMetadata:
+		return &batchMetadataClient{batchClient: &batchClient{client: t, batch: b}, metadataReader: metadataReader{c: t, meta: m}}
+	case batches:
 		return &batchClient{client: t, batch: b}
+	case readsMetadata:
+		return &metadataClient{client: t, metadataReader: metadataReader{c: t, meta: m}}
 	}
 	return t
 }
@@ -347,4 +356,29 @@ func (c *batchClient) GetBatch(ctx context.Context, refs []providers.Ref) (map[p
 	}
 	defer done()
 	return c.batch.GetBatch(ctx, refs)
+}
+
+// metadataReader admits GetMetadata calls like any other.
+type metadataReader struct {
+	c    *client
+	meta providers.MetadataGetter
+}
+
+func (r metadataReader) GetMetadata(ctx context.Context, key string) (providers.Value, error) {
+	done, err := r.c.admit()
+	if err != nil {
+		return providers.Value{}, err
+	}
+	defer done()
+	return r.meta.GetMetadata(ctx, key)
+}
+
+type metadataClient struct {
+	*client
+	metadataReader
+}
+
+type batchMetadataClient struct {
+	*batchClient
+	metadataReader
 }
