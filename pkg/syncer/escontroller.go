@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/sets"
 	appsv1client "k8s.io/client-go/kubernetes/typed/apps/v1"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 
@@ -26,7 +27,10 @@ type Controller struct {
 	apps   appsv1client.AppsV1Interface
 	writer *secretWriter
 	lister configlisters.ExternalSecretLister
-	key    []byte
+	// configMaps reads templateFrom ConfigMaps, by name, in an
+	// ExternalSecret's own namespace.
+	configMaps corev1client.ConfigMapsGetter
+	key        []byte
 
 	// excluded namespaces are never written in (--excluded-namespaces).
 	excluded sets.Set[string]
@@ -77,7 +81,7 @@ func newController(informer configinformers.ExternalSecretInformer, veil version
 			// changes are urgent, and so is a change of the values
 			// veil-apiserver records (status.lastValueChange): a rotation
 			// reaches the Secret now, not at the next refresh.
-			if ok1 && ok2 && es.Spec.Target != nil && (old.Generation != es.Generation || valueChanged(old, es)) {
+			if ok1 && ok2 && es.Spec.Target != nil && (old.Generation != es.Generation || valueChanged(old, es) && periodic(es)) {
 				c.queue.AddUrgent(keyOf(es))
 			}
 		},
@@ -104,7 +108,9 @@ func (c *Controller) schedule(es *configv1alpha1.ExternalSecret) {
 	case ready == nil || ready.ObservedGeneration != es.Generation:
 		c.queue.AddUrgent(key)
 	case ready.Status == "True" && es.Status.RefreshTime != nil:
-		c.queue.AddAfter(key, es.Status.RefreshTime.Add(c.refreshInterval(es)).Sub(c.clock.Now()))
+		if periodic(es) {
+			c.queue.AddAfter(key, es.Status.RefreshTime.Add(c.refreshInterval(es)).Sub(c.clock.Now()))
+		}
 	default:
 		c.queue.Add(key)
 	}
@@ -120,10 +126,18 @@ func (c *Controller) skip(es *configv1alpha1.ExternalSecret) bool {
 	return es.Spec.Target == nil || es.DeletionTimestamp != nil
 }
 
-// requeueAfter: the refresh interval, jittered.
+// requeueAfter: the refresh interval, jittered; never for refreshPolicy
+// CreatedOnce or OnChange, which sync only when the spec changes.
 func (c *Controller) requeueAfter(es *configv1alpha1.ExternalSecret) (time.Duration, bool) {
 	interval := c.refreshInterval(es)
-	return jitter(interval), interval > 0
+	return jitter(interval), interval > 0 && periodic(es)
+}
+
+// periodic: es is synced on its refresh interval and when its values
+// change (refreshPolicy Periodic, the default).
+func periodic(es *configv1alpha1.ExternalSecret) bool {
+	p := es.Spec.RefreshPolicy
+	return p == "" || p == configv1alpha1.RefreshPeriodic
 }
 
 // valueChanged says whether veil-apiserver recorded a new change of es's

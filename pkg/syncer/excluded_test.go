@@ -51,13 +51,13 @@ func TestDesiredRefusesTypesKubernetesActsOn(t *testing.T) {
 	v := &esv1alpha1.ExternalSecretValue{Type: "Opaque", Data: map[string][]byte{"k": []byte("v")}}
 	for _, typ := range writableSecretTypes {
 		es := testES(configv1alpha1.ExternalSecretTarget{Template: &configv1alpha1.ExternalSecretTemplate{Type: typ}})
-		if _, err := c.desired(es, v, "db"); err != nil {
+		if _, err := c.desired(context.Background(), es, v, "db"); err != nil {
 			t.Errorf("type %s: %v", typ, err)
 		}
 	}
 	for _, typ := range []corev1.SecretType{corev1.SecretTypeServiceAccountToken, corev1.SecretTypeBootstrapToken, "helm.sh/release.v1"} {
 		es := testES(configv1alpha1.ExternalSecretTarget{Template: &configv1alpha1.ExternalSecretTemplate{Type: typ}})
-		if _, err := c.desired(es, v, "db"); err == nil || !strings.Contains(err.Error(), "refused") {
+		if _, err := c.desired(context.Background(), es, v, "db"); err == nil || !strings.Contains(err.Error(), "refused") {
 			t.Errorf("type %s: %v, want refused", typ, err)
 		}
 	}

@@ -245,6 +245,7 @@ func (o *Options) Run(ctx context.Context) error {
 		return err
 	}
 	ctrl.excluded = sets.New(o.ExcludedNamespaces...)
+	ctrl.configMaps = kube.CoreV1()
 	// One budget per namespace for both controllers.
 	nsRate := newNamespaceRate(o.NamespaceSyncQPS, o.NamespaceSyncBurst)
 	ctrl.rate = nsRate

@@ -65,6 +65,10 @@ func (c *Controller) sync(ctx context.Context, es *configv1alpha1.ExternalSecret
 		return c.finish(ctx, es, st, configv1alpha1.ReasonCreationPolicyNone, false)
 	}
 	name := targetName(es)
+	if es.Spec.RefreshPolicy == configv1alpha1.RefreshCreatedOnce && st.TargetUID != "" {
+		c.setReady(st, es, metav1.ConditionTrue, configv1alpha1.ReasonSynced, fmt.Sprintf("refreshPolicy CreatedOnce: Secret %s was written once and is not updated", name))
+		return c.finish(ctx, es, st, resultRefreshed, false)
+	}
 
 	v, err := c.veil.ExternalsecretsV1alpha1().ExternalSecretValues(es.Namespace).Get(ctx, es.Name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
@@ -73,7 +77,7 @@ func (c *Controller) sync(ctx context.Context, es *configv1alpha1.ExternalSecret
 	if err != nil {
 		return c.fail(ctx, es, st, configv1alpha1.ReasonValuesUnavailable, "reading the values: "+err.Error(), true)
 	}
-	d, err := c.desired(es, v, name)
+	d, err := c.desired(ctx, es, v, name)
 	if err != nil {
 		var te *template.Error
 		if errors.As(err, &te) {
@@ -139,7 +143,7 @@ func (c *Controller) sync(ctx context.Context, es *configv1alpha1.ExternalSecret
 }
 
 // desired renders the target from the values.
-func (c *Controller) desired(es *configv1alpha1.ExternalSecret, v *esv1alpha1.ExternalSecretValue, name string) (*desired, error) {
+func (c *Controller) desired(ctx context.Context, es *configv1alpha1.ExternalSecret, v *esv1alpha1.ExternalSecretValue, name string) (*desired, error) {
 	t := es.Spec.Target
 	d := &desired{
 		namespace:   es.Namespace,
@@ -159,10 +163,22 @@ func (c *Controller) desired(es *configv1alpha1.ExternalSecret, v *esv1alpha1.Ex
 		if tmpl.Type != "" {
 			d.secretType = tmpl.Type
 		}
-		if len(tmpl.Data) > 0 {
-			data, err := template.Render(tmpl.Data, v.Data)
+		if tmpl.EngineVersion != "" && tmpl.EngineVersion != "v2" {
+			return nil, fmt.Errorf("template engineVersion %s is not supported: Veil's templates are External Secrets Operator's v2 engine; rewrite the templates for v2 and set engineVersion v2", tmpl.EngineVersion)
+		}
+		sources, err := c.templateSources(ctx, es)
+		if err != nil {
+			return nil, err
+		}
+		if len(sources) > 0 {
+			data, err := template.RenderSources(sources, v.Data)
 			if err != nil {
 				return nil, err
+			}
+			// mergePolicy Merge lays the rendered keys over the values;
+			// Replace (the default) keeps only what was rendered.
+			if tmpl.MergePolicy == configv1alpha1.MergePolicyMerge {
+				data = mergeOver(v.Data, data)
 			}
 			d.data = data
 		}
@@ -273,3 +289,13 @@ func targetName(es *configv1alpha1.ExternalSecret) string {
 
 // short is enough of an HMAC to tell writes apart in Events and logs.
 func short(hmac string) string { return hmac[:min(12, len(hmac))] }
+
+// mergeOver returns values with rendered laid over them.
+func mergeOver(values, rendered map[string][]byte) map[string][]byte {
+	out := maps.Clone(values)
+	if out == nil {
+		out = map[string][]byte{}
+	}
+	maps.Copy(out, rendered)
+	return out
+}

@@ -102,7 +102,7 @@ func TestDesired(t *testing.T) {
 		},
 		Data: map[string]string{"username": "{{ .user | upper }}"},
 	}})
-	d, err := c.desired(es, v, "db")
+	d, err := c.desired(context.Background(), es, v, "db")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,13 +115,13 @@ func TestDesired(t *testing.T) {
 	}
 
 	tokenES := testES(configv1alpha1.ExternalSecretTarget{Template: &configv1alpha1.ExternalSecretTemplate{Type: corev1.SecretTypeServiceAccountToken}})
-	if _, err := c.desired(tokenES, v, "db"); err == nil || !strings.Contains(err.Error(), "refused") {
+	if _, err := c.desired(context.Background(), tokenES, v, "db"); err == nil || !strings.Contains(err.Error(), "refused") {
 		t.Errorf("a ServiceAccount token target: %v, want refused", err)
 	}
 
 	badES := testES(configv1alpha1.ExternalSecretTarget{Template: &configv1alpha1.ExternalSecretTemplate{Data: map[string]string{"x": "{{ .missing }}"}}})
 	var te *template.Error
-	if _, err := c.desired(badES, v, "db"); !errors.As(err, &te) {
+	if _, err := c.desired(context.Background(), badES, v, "db"); !errors.As(err, &te) {
 		t.Errorf("a template error: %v", err)
 	}
 }

@@ -2,12 +2,18 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
 )
@@ -152,4 +158,95 @@ func addTags(parameter string, tags map[string]string) *ssm.AddTagsToResourceInp
 		in.Tags = append(in.Tags, ssmtypes.Tag{Key: aws.String(k), Value: aws.String(v)})
 	}
 	return in
+}
+
+// TestESOSyncerTemplates: veil-syncer honours ESO's template fields
+// (mergePolicy, engineVersion, templateFrom ConfigMaps of the
+// ExternalSecret's namespace) and refreshPolicy, refuses templateFrom
+// Secrets saying why, and nobody reads a ConfigMap through a template that
+// they could not get themselves. (Its values are materialised, so they are
+// in etcd: canaries are in the other tests.)
+func TestESOSyncerTemplates(t *testing.T) {
+	startSyncer(t)
+	ctx := ctxFor(t)
+	ns := newNamespace(t, nil)
+	canary := unique("pass-")
+	createFakeStore(t, ns, "store", configv1alpha1.FakeProviderData{Key: "user", Value: "app"}, configv1alpha1.FakeProviderData{Key: "pass", Value: canary})
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "tpl", Namespace: ns}, Data: map[string]string{
+		"dsn":    "postgres://{{ .user }}:{{ .pass }}@db/app",
+		"config": "host: db\nport: '5432'",
+	}}
+	if _, err := cluster.KubeClient.CoreV1().ConfigMaps(ns).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	data := []configv1alpha1.ExternalSecretData{dataRef("user", "user", ""), dataRef("pass", "pass", "")}
+
+	t.Run("mergePolicy Merge with templateFrom a ConfigMap", func(t *testing.T) {
+		newTargetES(t, ns, "merged", configv1alpha1.ExternalSecretTarget{Template: &configv1alpha1.ExternalSecretTemplate{
+			EngineVersion: "v2",
+			MergePolicy:   configv1alpha1.MergePolicyMerge,
+			TemplateFrom: []configv1alpha1.TemplateFrom{{ConfigMap: &configv1alpha1.TemplateRef{Name: "tpl", Items: []configv1alpha1.TemplateRefItem{
+				{Key: "dsn"}, {Key: "config", TemplateAs: configv1alpha1.TemplateScopeKeysAndValues},
+			}}}},
+			Data: map[string]string{"user": "{{ .user | upper }}"},
+		}}, data...)
+		waitSecret(t, ns, "merged", hasData(map[string]string{
+			"user": "APP", "pass": canary, "dsn": "postgres://app:" + canary + "@db/app", "host": "db", "port": "5432",
+		}))
+		waitReady(t, ns, "merged", configv1alpha1.ReasonSynced)
+	})
+
+	t.Run("templateFrom a Secret is refused, saying why", func(t *testing.T) {
+		newTargetES(t, ns, "from-secret", configv1alpha1.ExternalSecretTarget{Template: &configv1alpha1.ExternalSecretTemplate{
+			TemplateFrom: []configv1alpha1.TemplateFrom{{Secret: &configv1alpha1.TemplateRef{Name: "s", Items: []configv1alpha1.TemplateRefItem{{Key: "k"}}}}},
+		}}, data...)
+		es := waitReady(t, ns, "from-secret", configv1alpha1.ReasonTargetInvalid)
+		if msg := apimeta.FindStatusCondition(es.Status.Conditions, "Ready").Message; !strings.Contains(msg, "veil-syncer may not read Secrets") || strings.Contains(msg, canary) {
+			t.Errorf("message: %s", msg)
+		}
+	})
+
+	t.Run("engineVersion v1 is refused by the CRD with what to do", func(t *testing.T) {
+		es := externalSecret(ns, "v1", storeRef("store"), &configv1alpha1.ExternalSecretTarget{Template: &configv1alpha1.ExternalSecretTemplate{EngineVersion: "v1"}}, data...)
+		_, err := cluster.VeilClient.ConfigV1alpha1().ExternalSecrets(ns).Create(ctx, es, metav1.CreateOptions{})
+		if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "set engineVersion: v2") {
+			t.Errorf("engineVersion v1: %v", err)
+		}
+	})
+
+	t.Run("refreshPolicy CreatedOnce writes once", func(t *testing.T) {
+		es := externalSecret(ns, "once", storeRef("store"), &configv1alpha1.ExternalSecretTarget{}, dataRef("user", "user", ""))
+		es.Spec.RefreshPolicy = configv1alpha1.RefreshCreatedOnce
+		es.Spec.RefreshInterval = &metav1.Duration{Duration: time.Second}
+		if _, err := cluster.VeilClient.ConfigV1alpha1().ExternalSecrets(ns).Create(ctx, es, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		waitSecret(t, ns, "once", hasData(map[string]string{"user": "app"}))
+		setStoreData(t, ns, configv1alpha1.FakeProviderData{Key: "user", Value: "changed"}, configv1alpha1.FakeProviderData{Key: "pass", Value: canary})
+		// The Periodic ExternalSecret above follows the change; this one does not.
+		waitSecret(t, ns, "merged", func(s *corev1.Secret) error {
+			if string(s.Data["user"]) != "CHANGED" {
+				return fmt.Errorf("merged not refreshed yet")
+			}
+			return nil
+		})
+		time.Sleep(3 * time.Second)
+		if got := string(getSecret(t, ns, "once").Data["user"]); got != "app" {
+			t.Errorf("refreshPolicy CreatedOnce: the Secret was updated to %q", got)
+		}
+	})
+
+	t.Run("naming a ConfigMap needs get on it", func(t *testing.T) {
+		mallory := impersonate(t, unique("mallory-"))
+		bind(t, ns, mallory.name, "veil:definitions-editor")
+		bind(t, ns, mallory.name, "veil:values-reader")
+		bind(t, ns, mallory.name, "veil:store-user")
+		waitAllowed(t, mallory.name, useAttrs(ns, "secretstores", "store"), true)
+		waitAllowed(t, mallory.name, esAttrs(ns, "create"), true)
+		es := externalSecret(ns, "peek", storeRef("store"), &configv1alpha1.ExternalSecretTarget{Template: &configv1alpha1.ExternalSecretTemplate{
+			TemplateFrom: []configv1alpha1.TemplateFrom{{ConfigMap: &configv1alpha1.TemplateRef{Name: "tpl", Items: []configv1alpha1.TemplateRefItem{{Key: "config"}}}}},
+		}}, data...)
+		_, err := mallory.veil.ConfigV1alpha1().ExternalSecrets(ns).Create(ctx, es, metav1.CreateOptions{})
+		refused(t, "templateFrom a ConfigMap the user may not get", err, "veil-externalsecrets", "configmaps/tpl", "may not get them")
+	})
 }

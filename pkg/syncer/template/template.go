@@ -15,6 +15,8 @@ import (
 	"sort"
 	"strings"
 	"text/template"
+
+	"sigs.k8s.io/yaml"
 )
 
 // Error is a template that cannot be parsed or evaluated. Its message names
@@ -180,6 +182,43 @@ func RenameKeys(tmpl string, names []string) (map[string]string, error) {
 			return nil, &Error{Key: "transform", Msg: execMessage("transform", err)}
 		}
 		out[name] = string(buf.buf)
+	}
+	return out, nil
+}
+
+// Source is one template of a target: Text renders the value of Key
+// (External Secrets Operator's templateAs Values), or, with KeysAndValues,
+// renders YAML whose keys and string values are all added. Key names where
+// the template came from in messages.
+type Source struct {
+	Key           string
+	Text          string
+	KeysAndValues bool
+}
+
+// RenderSources renders sources in order, a later key replacing an earlier
+// one, all under the bounds of one Render.
+func RenderSources(sources []Source, values map[string][]byte) (map[string][]byte, error) {
+	b := newBudget(MaxDuration)
+	out := map[string][]byte{}
+	for _, s := range sources {
+		r, err := render(map[string]string{s.Key: s.Text}, values, b)
+		if err != nil {
+			return nil, err
+		}
+		if !s.KeysAndValues {
+			out[s.Key] = r[s.Key]
+			continue
+		}
+		var kv map[string]string
+		// yaml's errors quote the input, which holds values: only say
+		// that it failed.
+		if err := yaml.Unmarshal(r[s.Key], &kv); err != nil {
+			return nil, &Error{Key: s.Key, Msg: "templateAs KeysAndValues: the output is not YAML of keys and string values"}
+		}
+		for k, v := range kv {
+			out[k] = []byte(v)
+		}
 	}
 	return out, nil
 }
