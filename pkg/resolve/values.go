@@ -103,7 +103,10 @@ func decode(data []byte, strategy configv1alpha1.DecodingStrategy, what string) 
 		return out, nil
 	case configv1alpha1.DecodeAuto:
 		s := string(bytes.TrimSpace(data))
-		for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.RawURLEncoding} {
+		// Padded encodings only, as External Secrets Operator: unpadded
+		// base64 would take many plain values for encoded ones (any six
+		// letters decode), and serve them mangled.
+		for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {
 			if out, err := enc.DecodeString(s); err == nil {
 				return out, nil
 			}

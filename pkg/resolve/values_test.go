@@ -77,7 +77,12 @@ func TestDecode(t *testing.T) {
 		{"_-8=", configv1alpha1.DecodeBase64URL, "\xff\xef", false},
 		{"_-8=", configv1alpha1.DecodeBase64, "", true},
 		{canary + "!", configv1alpha1.DecodeBase64, "", true},
-		{"aGVsbG8", configv1alpha1.DecodeAuto, "hello", false},
+		{"aGVsbG8=", configv1alpha1.DecodeAuto, "hello", false},
+		{"aGk_Pz8-", configv1alpha1.DecodeAuto, "hi???>", false},
+		// Unpadded base64 is left as it is, as ESO does: "abcdef" is far
+		// more likely a plain value than an encoded one.
+		{"aGVsbG8", configv1alpha1.DecodeAuto, "aGVsbG8", false},
+		{"abcdef", configv1alpha1.DecodeAuto, "abcdef", false},
 		{"not base64!", configv1alpha1.DecodeAuto, "not base64!", false},
 		{"x", "Rot13", "", true},
 	}

@@ -132,8 +132,8 @@ const (
 	DecodeNone      DecodingStrategy = "None"
 	DecodeBase64    DecodingStrategy = "Base64"
 	DecodeBase64URL DecodingStrategy = "Base64URL"
-	// DecodeAuto decodes base64 or base64url when the value is such, and
-	// keeps it as it is otherwise.
+	// DecodeAuto decodes padded base64 or base64url when the value is
+	// such, and keeps it as it is otherwise (as External Secrets Operator).
 	DecodeAuto DecodingStrategy = "Auto"
 )
 
