@@ -229,3 +229,44 @@ func (c *batchingClient) GetBatch(context.Context, []providers.Ref) (map[provide
 	c.count()
 	return nil, nil
 }
+
+type metadataReadingClient struct{ countingClient }
+
+func (c *metadataReadingClient) GetMetadata(context.Context, string) (providers.Value, error) {
+	c.count()
+	return providers.Value{}, nil
+}
+
+type batchingMetadataClient struct{ metadataReadingClient }
+
+func (c *batchingMetadataClient) GetBatch(context.Context, []providers.Ref) (map[providers.Ref]providers.Value, error) {
+	c.count()
+	return nil, nil
+}
+
+// The wrapper reads metadata when the client can, admitted like any call,
+// and never claims it can when the client cannot.
+func TestClientMetadata(t *testing.T) {
+	l := New(Limits{QPS: 1, Burst: 1, NamespaceShare: 1}, clocktesting.NewFakePassiveClock(time.Unix(0, 0)))
+	if _, ok := l.Client(&countingClient{}, own, "app").(providers.MetadataGetter); ok {
+		t.Error("a client that cannot read metadata gained GetMetadata")
+	}
+	for name, inner := range map[string]providers.Client{"metadata": &metadataReadingClient{}, "batching and metadata": &batchingMetadataClient{}} {
+		c := l.Client(inner, Store{Kind: "SecretStore", Namespace: name, Name: "s"}, "app")
+		m, ok := c.(providers.MetadataGetter)
+		if !ok {
+			t.Fatalf("%s: the wrapper lost GetMetadata", name)
+		}
+		if _, isBatch := inner.(providers.BatchGetter); isBatch {
+			if _, ok := c.(providers.BatchGetter); !ok {
+				t.Errorf("%s: the wrapper lost GetBatch", name)
+			}
+		}
+		if _, err := m.GetMetadata(context.Background(), "k"); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if _, err := m.GetMetadata(context.Background(), "k"); providers.ReasonOf(err) != providers.Throttled {
+			t.Errorf("%s: a second call over the burst: %v, want Throttled", name, err)
+		}
+	}
+}

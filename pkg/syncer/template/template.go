@@ -130,6 +130,7 @@ func render(tmpls map[string]string, values map[string][]byte, b *budget) (map[s
 }
 
 var (
+	secretKey    = regexp.MustCompile(`^[-._a-zA-Z0-9]+$`)
 	location     = regexp.MustCompile(`^template: [-._a-zA-Z0-9]+:(\d+:\d+): `)
 	missingKey   = regexp.MustCompile(`map has no entry for key "[^"]*"`)
 	wrongNumArgs = regexp.MustCompile(`wrong number of args for [a-zA-Z0-9_]+: (got|want) [^:]*$`)
@@ -217,6 +218,12 @@ func RenderSources(sources []Source, values map[string][]byte) (map[string][]byt
 			return nil, &Error{Key: s.Key, Msg: "templateAs KeysAndValues: the output is not YAML of keys and string values"}
 		}
 		for k, v := range kv {
+			// The keys are rendered, so they may hold values: a key a
+			// Secret cannot hold is refused here, unquoted, rather than
+			// by kube-apiserver, whose message would quote it.
+			if len(k) > 253 || !secretKey.MatchString(k) {
+				return nil, &Error{Key: s.Key, Msg: "templateAs KeysAndValues: the output has a key a Secret cannot hold (at most 253 letters, digits, '-', '.' and '_'); the key is not shown because it may hold a value"}
+			}
 			out[k] = []byte(v)
 		}
 	}
