@@ -2,6 +2,7 @@ package syncer
 
 import (
 	"context"
+	"maps"
 	"time"
 
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
@@ -80,8 +81,10 @@ func newController(informer configinformers.ExternalSecretInformer, veil version
 			// Status writes (ours) do not change the generation; spec
 			// changes are urgent, and so is a change of the values
 			// veil-apiserver records (status.lastValueChange): a rotation
-			// reaches the Secret now, not at the next refresh.
-			if ok1 && ok2 && es.Spec.Target != nil && (old.Generation != es.Generation || valueChanged(old, es) && periodic(es)) {
+			// reaches the Secret now, not at the next refresh. A change of
+			// labels or annotations is too, as in External Secrets
+			// Operator (whose users annotate to force a sync).
+			if ok1 && ok2 && es.Spec.Target != nil && (old.Generation != es.Generation || metadataChanged(old, es) || valueChanged(old, es) && periodic(es)) {
 				c.queue.AddUrgent(keyOf(es))
 			}
 		},
@@ -138,6 +141,11 @@ func (c *Controller) requeueAfter(es *configv1alpha1.ExternalSecret) (time.Durat
 func periodic(es *configv1alpha1.ExternalSecret) bool {
 	p := es.Spec.RefreshPolicy
 	return p == "" || p == configv1alpha1.RefreshPeriodic
+}
+
+// metadataChanged says whether es's labels or annotations changed.
+func metadataChanged(old, es *configv1alpha1.ExternalSecret) bool {
+	return !maps.Equal(old.Labels, es.Labels) || !maps.Equal(old.Annotations, es.Annotations)
 }
 
 // valueChanged says whether veil-apiserver recorded a new change of es's

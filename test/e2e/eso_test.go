@@ -60,6 +60,16 @@ func TestESORewriteAndMetadataVault(t *testing.T) {
 		}
 	})
 
+	t.Run("find with only a path reads everything under it", func(t *testing.T) {
+		vaultExternalSecret(t, ns, "path-only", "vault", configv1alpha1.ExternalSecretSpec{DataFrom: []configv1alpha1.ExternalSecretDataFromRemoteRef{{
+			Find: &configv1alpha1.ExternalSecretFind{Path: ptrTo("eso/dev")},
+		}}})
+		got := mustValue(t, ns, "path-only")
+		if len(got.Data) != 2 || got.Data["eso_dev_db"] == nil || got.Data["eso_dev_api"] == nil {
+			t.Fatalf("keys = %v, want eso_dev_db, eso_dev_api", keysOf(got.Data))
+		}
+	})
+
 	t.Run("collisions after a rewrite keep the first in byte order", func(t *testing.T) {
 		vaultExternalSecret(t, ns, "collide", "vault", configv1alpha1.ExternalSecretSpec{DataFrom: []configv1alpha1.ExternalSecretDataFromRemoteRef{{
 			Find:    &configv1alpha1.ExternalSecretFind{Name: &configv1alpha1.FindName{RegExp: "^eso/(dev|prod)/db$"}},
@@ -234,6 +244,37 @@ func TestESOSyncerTemplates(t *testing.T) {
 		if got := string(getSecret(t, ns, "once").Data["user"]); got != "app" {
 			t.Errorf("refreshPolicy CreatedOnce: the Secret was updated to %q", got)
 		}
+	})
+
+	t.Run("refreshPolicy OnChange syncs on a change of the ExternalSecret only", func(t *testing.T) {
+		es := externalSecret(ns, "on-change", storeRef("store"), &configv1alpha1.ExternalSecretTarget{}, dataRef("user", "user", ""))
+		es.Spec.RefreshPolicy = configv1alpha1.RefreshOnChange
+		es.Spec.RefreshInterval = &metav1.Duration{Duration: time.Second}
+		if _, err := cluster.VeilClient.ConfigV1alpha1().ExternalSecrets(ns).Create(ctx, es, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		waitSecret(t, ns, "on-change", hasData(map[string]string{"user": "changed"}))
+		setStoreData(t, ns, configv1alpha1.FakeProviderData{Key: "user", Value: "again"}, configv1alpha1.FakeProviderData{Key: "pass", Value: canary})
+		waitSecret(t, ns, "merged", func(s *corev1.Secret) error {
+			if string(s.Data["user"]) != "AGAIN" {
+				return fmt.Errorf("merged not refreshed yet")
+			}
+			return nil
+		})
+		time.Sleep(3 * time.Second)
+		if got := string(getSecret(t, ns, "on-change").Data["user"]); got != "changed" {
+			t.Fatalf("refreshPolicy OnChange: the Secret was refreshed to %q without a change of the ExternalSecret", got)
+		}
+		// Annotating forces a sync, as in ESO.
+		cur, err := cluster.VeilClient.ConfigV1alpha1().ExternalSecrets(ns).Get(ctx, "on-change", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cur.Annotations = map[string]string{"force-sync": "1"}
+		if _, err := cluster.VeilClient.ConfigV1alpha1().ExternalSecrets(ns).Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		waitSecret(t, ns, "on-change", hasData(map[string]string{"user": "again"}))
 	})
 
 	t.Run("naming a ConfigMap needs get on it", func(t *testing.T) {

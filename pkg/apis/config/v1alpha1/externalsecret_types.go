@@ -56,8 +56,9 @@ type ExternalSecretSpec struct {
 	// RefreshPolicy says when veil-syncer writes the target again, as in
 	// External Secrets Operator: Periodic (every refreshInterval, and when
 	// values change), CreatedOnce (once; never updated after the Secret
-	// was written) or OnChange (only when this ExternalSecret's spec
-	// changes). Reads of the ExternalSecretValue are not affected.
+	// was written) or OnChange (only when this ExternalSecret's spec,
+	// labels or annotations change). Reads of the ExternalSecretValue are
+	// not affected.
 	// +optional
 	RefreshPolicy RefreshPolicy `json:"refreshPolicy,omitempty"`
 
@@ -88,7 +89,8 @@ const (
 	RefreshPeriodic RefreshPolicy = "Periodic"
 	// RefreshCreatedOnce writes the Secret once and never updates it.
 	RefreshCreatedOnce RefreshPolicy = "CreatedOnce"
-	// RefreshOnChange syncs only when the ExternalSecret's spec changes.
+	// RefreshOnChange syncs only when the ExternalSecret's spec, labels
+	// or annotations change.
 	RefreshOnChange RefreshPolicy = "OnChange"
 )
 
@@ -248,9 +250,11 @@ type RewriteTransform struct {
 	Template string `json:"template"`
 }
 
-// ExternalSecretFind matches remote values by name or tags.
+// ExternalSecretFind matches remote values by name or tags; with only a
+// path, every remote value under it (as External Secrets Operator's Vault
+// provider does), within the find bounds.
 //
-// +kubebuilder:validation:XValidation:rule="has(self.name) || has(self.tags)",message="set name or tags"
+// +kubebuilder:validation:XValidation:rule="has(self.name) || has(self.tags) || has(self.path)",message="set name, tags or path"
 type ExternalSecretFind struct {
 	// Path limits the search to keys under it.
 	Path *string `json:"path,omitempty"`
