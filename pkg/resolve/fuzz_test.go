@@ -98,3 +98,49 @@ func FuzzFoundKeys(f *testing.F) {
 		}
 	})
 }
+
+// FuzzRewriteKeys: whatever a tenant writes as a rewrite and whatever
+// names a provider returns, the result is an Invalid error or Secret keys
+// that are valid, each held by one name, the same on every run.
+func FuzzRewriteKeys(f *testing.F) {
+	f.Add(`^path/(.*)$`, "$1", `{{ .value | upper }}`, "path/a", "path/b", "a")
+	f.Add(`[^a-z]`, "_", `{{ printf "%s-x" .value }}`, "A/B", "a_b", "é")
+	f.Add(`(`, "", `{{`, "x", "y", "z")
+	f.Fuzz(func(t *testing.T, source, target, transform, a, b, c string) {
+		entry := configv1alpha1.ExternalSecretDataFromRemoteRef{
+			Find: &configv1alpha1.ExternalSecretFind{},
+			Rewrite: []configv1alpha1.ExternalSecretRewrite{
+				{Regexp: &configv1alpha1.RewriteRegexp{Source: source, Target: target}},
+				{Transform: &configv1alpha1.RewriteTransform{Template: transform}},
+			},
+		}
+		n, err := newKeyNamer(0, entry)
+		var keys map[string]string
+		if err == nil {
+			keys, _, err = n.secretKeys([]string{a, b, c})
+		}
+		if err != nil {
+			if providers.ReasonOf(err) != providers.Invalid {
+				t.Fatalf("error %v is not Invalid", err)
+			}
+			return
+		}
+		again, _, err := n.secretKeys([]string{c, b, a})
+		if err != nil || len(again) != len(keys) {
+			t.Fatalf("second run: %v, %v then %v", err, keys, again)
+		}
+		seen := map[string]string{}
+		for name, sk := range keys {
+			if again[name] != sk {
+				t.Fatalf("%q maps to %q, then %q", name, sk, again[name])
+			}
+			if other, dup := seen[sk]; dup {
+				t.Fatalf("%q and %q both hold Secret key %q", name, other, sk)
+			}
+			seen[sk] = name
+			if !validSecretKey.MatchString(sk) || len(sk) > maxSecretKeyLength {
+				t.Fatalf("Secret key %q from %q is invalid", sk, name)
+			}
+		}
+	})
+}
