@@ -7,6 +7,7 @@ import (
 
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
 	"github.com/veil-dev/veil/pkg/providers"
+	"github.com/veil-dev/veil/pkg/syncer/template"
 )
 
 // FuzzProperty: any remote value and property path give a value or a typed
@@ -114,7 +115,7 @@ func FuzzRewriteKeys(f *testing.F) {
 				{Transform: &configv1alpha1.RewriteTransform{Template: transform}},
 			},
 		}
-		n, err := newKeyNamer(0, entry)
+		n, err := newKeyNamer(template.NewBudget(), 0, entry)
 		var keys map[string]string
 		if err == nil {
 			keys, _, err = n.secretKeys([]string{a, b, c})

@@ -89,6 +89,9 @@ func mapKeys(names []string, key func(string) string) (keys map[string]string, d
 
 // keyNamer names the Secret keys of one dataFrom entry.
 type keyNamer struct {
+	// budget bounds the transforms of every entry of one read together,
+	// as one Render bounds every target template of an ExternalSecret.
+	budget      *template.Budget
 	entry       int
 	rewrites    []configv1alpha1.ExternalSecretRewrite
 	regexps     []*regexp.Regexp // by rewrite index; nil for transforms
@@ -99,8 +102,8 @@ type keyNamer struct {
 // newKeyNamer compiles the rewrites of dataFrom[entry]. Go's regexp is RE2:
 // matching is linear in the input, so a tenant's pattern cannot make a read
 // slow however it is written.
-func newKeyNamer(entry int, d configv1alpha1.ExternalSecretDataFromRemoteRef) (*keyNamer, error) {
-	n := &keyNamer{entry: entry, rewrites: d.Rewrite}
+func newKeyNamer(budget *template.Budget, entry int, d configv1alpha1.ExternalSecretDataFromRemoteRef) (*keyNamer, error) {
+	n := &keyNamer{budget: budget, entry: entry, rewrites: d.Rewrite}
 	switch {
 	case d.Extract != nil:
 		n.strategy = d.Extract.ConversionStrategy
@@ -149,7 +152,7 @@ func (n *keyNamer) secretKeys(names []string) (map[string]string, []string, erro
 		for _, cur := range renamed {
 			current = append(current, cur)
 		}
-		out, err := template.RenameKeys(rw.Transform.Template, current)
+		out, err := template.RenameKeys(n.budget, rw.Transform.Template, current)
 		if err != nil {
 			return nil, nil, providers.Errorf(providers.Invalid, "dataFrom[%d].rewrite[%d].transform: %v", n.entry, i, err)
 		}

@@ -6,6 +6,7 @@ import (
 
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
 	"github.com/veil-dev/veil/pkg/providers"
+	"github.com/veil-dev/veil/pkg/syncer/template"
 )
 
 func rwRegexp(source, target string) configv1alpha1.ExternalSecretRewrite {
@@ -90,7 +91,7 @@ func TestRewriteKeys(t *testing.T) {
 		want:  map[string]string{"a/b": "a-b"},
 	}} {
 		t.Run(c.name, func(t *testing.T) {
-			n, err := newKeyNamer(0, c.entry)
+			n, err := newKeyNamer(template.NewBudget(), 0, c.entry)
 			var keys map[string]string
 			var dropped []string
 			if err == nil {
@@ -128,8 +129,32 @@ func TestTooManyRewrites(t *testing.T) {
 	for i := range rws {
 		rws[i] = rwRegexp("a", "b")
 	}
-	_, err := newKeyNamer(2, configv1alpha1.ExternalSecretDataFromRemoteRef{Find: &configv1alpha1.ExternalSecretFind{}, Rewrite: rws})
+	_, err := newKeyNamer(template.NewBudget(), 2, configv1alpha1.ExternalSecretDataFromRemoteRef{Find: &configv1alpha1.ExternalSecretFind{}, Rewrite: rws})
 	if err == nil || !strings.Contains(err.Error(), "dataFrom[2] has 11 rewrites") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// All the transforms of one read share one budget, as the target templates
+// of one ExternalSecret do: entries under the bounds alone can be over
+// them together.
+func TestRewriteBudgetIsShared(t *testing.T) {
+	budget := template.NewBudget()
+	entry := configv1alpha1.ExternalSecretDataFromRemoteRef{Find: &configv1alpha1.ExternalSecretFind{},
+		Rewrite: []configv1alpha1.ExternalSecretRewrite{rwTransform(`{{ printf "%0600000d" 1 }}`)}}
+	first, err := newKeyNamer(budget, 0, entry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The key is too long for a Secret, but rendering it was within bounds.
+	if _, _, err := first.secretKeys([]string{"a"}); err == nil || strings.Contains(err.Error(), "limits") {
+		t.Fatalf("first entry: %v, want an invalid key, not a bound", err)
+	}
+	second, err := newKeyNamer(budget, 1, entry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := second.secretKeys([]string{"a"}); err == nil || !strings.Contains(err.Error(), "over Veil's limits") {
+		t.Fatalf("second entry: %v, want over Veil's limits", err)
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/veil-dev/veil/pkg/cache"
 	"github.com/veil-dev/veil/pkg/providers"
 	"github.com/veil-dev/veil/pkg/stores"
+	"github.com/veil-dev/veil/pkg/syncer/template"
 )
 
 // Resolver reads the values of ExternalSecrets.
@@ -121,8 +122,9 @@ func (r *Resolver) read(ctx context.Context, es *configv1alpha1.ExternalSecret, 
 	}
 
 	data := map[string][]byte{}
+	budget := template.NewBudget()
 	for i, d := range es.Spec.DataFrom {
-		namer, err := newKeyNamer(i, d)
+		namer, err := newKeyNamer(budget, i, d)
 		if err != nil {
 			return nil, err
 		}

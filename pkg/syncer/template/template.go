@@ -159,12 +159,19 @@ func execMessage(key string, err error) string {
 	}
 }
 
+// Budget is the bounds of one Render, for several renders to share: all
+// the rewrite transforms of one ExternalSecret's read spend from one.
+type Budget struct{ b *budget }
+
+// NewBudget starts a budget; its wall-time bound runs from now.
+func NewBudget() *Budget { return &Budget{b: newBudget(MaxDuration)} }
+
 // RenameKeys renders tmpl once for each name, with the name as .value, as
 // External Secrets Operator's dataFrom rewrite transform does: `{{ .value |
-// upper }}`. All the renders together have the bounds of one Render. Names
-// are remote key or field names, never values.
-func RenameKeys(tmpl string, names []string) (map[string]string, error) {
-	b := newBudget(MaxDuration)
+// upper }}`, spending from bud. Names are remote key or field names, never
+// values.
+func RenameKeys(bud *Budget, tmpl string, names []string) (map[string]string, error) {
+	b := bud.b
 	fm := b.budgeted(funcs)
 	t, err := template.New("transform").Funcs(fm).Option("missingkey=error").Parse(tmpl)
 	if err != nil {
