@@ -130,7 +130,7 @@ func (c *Controller) skip(es *configv1alpha1.ExternalSecret) bool {
 }
 
 // requeueAfter: the refresh interval, jittered; never for refreshPolicy
-// CreatedOnce or OnChange, which sync only when the spec changes.
+// CreatedOnce or OnChange, which sync only when the ExternalSecret changes.
 func (c *Controller) requeueAfter(es *configv1alpha1.ExternalSecret) (time.Duration, bool) {
 	interval := c.refreshInterval(es)
 	return jitter(interval), interval > 0 && periodic(es)
