@@ -792,9 +792,16 @@ func TestSyncerCannotReadSecrets(t *testing.T) {
 				t.Errorf("can-i %s secrets %v = %s, want no", verb, where, got)
 			}
 		}
-		for _, what := range []string{"secretstores.config.veil.dev", "clustersecretstores.config.veil.dev", "configmaps"} {
+		for _, what := range []string{"secretstores.config.veil.dev", "clustersecretstores.config.veil.dev"} {
 			if got := canI(append([]string{"get", what}, where...)...); got != "no" {
 				t.Errorf("can-i get %s %v = %s, want no", what, where, got)
+			}
+		}
+		// ConfigMaps: get only, by the name an ExternalSecret's
+		// templateFrom gives in its own namespace; never a list or watch.
+		for _, verb := range []string{"list", "watch"} {
+			if got := canI(append([]string{verb, "configmaps"}, where...)...); got != "no" {
+				t.Errorf("can-i %s configmaps %v = %s, want no", verb, where, got)
 			}
 		}
 		if got := canI(append([]string{"create", "serviceaccounts/token"}, where...)...); got != "no" {
