@@ -47,6 +47,8 @@ func NameOf(spec *configv1alpha1.SecretStoreSpec) string {
 		return "aws"
 	case p.Fake != nil:
 		return "fake"
+	case p.Remote != nil:
+		return "remote"
 	}
 	return ""
 }

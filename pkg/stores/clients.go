@@ -68,7 +68,7 @@ func (c *Clients) shared(ctx context.Context, store *Store) (providers.Client, I
 		id = e.id
 	}
 	c.mu.Unlock()
-	if e != nil && id.UID == store.UID && id.Generation == store.Generation {
+	if e != nil && id.UID == store.UID && id.Generation == store.Generation && id.Registration == store.Registration {
 		fp, err := e.recorder.Fingerprint(ctx)
 		if err != nil {
 			return nil, Identity{}, err
@@ -97,7 +97,7 @@ func (c *Clients) shared(ctx context.Context, store *Store) (providers.Client, I
 		}
 		ne := &clientEntry{
 			id: Identity{Kind: key.kind, Namespace: key.namespace, Name: key.name,
-				UID: store.UID, Generation: store.Generation, Fingerprint: fp},
+				UID: store.UID, Generation: store.Generation, Fingerprint: fp, Registration: store.Registration},
 			client:   client,
 			recorder: rec,
 		}
@@ -211,7 +211,7 @@ func (c *Clients) Versions(ctx context.Context, store *Store, namespace string, 
 		client, id = e.client, e.id
 	}
 	c.mu.Unlock()
-	if e == nil || id.UID != store.UID || id.Generation != store.Generation {
+	if e == nil || id.UID != store.UID || id.Generation != store.Generation || id.Registration != store.Registration {
 		return nil, 0, false, nil
 	}
 	var err error

@@ -23,6 +23,9 @@ type Identity struct {
 	Generation int64
 	// Fingerprint is an HMAC of the credentials the client was built with.
 	Fingerprint string
+	// Registration stamps the ProviderRegistration a remote store names:
+	// values read from an endpoint before it changed are not served after.
+	Registration string
 	// Writes counts pushes through the store by this process: a push makes
 	// a new identity, so nothing cached before it is served after it.
 	Writes uint64
@@ -42,7 +45,7 @@ type Identity struct {
 //
 // fields is the part of every key that names the identity, then op.
 func (id Identity) fields(op string) []string {
-	return []string{id.Kind, id.Namespace, id.Name, string(id.UID), strconv.FormatInt(id.Generation, 10), id.Fingerprint,
+	return []string{id.Kind, id.Namespace, id.Name, string(id.UID), strconv.FormatInt(id.Generation, 10), id.Fingerprint, id.Registration,
 		strconv.FormatUint(id.Writes, 10), op}
 }
 

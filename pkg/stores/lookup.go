@@ -34,6 +34,8 @@ type Lookup struct {
 	Endpoints *allowlist.List
 	// AllowPlaintext is --allow-plaintext-providers.
 	AllowPlaintext bool
+	// Remotes serves the stores that name a ProviderRegistration.
+	Remotes *Remotes
 }
 
 // Store is a store that a namespace may use, with its provider.
@@ -44,6 +46,9 @@ type Store struct {
 	// Scope is the remote keys the namespace may use through the store;
 	// nil allows all.
 	Scope *KeyScope
+	// Registration is the stamp of the ProviderRegistration the store
+	// names (stampOf), empty for a provider in process.
+	Registration string
 }
 
 // For returns the store ref names, if namespace may use it. Its errors are
@@ -102,6 +107,16 @@ func (s *Lookup) For(ctx context.Context, namespace string, ref configv1alpha1.S
 		return nil, providers.Wrap(providers.Unavailable, err, "looking up store %q", ref.Name)
 	}
 
+	if r := store.Spec.Provider.Remote; r != nil {
+		// The registration's endpoint is checked by Remotes, with the
+		// trust of its author, a cluster administrator.
+		p, stamp, err := s.Remotes.Provider(ctx, &store.Store, r.Registration)
+		if err != nil {
+			return nil, err
+		}
+		store.Provider, store.Registration = p, stamp
+		return &store, nil
+	}
 	store.Provider, err = providers.For(store.Spec)
 	if err != nil {
 		return nil, err

@@ -4,6 +4,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
@@ -67,6 +68,10 @@ type Options struct {
 
 	AllowedProviderEndpoints []string
 	AllowPlaintextProviders  bool
+	// ProviderClientCertFile and ProviderClientKeyFile are veil-apiserver's
+	// client certificate towards provider processes (ProviderRegistrations).
+	ProviderClientCertFile string
+	ProviderClientKeyFile  string
 	// AllowDirectBearerTokens accepts bearer tokens sent straight to
 	// veil-apiserver, checked with a TokenReview.
 	AllowDirectBearerTokens bool
@@ -202,6 +207,11 @@ func NewCommand(ctx context.Context) *cobra.Command {
 			"Off, only requests proxied by kube-apiserver (front-proxy client certificate) and client certificates are authenticated.")
 	fs.BoolVar(&o.AllowPlaintextProviders, "allow-plaintext-providers", o.AllowPlaintextProviders,
 		"Allow stores with http:// endpoints. For local demos only: values and tokens then cross the network unencrypted.")
+	fs.StringVar(&o.ProviderClientCertFile, "provider-client-cert-file", o.ProviderClientCertFile,
+		"PEM certificate (with its chain) veil-apiserver presents to provider processes (veil-provider) that ProviderRegistrations name; read again when it changes. "+
+			"Without it, stores that name a ProviderRegistration cannot be read.")
+	fs.StringVar(&o.ProviderClientKeyFile, "provider-client-key-file", o.ProviderClientKeyFile,
+		"PEM private key of --provider-client-cert-file; read again when it changes.")
 	fs.DurationVar(&o.CredentialCacheTTL, "credential-cache-ttl", o.CredentialCacheTTL,
 		"How long a credential Secret read for a store is reused; a rotated credential takes effect within this time.")
 	fs.Var(&o.CacheMaxBytes, "cache-max-bytes",
@@ -260,6 +270,13 @@ func (o *Options) Validate() error {
 	errs = append(errs, o.CoreAPI.Validate()...)
 	if _, err := allowlist.Parse(o.AllowedProviderEndpoints); err != nil {
 		errs = append(errs, err)
+	}
+	if (o.ProviderClientCertFile == "") != (o.ProviderClientKeyFile == "") {
+		errs = append(errs, fmt.Errorf("--provider-client-cert-file and --provider-client-key-file go together: set both or neither"))
+	} else if o.ProviderClientCertFile != "" {
+		if _, err := tls.LoadX509KeyPair(o.ProviderClientCertFile, o.ProviderClientKeyFile); err != nil {
+			errs = append(errs, fmt.Errorf("--provider-client-cert-file and --provider-client-key-file: %w", err))
+		}
 	}
 	if o.CredentialCacheTTL < 0 {
 		errs = append(errs, fmt.Errorf("--credential-cache-ttl must not be negative"))
@@ -365,6 +382,7 @@ func (o *Options) Config() (*apiserver.Config, error) {
 	ssInformer := configInformers.Config().V1alpha1().SecretStores()
 	cssInformer := configInformers.Config().V1alpha1().ClusterSecretStores()
 	psInformer := configInformers.Config().V1alpha1().PushSecrets()
+	prInformer := configInformers.Config().V1alpha1().ProviderRegistrations()
 	nsInformer := c.SharedInformerFactory.Core().V1().Namespaces()
 
 	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
@@ -395,6 +413,27 @@ func (o *Options) Config() (*apiserver.Config, error) {
 		return nil, err
 	}
 
+	remotes := &stores.Remotes{
+		Registrations: prInformer.Lister(),
+		Live:          veil.ConfigV1alpha1(),
+		CertFile:      o.ProviderClientCertFile,
+		KeyFile:       o.ProviderClientKeyFile,
+		Endpoints:     endpoints,
+		Dial:          dialer.DialContext,
+		CloseDelay:    time.Minute,
+	}
+	// A deleted registration's connection is closed at once.
+	if _, err := prInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{DeleteFunc: func(obj any) {
+		if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = d.Obj
+		}
+		if r, ok := obj.(*configv1alpha1.ProviderRegistration); ok {
+			remotes.Forget(r.Name)
+		}
+	}}); err != nil {
+		return nil, err
+	}
+
 	// Every replica keeps the condition; they apply the same one, once.
 	statuses, err := storestatus.New(veil.ConfigV1alpha1(), cssInformer.Informer(), cssInformer.Lister())
 	if err != nil {
@@ -420,6 +459,7 @@ func (o *Options) Config() (*apiserver.Config, error) {
 		LiveCore:            kube.CoreV1(),
 		Endpoints:           endpoints,
 		AllowPlaintext:      o.AllowPlaintextProviders,
+		Remotes:             remotes,
 	}
 	// A push marks its readers with the lookup reads use; detection runs
 	// over every ExternalSecret every cycle, so it and its marks read the
@@ -467,6 +507,7 @@ func (o *Options) Config() (*apiserver.Config, error) {
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				defer cancel()
 				clients.Close(ctx)
+				remotes.Close()
 				return nil
 			},
 		},

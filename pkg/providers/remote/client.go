@@ -3,6 +3,7 @@ package remote
 import (
 	"context"
 	"errors"
+	"net"
 	"net/url"
 	"slices"
 	"time"
@@ -24,6 +25,9 @@ type Endpoint struct {
 	// TLS is veil-apiserver's client certificate and key, and the CA that
 	// signs the provider's certificate.
 	TLS TLSFiles
+	// Dial, if set, makes the connections (veil-apiserver's allowlist
+	// dialer, which checks each address the host resolves to).
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // clientKeepalive pings an idle connection, so that a provider that went
@@ -64,10 +68,21 @@ func NewProvider(name string, ep Endpoint) (*Provider, error) {
 	if err != nil {
 		return nil, err
 	}
-	conn, err := grpc.NewClient(ep.Address,
+	opts := []grpc.DialOption{
 		grpc.WithTransportCredentials(creds),
 		grpc.WithKeepaliveParams(clientKeepalive),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageSize), grpc.MaxCallSendMsgSize(MaxMessageSize)))
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageSize), grpc.MaxCallSendMsgSize(MaxMessageSize)),
+	}
+	target := ep.Address
+	if ep.Dial != nil {
+		// passthrough hands the host name to Dial, which resolves and
+		// checks it itself.
+		target = "passthrough:///" + ep.Address
+		opts = append(opts, grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			return ep.Dial(ctx, "tcp", addr)
+		}))
+	}
+	conn, err := grpc.NewClient(target, opts...)
 	if err != nil {
 		return nil, err
 	}

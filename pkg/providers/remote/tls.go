@@ -28,6 +28,10 @@ type TLSFiles struct {
 	CertFile string
 	KeyFile  string
 	CAFile   string
+	// CA is a PEM bundle used instead of CAFile: a ProviderRegistration's
+	// caBundle. A new bundle comes with a new registration, and so with a
+	// new connection.
+	CA []byte
 }
 
 // fileStamp is what tells a file has changed. A Secret volume swaps a
@@ -67,8 +71,8 @@ type keyMaterial struct {
 
 // loadKeyMaterial reads files; they must be valid now.
 func loadKeyMaterial(files TLSFiles) (*keyMaterial, error) {
-	if files.CertFile == "" || files.KeyFile == "" || files.CAFile == "" {
-		return nil, errors.New("mutual TLS needs a certificate file, a key file and a CA file; set all three")
+	if files.CertFile == "" || files.KeyFile == "" || (files.CAFile == "" && len(files.CA) == 0) {
+		return nil, errors.New("mutual TLS needs a certificate file, a key file and a CA bundle; set all three")
 	}
 	k := &keyMaterial{files: files}
 	stamps, err := k.stat()
@@ -84,6 +88,9 @@ func loadKeyMaterial(files TLSFiles) (*keyMaterial, error) {
 func (k *keyMaterial) stat() ([3]fileStamp, error) {
 	var s [3]fileStamp
 	for i, p := range []string{k.files.CertFile, k.files.KeyFile, k.files.CAFile} {
+		if p == "" {
+			continue // an inline CA bundle, which never changes
+		}
 		st, err := stampOf(p)
 		if err != nil {
 			return s, err
@@ -99,13 +106,16 @@ func (k *keyMaterial) load(stamps [3]fileStamp) error {
 		// The error names the files; it never quotes the key.
 		return fmt.Errorf("loading the certificate %s and key %s: %w", k.files.CertFile, k.files.KeyFile, err)
 	}
-	ca, err := os.ReadFile(k.files.CAFile)
-	if err != nil {
-		return err
+	ca, where := k.files.CA, "the CA bundle"
+	if k.files.CAFile != "" {
+		if ca, err = os.ReadFile(k.files.CAFile); err != nil {
+			return err
+		}
+		where = "the CA file " + k.files.CAFile
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(ca) {
-		return fmt.Errorf("the CA file %s holds no PEM certificate", k.files.CAFile)
+		return fmt.Errorf("%s holds no PEM certificate", where)
 	}
 	k.cert, k.pool, k.stamps = &cert, pool, stamps
 	return nil

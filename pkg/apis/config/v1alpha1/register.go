@@ -29,6 +29,7 @@ func addKnownTypes(scheme *runtime.Scheme) error {
 		&ClusterSecretStore{}, &ClusterSecretStoreList{},
 		&ExternalSecret{}, &ExternalSecretList{},
 		&PushSecret{}, &PushSecretList{},
+		&ProviderRegistration{}, &ProviderRegistrationList{},
 	)
 	metav1.AddToGroupVersion(scheme, SchemeGroupVersion)
 	return nil

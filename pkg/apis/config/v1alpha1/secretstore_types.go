@@ -138,6 +138,10 @@ type SecretStoreProvider struct {
 	// Fake serves the values written in this spec. It is for demos and tests:
 	// its values are stored in etcd like any spec.
 	Fake *FakeProvider `json:"fake,omitempty"`
+
+	// Remote is a provider process named by a ProviderRegistration, which
+	// holds the backend and its credentials: this store holds none.
+	Remote *RemoteProvider `json:"remote,omitempty"`
 }
 
 // SecretStoreStatus reports what Veil knows of a store.

@@ -30,6 +30,10 @@ type ExternalSecretListerExpansion interface{}
 // ExternalSecretNamespaceLister.
 type ExternalSecretNamespaceListerExpansion interface{}
 
+// ProviderRegistrationListerExpansion allows custom methods to be added to
+// ProviderRegistrationLister.
+type ProviderRegistrationListerExpansion interface{}
+
 // PushSecretListerExpansion allows custom methods to be added to
 // PushSecretLister.
 type PushSecretListerExpansion interface{}

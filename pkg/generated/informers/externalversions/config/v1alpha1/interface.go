@@ -28,6 +28,8 @@ type Interface interface {
 	ClusterSecretStores() TypedClusterSecretStoreInformer
 	// ExternalSecrets returns a ExternalSecretInformer.
 	ExternalSecrets() TypedExternalSecretInformer
+	// ProviderRegistrations returns a ProviderRegistrationInformer.
+	ProviderRegistrations() TypedProviderRegistrationInformer
 	// PushSecrets returns a PushSecretInformer.
 	PushSecrets() TypedPushSecretInformer
 	// SecretStores returns a SecretStoreInformer.
@@ -53,6 +55,11 @@ func (v *version) ClusterSecretStores() TypedClusterSecretStoreInformer {
 // ExternalSecrets returns a TypedExternalSecretInformer.
 func (v *version) ExternalSecrets() TypedExternalSecretInformer {
 	return &externalSecretInformer{factory: v.factory, namespace: v.namespace, tweakListOptions: v.tweakListOptions}
+}
+
+// ProviderRegistrations returns a TypedProviderRegistrationInformer.
+func (v *version) ProviderRegistrations() TypedProviderRegistrationInformer {
+	return &providerRegistrationInformer{factory: v.factory, tweakListOptions: v.tweakListOptions}
 }
 
 // PushSecrets returns a TypedPushSecretInformer.

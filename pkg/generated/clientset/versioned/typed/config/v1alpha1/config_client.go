@@ -30,6 +30,7 @@ type ConfigV1alpha1Interface interface {
 	RESTClient() rest.Interface
 	ClusterSecretStoresGetter
 	ExternalSecretsGetter
+	ProviderRegistrationsGetter
 	PushSecretsGetter
 	SecretStoresGetter
 }
@@ -45,6 +46,10 @@ func (c *ConfigV1alpha1Client) ClusterSecretStores() ClusterSecretStoreInterface
 
 func (c *ConfigV1alpha1Client) ExternalSecrets(namespace string) ExternalSecretInterface {
 	return newExternalSecrets(c, namespace)
+}
+
+func (c *ConfigV1alpha1Client) ProviderRegistrations() ProviderRegistrationInterface {
+	return newProviderRegistrations(c)
 }
 
 func (c *ConfigV1alpha1Client) PushSecrets(namespace string) PushSecretInterface {

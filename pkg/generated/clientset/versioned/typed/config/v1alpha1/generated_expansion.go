@@ -22,6 +22,8 @@ type ClusterSecretStoreExpansion interface{}
 
 type ExternalSecretExpansion interface{}
 
+type ProviderRegistrationExpansion interface{}
+
 type PushSecretExpansion interface{}
 
 type SecretStoreExpansion interface{}

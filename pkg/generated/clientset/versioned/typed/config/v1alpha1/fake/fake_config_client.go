@@ -36,6 +36,10 @@ func (c *FakeConfigV1alpha1) ExternalSecrets(namespace string) v1alpha1.External
 	return newFakeExternalSecrets(c, namespace)
 }
 
+func (c *FakeConfigV1alpha1) ProviderRegistrations() v1alpha1.ProviderRegistrationInterface {
+	return newFakeProviderRegistrations(c)
+}
+
 func (c *FakeConfigV1alpha1) PushSecrets(namespace string) v1alpha1.PushSecretInterface {
 	return newFakePushSecrets(c, namespace)
 }
