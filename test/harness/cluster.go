@@ -74,6 +74,11 @@ type Cluster struct {
 
 	ClusterCA, FrontProxyCA, VeilCA *CA
 	veilServing                     *Pair
+	// ProviderCA signs provider processes' serving certificates and
+	// veil-apiserver's client certificate towards them (providerClient),
+	// as a deployer's or cert-manager's CA would.
+	ProviderCA     *CA
+	providerClient *Pair
 
 	// AdminKubeconfig is a system:masters kubeconfig.
 	AdminKubeconfig string
@@ -98,7 +103,7 @@ type Cluster struct {
 type clusterPorts struct{ etcd, etcdPeer, apiserver, veil int }
 
 type binaries struct {
-	etcd, kubeAPIServer, kubeControllerManager, kubectl, veil, syncer string
+	etcd, kubeAPIServer, kubeControllerManager, kubectl, veil, syncer, provider string
 }
 
 // Start builds or reuses every binary and starts the control plane and Veil.
@@ -236,7 +241,8 @@ func (c *Cluster) installBinaries(ctx context.Context) error {
 
 	c.bins.veil = filepath.Join(c.Dir, "bin", "veil-apiserver")
 	c.bins.syncer = filepath.Join(c.Dir, "bin", "veil-syncer")
-	for pkg, out := range map[string]string{"./cmd/apiserver": c.bins.veil, "./cmd/syncer": c.bins.syncer} {
+	c.bins.provider = filepath.Join(c.Dir, "bin", "veil-provider")
+	for pkg, out := range map[string]string{"./cmd/apiserver": c.bins.veil, "./cmd/syncer": c.bins.syncer, "./cmd/veil-provider": c.bins.provider} {
 		c.progress("go build %s", pkg)
 		build := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
 		build.Dir = c.Root
@@ -276,6 +282,12 @@ func (c *Cluster) makePKI() error {
 	// The aggregator verifies Veil as <service>.<namespace>.svc.
 	if c.veilServing, err = c.VeilCA.Issue(dir, "veil-apiserver", VeilService, nil,
 		[]string{VeilService + "." + VeilNamespace + ".svc", "localhost", "127.0.0.1", c.veilHost}); err != nil {
+		return err
+	}
+	if c.ProviderCA, err = NewCA(dir, "provider-ca"); err != nil {
+		return err
+	}
+	if c.providerClient, err = c.ProviderCA.IssueWorkload(dir, "veil-apiserver-provider-client", VeilProviderClientID); err != nil {
 		return err
 	}
 	if _, _, err = writeSigningKey(dir); err != nil {

@@ -108,6 +108,7 @@ func (c *Cluster) StartVeilReplica(ctx context.Context, i int) error {
 		"--audit-policy-file=" + filepath.Join(c.Root, "artifacts", "base", "audit-policy.yaml"),
 		"--audit-log-path=" + audit,
 		"--leader-elect-identity=" + name,
+		"--provider-client-cert-file=" + c.providerClient.CertFile, "--provider-client-key-file=" + c.providerClient.KeyFile,
 		"--v=2",
 	}, c.veilArgs...), nil)
 	if err != nil {

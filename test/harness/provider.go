@@ -1,0 +1,93 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// VeilProviderClientID is the identity of veil-apiserver's client
+// certificate towards provider processes (a URI SAN), the one every
+// provider the harness starts accepts.
+const VeilProviderClientID = "spiffe://cluster.local/ns/" + VeilNamespace + "/sa/" + VeilServiceAccount
+
+// Provider is a running veil-provider.
+type Provider struct {
+	*Process
+	// Address is host:port of its gRPC listener; ServerName the DNS SAN of
+	// its certificate, which a ProviderRegistration names.
+	Address, ServerName string
+	// CAPEM signs its certificate (the registration's caBundle).
+	CAPEM []byte
+	// Dir is its working directory, outside logs/: its configuration and
+	// the credentials its configuration names (credentialsDir) live there.
+	Dir string
+}
+
+// ProviderBinary is the path of the veil-provider binary.
+func (c *Cluster) ProviderBinary() string { return c.bins.provider }
+
+// StartProvider starts veil-provider --provider=kind as its own process,
+// serving the stores of config (YAML, as docs/veil-provider.md describes;
+// "{{dir}}" in it is replaced by Provider.Dir, for credentialsDir), with a
+// serving certificate of name.veil-providers.svc from the provider CA and
+// only veil-apiserver's client identity accepted. prepare, if set, runs
+// before the process starts, to write credential files under Dir. Its log
+// is logs/name.log, which FindCanary searches.
+func (c *Cluster) StartProvider(ctx context.Context, name, kind, config string, prepare func(dir string) error) (*Provider, error) {
+	dir := filepath.Join(c.Dir, "providers", name)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	p := &Provider{ServerName: name + ".veil-providers.svc", CAPEM: c.ProviderCA.CertPEM, Dir: dir}
+	serving, err := c.ProviderCA.Issue(dir, "serving", name, nil, []string{p.ServerName})
+	if err != nil {
+		return nil, err
+	}
+	if prepare != nil {
+		if err := prepare(dir); err != nil {
+			return nil, err
+		}
+	}
+	configFile := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(configFile, []byte(replaceDir(config, dir)), 0o600); err != nil {
+		return nil, err
+	}
+	port, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	p.Address = hostPort(port)
+	c.progress("starting %s (veil-provider --provider=%s) on %s", name, kind, p.Address)
+	proc, err := startProcess(name, filepath.Join(c.Dir, "logs"), c.bins.provider, []string{
+		"--provider=" + kind,
+		"--listen=" + p.Address,
+		"--tls-cert-file=" + serving.CertFile, "--tls-private-key-file=" + serving.KeyFile,
+		"--client-ca-file=" + c.ProviderCA.CertFile,
+		"--allowed-client=" + VeilProviderClientID,
+		"--config=" + configFile,
+		"--v=2",
+	}, nil)
+	if err != nil {
+		return nil, err
+	}
+	p.Process = proc
+	// It listens once its configuration and certificates are loaded.
+	if err := proc.waitFor(ctx, time.Minute, func(ctx context.Context) error {
+		conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", p.Address)
+		if err != nil {
+			return err
+		}
+		return conn.Close()
+	}); err != nil {
+		proc.Stop()
+		return nil, fmt.Errorf("%s did not listen on %s: %w", name, p.Address, err)
+	}
+	return p, nil
+}
+
+func replaceDir(s, dir string) string { return strings.ReplaceAll(s, "{{dir}}", dir) }
