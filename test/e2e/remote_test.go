@@ -10,6 +10,7 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
@@ -147,6 +148,20 @@ func TestRemoteProviderVault(t *testing.T) {
 		_, err := readValue(t, ns, "nowhere")
 		if !apierrors.IsNotFound(err) || !strings.Contains(err.Error(), `ProviderRegistration "no-such-registration", which does not exist`) {
 			t.Errorf("read through a store naming no registration: %v", err)
+		}
+		// And the store says so itself, as the one that works does.
+		for store, want := range map[string]string{"nowhere": configv1alpha1.ReasonRegistrationNotFound, "vault": configv1alpha1.ReasonRegistered} {
+			eventually(t, func() error {
+				st, err := cluster.VeilClient.ConfigV1alpha1().SecretStores(ns).Get(ctxFor(t), store, metav1.GetOptions{})
+				if err != nil {
+					return err
+				}
+				c := apimeta.FindStatusCondition(st.Status.Conditions, configv1alpha1.ConditionProviderRegistered)
+				if c == nil || c.Reason != want || c.ObservedGeneration != st.Generation {
+					return fmt.Errorf("store %s has condition %+v, want reason %s", store, c, want)
+				}
+				return nil
+			})
 		}
 	})
 

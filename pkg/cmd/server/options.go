@@ -440,6 +440,19 @@ func (o *Options) Config() (*apiserver.Config, error) {
 		return nil, err
 	}
 
+	// The ProviderRegistered condition of stores that name a registration.
+	registered, err := storestatus.NewRegistered(&storestatus.Registered{
+		Client:               veil.ConfigV1alpha1(),
+		SecretStores:         ssInformer.Lister(),
+		ClusterStores:        cssInformer.Lister(),
+		Registrations:        prInformer.Lister(),
+		Endpoints:            endpoints,
+		HasClientCertificate: o.ProviderClientCertFile != "",
+	}, ssInformer.Informer(), cssInformer.Informer(), prInformer.Informer())
+	if err != nil {
+		return nil, err
+	}
+
 	values, err := valuecache.New(valuecache.Config{
 		MaxBytes:    o.CacheMaxBytes.Value(),
 		MaxTTL:      o.CacheMaxTTL,
@@ -481,7 +494,7 @@ func (o *Options) Config() (*apiserver.Config, error) {
 		MinRefreshInterval:     o.MinRefreshInterval,
 		Changes:                seen,
 	}
-	controllers := []func(context.Context){statuses.Run}
+	controllers := []func(context.Context){statuses.Run, registered.Run}
 	if o.ChangeDetectionInterval > 0 {
 		detector := &changes.Detector{ExternalSecrets: esInformer.Lister(), Stores: cached, Clients: clients, Marker: markerWith(cached), Interval: o.ChangeDetectionInterval, MaxCallsPerStore: o.ChangeDetectionCallsPerStore, Handover: leaseDuration}
 		controllers = append(controllers, func(ctx context.Context) { o.leadChangeDetection(ctx, kube, detector.Run) })

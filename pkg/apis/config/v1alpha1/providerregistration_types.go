@@ -87,3 +87,24 @@ type RemoteProvider struct {
 	// +kubebuilder:validation:MaxLength=253
 	Registration string `json:"registration"`
 }
+
+// The condition veil-apiserver keeps in the status of every store that
+// names a ProviderRegistration.
+const (
+	// ConditionProviderRegistered is True when the ProviderRegistration a
+	// store's spec.provider.remote names exists and veil-apiserver may use
+	// its endpoint. It says nothing of the provider process itself, which
+	// a read reaches.
+	ConditionProviderRegistered = "ProviderRegistered"
+
+	// ReasonRegistered: the registration exists and its endpoint is allowed.
+	ReasonRegistered = "Registered"
+	// ReasonRegistrationNotFound: no ProviderRegistration has the name.
+	ReasonRegistrationNotFound = "RegistrationNotFound"
+	// ReasonEndpointNotAllowed: veil-apiserver's --allowed-provider-endpoints
+	// refuses the registration's endpoint.
+	ReasonEndpointNotAllowed = "EndpointNotAllowed"
+	// ReasonNoClientCertificate: veil-apiserver runs without a client
+	// certificate for provider processes.
+	ReasonNoClientCertificate = "NoClientCertificate"
+)
