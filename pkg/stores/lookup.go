@@ -34,8 +34,16 @@ type Lookup struct {
 	Endpoints *allowlist.List
 	// AllowPlaintext is --allow-plaintext-providers.
 	AllowPlaintext bool
-	// Remotes serves the stores that name a ProviderRegistration.
-	Remotes *Remotes
+	// Remotes serves the stores that name a ProviderRegistration
+	// (pkg/stores/remotes); without it, such stores cannot be used.
+	Remotes RemoteProviders
+}
+
+// RemoteProviders gives the provider of a ProviderRegistration, reached
+// out of process, and a stamp that changes whenever the registration does.
+// Its errors are *providers.Error that say what to fix.
+type RemoteProviders interface {
+	Provider(ctx context.Context, store *providers.Store, registration string) (p providers.Provider, stamp string, err error)
 }
 
 // Store is a store that a namespace may use, with its provider.
@@ -47,7 +55,7 @@ type Store struct {
 	// nil allows all.
 	Scope *KeyScope
 	// Registration is the stamp of the ProviderRegistration the store
-	// names (stampOf), empty for a provider in process.
+	// names (RemoteProviders), empty for a provider in process.
 	Registration string
 }
 
@@ -110,6 +118,9 @@ func (s *Lookup) For(ctx context.Context, namespace string, ref configv1alpha1.S
 	if r := store.Spec.Provider.Remote; r != nil {
 		// The registration's endpoint is checked by Remotes, with the
 		// trust of its author, a cluster administrator.
+		if s.Remotes == nil {
+			return nil, providers.Errorf(providers.Invalid, "%s names ProviderRegistration %q, but this veil-apiserver does not reach provider processes", &store.Store, r.Registration)
+		}
 		p, stamp, err := s.Remotes.Provider(ctx, &store.Store, r.Registration)
 		if err != nil {
 			return nil, err

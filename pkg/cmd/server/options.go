@@ -44,6 +44,7 @@ import (
 	"github.com/veil-dev/veil/pkg/registry/externalsecretvalue"
 	"github.com/veil-dev/veil/pkg/resolve"
 	"github.com/veil-dev/veil/pkg/stores"
+	"github.com/veil-dev/veil/pkg/stores/remotes"
 	"github.com/veil-dev/veil/pkg/storestatus"
 	"github.com/veil-dev/veil/pkg/throttle"
 
@@ -413,7 +414,7 @@ func (o *Options) Config() (*apiserver.Config, error) {
 		return nil, err
 	}
 
-	remotes := &stores.Remotes{
+	remoteProviders := &remotes.Providers{
 		Registrations: prInformer.Lister(),
 		Live:          veil.ConfigV1alpha1(),
 		CertFile:      o.ProviderClientCertFile,
@@ -428,7 +429,7 @@ func (o *Options) Config() (*apiserver.Config, error) {
 			obj = d.Obj
 		}
 		if r, ok := obj.(*configv1alpha1.ProviderRegistration); ok {
-			remotes.Forget(r.Name)
+			remoteProviders.Forget(r.Name)
 		}
 	}}); err != nil {
 		return nil, err
@@ -472,7 +473,7 @@ func (o *Options) Config() (*apiserver.Config, error) {
 		LiveCore:            kube.CoreV1(),
 		Endpoints:           endpoints,
 		AllowPlaintext:      o.AllowPlaintextProviders,
-		Remotes:             remotes,
+		Remotes:             remoteProviders,
 	}
 	// A push marks its readers with the lookup reads use; detection runs
 	// over every ExternalSecret every cycle, so it and its marks read the
@@ -520,7 +521,7 @@ func (o *Options) Config() (*apiserver.Config, error) {
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				defer cancel()
 				clients.Close(ctx)
-				remotes.Close()
+				remoteProviders.Close()
 				return nil
 			},
 		},

@@ -1,4 +1,7 @@
-package stores
+// Package remotes keeps veil-apiserver's connections to provider
+// processes: one remote.Provider per ProviderRegistration, for the stores
+// that name one (stores.Lookup asks it through stores.RemoteProviders).
+package remotes
 
 import (
 	"context"
@@ -19,12 +22,12 @@ import (
 	"github.com/veil-dev/veil/pkg/providers/remote"
 )
 
-// Remotes keeps one remote.Provider, and so one gRPC connection, per
+// Providers keeps one remote.Provider, and so one gRPC connection, per
 // ProviderRegistration that a store has used: every store naming a
 // registration shares it. A registration that changes gets a new provider
 // (the old one is closed once the reads holding it are done); one that is
 // deleted has its provider closed.
-type Remotes struct {
+type Providers struct {
 	Registrations configlisters.ProviderRegistrationLister
 	// Live is read when the informer does not have a registration yet.
 	Live configclient.ProviderRegistrationsGetter
@@ -61,8 +64,8 @@ func stampOf(r *configv1alpha1.ProviderRegistration) string {
 // registration that does not exist, Invalid when this veil-apiserver has
 // no client certificate for providers, Forbidden for an endpoint the
 // allowlist refuses.
-func (r *Remotes) Provider(ctx context.Context, store *providers.Store, name string) (*remote.Provider, string, error) {
-	if r == nil || r.CertFile == "" || r.KeyFile == "" {
+func (r *Providers) Provider(ctx context.Context, store *providers.Store, name string) (providers.Provider, string, error) {
+	if r.CertFile == "" || r.KeyFile == "" {
 		return nil, "", providers.Errorf(providers.Invalid, "%s names ProviderRegistration %q, but this veil-apiserver has no client certificate for provider processes: its operator sets --provider-client-cert-file and --provider-client-key-file", store, name)
 	}
 	reg, err := informerElseLive(
@@ -107,9 +110,20 @@ func (r *Remotes) Provider(ctx context.Context, store *providers.Store, name str
 	return p, stamp, nil
 }
 
+// informerElseLive reads an object from an informer's lister and, when the
+// informer does not have it yet, from kube-apiserver, so that a
+// registration created a moment ago is not taken for missing.
+func informerElseLive[T any](informer, live func() (T, error)) (T, error) {
+	v, err := informer()
+	if apierrors.IsNotFound(err) {
+		return live()
+	}
+	return v, err
+}
+
 // Forget closes the provider of a deleted registration at once: a read
 // still holding it fails, as it should.
-func (r *Remotes) Forget(name string) {
+func (r *Providers) Forget(name string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.retire(r.entries[name], 0)
@@ -117,7 +131,7 @@ func (r *Remotes) Forget(name string) {
 }
 
 // Close closes every provider, at shutdown.
-func (r *Remotes) Close() {
+func (r *Providers) Close() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for name, e := range r.entries {
@@ -126,7 +140,7 @@ func (r *Remotes) Close() {
 	}
 }
 
-func (r *Remotes) retire(e *remoteEntry, after time.Duration) {
+func (r *Providers) retire(e *remoteEntry, after time.Duration) {
 	if e == nil {
 		return
 	}

@@ -1,4 +1,4 @@
-package stores
+package remotes
 
 import (
 	"context"
@@ -65,15 +65,7 @@ func registration(name, endpoint string, generation int64, ca []byte) *configv1a
 	}
 }
 
-func remoteStore(namespace, name, registration string) *configv1alpha1.SecretStore {
-	return &configv1alpha1.SecretStore{
-		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, UID: types.UID("uid-" + name), Generation: 1},
-		Spec: configv1alpha1.SecretStoreSpec{Provider: configv1alpha1.SecretStoreProvider{
-			Remote: &configv1alpha1.RemoteProvider{Registration: registration}}},
-	}
-}
-
-func newRemotes(t *testing.T, endpoints []string, regs ...*configv1alpha1.ProviderRegistration) (*Remotes, cache.Indexer) {
+func newRemotes(t *testing.T, endpoints []string, regs ...*configv1alpha1.ProviderRegistration) (*Providers, cache.Indexer) {
 	t.Helper()
 	certFile, keyFile, _ := selfSigned(t)
 	idx := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{})
@@ -86,7 +78,7 @@ func newRemotes(t *testing.T, endpoints []string, regs ...*configv1alpha1.Provid
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &Remotes{Registrations: configlisters.NewProviderRegistrationLister(idx), Live: veilfake.NewSimpleClientset().ConfigV1alpha1(),
+	r := &Providers{Registrations: configlisters.NewProviderRegistrationLister(idx), Live: veilfake.NewSimpleClientset().ConfigV1alpha1(),
 		CertFile: certFile, KeyFile: keyFile, Endpoints: list}
 	t.Cleanup(r.Close)
 	return r, idx
@@ -97,14 +89,14 @@ func TestRemotesRefuse(t *testing.T) {
 	store := &providers.Store{Kind: configv1alpha1.SecretStoreKind, Namespace: "team", Name: "vault"}
 	tests := []struct {
 		name       string
-		remotes    func(t *testing.T) *Remotes
+		remotes    func(t *testing.T) *Providers
 		reg        string
 		wantReason providers.Reason
 		wantMsg    []string
 	}{
 		{
 			name: "no client certificate",
-			remotes: func(t *testing.T) *Remotes {
+			remotes: func(t *testing.T) *Providers {
 				r, _ := newRemotes(t, nil, registration("vault", "provider.example:8443", 1, ca))
 				r.CertFile, r.KeyFile = "", ""
 				return r
@@ -114,13 +106,13 @@ func TestRemotesRefuse(t *testing.T) {
 		},
 		{
 			name:    "unknown registration",
-			remotes: func(t *testing.T) *Remotes { r, _ := newRemotes(t, nil); return r },
+			remotes: func(t *testing.T) *Providers { r, _ := newRemotes(t, nil); return r },
 			reg:     "nope", wantReason: providers.NotFound,
 			wantMsg: []string{`ProviderRegistration "nope", which does not exist`, "SecretStore team/vault", "spec.provider.remote.registration"},
 		},
 		{
 			name: "endpoint outside the allowlist",
-			remotes: func(t *testing.T) *Remotes {
+			remotes: func(t *testing.T) *Providers {
 				r, _ := newRemotes(t, []string{"*.allowed.example"}, registration("vault", "provider.example:8443", 1, ca))
 				return r
 			},
@@ -129,7 +121,7 @@ func TestRemotesRefuse(t *testing.T) {
 		},
 		{
 			name: "metadata address",
-			remotes: func(t *testing.T) *Remotes {
+			remotes: func(t *testing.T) *Providers {
 				r, _ := newRemotes(t, nil, registration("vault", "169.254.169.254:8443", 1, ca))
 				return r
 			},
@@ -189,42 +181,5 @@ func TestRemotesOnePerRegistration(t *testing.T) {
 	r.mu.Unlock()
 	if n != 0 {
 		t.Errorf("%d providers kept after Forget", n)
-	}
-}
-
-// A remote store's identity, and so its cache keys, change with its
-// registration: a value read from the old endpoint is never served after.
-func TestLookupRemoteStore(t *testing.T) {
-	_, _, ca := selfSigned(t)
-	w := world{stores: []*configv1alpha1.SecretStore{remoteStore("team", "vault", "vault"), remoteStore("team", "missing", "nope")}}
-	l := w.build(t, nil, false)
-	var idx cache.Indexer
-	l.Remotes, idx = newRemotes(t, nil, registration("vault", "127.0.0.1:8443", 1, ca))
-	ctx := context.Background()
-
-	st, err := l.For(ctx, "team", configv1alpha1.SecretStoreRef{Name: "vault"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.Registration == "" || st.Provider.Name() != "vault" {
-		t.Fatalf("store has registration %q and provider %q", st.Registration, st.Provider.Name())
-	}
-	before := Identity{Kind: "SecretStore", Namespace: "team", Name: "vault", Registration: st.Registration}.ValueKey(providers.Ref{Key: "k"})
-
-	if err := idx.Update(registration("vault", "127.0.0.1:9443", 2, ca)); err != nil {
-		t.Fatal(err)
-	}
-	st2, err := l.For(ctx, "team", configv1alpha1.SecretStoreRef{Name: "vault"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	after := Identity{Kind: "SecretStore", Namespace: "team", Name: "vault", Registration: st2.Registration}.ValueKey(providers.Ref{Key: "k"})
-	if before == after {
-		t.Error("a changed registration leaves the cache key of a value as it was")
-	}
-
-	_, err = l.For(ctx, "team", configv1alpha1.SecretStoreRef{Name: "missing"})
-	if providers.ReasonOf(err) != providers.NotFound || !strings.Contains(err.Error(), `"nope"`) {
-		t.Errorf("a store naming an unknown registration: %v", err)
 	}
 }
