@@ -227,3 +227,77 @@ func TestRemoteProviderVault(t *testing.T) {
 		})
 	})
 }
+
+// A registration that changes is followed at once: the store's next read
+// goes to the new endpoint, even for a value cached for an hour, because
+// the registration is part of the store's cache identity.
+func TestRemoteRegistrationChange(t *testing.T) {
+	ctx := ctxFor(t)
+	ns := newNamespace(t, nil)
+	start := func(value string) *harness.Provider {
+		t.Helper()
+		config := fmt.Sprintf(`stores:
+- kind: SecretStore
+  namespace: %s
+  name: fake
+  keyPrefixes: ["app/"]
+  provider:
+    fake:
+      data: [{key: app/db, value: %q}]
+`, ns, value)
+		p, err := cluster.StartProvider(ctx, unique("fake-provider-"), "fake", config, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(p.Stop)
+		return p
+	}
+	first, second := unique("first-"), unique("second-")
+	a, b := start(first), start(second)
+
+	name := unique("fake-")
+	reg := &configv1alpha1.ProviderRegistration{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec:       configv1alpha1.ProviderRegistrationSpec{Provider: "fake", Endpoint: a.Address, ServerName: a.ServerName, CABundle: string(a.CAPEM)},
+	}
+	regs := cluster.VeilClient.ConfigV1alpha1().ProviderRegistrations()
+	if _, err := regs.Create(ctx, reg, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = regs.Delete(ctxFor(t), name, metav1.DeleteOptions{}) })
+	remoteStoreNaming(t, ns, "fake", name)
+	// The default refresh interval (an hour): a second read is served from
+	// the cache.
+	createExternalSecret(t, ns, "app", storeRef("fake"), nil, dataRef("v", "app/db", ""))
+
+	read := func() (string, error) {
+		esv, err := readValue(t, ns, "app")
+		if err != nil {
+			return "", err
+		}
+		return string(esv.Data["v"]), nil
+	}
+	eventually(t, func() error {
+		got, err := read()
+		if err != nil || got != first {
+			return fmt.Errorf("read %q, %v; want the first provider's value", got, err)
+		}
+		return nil
+	})
+
+	cur, err := regs.Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur.Spec.Endpoint, cur.Spec.ServerName = b.Address, b.ServerName
+	if _, err := regs.Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() error {
+		got, err := read()
+		if err != nil || got != second {
+			return fmt.Errorf("read %q, %v after the registration moved; want the second provider's value", got, err)
+		}
+		return nil
+	})
+}
