@@ -3,6 +3,8 @@ package server
 import (
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -87,6 +89,29 @@ func TestValidate(t *testing.T) {
 	}
 	if err := NewOptions().Validate(); err != nil {
 		t.Errorf("defaults do not validate: %v", err)
+	}
+}
+
+// The provider client certificate flags go together, and name a pair that
+// loads; the error names the files, never what they hold.
+func TestValidateProviderClientCertificate(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	if err := os.WriteFile(cert, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		cert, key, want string
+	}{
+		{cert, "", "set both or neither"},
+		{"", key, "set both or neither"},
+		{cert, key, "--provider-client-cert-file and --provider-client-key-file"},
+	} {
+		o := NewOptions()
+		o.ProviderClientCertFile, o.ProviderClientKeyFile = c.cert, c.key
+		if err := o.Validate(); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("cert %q key %q: Validate = %v, want it to say %q", c.cert, c.key, err, c.want)
+		}
 	}
 }
 
