@@ -230,22 +230,27 @@ func TestRemoteProviderVault(t *testing.T) {
 
 // A registration that changes is followed at once: the store's next read
 // goes to the new endpoint, even for a value cached for an hour, because
-// the registration is part of the store's cache identity.
+// the registration is part of the store's cache identity. A registration
+// naming another kind than the process serves reads as Invalid.
 func TestRemoteRegistrationChange(t *testing.T) {
 	ctx := ctxFor(t)
 	ns := newNamespace(t, nil)
 	start := func(value string) *harness.Provider {
 		t.Helper()
-		config := fmt.Sprintf(`stores:
-- kind: SecretStore
+		var config strings.Builder
+		config.WriteString("stores:\n")
+		// "mislabelled" is served too, so that only the kind is wrong.
+		for _, store := range []string{"fake", "mislabelled"} {
+			fmt.Fprintf(&config, `- kind: SecretStore
   namespace: %s
-  name: fake
+  name: %s
   keyPrefixes: ["app/"]
   provider:
     fake:
       data: [{key: app/db, value: %q}]
-`, ns, value)
-		p, err := cluster.StartProvider(ctx, unique("fake-provider-"), "fake", config, nil)
+`, ns, store, value)
+		}
+		p, err := cluster.StartProvider(ctx, unique("fake-provider-"), "fake", config.String(), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -283,6 +288,25 @@ func TestRemoteRegistrationChange(t *testing.T) {
 			return fmt.Errorf("read %q, %v; want the first provider's value", got, err)
 		}
 		return nil
+	})
+
+	// A registration that says the process serves another kind is refused
+	// at the handshake, before any read reaches it.
+	wrong := unique("wrong-kind-")
+	mislabelled := reg.DeepCopy()
+	mislabelled.Name, mislabelled.Spec.Provider = wrong, "vault"
+	if _, err := regs.Create(ctx, mislabelled, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = regs.Delete(ctxFor(t), wrong, metav1.DeleteOptions{}) })
+	remoteStoreNaming(t, ns, "mislabelled", wrong)
+	createExternalSecret(t, ns, "mislabelled", storeRef("mislabelled"), nil, dataRef("v", "app/db", ""))
+	eventually(t, func() error {
+		_, err := readValue(t, ns, "mislabelled")
+		if apierrors.IsInvalid(err) && strings.Contains(err.Error(), `serves the "fake" provider`) {
+			return nil
+		}
+		return fmt.Errorf("read through a registration of the wrong kind: %v", err)
 	})
 
 	cur, err := regs.Get(ctx, name, metav1.GetOptions{})
