@@ -73,10 +73,6 @@ func NewCA(dir, name string) (*CA, error) {
 // (common name and organizations are the Kubernetes user and groups), and
 // writes dir/name.crt and dir/name.key.
 func (ca *CA) Issue(dir, name, commonName string, orgs []string, hosts []string) (*Pair, error) {
-	key, err := newKey()
-	if err != nil {
-		return nil, err
-	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
 		Subject:      pkix.Name{CommonName: commonName, Organization: orgs},
@@ -94,6 +90,15 @@ func (ca *CA) Issue(dir, name, commonName string, orgs []string, hosts []string)
 				tmpl.DNSNames = append(tmpl.DNSNames, h)
 			}
 		}
+	}
+	return ca.sign(dir, name, tmpl)
+}
+
+// sign signs tmpl with a new key and writes dir/name.crt and dir/name.key.
+func (ca *CA) sign(dir, name string, tmpl *x509.Certificate) (*Pair, error) {
+	key, err := newKey()
+	if err != nil {
+		return nil, err
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, key.Public(), ca.Key)
 	if err != nil {
@@ -126,36 +131,14 @@ func (ca *CA) IssueWorkload(dir, name, uri string) (*Pair, error) {
 	if err != nil {
 		return nil, err
 	}
-	key, err := newKey()
-	if err != nil {
-		return nil, err
-	}
-	tmpl := &x509.Certificate{
+	return ca.sign(dir, name, &x509.Certificate{
 		SerialNumber: serial(),
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(365 * 24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 		URIs:         []*url.URL{u},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, key.Public(), ca.Key)
-	if err != nil {
-		return nil, err
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, err
-	}
-	p := &Pair{
-		CertFile: filepath.Join(dir, name+".crt"),
-		KeyFile:  filepath.Join(dir, name+".key"),
-		CertPEM:  pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		KeyPEM:   pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
-	}
-	if err := os.WriteFile(p.CertFile, p.CertPEM, 0o644); err != nil {
-		return nil, err
-	}
-	return p, os.WriteFile(p.KeyFile, p.KeyPEM, 0o600)
+	})
 }
 
 // writeSigningKey writes an RSA-free (ECDSA) service-account signing key pair.
