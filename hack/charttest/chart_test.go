@@ -390,7 +390,7 @@ func everything(ca testCA) map[string]any {
 		"tls":                      map[string]any{"existingSecret": ca.secret, "caBundle": base64.StdEncoding.EncodeToString(ca.caPEM)},
 		"allowedProviderEndpoints": []any{"vault.example.com", "*.amazonaws.com", "10.0.0.0/8"},
 		"auditPolicy":              "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n  - level: Metadata\n",
-		"apiserver":                map[string]any{"replicas": 3, "extraArgs": []any{"--max-stale=10m"}, "image": map[string]any{"tag": "v9.9.9", "pullPolicy": "Always"}},
+		"apiserver":                map[string]any{"replicas": 3, "extraArgs": []any{"--max-stale=10m"}, "image": map[string]any{"tag": "v9.9.9", "pullPolicy": "Always"}, "providerClientSecret": "veil-provider-client"},
 		"syncer":                   map[string]any{"excludedNamespaces": []any{"kube-system", "kube-public"}, "extraArgs": []any{"-v=2"}},
 		"networkPolicy":            map[string]any{"enabled": true, "from": []any{map[string]any{"ipBlock": map[string]any{"cidr": "10.0.0.0/8"}}}},
 		"serviceMonitor":           map[string]any{"enabled": true, "labels": map[string]any{"release": "prometheus"}},
@@ -413,10 +413,25 @@ func TestEverythingOn(t *testing.T) {
 	dep := find(objs, "Deployment", "veil-apiserver")
 	c := containers(dep)[0]
 	args := fmt.Sprint(c["args"])
-	for _, a := range []string{"--allowed-provider-endpoints=vault.example.com,*.amazonaws.com,10.0.0.0/8", "--max-stale=10m"} {
+	for _, a := range []string{"--allowed-provider-endpoints=vault.example.com,*.amazonaws.com,10.0.0.0/8", "--max-stale=10m",
+		"--provider-client-cert-file=/etc/veil/provider-client/tls.crt", "--provider-client-key-file=/etc/veil/provider-client/tls.key"} {
 		if !strings.Contains(args, a) {
 			t.Errorf("veil-apiserver args %s lack %s", args, a)
 		}
+	}
+	// The provider client certificate is mounted where the flags say.
+	mounted := false
+	for _, m := range c["volumeMounts"].([]any) {
+		mounted = mounted || m.(map[string]any)["mountPath"] == "/etc/veil/provider-client"
+	}
+	secretMounted := false
+	for _, v := range dep["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)["volumes"].([]any) {
+		if sec, ok := v.(map[string]any)["secret"].(map[string]any); ok && sec["secretName"] == "veil-provider-client" {
+			secretMounted = true
+		}
+	}
+	if !mounted || !secretMounted {
+		t.Errorf("the provider client certificate Secret is not mounted at /etc/veil/provider-client (mount %v, volume %v)", mounted, secretMounted)
 	}
 	if c["image"] != "ghcr.io/veil-dev/veil-apiserver:v9.9.9" || c["imagePullPolicy"] != "Always" {
 		t.Errorf("veil-apiserver image %v %v", c["image"], c["imagePullPolicy"])
