@@ -1,6 +1,7 @@
 package syncer
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"unicode/utf8"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -18,6 +20,7 @@ import (
 
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
 	esv1alpha1 "github.com/veil-dev/veil/pkg/apis/externalsecrets/v1alpha1"
+	"github.com/veil-dev/veil/pkg/resolve"
 )
 
 // PushSourceClusterRole is the ClusterRole (artifacts/base/syncer) a
@@ -66,11 +69,12 @@ func (c *PushController) sync(ctx context.Context, ps *configv1alpha1.PushSecret
 
 	data, resourceVersion, err := c.readSource(ctx, ps)
 	var missing *missingKeysError
+	var whole *wholeSecretError
 	// The source is watched only once the syncer has been allowed to read it.
 	switch {
 	case apierrors.IsForbidden(err):
 		c.sources.release(keyOf(ps))
-	case err == nil, apierrors.IsNotFound(err), errors.As(err, &missing):
+	case err == nil, apierrors.IsNotFound(err), errors.As(err, &missing), errors.As(err, &whole):
 		c.sources.use(keyOf(ps), sourceOf(ps), resourceVersion)
 	}
 	switch {
@@ -81,6 +85,8 @@ func (c *PushController) sync(ctx context.Context, ps *configv1alpha1.PushSecret
 		return c.fail(ctx, ps, st, configv1alpha1.ReasonSourceNotFound, fmt.Sprintf("Secret %s does not exist: nothing was pushed, and no remote key was deleted", src), false)
 	case errors.As(err, &missing):
 		return c.fail(ctx, ps, st, configv1alpha1.ReasonKeyNotFound, fmt.Sprintf("Secret %s has no key %s: nothing was pushed, and no remote key was deleted", src, quoted(missing.keys)), false)
+	case errors.As(err, &whole):
+		return c.fail(ctx, ps, st, configv1alpha1.ReasonSourceInvalid, fmt.Sprintf("Secret %s: %v: nothing was pushed, and no remote key was deleted", src, whole), false)
 	case err != nil:
 		return c.fail(ctx, ps, st, configv1alpha1.ReasonSourceUnavailable, fmt.Sprintf("reading Secret %s: %v", src, err), true)
 	}
@@ -141,6 +147,17 @@ func (c *PushController) readSource(ctx context.Context, ps *configv1alpha1.Push
 	var missing []string
 	for _, d := range ps.Spec.Data {
 		k := d.Match.SecretKey
+		if k == "" {
+			if _, done := data[k]; done {
+				continue
+			}
+			whole, err := wholeSecret(s.Data)
+			if err != nil {
+				return nil, "", err
+			}
+			data[k] = whole
+			continue
+		}
 		v, ok := s.Data[k]
 		switch {
 		case !ok && !slices.Contains(missing, k):
@@ -154,6 +171,47 @@ func (c *PushController) readSource(ctx context.Context, ps *configv1alpha1.Push
 		return nil, "", &missingKeysError{keys: missing}
 	}
 	return data, s.ResourceVersion, nil
+}
+
+// wholeSecretError: the source Secret cannot be pushed as one JSON object.
+// It names keys and sizes, never values.
+type wholeSecretError struct{ msg string }
+
+func (e *wholeSecretError) Error() string { return e.msg }
+
+// wholeSecret is the value of the data entries without secretKey, as in
+// External Secrets Operator: a JSON object of every key of the Secret to
+// its value as a string. encoding/json writes map keys sorted, so an
+// unchanged Secret gives the same bytes, and the same HMAC. A value that is
+// not UTF-8 would be changed by JSON (ESO pushes it mangled), so it is
+// refused; and the object is bounded like any value Veil serves or pushes.
+func wholeSecret(data map[string][]byte) ([]byte, error) {
+	obj := make(map[string]string, len(data))
+	var binary []string
+	for k, v := range data {
+		if !utf8.Valid(v) {
+			binary = append(binary, k)
+		}
+		obj[k] = string(v)
+	}
+	if len(binary) > 0 {
+		sort.Strings(binary)
+		return nil, &wholeSecretError{fmt.Sprintf("the Secret's keys %s are not UTF-8 text, so it cannot be pushed whole as a JSON object of strings; "+
+			"push those keys by secretKey instead", quoted(binary))}
+	}
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	// As ESO writes it: "<", ">" and "&" as they are.
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(obj); err != nil {
+		return nil, err
+	}
+	out := bytes.TrimSuffix(b.Bytes(), []byte("\n"))
+	if len(out) > resolve.MaxValueBytes {
+		return nil, &wholeSecretError{fmt.Sprintf("the Secret as one JSON object is %d bytes, more than the %d (1 MiB) Veil pushes as one value; "+
+			"push its keys by secretKey instead", len(out), resolve.MaxValueBytes)}
+	}
+	return out, nil
 }
 
 // finalize handles a PushSecret being deleted. With deletionPolicy Delete,

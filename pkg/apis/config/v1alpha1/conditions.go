@@ -65,6 +65,11 @@ const (
 	// ReasonKeyNotFound: the source Secret lacks a key of data[].match.
 	// Nothing is pushed, and no remote key is deleted.
 	ReasonKeyNotFound = "KeyNotFound"
+	// ReasonSourceInvalid: the source Secret cannot be pushed whole, for
+	// the data entries without secretKey (a value that is not UTF-8, or
+	// more than 1 MiB as JSON). Nothing is pushed, and no remote key is
+	// deleted.
+	ReasonSourceInvalid = "SourceInvalid"
 	// ReasonSourceUnavailable: the source Secret could not be read for a
 	// reason that may pass; it is retried with backoff.
 	ReasonSourceUnavailable = "SourceUnavailable"

@@ -103,7 +103,8 @@ type PushSecretSecret struct {
 	Name string `json:"name"`
 }
 
-// PushSecretData maps one key of the source Secret to a remote key.
+// PushSecretData maps one key of the source Secret, or the whole Secret, to
+// a remote key.
 type PushSecretData struct {
 	// +required
 	Match PushSecretMatch `json:"match"`
@@ -111,10 +112,13 @@ type PushSecretData struct {
 
 // PushSecretMatch names the source key and the remote key.
 type PushSecretMatch struct {
-	// SecretKey of the source Secret.
-	// +required
+	// SecretKey of the source Secret. Unset, as in External Secrets
+	// Operator, the whole Secret is pushed: one JSON object of each of its
+	// keys to its value as a string (UTF-8 values only), written as the
+	// remote key's value or, with remoteRef.property, as that property.
+	// +optional
 	// +kubebuilder:validation:MinLength=1
-	SecretKey string `json:"secretKey"`
+	SecretKey string `json:"secretKey,omitempty"`
 	// +required
 	RemoteRef PushSecretRemoteRef `json:"remoteRef"`
 }

@@ -107,8 +107,10 @@ type SecretPushSpec struct {
 	// +optional
 	Action SecretPushAction `json:"action,omitempty"`
 	// Data holds the values, base64-encoded like a Secret's, by the
-	// secretKey of the PushSecret's data[].match. With action Push it must
-	// hold exactly the PushSecret's secretKeys; with Delete, nothing.
+	// secretKey of the PushSecret's data[].match; the empty key holds the
+	// value of the entries without secretKey, the whole Secret as one JSON
+	// object of strings. With action Push it must hold exactly the
+	// PushSecret's secretKeys; with Delete, nothing.
 	// +optional
 	Data map[string][]byte `json:"data,omitempty"`
 }
