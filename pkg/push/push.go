@@ -6,6 +6,7 @@ package push
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"github.com/veil-dev/veil/pkg/changes"
 	"github.com/veil-dev/veil/pkg/metrics"
 	"github.com/veil-dev/veil/pkg/providers"
+	"github.com/veil-dev/veil/pkg/resolve"
 	"github.com/veil-dev/veil/pkg/stores"
 )
 
@@ -193,10 +195,30 @@ func validate(ps *configv1alpha1.PushSecret, action externalsecrets.SecretPushAc
 	if len(extra) > 0 {
 		problems = append(problems, fmt.Sprintf("spec.data has %s, which PushSecret %s/%s does not map to any remote key", quote(extra), ps.Namespace, ps.Name))
 	}
+	if whole, ok := data[""]; ok && want[""] {
+		if p := checkWhole(whole); p != "" {
+			problems = append(problems, p)
+		}
+	}
 	if len(problems) > 0 {
 		return providers.Errorf(providers.Invalid, "%s", strings.Join(problems, "; "))
 	}
 	return nil
+}
+
+// checkWhole checks the value of the entries without secretKey, under the
+// empty key: the whole Secret, as veil-syncer sends it and ESO defines it,
+// is a JSON object of strings of at most resolve.MaxValueBytes. It says
+// what is wrong without quoting the value, or returns "".
+func checkWhole(v []byte) string {
+	if len(v) > resolve.MaxValueBytes {
+		return fmt.Sprintf(`spec.data[""] (the whole Secret, for the entries without secretKey) is %d bytes, more than the %d (1 MiB) a Secret can hold`, len(v), resolve.MaxValueBytes)
+	}
+	var obj map[string]string
+	if json.Unmarshal(v, &obj) != nil || obj == nil {
+		return `spec.data[""] (the whole Secret, for the entries without secretKey) must be a JSON object of string values`
+	}
+	return ""
 }
 
 func quote(keys []string) string {

@@ -202,6 +202,10 @@ func TestRefusedBeforeAnyWrite(t *testing.T) {
 		{"missing store", pushSecret("", []string{"vault", "nope"}, [2]string{"key", "a"}), data, providers.NotFound, `SecretStore "nope" does not exist`},
 		{"missing key", pushSecret("", []string{"vault"}, [2]string{"key", "a"}, [2]string{"second", "b"}), data, providers.Invalid, `spec.data lacks "second"`},
 		{"extra key", pushSecret("", []string{"vault"}, [2]string{"key", "a"}), externalsecrets.SecretPushSpec{Data: map[string][]byte{"key": nil, "smuggled": []byte(value)}}, providers.Invalid, `spec.data has "smuggled", which PushSecret ci/deploy-key does not map`},
+		{"whole Secret not an object", pushSecret("", []string{"vault"}, [2]string{"", "a"}), externalsecrets.SecretPushSpec{Data: map[string][]byte{"": []byte(`"` + value + `"`)}}, providers.Invalid, `spec.data[""] (the whole Secret, for the entries without secretKey) must be a JSON object of string values`},
+		{"whole Secret not strings", pushSecret("", []string{"vault"}, [2]string{"", "a"}), externalsecrets.SecretPushSpec{Data: map[string][]byte{"": []byte(`{"` + value + `":1}`)}}, providers.Invalid, "must be a JSON object of string values"},
+		{"whole Secret too large", pushSecret("", []string{"vault"}, [2]string{"", "a"}), externalsecrets.SecretPushSpec{Data: map[string][]byte{"": []byte(`{"k":"` + strings.Repeat("x", 1<<20) + `"}`)}}, providers.Invalid, "more than the 1048576 (1 MiB)"},
+		{"whole Secret missing", pushSecret("", []string{"vault"}, [2]string{"", "a"}, [2]string{"key", "b"}), data, providers.Invalid, `spec.data lacks ""`},
 		{"delete with data", pushSecret("", []string{"vault"}, [2]string{"key", "a"}), externalsecrets.SecretPushSpec{Action: externalsecrets.SecretPushActionDelete, Data: data.Data}, providers.Invalid, "must not carry data"},
 		{"unknown action", pushSecret("", []string{"vault"}, [2]string{"key", "a"}), externalsecrets.SecretPushSpec{Action: "Copy"}, providers.Invalid, `"Copy" is neither Push nor Delete`},
 	}
