@@ -20,7 +20,6 @@ import (
 	"github.com/veil-dev/veil/pkg/changes"
 	"github.com/veil-dev/veil/pkg/metrics"
 	"github.com/veil-dev/veil/pkg/providers"
-	"github.com/veil-dev/veil/pkg/resolve"
 	"github.com/veil-dev/veil/pkg/stores"
 )
 
@@ -208,11 +207,11 @@ func validate(ps *configv1alpha1.PushSecret, action externalsecrets.SecretPushAc
 
 // checkWhole checks the value of the entries without secretKey, under the
 // empty key: the whole Secret, as veil-syncer sends it and ESO defines it,
-// is a JSON object of strings of at most resolve.MaxValueBytes. It says
+// is a JSON object of strings of at most 1 MiB. It says
 // what is wrong without quoting the value, or returns "".
 func checkWhole(v []byte) string {
-	if len(v) > resolve.MaxValueBytes {
-		return fmt.Sprintf(`spec.data[""] (the whole Secret, for the entries without secretKey) is %d bytes, more than the %d (1 MiB) a Secret can hold`, len(v), resolve.MaxValueBytes)
+	if len(v) > esv1alpha1.MaxWholeSecretBytes {
+		return fmt.Sprintf(`spec.data[""] (the whole Secret, for the entries without secretKey) is %d bytes, more than the %d (1 MiB) a Secret can hold`, len(v), esv1alpha1.MaxWholeSecretBytes)
 	}
 	var obj map[string]string
 	if json.Unmarshal(v, &obj) != nil || obj == nil {

@@ -20,7 +20,6 @@ import (
 
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
 	esv1alpha1 "github.com/veil-dev/veil/pkg/apis/externalsecrets/v1alpha1"
-	"github.com/veil-dev/veil/pkg/resolve"
 )
 
 // PushSourceClusterRole is the ClusterRole (artifacts/base/syncer) a
@@ -184,7 +183,7 @@ func (e *wholeSecretError) Error() string { return e.msg }
 // its value as a string. encoding/json writes map keys sorted, so an
 // unchanged Secret gives the same bytes, and the same HMAC. A value that is
 // not UTF-8 would be changed by JSON (ESO pushes it mangled), so it is
-// refused; and the object is bounded like any value Veil serves or pushes.
+// refused; and the object is bounded like any value Veil serves or pushes (1 MiB).
 func wholeSecret(data map[string][]byte) ([]byte, error) {
 	obj := make(map[string]string, len(data))
 	var binary []string
@@ -207,9 +206,9 @@ func wholeSecret(data map[string][]byte) ([]byte, error) {
 		return nil, err
 	}
 	out := bytes.TrimSuffix(b.Bytes(), []byte("\n"))
-	if len(out) > resolve.MaxValueBytes {
+	if len(out) > esv1alpha1.MaxWholeSecretBytes {
 		return nil, &wholeSecretError{fmt.Sprintf("the Secret as one JSON object is %d bytes, more than the %d (1 MiB) Veil pushes as one value; "+
-			"push its keys by secretKey instead", len(out), resolve.MaxValueBytes)}
+			"push its keys by secretKey instead", len(out), esv1alpha1.MaxWholeSecretBytes)}
 	}
 	return out, nil
 }

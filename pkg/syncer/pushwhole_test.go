@@ -10,7 +10,6 @@ import (
 
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
 	esv1alpha1 "github.com/veil-dev/veil/pkg/apis/externalsecrets/v1alpha1"
-	"github.com/veil-dev/veil/pkg/resolve"
 )
 
 // wholePushSecret pushes the whole source Secret to ci/all, and one key of
@@ -85,7 +84,7 @@ func TestPushWholeSecretRefused(t *testing.T) {
 			ObjectMeta: metav1.ObjectMeta{Name: "src", Namespace: "team", ResourceVersion: "1"},
 			Data:       map[string][]byte{"token": []byte("t1"), "blob": {0xff, 0xfe}, "password": []byte(pushCanary)},
 		}, says: `keys "blob" are not UTF-8`},
-		{name: "too large", source: sourceSecret("1", map[string]string{"token": "t1", "password": pushCanary, "big": strings.Repeat("\x01", resolve.MaxValueBytes/6+1)}),
+		{name: "too large", source: sourceSecret("1", map[string]string{"token": "t1", "password": pushCanary, "big": strings.Repeat("\x01", esv1alpha1.MaxWholeSecretBytes/6+1)}),
 			says: "more than the 1048576 (1 MiB)"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

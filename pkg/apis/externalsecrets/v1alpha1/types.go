@@ -101,6 +101,11 @@ const (
 	SecretPushActionDelete SecretPushAction = "Delete"
 )
 
+// MaxWholeSecretBytes bounds the value under the empty key of
+// SecretPushSpec.Data, the whole Secret as JSON: 1 MiB, what a Secret can
+// hold and the most Veil serves or pushes as one value.
+const MaxWholeSecretBytes = 1 << 20
+
 // SecretPushSpec carries the values to push.
 type SecretPushSpec struct {
 	// Action is Push (the default) or Delete.
