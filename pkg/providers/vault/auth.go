@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net/url"
+	"regexp"
 	"strings"
 	"time"
 
@@ -100,7 +101,7 @@ func (c *client) setUpAuth(ctx context.Context, store *providers.Store, spec *co
 			if err != nil {
 				return nil, err
 			}
-			return c.loginWith(ctx, c.base, mount, map[string]any{"role": k.Role, "jwt": jwt})
+			return c.loginWith(ctx, c.base, mount, "login", map[string]any{"role": k.Role, "jwt": jwt})
 		}
 		return nil
 
@@ -131,7 +132,7 @@ func (c *client) setUpAuth(ctx context.Context, store *providers.Store, spec *co
 			if j.Role != "" {
 				body["role"] = j.Role
 			}
-			return c.loginWith(ctx, c.base, mount, body)
+			return c.loginWith(ctx, c.base, mount, "login", body)
 		}
 		return nil
 
@@ -158,7 +159,7 @@ func (c *client) setUpAuth(ctx context.Context, store *providers.Store, spec *co
 			if err != nil {
 				return nil, err
 			}
-			return c.loginWith(ctx, c.base, mount, map[string]any{"role_id": roleID, "secret_id": strings.TrimSpace(string(secretID))})
+			return c.loginWith(ctx, c.base, mount, "login", map[string]any{"role_id": roleID, "secret_id": strings.TrimSpace(string(secretID))})
 		}
 		return nil
 
@@ -195,11 +196,38 @@ func (c *client) setUpAuth(ctx context.Context, store *providers.Store, spec *co
 			if ca.Name != "" {
 				body["name"] = ca.Name
 			}
-			return c.loginWith(ctx, loginAPI, mount, body)
+			return c.loginWith(ctx, loginAPI, mount, "login", body)
+		}
+		return nil
+
+	case a.UserPass != nil:
+		up := a.UserPass
+		mount, err := authMount(store, "userPass.path", up.Path, "userpass")
+		if err != nil {
+			return err
+		}
+		// The username is a segment of the login path: anything but a
+		// name Vault's userpass method accepts could reach another path.
+		username := strings.TrimSpace(up.Username)
+		if !userPassName.MatchString(username) {
+			return providers.Errorf(providers.Invalid, "%s: spec.provider.vault.auth.userPass.username %q is not a userpass user name: use letters, digits and \"_\", with \".\", \"@\" and \"-\" inside", store, username)
+		}
+		c.identity = fmt.Sprintf("user %q of the userpass auth method at auth/%s", username, mount)
+		c.login = func(ctx context.Context) (*vaultapi.SecretAuth, error) {
+			// The password is used as written, as External Secrets
+			// Operator does: spaces may be part of it.
+			password, err := creds.SecretKey(ctx, up.SecretRef)
+			if err != nil {
+				return nil, err
+			}
+			if len(password) == 0 {
+				return nil, providers.Errorf(providers.Invalid, "%s: spec.provider.vault.auth.userPass.secretRef: Secret %s key %q is empty", store, up.SecretRef.Name, up.SecretRef.Key)
+			}
+			return c.loginWith(ctx, c.base, mount, "login/"+username, map[string]any{"password": string(password)})
 		}
 		return nil
 	}
-	return providers.Errorf(providers.Invalid, "%s: spec.provider.vault.auth names no auth method; set one of tokenSecretRef, appRole, kubernetes, jwt, cert", store)
+	return providers.Errorf(providers.Invalid, "%s: spec.provider.vault.auth names no auth method; set one of tokenSecretRef, appRole, kubernetes, jwt, cert, userPass", store)
 }
 
 // authMount is the mount path of an auth method, def when unset.
@@ -230,10 +258,14 @@ func jwtFrom(ctx context.Context, creds providers.Credentials, sa *configv1alpha
 	return strings.TrimSpace(string(b)), nil
 }
 
-// loginWith posts a login request to auth/<mount>/login. The body carries
+// userPassName is what Vault's userpass method accepts as a user name.
+var userPassName = regexp.MustCompile(`^[A-Za-z0-9_]([A-Za-z0-9_.@-]{0,254}[A-Za-z0-9_])?$`)
+
+// loginWith posts a login request to auth/<mount>/<login>: login is
+// "login", or "login/<username>" for userpass. The body carries
 // credentials: it goes nowhere but the request.
-func (c *client) loginWith(ctx context.Context, api *vaultapi.Client, mount string, body map[string]any) (auth *vaultapi.SecretAuth, err error) {
-	path := "auth/" + mount + "/login"
+func (c *client) loginWith(ctx context.Context, api *vaultapi.Client, mount, login string, body map[string]any) (auth *vaultapi.SecretAuth, err error) {
+	path := "auth/" + mount + "/" + login
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
 	defer func(start time.Time) { metrics.ObserveProviderCall(providerName, "login", start, err) }(time.Now())
@@ -242,7 +274,11 @@ func (c *client) loginWith(ctx context.Context, api *vaultapi.Client, mount stri
 	if verr != nil {
 		switch statusOf(verr) {
 		case 400, 401, 403:
-			return nil, providers.Wrap(providers.Forbidden, sanitize(verr), "%s: Vault refused to log in as %s; check that the auth method is enabled at auth/%s, that its role exists and accepts the credentials the store names", c.store, c.identity, mount)
+			fix := "that its role exists and accepts the credentials the store names"
+			if login != "login" {
+				fix = "that the user exists and that the store's secretRef holds its password"
+			}
+			return nil, providers.Wrap(providers.Forbidden, sanitize(verr), "%s: Vault refused to log in as %s; check that the auth method is enabled at auth/%s, %s", c.store, c.identity, mount, fix)
 		}
 		return nil, c.classify(verr, target{action: "log in at", what: path, path: path, capability: "update"})
 	}

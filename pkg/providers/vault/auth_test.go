@@ -1,6 +1,7 @@
 package vault
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -11,8 +12,12 @@ import (
 	"encoding/pem"
 	"fmt"
 	"net"
+	"os"
+	"strings"
 	"testing"
 	"time"
+
+	"k8s.io/klog/v2"
 
 	"github.com/veil-dev/veil/pkg/allowlist"
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
@@ -434,5 +439,148 @@ func TestConcurrentReadsShareOneRefresh(t *testing.T) {
 	}
 	if n, r := count(t, "auth/"+mount+"/login"), count(t, "auth/token/renew-self")-renewals; n != 1 || r != 1 {
 		t.Fatalf("50 concurrent reads: %d logins and %d renewals, want 1 and 1", n, r)
+	}
+}
+
+// userPass enables a userpass mount with a policy reading secret/, and
+// creates user "veil" there with the given password and settings.
+func userPass(t *testing.T, password string, settings map[string]any) (mount string) {
+	t.Helper()
+	ctx := ctxFor(t)
+	mount = unique(t)
+	if err := server.Policy(ctx, mount, `path "secret/data/*" { capabilities = ["read"] }`); err != nil {
+		t.Fatal(err)
+	}
+	if err := server.EnableAuth(ctx, mount, "userpass"); err != nil {
+		t.Fatal(err)
+	}
+	settings["password"], settings["token_policies"] = password, mount
+	if _, err := server.Write(ctx, "auth/"+mount+"/users/veil", settings); err != nil {
+		t.Fatal(err)
+	}
+	return mount
+}
+
+func userPassSpec(mount, username string, password *configv1alpha1.SecretKeySelector) configv1alpha1.VaultProvider {
+	return httpsSpec(configv1alpha1.VaultAuth{UserPass: &configv1alpha1.VaultUserPassAuth{Path: mount, Username: username, SecretRef: *password}})
+}
+
+// TestUserPassAuth logs in at auth/<mount>/login/<username> with the
+// password of a Secret, keeps one token for many reads and revokes it on
+// Close.
+func TestUserPassAuth(t *testing.T) {
+	ctx := ctxFor(t)
+	key := unique(t)
+	if _, err := server.PutKV(ctx, "secret", key, map[string]any{"a": "b"}); err != nil {
+		t.Fatal(err)
+	}
+	canary := "pw canary " + key // spaces are part of a password
+	mount := userPass(t, canary, map[string]any{"token_ttl": "1h"})
+	login := "auth/" + mount + "/login/veil"
+	revocations := count(t, "auth/token/revoke-self")
+	f := newFixture(t, secret("userpass", map[string]string{"password": canary}))
+	c := f.mustClient(userPassSpec(mount, "veil", ref("userpass", "password")))
+	for range 5 {
+		if _, err := c.Get(ctx, providers.Ref{Key: key}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := count(t, login); n != 1 {
+		t.Fatalf("%d logins at %s for 5 reads, want 1", n, login)
+	}
+	if err := c.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, "auth/token/revoke-self"); n != revocations+1 {
+		t.Fatalf("Close revoked %d tokens, want 1", n-revocations)
+	}
+}
+
+// TestUserPassRefused: a wrong password, a password Secret of another
+// namespace, a username that is no userpass name. The last two are
+// refused before Vault is dialed; no error carries the password.
+func TestUserPassRefused(t *testing.T) {
+	canary := "pw-canary-" + unique(t)
+	mount := userPass(t, canary, map[string]any{})
+	f := newFixture(t, secret("userpass", map[string]string{"password": "wrong-" + canary, "empty": ""}))
+	_, err := f.newClient(userPassSpec(mount, "veil", ref("userpass", "password")))
+	wantError(t, err, providers.Forbidden, `Vault refused to log in as user "veil" of the userpass auth method at auth/`+mount+`; check that the auth method is enabled at auth/`+mount+`, that the user exists and that the store's secretRef holds its password`, canary)
+	_, err = f.newClient(userPassSpec(mount, "veil", ref("userpass", "empty")))
+	wantError(t, err, providers.Invalid, `spec.provider.vault.auth.userPass.secretRef: Secret userpass key "empty" is empty`)
+
+	// A namespaced store may not name another namespace's Secret, even one
+	// holding the right password.
+	elsewhere := secret("userpass", map[string]string{"password": canary})
+	elsewhere.Namespace = "elsewhere"
+	f = newFixture(t, elsewhere)
+	other := ref("userpass", "password")
+	other.Namespace = ptr("elsewhere")
+	_, err = f.newClient(userPassSpec(mount, "veil", other))
+	wantError(t, err, providers.Forbidden, "may only use credentials of its own namespace", canary)
+	_, err = f.newClient(userPassSpec(mount, "../sys/veil", ref("userpass", "password")))
+	wantError(t, err, providers.Invalid, `spec.provider.vault.auth.userPass.username "../sys/veil" is not a userpass user name`)
+	_, err = f.newClient(userPassSpec("../sys", "veil", ref("userpass", "password")))
+	wantError(t, err, providers.Invalid, `spec.provider.vault.auth.userPass.path: it has a "." or ".." segment`)
+	if f.dialer.count() != 0 {
+		t.Errorf("dialed %v before refusing", f.dialer.dialed)
+	}
+}
+
+// TestUserPassNeverLogged: when the password changes in Vault, the failed
+// replacement of a batch token is logged, at the highest verbosity, with
+// neither password nor token.
+func TestUserPassNeverLogged(t *testing.T) {
+	ctx := ctxFor(t)
+	key := unique(t)
+	if _, err := server.PutKV(ctx, "secret", key, map[string]any{"a": "b"}); err != nil {
+		t.Fatal(err)
+	}
+	canary := "pw-canary-" + key
+	mount := userPass(t, canary, map[string]any{"token_ttl": "1h", "token_type": "batch"})
+
+	var logs bytes.Buffer
+	klog.LogToStderr(false)
+	klog.SetOutput(&logs)
+	defer func() { klog.Flush(); klog.SetOutput(os.Stderr); klog.LogToStderr(true) }()
+	var v klog.Level
+	_ = v.Set("10")
+	defer func() { _ = v.Set("0") }()
+
+	f := newFixture(t, secret("userpass", map[string]string{"password": canary}))
+	clk := steppingClock()
+	f.clock = clk
+	c := f.mustClient(userPassSpec(mount, "veil", ref("userpass", "password")))
+	if _, err := c.Get(ctx, providers.Ref{Key: key}); err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	self, err := c.tok.api.Auth().Token().LookupSelfWithContext(ctx)
+	c.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := self.TokenID()
+	if tok == "" {
+		t.Fatal("no token id in lookup-self")
+	}
+	if _, err := server.Write(ctx, "auth/"+mount+"/users/veil/password", map[string]any{"password": "new-" + canary}); err != nil {
+		t.Fatal(err)
+	}
+	clk.SetTime(clk.Now().Add(41 * time.Minute))
+	if _, err := c.Get(ctx, providers.Ref{Key: key}); err != nil {
+		t.Fatalf("the token still valid was not used: %v", err)
+	}
+	clk.SetTime(clk.Now().Add(20 * time.Minute))
+	_, err = c.Get(ctx, providers.Ref{Key: key})
+	wantError(t, err, providers.Forbidden, `Vault refused to log in as user "veil"`, canary, tok)
+	klog.Flush()
+	out := logs.String()
+	if !strings.Contains(out, "Replacing a Vault token failed") {
+		t.Errorf("the failed replacement was not logged:\n%s", out)
+	}
+	for _, s := range []string{canary, tok} {
+		if strings.Contains(out, s) {
+			t.Errorf("the logs carry a secret:\n%s", out)
+		}
 	}
 }

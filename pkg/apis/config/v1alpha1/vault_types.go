@@ -85,6 +85,9 @@ type VaultAuth struct {
 
 	// Cert logs in with the client certificate of spec.tls or of its own.
 	Cert *VaultCertAuth `json:"cert,omitempty"`
+
+	// UserPass logs in with a username and a password from a Secret.
+	UserPass *VaultUserPassAuth `json:"userPass,omitempty"`
 }
 
 // VaultAppRole is Vault's AppRole auth method.
@@ -156,4 +159,23 @@ type VaultCertAuth struct {
 	ClientCert *SecretKeySelector `json:"clientCert,omitempty"`
 	// SecretRef names the PEM private key; spec.tls when unset.
 	SecretRef *SecretKeySelector `json:"secretRef,omitempty"`
+}
+
+// VaultUserPassAuth is Vault's userpass auth method.
+type VaultUserPassAuth struct {
+	// Path is the mount path of the auth method; "userpass" when unset.
+	// +kubebuilder:default=userpass
+	// +kubebuilder:validation:MaxLength=256
+	Path string `json:"path,omitempty"`
+	// Username to log in as. It is part of the login URL, so it is limited
+	// to what Vault's userpass method accepts in a name: letters, digits
+	// and "_", with ".", "@" and "-" inside.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9_]([A-Za-z0-9_.@-]*[A-Za-z0-9_])?$`
+	Username string `json:"username"`
+	// SecretRef names a Secret key holding the password.
+	// +required
+	SecretRef SecretKeySelector `json:"secretRef"`
 }
