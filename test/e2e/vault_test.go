@@ -529,6 +529,40 @@ func TestVaultTLS(t *testing.T) {
 	wantData(t, mustValue(t, ns, "mtls"), map[string]string{"password": "tls-password"})
 }
 
+// TestVaultUserPass: ESO's userPass store logs in with the password of a
+// Secret of the store's namespace; a wrong password is 403 without it.
+func TestVaultUserPass(t *testing.T) {
+	ctx := ctxFor(t)
+	v := startVault(t)
+	if err := v.Policy(ctx, "reader", vaultPolicy); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.EnableAuth(ctx, "userpass", "userpass"); err != nil {
+		t.Fatal(err)
+	}
+	canary := "userpass-canary-password"
+	if _, err := v.Write(ctx, "auth/userpass/users/app", map[string]any{"password": canary, "token_policies": "reader", "token_ttl": "1h"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.PutKV(ctx, "secret", "app/db", map[string]any{"password": "userpass-value"}); err != nil {
+		t.Fatal(err)
+	}
+	ns := newNamespace(t, nil)
+	vaultSecret(t, ns, "userpass", map[string]string{"password": canary, "wrong": "wrong-" + canary})
+	for name, key := range map[string]string{"userpass": "password", "wrong": "wrong"} {
+		// No path: the CRD's default, "userpass".
+		vaultStore(t, ns, name, configv1alpha1.VaultProvider{Server: v.HTTPSURL, CABundle: v.CA.CertPEM, Auth: configv1alpha1.VaultAuth{
+			UserPass: &configv1alpha1.VaultUserPassAuth{Username: "app", SecretRef: configv1alpha1.SecretKeySelector{Name: "userpass", Key: key}},
+		}})
+		vaultData(t, ns, name, name, dataRef("password", "app/db", "password"))
+	}
+	wantData(t, mustValue(t, ns, "userpass"), map[string]string{"password": "userpass-value"})
+	err := valueError(t, ns, "wrong", apierrors.IsForbidden, `Vault refused to log in as user "app" of the userpass auth method at auth/userpass`)
+	if strings.Contains(err.Error(), canary) {
+		t.Errorf("the error carries the password: %v", err)
+	}
+}
+
 // TestVaultUnavailable stops Vault under a store in use: reads fail with
 // 503 and say why, and recover once Vault is back, with the same
 // veil-apiserver and the same Vault token.
