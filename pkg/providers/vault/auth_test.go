@@ -2,6 +2,7 @@ package vault
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -493,6 +494,32 @@ func TestUserPassAuth(t *testing.T) {
 	}
 	if n := count(t, "auth/token/revoke-self"); n != revocations+1 {
 		t.Fatalf("Close revoked %d tokens, want 1", n-revocations)
+	}
+
+	// A ClusterSecretStore names the Secret's namespace, and must.
+	elsewhere := secret("userpass", map[string]string{"password": canary})
+	elsewhere.Namespace = "elsewhere"
+	for _, tc := range []struct {
+		namespace *string
+		err       string
+	}{{namespace: ptr("elsewhere")}, {err: "must set namespace, because a ClusterSecretStore has none of its own"}} {
+		password := ref("userpass", "password")
+		password.Namespace = tc.namespace
+		spec := userPassSpec(mount, "veil", password)
+		store := &providers.Store{Kind: configv1alpha1.ClusterSecretStoreKind, Name: "vault", Generation: 1,
+			Spec: &configv1alpha1.SecretStoreSpec{Provider: configv1alpha1.SecretStoreProvider{Vault: &spec}}}
+		cc, err := provider{clock: f.clock}.NewClient(ctx, store, credsFor(store, elsewhere), providers.Env{DialContext: f.dialer.DialContext})
+		if tc.err != "" {
+			wantError(t, err, providers.Invalid, tc.err, canary)
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cc.Close(context.Background()) })
+		if _, err := cc.Get(ctx, providers.Ref{Key: key}); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
