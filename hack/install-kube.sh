@@ -42,11 +42,19 @@ veil::fresh_module "$work" veil.local/kube-build
   args=(-require="k8s.io/kubernetes@$KUBE_VERSION")
   for m in $staging; do args+=(-replace="$m=$m@$staging_version"); done
   # Veil's selected versions as minimums (MVS keeps the higher of the two).
+  # They are read from a copy of go.mod and go.sum: `go list -m all`
+  # records a go.sum line for every go.mod it reads, and the repository's
+  # go.sum must stay as `go mod tidy` leaves it (make test verifies it
+  # while this builds; on a fresh machine that check failed).
+  graph="$work/veil-graph"
+  mkdir -p "$graph"
+  cp "$repo/go.mod" "$graph/go.mod"
+  cp "$repo/go.sum" "$graph/go.sum"
   while read -r path version _; do
     [[ -n "$version" && "$path" != k8s.io/kubernetes ]] || continue
     grep -qx "$path" <<<"$staging" && continue
     args+=(-require="$path@$version")
-  done < <(cd "$repo" && GOFLAGS=-mod=mod go list -m all | tail -n +2)
+  done < <(cd "$repo" && GOFLAGS=-mod=mod go list -modfile="$graph/go.mod" -m all | tail -n +2)
   go mod edit "${args[@]}"
   cat > tools.go <<'GO'
 //go:build tools
