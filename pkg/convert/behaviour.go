@@ -17,6 +17,9 @@ type difference struct {
 func behaviour(o *unstructured.Unstructured) []difference {
 	var out []difference
 	kind := o.GetKind()
+	if kind == "PushSecret" {
+		return pushBehaviour(o)
+	}
 	if kind != "SecretStore" && kind != "ClusterSecretStore" {
 		return nil
 	}
@@ -29,6 +32,10 @@ func behaviour(o *unstructured.Unstructured) []difference {
 	if server, ok, _ := unstructured.NestedString(o.Object, "spec", "provider", "vault", "server"); ok && strings.HasPrefix(strings.ToLower(server), "http://") {
 		out = append(out, difference{"spec.provider.vault.server",
 			"Veil refuses plaintext http:// provider endpoints unless veil-apiserver runs with --allow-plaintext-providers (for local demos only); use https://"})
+	}
+	if k, ok, _ := unstructured.NestedMap(o.Object, "spec", "provider", "vault", "auth", "kubernetes"); ok && k["serviceAccountRef"] == nil && k["secretRef"] == nil {
+		out = append(out, difference{"spec.provider.vault.auth.kubernetes",
+			"with neither serviceAccountRef nor secretRef, ESO logs in to Vault with its own ServiceAccount token; Veil never lends its own identity to a store, so the store stays not Ready: set serviceAccountRef to a ServiceAccount in the store's namespace that the Vault role binds"})
 	}
 	if _, isAWS, _ := unstructured.NestedMap(o.Object, "spec", "provider", "aws"); isAWS && kind == "SecretStore" {
 		if auth, _, _ := unstructured.NestedMap(o.Object, "spec", "provider", "aws", "auth"); len(auth) == 0 {
@@ -49,6 +56,22 @@ func behaviour(o *unstructured.Unstructured) []difference {
 					"a SecretStore reads credentials only from %s; Veil refuses a reference to namespace %s: move the Secret or ServiceAccount, or use a ClusterSecretStore", where, other)})
 			}
 		})
+	}
+	return out
+}
+
+// pushBehaviour: a PushSecret entry without match.secretKey pushes the
+// whole Secret as ESO does, except values ESO would mangle.
+func pushBehaviour(o *unstructured.Unstructured) []difference {
+	var out []difference
+	data, _, _ := unstructured.NestedSlice(o.Object, "spec", "data")
+	for i, d := range data {
+		m, _ := d.(map[string]any)
+		match, _ := m["match"].(map[string]any)
+		if k, _ := match["secretKey"].(string); k == "" {
+			out = append(out, difference{fmt.Sprintf("spec.data[%d].match.secretKey", i),
+				"without secretKey the whole Secret is pushed as one JSON object, as ESO does; a Secret with a value that is not UTF-8 text, or whose object is over 1 MiB, is not pushed (Ready=False, SourceInvalid, naming the keys), where ESO pushes it mangled: keep binary values out of the source Secret, or push them one key at a time"})
+		}
 	}
 	return out
 }

@@ -366,6 +366,27 @@ func TestVaultKubernetesAuth(t *testing.T) {
 		t.Fatalf("%d Kubernetes logins, want 1", n)
 	}
 
+	// ESO's own example names both a ServiceAccount and a Secret: as in
+	// ESO, the ServiceAccount's token is used (the Secret does not exist).
+	// With neither, ESO would log in as itself; Veil refuses, saying what
+	// to set, and Vault is asked nothing.
+	both := configv1alpha1.ServiceAccountSelector{Name: "vault-reader"}
+	vaultStore(t, teamA, "both", configv1alpha1.VaultProvider{Server: v.HTTPSURL, CABundle: v.CA.CertPEM, Auth: configv1alpha1.VaultAuth{
+		Kubernetes: &configv1alpha1.VaultKubernetesAuth{Path: "kubernetes", Role: "team-a", ServiceAccountRef: &both,
+			SecretRef: &configv1alpha1.SecretKeySelector{Name: "absent", Key: "vault"}},
+	}})
+	vaultData(t, teamA, "both", "both", dataRef("password", "team-a/db", "password"))
+	wantData(t, mustValue(t, teamA, "both"), map[string]string{"password": "team-a-password"})
+	neitherCalls := veilMetricsSince(t)
+	vaultStore(t, teamA, "neither", configv1alpha1.VaultProvider{Server: v.HTTPSURL, CABundle: v.CA.CertPEM, Auth: configv1alpha1.VaultAuth{
+		Kubernetes: &configv1alpha1.VaultKubernetesAuth{Path: "kubernetes", Role: "team-a"},
+	}})
+	vaultData(t, teamA, "neither", "neither", dataRef("password", "team-a/db", "password"))
+	valueError(t, teamA, "neither", apierrors.IsInvalid, `names neither serviceAccountRef nor secretRef: External Secrets Operator would log in with its own ServiceAccount token, but Veil never lends its own identity to a store; set serviceAccountRef`)
+	if n := vaultCalls(neitherCalls, ""); n != 0 {
+		t.Errorf("veil-apiserver made %v requests to Vault for a store with neither token source, want none", n)
+	}
+
 	// team-b names team-a's ServiceAccount: Veil refuses, and neither
 	// kube-apiserver's TokenRequest nor Vault is asked anything.
 	attempts, _, err := v.Responses("auth/kubernetes/login")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -92,12 +93,18 @@ func (c *client) setUpAuth(ctx context.Context, store *providers.Store, spec *co
 		if err != nil {
 			return err
 		}
-		if (k.ServiceAccountRef == nil) == (k.SecretRef == nil) {
-			return providers.Errorf(providers.Invalid, "%s: spec.provider.vault.auth.kubernetes needs exactly one of serviceAccountRef and secretRef", store)
+		if k.ServiceAccountRef == nil && k.SecretRef == nil {
+			return providers.Errorf(providers.Invalid, "%s: spec.provider.vault.auth.kubernetes names neither serviceAccountRef nor secretRef: External Secrets Operator would log in with its own ServiceAccount token, but Veil never lends its own identity to a store; set serviceAccountRef to a ServiceAccount in the store's namespace that the Vault role %q binds", store, k.Role)
+		}
+		// As in External Secrets Operator, serviceAccountRef wins when
+		// both are set.
+		secret := k.SecretRef
+		if k.ServiceAccountRef != nil {
+			secret = nil
 		}
 		c.identity = fmt.Sprintf("role %q of the kubernetes auth method at auth/%s", k.Role, mount)
 		c.login = func(ctx context.Context) (*vaultapi.SecretAuth, error) {
-			jwt, err := jwtFrom(ctx, creds, k.ServiceAccountRef, k.SecretRef, serviceAccountTokenSeconds)
+			jwt, err := jwtFrom(ctx, creds, k.ServiceAccountRef, secret, serviceAccountTokenSeconds)
 			if err != nil {
 				return nil, err
 			}
@@ -113,14 +120,23 @@ func (c *client) setUpAuth(ctx context.Context, store *providers.Store, spec *co
 		}
 		var sa *configv1alpha1.ServiceAccountSelector
 		seconds := int64(serviceAccountTokenSeconds)
-		if t := j.KubernetesServiceAccountToken; t != nil {
-			sa = &t.ServiceAccountRef
+		// As in External Secrets Operator, secretRef wins when both are
+		// set, and the requested token's audiences are serviceAccountRef's
+		// followed by the method's own ("vault" when it names none).
+		if t := j.KubernetesServiceAccountToken; t != nil && j.SecretRef == nil {
+			sel := t.ServiceAccountRef
+			extra := t.Audiences
+			if len(extra) == 0 {
+				extra = []string{defaultAudience}
+			}
+			sel.Audiences = append(slices.Clone(sel.Audiences), extra...)
+			sa = &sel
 			if t.ExpirationSeconds != nil {
 				seconds = *t.ExpirationSeconds
 			}
 		}
-		if (sa == nil) == (j.SecretRef == nil) {
-			return providers.Errorf(providers.Invalid, "%s: spec.provider.vault.auth.jwt needs exactly one of kubernetesServiceAccountToken and secretRef", store)
+		if sa == nil && j.SecretRef == nil {
+			return providers.Errorf(providers.Invalid, "%s: spec.provider.vault.auth.jwt needs kubernetesServiceAccountToken or secretRef: the JWT to log in with comes from one of them", store)
 		}
 		c.identity = fmt.Sprintf("role %q of the jwt auth method at auth/%s", j.Role, mount)
 		c.login = func(ctx context.Context) (*vaultapi.SecretAuth, error) {

@@ -18,10 +18,15 @@ import (
 	"testing"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/klog/v2"
 
 	"github.com/veil-dev/veil/pkg/allowlist"
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
+	"github.com/veil-dev/veil/pkg/credentials"
 	"github.com/veil-dev/veil/pkg/providers"
 	"github.com/veil-dev/veil/test/harness"
 )
@@ -333,13 +338,17 @@ func TestLoginRefused(t *testing.T) {
 
 // TestJWTAuth logs in with a JWT from a Secret, signed by a key Vault's
 // jwt auth method trusts.
-func TestJWTAuth(t *testing.T) {
+// jwtBackend mounts Vault's jwt auth method, trusting signer, with a role
+// "veil" for subject "veil" and audience "vault" that may read key.
+func jwtBackend(t *testing.T) (mount, key string, signer *ecdsa.PrivateKey) {
+	t.Helper()
 	ctx := ctxFor(t)
-	mount, key := unique(t), unique(t)
+	mount, key = unique(t), unique(t)
+	var err error
 	if _, err := server.PutKV(ctx, "secret", key, map[string]any{"a": "b"}); err != nil {
 		t.Fatal(err)
 	}
-	signer, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	signer, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -361,6 +370,12 @@ func TestJWTAuth(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+	return mount, key, signer
+}
+
+func TestJWTAuth(t *testing.T) {
+	ctx := ctxFor(t)
+	mount, key, signer := jwtBackend(t)
 	jwt := signJWT(t, signer, map[string]any{"sub": "veil", "aud": "vault", "iat": time.Now().Unix(), "exp": time.Now().Add(time.Hour).Unix()})
 	f := newFixture(t, secret("jwt", map[string]string{"token": jwt}))
 	c := f.mustClient(httpsSpec(configv1alpha1.VaultAuth{JWT: &configv1alpha1.VaultJWTAuth{Path: mount, Role: "veil", SecretRef: ref("jwt", "token")}}))
@@ -370,8 +385,97 @@ func TestJWTAuth(t *testing.T) {
 
 	wrong := signJWT(t, signer, map[string]any{"sub": "someone-else", "aud": "vault", "exp": time.Now().Add(time.Hour).Unix()})
 	f = newFixture(t, secret("jwt", map[string]string{"token": wrong}))
-	_, err = f.newClient(httpsSpec(configv1alpha1.VaultAuth{JWT: &configv1alpha1.VaultJWTAuth{Path: mount, Role: "veil", SecretRef: ref("jwt", "token")}}))
+	_, err := f.newClient(httpsSpec(configv1alpha1.VaultAuth{JWT: &configv1alpha1.VaultJWTAuth{Path: mount, Role: "veil", SecretRef: ref("jwt", "token")}}))
 	wantError(t, err, providers.Forbidden, "Vault refused to log in as role \"veil\" of the jwt auth method", wrong)
+}
+
+// TestAuthLikeESO: the auth manifests External Secrets Operator accepts
+// and Veil's CRD now takes as they are behave as ESO's: with both token
+// sources, jwt uses secretRef and kubernetes serviceAccountRef; a
+// requested token's audiences are serviceAccountRef's then the method's
+// own ("vault" by default); kubernetes auth with neither source is
+// refused with what to set, never answered with veil-apiserver's own
+// identity.
+func TestAuthLikeESO(t *testing.T) {
+	ctx := ctxFor(t)
+	mount, key, signer := jwtBackend(t)
+	if _, err := server.Write(ctx, "auth/"+mount+"/role/extra", map[string]any{
+		"role_type": "jwt", "user_claim": "sub", "bound_audiences": []string{"extra"}, "bound_subject": "veil", "token_policies": mount,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	sa := configv1alpha1.ServiceAccountSelector{Name: "reader", Audiences: []string{"sa-own"}}
+	for _, tc := range []struct {
+		name          string
+		auth          configv1alpha1.VaultAuth
+		objs          []runtime.Object
+		wantAudiences [][]string
+		wantErr       string
+	}{{
+		name: "jwt token's audiences: serviceAccountRef's, then vault",
+		auth: configv1alpha1.VaultAuth{JWT: &configv1alpha1.VaultJWTAuth{Path: mount, Role: "veil",
+			KubernetesServiceAccountToken: &configv1alpha1.VaultKubernetesServiceAccountTokenAuth{ServiceAccountRef: sa}}},
+		wantAudiences: [][]string{{"sa-own", "vault"}},
+	}, {
+		name: "jwt token's audiences: serviceAccountRef's, then the method's",
+		auth: configv1alpha1.VaultAuth{JWT: &configv1alpha1.VaultJWTAuth{Path: mount, Role: "extra",
+			KubernetesServiceAccountToken: &configv1alpha1.VaultKubernetesServiceAccountTokenAuth{ServiceAccountRef: sa, Audiences: []string{"extra"}}}},
+		wantAudiences: [][]string{{"sa-own", "extra"}},
+	}, {
+		name: "jwt with both: secretRef's token, no token requested",
+		auth: configv1alpha1.VaultAuth{JWT: &configv1alpha1.VaultJWTAuth{Path: mount, Role: "veil", SecretRef: ref("jwt", "token"),
+			KubernetesServiceAccountToken: &configv1alpha1.VaultKubernetesServiceAccountTokenAuth{ServiceAccountRef: sa}}},
+		objs: []runtime.Object{secret("jwt", map[string]string{"token": signJWT(t, signer, map[string]any{"sub": "veil", "aud": "vault", "iat": time.Now().Unix(), "exp": time.Now().Add(time.Hour).Unix()})})},
+	}, {
+		name: "kubernetes with both: serviceAccountRef's token, the Secret not read",
+		// The kubernetes method is mounted at a jwt mount: Vault checks the
+		// token's signature, which is all this test needs of it.
+		auth:          configv1alpha1.VaultAuth{Kubernetes: &configv1alpha1.VaultKubernetesAuth{Path: mount, Role: "veil", ServiceAccountRef: &configv1alpha1.ServiceAccountSelector{Name: "reader"}, SecretRef: ref("absent", "token")}},
+		wantAudiences: [][]string{{"vault"}},
+	}, {
+		name:    "kubernetes with neither: refused, saying what to set",
+		auth:    configv1alpha1.VaultAuth{Kubernetes: &configv1alpha1.VaultKubernetesAuth{Path: mount, Role: "veil"}},
+		wantErr: `names neither serviceAccountRef nor secretRef: External Secrets Operator would log in with its own ServiceAccount token, but Veil never lends its own identity to a store; set serviceAccountRef`,
+	}, {
+		name:    "jwt with neither: refused",
+		auth:    configv1alpha1.VaultAuth{JWT: &configv1alpha1.VaultJWTAuth{Path: mount, Role: "veil"}},
+		wantErr: "needs kubernetesServiceAccountToken or secretRef",
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			var asked [][]string
+			f := newFixture(t, tc.objs...)
+			store := f.store(httpsSpec(tc.auth))
+			cs := fake.NewClientset(tc.objs...)
+			cs.PrependReactor("create", "serviceaccounts", func(a k8stesting.Action) (bool, runtime.Object, error) {
+				tr, ok := a.(k8stesting.CreateAction).GetObject().(*authenticationv1.TokenRequest)
+				if !ok || a.GetSubresource() != "token" {
+					return false, nil, nil
+				}
+				asked = append(asked, tr.Spec.Audiences)
+				out := tr.DeepCopy()
+				out.Status.Token = signJWT(t, signer, map[string]any{"sub": "veil", "aud": tr.Spec.Audiences, "iat": time.Now().Unix(), "exp": time.Now().Add(time.Hour).Unix()})
+				return true, out, nil
+			})
+			c, err := provider{clock: f.clock}.NewClient(ctx, store, credentials.NewReader(cs, 0).ForStore(store), providers.Env{DialContext: f.dialer.DialContext})
+			if tc.wantErr != "" {
+				wantError(t, err, providers.Invalid, tc.wantErr)
+				if len(asked) != 0 {
+					t.Errorf("asked for tokens %v; want none", asked)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = c.Close(context.Background()) })
+			if _, err := c.Get(ctx, providers.Ref{Key: key}); err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprint(asked) != fmt.Sprint(tc.wantAudiences) {
+				t.Errorf("token requests with audiences %v; want %v", asked, tc.wantAudiences)
+			}
+		})
+	}
 }
 
 func signJWT(t *testing.T, key *ecdsa.PrivateKey, claims map[string]any) string {

@@ -106,9 +106,11 @@ type VaultAppRole struct {
 	SecretRef SecretKeySelector `json:"secretRef"`
 }
 
-// VaultKubernetesAuth is Vault's Kubernetes auth method.
-//
-// +kubebuilder:validation:XValidation:rule="has(self.serviceAccountRef) != has(self.secretRef)",message="set exactly one of serviceAccountRef and secretRef"
+// VaultKubernetesAuth is Vault's Kubernetes auth method. As in External
+// Secrets Operator, serviceAccountRef is used when both it and secretRef
+// are set. With neither, ESO logs in with its own ServiceAccount token;
+// Veil never lends its own identity to a store, so such a store is
+// accepted and reports, in its Ready condition, that it needs one of them.
 type VaultKubernetesAuth struct {
 	// Path is the mount path of the auth method; "kubernetes" when unset.
 	// +kubebuilder:default=kubernetes
@@ -118,22 +120,26 @@ type VaultKubernetesAuth struct {
 	// +kubebuilder:validation:MinLength=1
 	Role string `json:"role"`
 	// ServiceAccountRef names the ServiceAccount, in the store's namespace,
-	// whose short-lived token Veil requests and presents.
+	// whose short-lived token Veil requests and presents. It wins over
+	// secretRef when both are set.
 	ServiceAccountRef *ServiceAccountSelector `json:"serviceAccountRef,omitempty"`
 	// SecretRef names a Secret key holding a ServiceAccount token.
 	SecretRef *SecretKeySelector `json:"secretRef,omitempty"`
 }
 
-// VaultJWTAuth is Vault's JWT/OIDC auth method used with a JWT.
+// VaultJWTAuth is Vault's JWT/OIDC auth method used with a JWT. As in
+// External Secrets Operator, secretRef is used when both it and
+// kubernetesServiceAccountToken are set.
 //
-// +kubebuilder:validation:XValidation:rule="has(self.kubernetesServiceAccountToken) != has(self.secretRef)",message="set exactly one of kubernetesServiceAccountToken and secretRef"
+// +kubebuilder:validation:XValidation:rule="has(self.kubernetesServiceAccountToken) || has(self.secretRef)",message="set kubernetesServiceAccountToken or secretRef: the JWT to log in with comes from one of them"
 type VaultJWTAuth struct {
 	// Path is the mount path of the auth method; "jwt" when unset.
 	// +kubebuilder:default=jwt
 	Path string `json:"path,omitempty"`
 	// Role is the Vault role to log in as.
 	Role string `json:"role,omitempty"`
-	// SecretRef names a Secret key holding the JWT.
+	// SecretRef names a Secret key holding the JWT. It wins over
+	// kubernetesServiceAccountToken when both are set.
 	SecretRef *SecretKeySelector `json:"secretRef,omitempty"`
 	// KubernetesServiceAccountToken has Veil request a ServiceAccount token.
 	KubernetesServiceAccountToken *VaultKubernetesServiceAccountTokenAuth `json:"kubernetesServiceAccountToken,omitempty"`
@@ -143,6 +149,11 @@ type VaultJWTAuth struct {
 type VaultKubernetesServiceAccountTokenAuth struct {
 	// +required
 	ServiceAccountRef ServiceAccountSelector `json:"serviceAccountRef"`
+	// Audiences the token is requested for, after serviceAccountRef's own
+	// audiences; ["vault"] when unset, as in External Secrets Operator.
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=atomic
+	Audiences []string `json:"audiences,omitempty"`
 	// ExpirationSeconds of the token; 600 when unset.
 	// +kubebuilder:validation:Minimum=600
 	ExpirationSeconds *int64 `json:"expirationSeconds,omitempty"`

@@ -1,0 +1,87 @@
+package convert
+
+import (
+	"context"
+	"strings"
+	"testing"
+)
+
+// TestVaultTokenSourcesAsESO: kubernetes and jwt auth with both token
+// sources, and jwt's audiences where ESO puts them, are taken as they are
+// (they behave as in ESO); kubernetes auth with neither source is taken,
+// with the behaviour difference named; jwt with neither is refused (ESO
+// accepts it, then can never log in).
+func TestVaultTokenSourcesAsESO(t *testing.T) {
+	c, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const store = `apiVersion: external-secrets.io/v1
+kind: SecretStore
+metadata: {name: vault-backend, namespace: example}
+spec:
+  provider:
+    vault:
+      server: "https://vault.acme.org"
+      path: "secret"
+      version: "v2"
+      auth: `
+	for _, tc := range []struct {
+		name, auth string
+		refused    string // the field refused, if any
+		behaviour  string // the field with a behaviour difference, if any
+	}{
+		// ESO's docs/snippets/vault-kubernetes-store.yaml and vault-jwt-store.yaml.
+		{name: "kubernetes, both", auth: `{kubernetes: {mountPath: kubernetes, role: demo, serviceAccountRef: {name: my-sa}, secretRef: {name: my-secret, key: vault}}}`},
+		{name: "jwt, both, audiences", auth: `{jwt: {path: jwt, role: vault-jwt-role, secretRef: {name: my-secret, key: jwt-token}, kubernetesServiceAccountToken: {serviceAccountRef: {name: my-sa}, audiences: [vault], expirationSeconds: 600}}}`},
+		{name: "kubernetes, neither", auth: `{kubernetes: {mountPath: kubernetes, role: demo}}`, behaviour: "spec.provider.vault.auth.kubernetes"},
+		{name: "jwt, neither", auth: `{jwt: {path: jwt, role: r}}`, refused: "spec.provider.vault.auth.jwt"},
+		{name: "jwt, too many audiences", auth: `{jwt: {kubernetesServiceAccountToken: {serviceAccountRef: {name: sa}, audiences: [a1,a2,a3,a4,a5,a6,a7,a8,a9,a10,a11,a12,a13,a14,a15,a16,a17]}}}`, refused: "spec.provider.vault.auth.jwt.kubernetesServiceAccountToken.audiences"},
+	} {
+		in, err := Read(strings.NewReader(store + tc.auth + "\n"))
+		if err != nil || len(in) != 1 {
+			t.Fatalf("%s: %d objects, %v", tc.name, len(in), err)
+		}
+		_, diffs := c.Convert(context.Background(), in[0])
+		for _, d := range diffs {
+			switch {
+			case d.Severity == Refused && d.Field == tc.refused:
+			case d.Severity == Behaviour && d.Field == tc.behaviour:
+			default:
+				t.Errorf("%s: unexpected %v", tc.name, d)
+			}
+		}
+		if tc.refused != "" && !has(diffs, Refused, tc.refused, "") {
+			t.Errorf("%s: want %s refused, got %v", tc.name, tc.refused, diffs)
+		}
+		if tc.behaviour != "" && !has(diffs, Behaviour, tc.behaviour, "never lends its own identity") {
+			t.Errorf("%s: want a behaviour difference on %s, got %v", tc.name, tc.behaviour, diffs)
+		}
+	}
+}
+
+// TestWholeSecretPushNamesItsDifference: a PushSecret entry without
+// secretKey is taken as it is, with the one way it differs from ESO named.
+func TestWholeSecretPushNamesItsDifference(t *testing.T) {
+	c, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := Read(strings.NewReader(`apiVersion: external-secrets.io/v1alpha1
+kind: PushSecret
+metadata: {name: whole, namespace: example}
+spec:
+  secretStoreRefs: [{name: vault, kind: SecretStore}]
+  selector: {secret: {name: source}}
+  data:
+  - match: {secretKey: one, remoteRef: {remoteKey: one}}
+  - match: {remoteRef: {remoteKey: all}}
+`))
+	if err != nil || len(in) != 1 {
+		t.Fatalf("%d objects, %v", len(in), err)
+	}
+	_, diffs := c.Convert(context.Background(), in[0])
+	if len(diffs) != 1 || !has(diffs, Behaviour, "spec.data[1].match.secretKey", "not UTF-8") {
+		t.Errorf("want one behaviour difference on spec.data[1].match.secretKey, got %v", diffs)
+	}
+}
