@@ -81,6 +81,41 @@ type KeyVersion struct {
 // MaxVersionKeys bounds the keys one Versions call is asked about.
 const MaxVersionKeys = 10000
 
+// ChangeWatcher is implemented by clients whose provider detects changes
+// itself (it is told of writes, or watches its backend), so that change
+// detection costs what changes rather than a look at every key each
+// cycle. pkg/changes prefers it to VersionLister.
+type ChangeWatcher interface {
+	// WatchChanges watches keys (distinct, at most MaxVersionKeys) until
+	// ctx ends, calling changed once for each KeyChange, never
+	// concurrently:
+	//
+	//   - first the initial state: exactly one KeyChange for each key of
+	//     keys, in the order of keys, with its current version or Exists
+	//     false;
+	//   - then one each time a key's version moves (Exists false: it was
+	//     deleted). A key's KeyChanges come in the order they happened; a
+	//     KeyChange may repeat the version last reported.
+	//
+	// It returns nil once ctx ends, the error of changed if changed
+	// fails, or an error when it cannot go on watching; a watcher that
+	// can recover from an interruption itself (a connection lost) does,
+	// reporting after it only the keys whose version differs from the one
+	// it last reported, so that nothing in between is missed. After an
+	// error the caller knows nothing of the keys since the last KeyChange
+	// and must look again (a new watch starts with the initial state).
+	WatchChanges(ctx context.Context, keys []string, changed func(KeyChange) error) error
+}
+
+// KeyChange is what a ChangeWatcher says of one key: its version now.
+type KeyChange struct {
+	Key string
+	// Exists is false when the key does not exist (any more).
+	Exists bool
+	// Version is the key's version when it exists.
+	Version KeyVersion
+}
+
 // BatchGetter is implemented by clients that read several remote values in
 // one call (Parameter Store's GetParameters). Missing keys are absent from
 // the result, not errors.
@@ -231,4 +266,21 @@ func Redact(u *url.URL) string {
 	c := *u
 	c.User, c.RawQuery, c.Fragment = nil, "", ""
 	return strings.TrimSuffix(c.String(), "/")
+}
+
+// CheckWatchKeys refuses the keys of a watch that a ChangeWatcher would
+// not answer as its contract says: more than MaxVersionKeys, or a key
+// named twice (its initial state would be reported twice).
+func CheckWatchKeys(keys []string) error {
+	if len(keys) > MaxVersionKeys {
+		return Errorf(Invalid, "%d keys is more than the %d one watch of changes may ask about", len(keys), MaxVersionKeys)
+	}
+	seen := make(map[string]struct{}, len(keys))
+	for _, k := range keys {
+		if _, dup := seen[k]; dup {
+			return Errorf(Invalid, "key %q is named twice in one watch of changes", k)
+		}
+		seen[k] = struct{}{}
+	}
+	return nil
 }

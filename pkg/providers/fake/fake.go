@@ -5,6 +5,10 @@ package fake
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"net/url"
 	"regexp"
 	"strings"
@@ -40,7 +44,10 @@ type client struct {
 	data  []configv1alpha1.FakeProviderData
 }
 
-var _ providers.Client = &client{}
+var (
+	_ providers.Client        = &client{}
+	_ providers.ChangeWatcher = &client{}
+)
 
 // Get serves the entry with the key and version asked for; without a
 // version, the entry that has none.
@@ -93,3 +100,55 @@ func (c *client) readOnly() error {
 }
 
 func (c *client) Close(context.Context) error { return nil }
+
+// versionKey keys the fake's version IDs: they must change with a value
+// and tell nothing of it, so they are a MAC under a key this process
+// never shows, not a hash anyone could compare guesses with.
+var versionKey = func() []byte {
+	k := make([]byte, 32)
+	if _, err := rand.Read(k); err != nil {
+		panic(err)
+	}
+	return k
+}()
+
+// versionOf is the version ID of an unversioned entry's value.
+func versionOf(key, value string) string {
+	m := hmac.New(sha256.New, versionKey)
+	m.Write([]byte(key))
+	m.Write([]byte{0})
+	m.Write([]byte(value))
+	return hex.EncodeToString(m.Sum(nil)[:16])
+}
+
+// WatchChanges reports the initial state of keys (the entries without a
+// version), then nothing more: a client's values are its store's spec as
+// it was built, and a changed spec builds another client (in process, a
+// new store generation marks every reader; out of process, veil-provider
+// watches the new client and reports what differs). It returns when ctx
+// ends.
+func (c *client) WatchChanges(ctx context.Context, keys []string, changed func(providers.KeyChange) error) error {
+	// Counted when it starts: a watch lasts, and is no call's latency.
+	err := providers.CheckWatchKeys(keys)
+	metrics.ObserveProviderCall("fake", "watch", time.Now(), err)
+	if err != nil {
+		return err
+	}
+	current := map[string]string{}
+	for _, d := range c.data {
+		if d.Version == "" {
+			current[d.Key] = d.Value
+		}
+	}
+	for _, k := range keys {
+		kc := providers.KeyChange{Key: k}
+		if v, ok := current[k]; ok {
+			kc.Exists, kc.Version = true, providers.KeyVersion{ID: versionOf(k, v)}
+		}
+		if err := changed(kc); err != nil {
+			return err
+		}
+	}
+	<-ctx.Done()
+	return nil
+}

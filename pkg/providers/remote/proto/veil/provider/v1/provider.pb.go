@@ -1,7 +1,8 @@
 // The protocol between veil-apiserver and a provider served out of process
 // (veil-provider). It mirrors the Go interface of pkg/providers: a store's
 // client reads, finds, pushes and deletes remote values, and may read
-// several at once (GetBatch) or list versions without values (Versions).
+// several at once (GetBatch), list versions without values (Versions), or
+// watch keys for changes the provider detects itself (WatchChanges).
 //
 // Every call names the store it is for. The provider serves only the
 // stores, and the keys under the prefixes, of its own configuration, with
@@ -1235,9 +1236,10 @@ func (x *VersionsResponse) GetVersions() map[string]*KeyVersion {
 }
 
 type WatchChangesRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Store         *StoreRef              `protobuf:"bytes,1,opt,name=store,proto3" json:"store,omitempty"`
-	Keys          []string               `protobuf:"bytes,2,rep,name=keys,proto3" json:"keys,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Store *StoreRef              `protobuf:"bytes,1,opt,name=store,proto3" json:"store,omitempty"`
+	// Distinct, at most 10000.
+	Keys          []string `protobuf:"bytes,2,rep,name=keys,proto3" json:"keys,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1286,10 +1288,12 @@ func (x *WatchChangesRequest) GetKeys() []string {
 	return nil
 }
 
+// Change is the version of one watched key now.
 type Change struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
-	Version       *KeyVersion            `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Key   string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// Unset when the key does not exist (or no longer does).
+	Version       *KeyVersion `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }

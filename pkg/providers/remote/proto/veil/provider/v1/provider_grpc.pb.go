@@ -1,7 +1,8 @@
 // The protocol between veil-apiserver and a provider served out of process
 // (veil-provider). It mirrors the Go interface of pkg/providers: a store's
 // client reads, finds, pushes and deletes remote values, and may read
-// several at once (GetBatch) or list versions without values (Versions).
+// several at once (GetBatch), list versions without values (Versions), or
+// watch keys for changes the provider detects itself (WatchChanges).
 //
 // Every call names the store it is for. The provider serves only the
 // stores, and the keys under the prefixes, of its own configuration, with
@@ -61,9 +62,27 @@ type ProviderClient interface {
 	Delete(ctx context.Context, in *DeleteRequest, opts ...grpc.CallOption) (*DeleteResponse, error)
 	// Versions is served when Capabilities.versions is set.
 	Versions(ctx context.Context, in *VersionsRequest, opts ...grpc.CallOption) (*VersionsResponse, error)
-	// WatchChanges streams a Change each time a watched key's version
-	// moves, for providers that detect changes themselves
-	// (Capabilities.change_stream). Reserved: no provider serves it yet.
+	// WatchChanges is served when Capabilities.change_stream is set: the
+	// provider detects changes itself, and veil-apiserver (on the replica
+	// holding the change detection lease) watches the keys its
+	// ExternalSecrets read instead of asking for their Versions.
+	//
+	// The stream first carries the initial state: exactly one Change for
+	// each key of the request, in the request's order, with its current
+	// version, or no version when the key does not exist. After that, one
+	// Change each time a key's version moves (no version: deleted), in the
+	// order they happened for each key; a Change may repeat the version
+	// last sent. The stream lasts until the client ends it, or ends with an
+	// error status: a client that reconnects gets a new initial state, and
+	// compares it with what it knew, so a change while it was away is not
+	// missed.
+	//
+	// The keys are those of Versions: distinct, at most 10000, each under
+	// the store's prefixes, or the call is refused before any is watched.
+	// A provider bounds how many streams one store may hold open
+	// (ResourceExhausted, Throttled), and ends a stream with
+	// PermissionDenied when its configuration stops serving the store or a
+	// key.
 	WatchChanges(ctx context.Context, in *WatchChangesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Change], error)
 }
 
@@ -191,9 +210,27 @@ type ProviderServer interface {
 	Delete(context.Context, *DeleteRequest) (*DeleteResponse, error)
 	// Versions is served when Capabilities.versions is set.
 	Versions(context.Context, *VersionsRequest) (*VersionsResponse, error)
-	// WatchChanges streams a Change each time a watched key's version
-	// moves, for providers that detect changes themselves
-	// (Capabilities.change_stream). Reserved: no provider serves it yet.
+	// WatchChanges is served when Capabilities.change_stream is set: the
+	// provider detects changes itself, and veil-apiserver (on the replica
+	// holding the change detection lease) watches the keys its
+	// ExternalSecrets read instead of asking for their Versions.
+	//
+	// The stream first carries the initial state: exactly one Change for
+	// each key of the request, in the request's order, with its current
+	// version, or no version when the key does not exist. After that, one
+	// Change each time a key's version moves (no version: deleted), in the
+	// order they happened for each key; a Change may repeat the version
+	// last sent. The stream lasts until the client ends it, or ends with an
+	// error status: a client that reconnects gets a new initial state, and
+	// compares it with what it knew, so a change while it was away is not
+	// missed.
+	//
+	// The keys are those of Versions: distinct, at most 10000, each under
+	// the store's prefixes, or the call is refused before any is watched.
+	// A provider bounds how many streams one store may hold open
+	// (ResourceExhausted, Throttled), and ends a stream with
+	// PermissionDenied when its configuration stops serving the store or a
+	// key.
 	WatchChanges(*WatchChangesRequest, grpc.ServerStreamingServer[Change]) error
 	mustEmbedUnimplementedProviderServer()
 }
