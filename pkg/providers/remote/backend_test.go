@@ -2,6 +2,7 @@ package remote
 
 import (
 	"context"
+	"fmt"
 	"math/big"
 	"net"
 	"net/url"
@@ -39,8 +40,15 @@ type memory struct {
 	deadline atomic.Bool
 	// findAll makes Find ignore its path, as a misbehaving backend might.
 	findAll bool
-	// batch and versions are the optional interfaces clients have.
-	batch, versions bool
+	// batch, versions and watch are the optional interfaces clients have.
+	batch, versions, watch bool
+	// gen is each key's version for watches, moved by set; watchers are
+	// the watches open, told of each set; watchFail ends them all with an
+	// error; watches counts the watches the backend started.
+	gen       map[string]int
+	watchers  map[chan providers.KeyChange]bool
+	watchFail chan error
+	watches   atomic.Int64
 	calls           atomic.Int64
 	builds          atomic.Int64
 	// closed counts the clients closed, by store name.
@@ -48,7 +56,8 @@ type memory struct {
 }
 
 func newMemory(values map[string]string) *memory {
-	return &memory{values: values, errs: map[string]error{}, block: map[string]chan struct{}{}, started: make(chan string, 16), closed: map[string]int{}}
+	return &memory{values: values, errs: map[string]error{}, block: map[string]chan struct{}{}, started: make(chan string, 16), closed: map[string]int{},
+		gen: map[string]int{}, watchers: map[chan providers.KeyChange]bool{}, watchFail: make(chan error, 16)}
 }
 
 func (m *memory) Name() string                                   { return "fake" }
@@ -67,6 +76,11 @@ func (m *memory) NewClient(ctx context.Context, store *providers.Store, creds pr
 		c.token = strings.TrimSpace(string(b))
 	}
 	switch {
+	case m.watch:
+		return &struct {
+			*memClient
+			memWatch
+		}{c, memWatch{c}}, nil
 	case m.batch && m.versions:
 		return &struct {
 			*memClient
@@ -199,6 +213,84 @@ func (v memVersions) Versions(_ context.Context, keys []string) (map[string]prov
 
 func (memVersions) VersionsPerCall() int { return 20 }
 
+// memWatch watches the memory's values: versions are "v" and the number
+// of sets of a key.
+type memWatch struct{ c *memClient }
+
+// changeOfLocked is key's state now; m.mu is held.
+func (m *memory) changeOfLocked(key string) providers.KeyChange {
+	kc := providers.KeyChange{Key: key}
+	if _, ok := m.values[key]; ok {
+		kc.Exists, kc.Version = true, providers.KeyVersion{ID: fmt.Sprintf("v%d", m.gen[key])}
+	}
+	return kc
+}
+
+// set writes (or with deleted, removes) key and tells the watches.
+func (m *memory) set(key, value string, deleted bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if deleted {
+		delete(m.values, key)
+	} else {
+		m.values[key] = value
+	}
+	m.gen[key]++
+	kc := m.changeOfLocked(key)
+	for w := range m.watchers {
+		w <- kc
+	}
+}
+
+// watching is how many watches are open now.
+func (m *memory) watching() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.watchers)
+}
+
+func (w memWatch) WatchChanges(ctx context.Context, keys []string, changed func(providers.KeyChange) error) error {
+	m := w.c.m
+	m.watches.Add(1)
+	if err := providers.CheckWatchKeys(keys); err != nil {
+		return err
+	}
+	watched := map[string]bool{}
+	ch := make(chan providers.KeyChange, 64)
+	m.mu.Lock()
+	initial := make([]providers.KeyChange, 0, len(keys))
+	for _, k := range keys {
+		watched[k] = true
+		initial = append(initial, m.changeOfLocked(k))
+	}
+	m.watchers[ch] = true
+	m.mu.Unlock()
+	defer func() {
+		m.mu.Lock()
+		delete(m.watchers, ch)
+		m.mu.Unlock()
+	}()
+	for _, kc := range initial {
+		if err := changed(kc); err != nil {
+			return err
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-m.watchFail:
+			return err
+		case kc := <-ch:
+			if watched[kc.Key] {
+				if err := changed(kc); err != nil {
+					return err
+				}
+			}
+		}
+	}
+}
+
 // served is a provider process in this test: a Server on loopback with
 // mutual TLS, and the files it reads.
 type servedEnv struct {
@@ -222,8 +314,10 @@ func serve(t testing.TB, backend providers.Provider, config string) *servedEnv {
 	if e.server, err = NewServer(backend, e.configPath, providers.Env{}); err != nil {
 		t.Fatal(err)
 	}
-	// Replaced clients are closed at once: the tests wait for it.
+	// Replaced clients are closed at once: the tests wait for it. Change
+	// streams look at the configuration often.
 	e.server.closeDelay = 0
+	e.server.recheck = 20 * time.Millisecond
 	creds, err := ServerTLS(e.serverTLS, apiserverID)
 	if err != nil {
 		t.Fatal(err)

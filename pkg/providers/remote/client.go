@@ -120,17 +120,7 @@ func (p *Provider) NewClient(ctx context.Context, store *providers.Store, _ prov
 	if resp.GetProvider() != p.name {
 		return nil, providers.Errorf(providers.Invalid, "%s serves the %q provider, but %s uses %q", p.where, resp.GetProvider(), store, p.name)
 	}
-	c := &client{rpc: p.rpc, ref: ref, where: p.where}
-	caps := resp.GetCapabilities()
-	switch {
-	case caps.GetBatchGet() && caps.GetVersions():
-		return &batchVersionsClient{c, int(caps.GetVersionsPerCall())}, nil
-	case caps.GetBatchGet():
-		return &batchClient{c}, nil
-	case caps.GetVersions():
-		return &versionsClient{c, int(caps.GetVersionsPerCall())}, nil
-	}
-	return c, nil
+	return compose(&client{rpc: p.rpc, ref: ref, where: p.where}, resp.GetCapabilities()), nil
 }
 
 // client is one store's client; deadlines travel with each call's context.
@@ -233,42 +223,79 @@ func (c *client) versions(ctx context.Context, keys []string) (map[string]provid
 }
 
 // The optional interfaces a client has are those the provider declared
-// for its store in Handshake.
-type batchClient struct{ *client }
-
-func (c *batchClient) GetBatch(ctx context.Context, refs []providers.Ref) (map[providers.Ref]providers.Value, error) {
-	return c.getBatch(ctx, refs)
+// for its store in Handshake: compose gives c the methods of each.
+func compose(c *client, caps *providerv1.Capabilities) providers.Client {
+	b, v, w := batchGet{c}, versionLister{c, int(caps.GetVersionsPerCall())}, changeWatcher{c}
+	switch batch, versions, watch := caps.GetBatchGet(), caps.GetVersions(), caps.GetChangeStream(); {
+	case batch && versions && watch:
+		return &struct {
+			*client
+			batchGet
+			versionLister
+			changeWatcher
+		}{c, b, v, w}
+	case batch && versions:
+		return &struct {
+			*client
+			batchGet
+			versionLister
+		}{c, b, v}
+	case batch && watch:
+		return &struct {
+			*client
+			batchGet
+			changeWatcher
+		}{c, b, w}
+	case versions && watch:
+		return &struct {
+			*client
+			versionLister
+			changeWatcher
+		}{c, v, w}
+	case batch:
+		return &struct {
+			*client
+			batchGet
+		}{c, b}
+	case versions:
+		return &struct {
+			*client
+			versionLister
+		}{c, v}
+	case watch:
+		return &struct {
+			*client
+			changeWatcher
+		}{c, w}
+	}
+	return c
 }
 
-type versionsClient struct {
-	*client
+type batchGet struct{ c *client }
+
+func (b batchGet) GetBatch(ctx context.Context, refs []providers.Ref) (map[providers.Ref]providers.Value, error) {
+	return b.c.getBatch(ctx, refs)
+}
+
+type versionLister struct {
+	c       *client
 	perCall int
 }
 
-func (c *versionsClient) Versions(ctx context.Context, keys []string) (map[string]providers.KeyVersion, error) {
-	return c.versions(ctx, keys)
+func (v versionLister) Versions(ctx context.Context, keys []string) (map[string]providers.KeyVersion, error) {
+	return v.c.versions(ctx, keys)
 }
 
-func (c *versionsClient) VersionsPerCall() int { return c.perCall }
+func (v versionLister) VersionsPerCall() int { return v.perCall }
 
-type batchVersionsClient struct {
-	*client
-	perCall int
+type changeWatcher struct{ c *client }
+
+func (w changeWatcher) WatchChanges(ctx context.Context, keys []string, changed func(providers.KeyChange) error) error {
+	return w.c.watchChanges(ctx, keys, changed)
 }
-
-func (c *batchVersionsClient) GetBatch(ctx context.Context, refs []providers.Ref) (map[providers.Ref]providers.Value, error) {
-	return c.getBatch(ctx, refs)
-}
-
-func (c *batchVersionsClient) Versions(ctx context.Context, keys []string) (map[string]providers.KeyVersion, error) {
-	return c.versions(ctx, keys)
-}
-
-func (c *batchVersionsClient) VersionsPerCall() int { return c.perCall }
 
 var (
-	_ providers.BatchGetter   = &batchClient{}
-	_ providers.VersionLister = &versionsClient{}
-	_ providers.BatchGetter   = &batchVersionsClient{}
-	_ providers.VersionLister = &batchVersionsClient{}
+	_ providers.BatchGetter   = batchGet{}
+	_ providers.VersionLister = versionLister{}
+	_ providers.ChangeWatcher = changeWatcher{}
 )

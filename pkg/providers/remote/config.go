@@ -63,6 +63,8 @@ type Limits struct {
 	Burst int     `json:"burst,omitempty"`
 	// Concurrency: calls in flight at once. Default 32.
 	Concurrency int `json:"concurrency,omitempty"`
+	// Streams: change streams (WatchChanges) open at once. Default 4.
+	Streams int `json:"streams,omitempty"`
 }
 
 func (l Limits) withDefaults() Limits {
@@ -74,6 +76,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.Concurrency == 0 {
 		l.Concurrency = 32
+	}
+	if l.Streams == 0 {
+		l.Streams = 4
 	}
 	return l
 }
@@ -120,7 +125,7 @@ func ParseConfig(data []byte, provider string) (*Config, error) {
 		if got := providers.NameOf(&configv1alpha1.SecretStoreSpec{Provider: s.Provider}); got != provider {
 			errs = append(errs, fmt.Errorf("%s: provider block %q, but this process serves %q", where, got, provider))
 		}
-		if l := s.Limits; l.QPS < 0 || l.Burst < 0 || l.Concurrency < 0 {
+		if l := s.Limits; l.QPS < 0 || l.Burst < 0 || l.Concurrency < 0 || l.Streams < 0 {
 			errs = append(errs, fmt.Errorf("%s: limits must not be negative", where))
 		}
 		if seen[s.ref()] {

@@ -338,20 +338,6 @@ func waitClosed(t *testing.T, m *memory, store string, n int) {
 	}
 }
 
-// The change stream is defined, and refused until a provider serves it.
-func TestWatchChangesIsReserved(t *testing.T) {
-	e := serve(t, newMemory(nil), appConfig)
-	p := e.provider(t, e.clientTLS, providerID)
-	stream, err := p.rpc.WatchChanges(ctxFor(t), &providerv1.WatchChangesRequest{Store: &providerv1.StoreRef{Kind: "SecretStore", Namespace: "app", Name: "db"}})
-	if err == nil {
-		_, err = stream.Recv()
-	}
-	if status.Code(err) != codes.Unimplemented {
-		t.Fatalf("WatchChanges: %v, want Unimplemented", err)
-	}
-	wantReason(t, fromStatus(err, "p"), providers.Invalid)
-}
-
 func TestParseConfig(t *testing.T) {
 	for _, tc := range []struct{ config, says string }{
 		{`stores: [{kind: SecretStore, name: a, keyPrefixes: [""], provider: {fake: {}}}]`, "a SecretStore needs its namespace"},

@@ -43,8 +43,15 @@ type Server struct {
 	// closeDelay lets calls holding a replaced client finish.
 	closeDelay time.Duration
 
+	// recheck is how often a change stream looks whether its store's
+	// configuration or credential files changed: a look at local files,
+	// never a backend call.
+	recheck time.Duration
+
 	mu     sync.Mutex
 	stores map[storeKey]*served
+	// streams counts the change streams open, by store.
+	streams map[storeKey]int
 	// swept is the configuration the clients of stores no longer in it
 	// were last closed against.
 	swept  *Config
@@ -72,7 +79,8 @@ func NewServer(provider providers.Provider, configPath string, env providers.Env
 	if err != nil {
 		return nil, err
 	}
-	return &Server{provider: provider, config: cfg, env: env, closeDelay: time.Minute, stores: map[storeKey]*served{}}, nil
+	return &Server{provider: provider, config: cfg, env: env, closeDelay: time.Minute, recheck: time.Second,
+		stores: map[storeKey]*served{}, streams: map[storeKey]int{}}, nil
 }
 
 // ServerOptions are the gRPC options every provider server runs with.
@@ -98,12 +106,19 @@ const drainTimeout = 30 * time.Second
 
 // Serve serves s on lis with mutual TLS (ServerTLS) until ctx ends, then
 // lets calls in flight finish, for drainTimeout at most.
+//
+// Change streams last until their client ends them, so they are ended
+// when the stop begins (with Unavailable: the client reconnects, to
+// another replica or to this one restarted) rather than waited for.
 func Serve(ctx context.Context, lis net.Listener, s *Server, creds credentials.TransportCredentials) error {
-	g := grpc.NewServer(ServerOptions(creds)...)
+	stopping, endStreams := context.WithCancel(context.Background())
+	defer endStreams()
+	g := grpc.NewServer(append(ServerOptions(creds), grpc.ChainStreamInterceptor(endStreamsWith(stopping)))...)
 	providerv1.RegisterProviderServer(g, s)
 	drained := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
 		defer close(drained)
+		endStreams()
 		t := time.AfterFunc(drainTimeout, g.Stop)
 		g.GracefulStop()
 		t.Stop()
@@ -118,6 +133,23 @@ func Serve(ctx context.Context, lis net.Listener, s *Server, creds credentials.T
 	<-drained
 	return nil
 }
+
+// endStreamsWith ends each stream's context when stopping ends.
+func endStreamsWith(stopping context.Context) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		ctx, cancel := context.WithCancel(ss.Context())
+		defer cancel()
+		defer context.AfterFunc(stopping, cancel)()
+		return handler(srv, &streamWithContext{ServerStream: ss, ctx: ctx})
+	}
+}
+
+type streamWithContext struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s *streamWithContext) Context() context.Context { return s.ctx }
 
 // logErrors logs failed calls by method, store and reason; provider
 // errors carry no value, and requests are never logged.
@@ -227,6 +259,7 @@ func (s *Server) build(ctx context.Context, key storeKey, sc StoreConfig) (*serv
 func capabilitiesOf(p providers.Provider, c providers.Client) *providerv1.Capabilities {
 	caps := &providerv1.Capabilities{}
 	_, caps.BatchGet = c.(providers.BatchGetter)
+	_, caps.ChangeStream = c.(providers.ChangeWatcher)
 	if vl, ok := c.(providers.VersionLister); ok {
 		caps.Versions, caps.VersionsPerCall = true, uint32(vl.VersionsPerCall())
 	}
