@@ -49,8 +49,8 @@ type memory struct {
 	watchers  map[chan providers.KeyChange]bool
 	watchFail chan error
 	watches   atomic.Int64
-	calls           atomic.Int64
-	builds          atomic.Int64
+	calls     atomic.Int64
+	builds    atomic.Int64
 	// closed counts the clients closed, by store name.
 	closed map[string]int
 }
