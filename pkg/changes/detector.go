@@ -24,6 +24,15 @@ import (
 // fifty keys on AWS), however many ExternalSecrets and readers there are;
 // only the replica holding the lease runs it. A store whose spec changed
 // has all its readers marked.
+//
+// A store whose provider detects changes itself (its client is a
+// providers.ChangeWatcher, and Clients a WatcherSource) is followed by a
+// change stream instead: a cycle only checks that the stream runs for the
+// store and keys as they are (starting a new one when they changed, whose
+// initial state is compared with what was known), and each change the
+// stream reports marks its readers at once. Its cost is the changes, not
+// the keys. A stream that fails is replaced by one look at the versions
+// (if the provider lists them), then a new stream the cycle after.
 type Detector struct {
 	ExternalSecrets configlisters.ExternalSecretLister
 	Stores          StoreLookup
@@ -40,6 +49,9 @@ type Detector struct {
 	Handover time.Duration
 
 	last map[Store]*storeState
+	// subs are the stores followed by a change stream, each owning its
+	// storeState while it runs.
+	subs map[Store]*subscription
 	// horizon: a key seen for the first time counts as changed if its
 	// provider changed it after this. A reader may have cached it before
 	// then without this process knowing the version it read.
@@ -59,6 +71,38 @@ type StoreLookup interface {
 // budget (*stores.Clients).
 type VersionReader interface {
 	Versions(ctx context.Context, store *stores.Store, namespace string, keys []string, maxCalls int) (map[string]providers.KeyVersion, int, bool, error)
+}
+
+// WatcherSource gives the change watcher of a store's client, when its
+// provider detects changes itself (*stores.Clients). A Detector whose
+// Clients is one follows such stores by their change stream instead of
+// asking for their versions each cycle.
+type WatcherSource interface {
+	Watcher(store *stores.Store, namespace string) (providers.ChangeWatcher, bool)
+}
+
+// subscription is one store's change stream, as a cycle started it.
+type subscription struct {
+	uid          types.UID
+	generation   int64
+	registration string
+	keys         []string
+	cancel       context.CancelFunc
+	// done is closed when the stream ended; err says why, if it was not
+	// stopped.
+	done chan struct{}
+	err  error
+}
+
+// matches says whether sub still follows store's keys as they are, and
+// runs.
+func (sub *subscription) matches(store *stores.Store, keys []string) bool {
+	select {
+	case <-sub.done:
+		return false
+	default:
+	}
+	return sub.uid == store.UID && sub.generation == store.Generation && sub.registration == store.Registration && slices.Equal(sub.keys, keys)
 }
 
 // storeState is what the last cycle saw of one store.
@@ -88,10 +132,38 @@ type readers struct {
 // Run runs cycles until ctx ends.
 func (d *Detector) Run(ctx context.Context) {
 	d.last = map[Store]*storeState{}
+	d.subs = map[Store]*subscription{}
 	// A new leader knows no versions: whatever changed since the last
 	// leader's last look (an interval and a handover ago) is news.
 	d.horizon = time.Now().Add(-d.Interval - d.Handover - clockSkew)
+	defer d.stopAll()
 	wait.UntilWithContext(ctx, d.cycle, d.Interval)
+}
+
+// stopAll ends every change stream (the lease is lost, or the process
+// stops) and waits for them.
+func (d *Detector) stopAll() {
+	for s := range d.subs {
+		d.stop(s)
+	}
+}
+
+// stop ends the change stream of s, if any, and waits for it; it says
+// whether the stream had failed on its own.
+func (d *Detector) stop(s Store) (failed bool) {
+	sub := d.subs[s]
+	if sub == nil {
+		return false
+	}
+	delete(d.subs, s)
+	select {
+	case <-sub.done:
+		failed = true
+	default:
+	}
+	sub.cancel()
+	<-sub.done
+	return failed
 }
 
 func (d *Detector) cycle(ctx context.Context) {
@@ -103,6 +175,9 @@ func (d *Detector) cycle(ctx context.Context) {
 		// began.
 		d.horizon = start.Add(-clockSkew)
 	}()
+	if d.subs == nil {
+		d.subs = map[Store]*subscription{}
+	}
 	ess, err := d.ExternalSecrets.List(labels.Everything())
 	if err != nil {
 		klog.ErrorS(err, "Listing ExternalSecrets for change detection")
@@ -129,6 +204,7 @@ func (d *Detector) cycle(ctx context.Context) {
 	}
 	for s := range d.last {
 		if byStore[s] == nil {
+			d.stop(s)
 			delete(d.last, s) // no reader left
 		}
 	}
@@ -156,6 +232,23 @@ func (d *Detector) look(ctx context.Context, s Store, r *readers) {
 		klog.V(4).InfoS("Store not usable for change detection", "store", s.String(), "err", err)
 		return
 	}
+	keys := make([]string, 0, len(r.keys))
+	for k := range r.keys {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	// A store followed by its change stream costs a cycle nothing, as
+	// long as the stream runs for the store and keys as they are.
+	// Otherwise the stream is stopped before its state is touched; one
+	// that failed makes this cycle look by versions (when the provider
+	// lists them) and the next one try a stream again.
+	streamFailed := false
+	if sub := d.subs[s]; sub != nil {
+		if sub.matches(store, keys) {
+			return
+		}
+		streamFailed = d.stop(s)
+	}
 	st := d.last[s]
 	horizon := d.horizon
 	if st != nil && st.uid == store.UID && st.generation != store.Generation {
@@ -170,11 +263,6 @@ func (d *Detector) look(ctx context.Context, s Store, r *readers) {
 		d.last[s] = st
 	}
 
-	keys := make([]string, 0, len(r.keys))
-	for k := range r.keys {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
 	if st.since == nil {
 		st.since = map[string]time.Time{}
 	}
@@ -199,6 +287,12 @@ func (d *Detector) look(ctx context.Context, s Store, r *readers) {
 	if len(keys) == 0 {
 		return
 	}
+	if ws, ok := d.Clients.(WatcherSource); ok && !streamFailed {
+		if cw, ok := ws.Watcher(store, ns); ok {
+			d.follow(ctx, s, store, st, keys, cw)
+			return
+		}
+	}
 	// Start where the last cycle stopped.
 	start, _ := slices.BinarySearch(keys, st.cursor)
 	keys = slices.Concat(keys[start:], keys[:start])
@@ -214,7 +308,12 @@ func (d *Detector) look(ctx context.Context, s Store, r *readers) {
 	if looked < len(keys) {
 		st.cursor = keys[looked]
 	}
-	keys = keys[:looked]
+	d.detected(ctx, s, st.compare(keys[:looked], versions))
+}
+
+// compare records the versions of keys now (versions has those that
+// exist) and returns the keys that changed since st last saw them.
+func (st *storeState) compare(keys []string, versions map[string]providers.KeyVersion) []string {
 	var changed []string
 	for _, k := range keys {
 		now, exists := versions[k]
@@ -236,10 +335,6 @@ func (d *Detector) look(ctx context.Context, s Store, r *readers) {
 		}
 		changed = append(changed, k)
 	}
-	if len(changed) > 0 {
-		metrics.ValueChangesDetected.Add(float64(len(changed)))
-		d.mark(ctx, s, changed, configv1alpha1.ValueChangeDetected)
-	}
 	if st.versions == nil {
 		st.versions = map[string]providers.KeyVersion{}
 	}
@@ -251,6 +346,82 @@ func (d *Detector) look(ctx context.Context, s Store, r *readers) {
 			delete(st.versions, k)
 		}
 	}
+	return changed
+}
+
+// apply records a change a stream reported after its initial state, and
+// says whether it is news: a version other than the one known, a key
+// deleted, or a key created since the stream began.
+func (st *storeState) apply(kc providers.KeyChange) bool {
+	before, known := st.versions[kc.Key]
+	if st.versions == nil {
+		st.versions = map[string]providers.KeyVersion{}
+	}
+	if kc.Exists {
+		st.versions[kc.Key] = kc.Version
+		delete(st.since, kc.Key)
+	} else {
+		delete(st.versions, kc.Key)
+	}
+	if known && kc.Exists {
+		return before.ID != kc.Version.ID
+	}
+	return known || kc.Exists
+}
+
+// detected marks the readers of keys changed at the provider.
+func (d *Detector) detected(ctx context.Context, s Store, changed []string) {
+	if len(changed) > 0 {
+		metrics.ValueChangesDetected.Add(float64(len(changed)))
+		d.mark(ctx, s, changed, configv1alpha1.ValueChangeDetected)
+	}
+}
+
+// follow starts the change stream of a store, for keys, owning st until
+// it is stopped. Its initial state is compared with st as a cycle's
+// versions would be (so a change since the last look, or the last
+// stream, is news); each change after it marks the readers of its key at
+// once, without waiting for a cycle. Readers are marked exactly as
+// polling marks them.
+func (d *Detector) follow(ctx context.Context, s Store, store *stores.Store, st *storeState, keys []string, cw providers.ChangeWatcher) {
+	ctx, cancel := context.WithCancel(ctx)
+	sub := &subscription{uid: store.UID, generation: store.Generation, registration: store.Registration, keys: keys, cancel: cancel, done: make(chan struct{})}
+	d.subs[s] = sub
+	metrics.ChangeDetectionStreams.Inc()
+	go func() {
+		defer close(sub.done)
+		defer metrics.ChangeDetectionStreams.Dec()
+		initial := make(map[string]providers.KeyVersion, len(keys))
+		n := 0
+		err := cw.WatchChanges(ctx, keys, func(kc providers.KeyChange) error {
+			if n < len(keys) {
+				if kc.Key != keys[n] {
+					return providers.Errorf(providers.Invalid, "the change stream of %s sent an initial state out of the order asked", s.String())
+				}
+				n++
+				if kc.Exists {
+					initial[kc.Key] = kc.Version
+				}
+				if n == len(keys) {
+					d.detected(ctx, s, st.compare(keys, initial))
+				}
+				return nil
+			}
+			if st.apply(kc) {
+				d.detected(ctx, s, []string{kc.Key})
+			}
+			return nil
+		})
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			err = providers.Errorf(providers.Unavailable, "the change stream of %s ended", s.String())
+		}
+		sub.err = err
+		metrics.ChangeDetectionErrors.WithLabelValues(string(providers.ReasonOf(err))).Inc()
+		klog.V(2).InfoS("Change stream ended; the next cycles look by versions, then follow a new stream", "store", s.String(), "err", err)
+	}()
 }
 
 func (d *Detector) mark(ctx context.Context, s Store, keys []string, cause configv1alpha1.ValueChangeCause) {

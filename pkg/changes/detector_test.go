@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -149,5 +152,172 @@ func detectWithin(t *testing.T, budget, maxCalls int) {
 	}
 	if got := p.names(); !slices.Equal(got, []string{"a/k4"}) {
 		t.Fatalf("marked %v, want the change of k4 found within three cycles", got)
+	}
+}
+
+// streams is a VersionReader and WatcherSource: its watches report what
+// the test sends them; its Versions count the polls.
+type streams struct {
+	remoteVersions
+	mu sync.Mutex
+	// open are the running watches, by their keys (joined by ",").
+	open map[string]chan providers.KeyChange
+	// opened counts watches started; fail makes the running ones fail.
+	opened atomic.Int64
+	fail   chan error
+	ended  atomic.Int64
+}
+
+func (s *streams) Watcher(*stores.Store, string) (providers.ChangeWatcher, bool) { return s, true }
+
+func (s *streams) WatchChanges(ctx context.Context, keys []string, changed func(providers.KeyChange) error) error {
+	s.opened.Add(1)
+	defer s.ended.Add(1)
+	ch := make(chan providers.KeyChange, 16)
+	id := strings.Join(keys, ",")
+	s.mu.Lock()
+	s.open[id] = ch
+	initial := make([]providers.KeyChange, 0, len(keys))
+	for _, k := range keys {
+		v, ok := s.now[k]
+		initial = append(initial, providers.KeyChange{Key: k, Exists: ok, Version: v})
+	}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.open, id)
+		s.mu.Unlock()
+	}()
+	for _, kc := range initial {
+		if err := changed(kc); err != nil {
+			return err
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-s.fail:
+			return err
+		case kc := <-ch:
+			if err := changed(kc); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// send makes kc true at the provider, and reports it on the watch of
+// keys, once it runs.
+func (s *streams) send(t *testing.T, keys string, kc providers.KeyChange) {
+	t.Helper()
+	s.mu.Lock()
+	if kc.Exists {
+		s.now[kc.Key] = kc.Version
+	} else {
+		delete(s.now, kc.Key)
+	}
+	s.mu.Unlock()
+	var ch chan providers.KeyChange
+	waitFor(t, "a watch of "+keys, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		ch = s.open[keys]
+		return ch != nil
+	})
+	ch <- kc
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within 10s: %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// A store whose provider detects changes is followed by its stream: the
+// readers of a changed key are marked as the change arrives, with no
+// cycle and no Versions call; cycles leave a running stream alone, start
+// a new one when the keys change, and look by versions once after a
+// stream failed.
+func TestDetectorFollowsChangeStreams(t *testing.T) {
+	long := time.Now().Add(-time.Hour)
+	m, p := newMarker(t,
+		externalSecret("a", "db", storeRef("vault"), "db"),
+		externalSecret("a", "api", storeRef("vault"), "api"),
+		externalSecret("a", "late", storeRef("vault"), "late"),
+	)
+	var admitLate atomic.Bool
+	m.Admits = func(_ context.Context, _ string, _ Store, key string) bool { return key != "late" || admitLate.Load() }
+	src := &streams{remoteVersions: remoteVersions{now: map[string]providers.KeyVersion{
+		"db": version("1", long), "api": version("1", long), "late": version("1", long),
+	}}, open: map[string]chan providers.KeyChange{}, fail: make(chan error, 1)}
+	d := &Detector{ExternalSecrets: m.ExternalSecrets, Stores: &oneStore{generation: 1}, Clients: src, Marker: m, last: map[Store]*storeState{}, horizon: time.Now().Add(-time.Minute)}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer func() {
+		cancel()
+		d.stopAll()
+	}()
+
+	d.cycle(ctx)
+	src.send(t, "api,db", providers.KeyChange{Key: "db", Exists: true, Version: version("2", time.Now())})
+	waitFor(t, "the readers of db marked", func() bool { return slices.Equal(p.names(), []string{"a/db"}) })
+	if c := p.change("a/db"); c["cause"] != "Detected" {
+		t.Errorf("cause %v", c["cause"])
+	}
+	// The same version again, and a deletion.
+	p.reset()
+	src.send(t, "api,db", providers.KeyChange{Key: "db", Exists: true, Version: version("2", time.Now())})
+	src.send(t, "api,db", providers.KeyChange{Key: "api"})
+	waitFor(t, "the readers of the deleted api marked", func() bool { return slices.Equal(p.names(), []string{"a/api"}) })
+
+	// Cycles leave the stream running.
+	d.cycle(ctx)
+	d.cycle(ctx)
+	if n := src.opened.Load(); n != 1 {
+		t.Errorf("%d watches opened by three cycles over the same keys, want 1", n)
+	}
+	// A new key read: a new stream over every key, whose initial state
+	// brings nothing new (late has not changed since readers read it).
+	p.reset()
+	admitLate.Store(true)
+	d.cycle(ctx)
+	if n := src.ended.Load(); n != 1 {
+		t.Errorf("after the keys changed, %d watches ended, want the first", n)
+	}
+	waitFor(t, "a second watch", func() bool { return src.opened.Load() == 2 })
+	src.send(t, "api,db,late", providers.KeyChange{Key: "late", Exists: true, Version: version("2", time.Now())})
+	waitFor(t, "the readers of late marked", func() bool { return slices.Equal(p.names(), []string{"a/late"}) })
+	if len(src.asked) != 0 {
+		t.Fatalf("Versions was asked %v for a store followed by its stream", src.asked)
+	}
+
+	// The stream fails: the next cycle looks by versions, and finds db
+	// changed meanwhile; the one after follows a new stream.
+	p.reset()
+	src.mu.Lock()
+	src.now["db"] = version("3", time.Now())
+	src.mu.Unlock()
+	src.fail <- providers.Errorf(providers.Unavailable, "the provider went away")
+	waitFor(t, "the failed stream ends", func() bool { return src.ended.Load() == 2 })
+	d.cycle(ctx)
+	if len(src.asked) != 1 || !slices.Equal(p.names(), []string{"a/db"}) {
+		t.Fatalf("after the stream failed, Versions asked %v and %v marked; want one look finding db", src.asked, p.names())
+	}
+	d.cycle(ctx)
+	waitFor(t, "a third watch", func() bool { return src.opened.Load() == 3 })
+	if len(src.asked) != 1 {
+		t.Errorf("the cycle after a look by versions asked Versions again: %v", src.asked)
+	}
+	// A change after the new stream's initial state: once its readers
+	// are marked, the initial state has been handled too.
+	src.send(t, "api,db,late", providers.KeyChange{Key: "late", Exists: true, Version: version("3", time.Now())})
+	waitFor(t, "the readers of late marked", func() bool { return slices.Contains(p.names(), "a/late") })
+	if got := p.names(); !slices.Equal(got, []string{"a/db", "a/late"}) {
+		t.Errorf("marked %v; the new stream's initial state should bring nothing (db's change was marked by the look already)", got)
 	}
 }

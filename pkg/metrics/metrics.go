@@ -150,6 +150,23 @@ var (
 		StabilityLevel: metrics.ALPHA,
 	}, []string{"reason"})
 
+	// ChangeDetectionStreams is how many stores change detection follows
+	// by a change stream (providers.ChangeWatcher) rather than by asking
+	// for versions each cycle.
+	ChangeDetectionStreams = metrics.NewGauge(&metrics.GaugeOpts{
+		Namespace: "veil", Name: "change_detection_streams",
+		Help:           "Stores whose changes the change detection leader follows by a change stream from their provider, instead of asking for versions each cycle.",
+		StabilityLevel: metrics.ALPHA,
+	})
+
+	// ProviderRequests counts the protocol requests a provider process
+	// (veil-provider) received, by method, as they arrive.
+	ProviderRequests = metrics.NewCounterVec(&metrics.CounterOpts{
+		Namespace: "veil", Name: "provider_requests_total",
+		Help:           "Requests of the provider protocol (veil.provider.v1) a veil-provider received, by method (Get, Versions, WatchChanges...), counted as they arrive.",
+		StabilityLevel: metrics.ALPHA,
+	}, []string{"method"})
+
 	// ChangeDetectionCycles counts change detection cycles run.
 	ChangeDetectionCycles = metrics.NewCounter(&metrics.CounterOpts{
 		Namespace: "veil", Name: "change_detection_cycles_total",
@@ -173,7 +190,7 @@ func Register() {
 	register.Do(func() {
 		legacyregistry.MustRegister(ProviderCalls, ProviderThrottled, NamespaceReadsThrottled, ProviderCallDuration,
 			CacheHits, CacheMisses, CacheEvictions, CacheBytes, CacheSharedFetches, CacheStaleServed, ReadDuration,
-			ValueWatches, ValueWatchEvents, ValueChangesDetected, ValueChangesMarked, ChangeDetectionErrors, ChangeDetectionCycles, ChangeDetectionSeconds)
+			ValueWatches, ValueWatchEvents, ValueChangesDetected, ValueChangesMarked, ChangeDetectionErrors, ChangeDetectionCycles, ChangeDetectionSeconds, ChangeDetectionStreams)
 		// Series that alerts and dashboards compare with zero exist from
 		// the start, rather than appearing at their first event.
 		for _, verb := range []string{"get", "list", "watch"} {

@@ -241,3 +241,46 @@ func (c *Clients) Versions(ctx context.Context, store *Store, namespace string, 
 	}
 	return out, looked, true, nil
 }
+
+// Watcher returns the providers.ChangeWatcher of store's client, when its
+// provider detects changes itself; ok is false otherwise, or when no
+// client is built. Like Versions, it uses only a client a read has built
+// for the store as it is now (same UID, generation and registration).
+// Opening the watch is admitted by Limiter as one call on behalf of
+// namespace; what the watch reports after costs the store nothing more.
+func (c *Clients) Watcher(store *Store, namespace string) (_ providers.ChangeWatcher, ok bool) {
+	c.mu.Lock()
+	e := c.entries[storeName{string(store.Kind), store.Namespace, store.Name}]
+	var id Identity
+	if e != nil {
+		id = e.id
+	}
+	c.mu.Unlock()
+	if e == nil || id.UID != store.UID || id.Generation != store.Generation || id.Registration != store.Registration {
+		return nil, false
+	}
+	cw, ok := e.client.(providers.ChangeWatcher)
+	if !ok {
+		return nil, false
+	}
+	return &admittedWatcher{cw: cw, limiter: c.Limiter, store: throttle.Store{Kind: id.Kind, Namespace: id.Namespace, Name: id.Name}, namespace: namespace}, true
+}
+
+// admittedWatcher admits the opening of each watch.
+type admittedWatcher struct {
+	cw        providers.ChangeWatcher
+	limiter   *throttle.Limiter
+	store     throttle.Store
+	namespace string
+}
+
+func (w *admittedWatcher) WatchChanges(ctx context.Context, keys []string, changed func(providers.KeyChange) error) error {
+	if w.limiter != nil {
+		done, err := w.limiter.Admit(w.store, w.namespace)
+		if err != nil {
+			return err
+		}
+		done()
+	}
+	return w.cw.WatchChanges(ctx, keys, changed)
+}

@@ -112,7 +112,7 @@ func (o *Options) serveMetrics(ctx context.Context) error {
 		}
 	}
 	reg := k8smetrics.NewKubeRegistry()
-	reg.MustRegister(metrics.ProviderCalls, metrics.ProviderCallDuration, metrics.ProviderThrottled)
+	reg.MustRegister(metrics.ProviderCalls, metrics.ProviderCallDuration, metrics.ProviderThrottled, metrics.ProviderRequests)
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", k8smetrics.HandlerFor(reg, k8smetrics.HandlerOpts{}))
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}

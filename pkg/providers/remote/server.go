@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"net"
+	"path"
 	"slices"
 	"strings"
 	"sync"
@@ -96,8 +97,21 @@ func ServerOptions(creds credentials.TransportCredentials) []grpc.ServerOption {
 		// Clients ping idle connections (clientKeepalive) to notice a
 		// provider gone without a word.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: clientKeepalive.Time / 2, PermitWithoutStream: true}),
-		grpc.ChainUnaryInterceptor(logErrors),
+		grpc.ChainUnaryInterceptor(countRequests, logErrors),
+		grpc.ChainStreamInterceptor(countStreams),
 	}
+}
+
+// countRequests and countStreams count each request by method as it
+// arrives (veil_provider_requests_total).
+func countRequests(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	metrics.ProviderRequests.WithLabelValues(path.Base(info.FullMethod)).Inc()
+	return handler(ctx, req)
+}
+
+func countStreams(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	metrics.ProviderRequests.WithLabelValues(path.Base(info.FullMethod)).Inc()
+	return handler(srv, ss)
 }
 
 // drainTimeout bounds how long Serve waits for calls in flight once its
