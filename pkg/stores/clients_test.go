@@ -261,3 +261,66 @@ func TestVersionsUseOnlyAClientAReadBuilt(t *testing.T) {
 		t.Errorf("a new spec no read has built a client for was asked (ok %v), or a client was built (%d)", ok, p.builds.Load())
 	}
 }
+
+// watchingClient detects changes itself.
+type watchingClient struct {
+	countingClient
+	watches atomic.Int32
+}
+
+func (c *watchingClient) WatchChanges(_ context.Context, keys []string, changed func(providers.KeyChange) error) error {
+	c.watches.Add(1)
+	for _, k := range keys {
+		if err := changed(providers.KeyChange{Key: k}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type watchingProvider struct {
+	countingProvider
+	client *watchingClient
+}
+
+func (p *watchingProvider) NewClient(ctx context.Context, s *providers.Store, creds providers.Credentials, env providers.Env) (providers.Client, error) {
+	if _, err := p.countingProvider.NewClient(ctx, s, creds, env); err != nil {
+		return nil, err
+	}
+	return p.client, nil
+}
+
+// TestWatcherUsesOnlyAClientAReadBuilt: like Versions, a watch never
+// builds a client, and only a store's client as it is now is watched.
+func TestWatcherUsesOnlyAClientAReadBuilt(t *testing.T) {
+	ctx := context.Background()
+	p := &watchingProvider{}
+	p.client = &watchingClient{countingClient: countingClient{p: &p.countingProvider}}
+	c, _ := newClients(t)
+	if _, ok := c.Watcher(usable(p, 1), "app"); ok || p.builds.Load() != 0 {
+		t.Fatalf("before any read: ok %v, builds %d; want no watcher and no client built", ok, p.builds.Load())
+	}
+	if _, _, err := c.For(ctx, usable(p, 1), "app"); err != nil {
+		t.Fatal(err)
+	}
+	cw, ok := c.Watcher(usable(p, 1), "app")
+	if !ok {
+		t.Fatal("no watcher for a store whose client detects changes, after a read built it")
+	}
+	var got []string
+	if err := cw.WatchChanges(ctx, []string{"a", "b"}, func(kc providers.KeyChange) error { got = append(got, kc.Key); return nil }); err != nil || len(got) != 2 || p.client.watches.Load() != 1 {
+		t.Fatalf("watching: %v, %v, %d watches", got, err, p.client.watches.Load())
+	}
+	if _, ok := c.Watcher(usable(p, 2), "app"); ok || p.builds.Load() != 1 {
+		t.Errorf("a new spec no read has built a client for was watched (ok %v), or a client was built (%d)", ok, p.builds.Load())
+	}
+	vp := &versionedProvider{}
+	vp.client = &versionedClient{countingClient: countingClient{p: &vp.countingProvider}}
+	vc, _ := newClients(t)
+	if _, _, err := vc.For(ctx, usable(vp, 1), "app"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := vc.Watcher(usable(vp, 1), "app"); ok {
+		t.Error("a client that only lists versions was offered as a watcher")
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,6 +27,26 @@ type Provider struct {
 	// Dir is its working directory, outside logs/: its configuration and
 	// the credentials its configuration names (credentialsDir) live there.
 	Dir string
+	// MetricsAddress is host:port of its /metrics (--metrics-listen).
+	MetricsAddress string
+}
+
+// ConfigFile is the configuration file it reads (again when it changes).
+func (p *Provider) ConfigFile() string { return filepath.Join(p.Dir, "config.yaml") }
+
+// WriteConfig replaces its configuration, as a ConfigMap volume's update
+// would (a rename), with "{{dir}}" replaced by Dir.
+func (p *Provider) WriteConfig(config string) error {
+	tmp := p.ConfigFile() + ".tmp"
+	if err := os.WriteFile(tmp, []byte(replaceDir(config, p.Dir)), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, p.ConfigFile())
+}
+
+// Metrics scrapes its /metrics.
+func (p *Provider) Metrics(ctx context.Context) (*Metrics, error) {
+	return scrape(ctx, http.DefaultClient, "http://"+p.MetricsAddress+"/metrics", nil)
 }
 
 // ProviderBinary is the path of the veil-provider binary.
@@ -57,11 +78,11 @@ func (c *Cluster) StartProvider(ctx context.Context, name, kind, config string, 
 	if err := os.WriteFile(configFile, []byte(replaceDir(config, dir)), 0o600); err != nil {
 		return nil, err
 	}
-	port, err := FreePort()
+	ports, err := freePorts(2)
 	if err != nil {
 		return nil, err
 	}
-	p.Address = hostPort(port)
+	p.Address, p.MetricsAddress = hostPort(ports[0]), hostPort(ports[1])
 	c.progress("starting %s (veil-provider --provider=%s) on %s", name, kind, p.Address)
 	proc, err := startProcess(name, filepath.Join(c.Dir, "logs"), c.bins.provider, []string{
 		"--provider=" + kind,
@@ -70,6 +91,7 @@ func (c *Cluster) StartProvider(ctx context.Context, name, kind, config string, 
 		"--client-ca-file=" + c.ProviderCA.CertFile,
 		"--allowed-client=" + VeilProviderClientID,
 		"--config=" + configFile,
+		"--metrics-listen=" + p.MetricsAddress,
 		"--v=2",
 	}, nil)
 	if err != nil {

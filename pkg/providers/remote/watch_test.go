@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	k8smetrics "k8s.io/component-base/metrics"
 	"k8s.io/component-base/metrics/testutil"
 
 	"github.com/veil-dev/veil/pkg/metrics"
@@ -119,10 +120,27 @@ func (s *Server) openStreams() int {
 // The initial state, then each change, reach veil-apiserver's side; a
 // canceled watch ends cleanly on both sides.
 func TestWatchChangesThroughTheProtocol(t *testing.T) {
+	// As veil-provider registers it (pkg/cmd/provider).
+	k8smetrics.NewKubeRegistry().MustRegister(metrics.ProviderRequests)
+	requests := func(method string) float64 {
+		t.Helper()
+		v, err := testutil.GetCounterMetricValue(metrics.ProviderRequests.WithLabelValues(method))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	watches, handshakes := requests("WatchChanges"), requests("Handshake")
 	m := newMemory(map[string]string{"app/a": "1", "app/b": canary})
 	m.watch = true
 	e := serve(t, m, watchConfig)
 	c := mustClient(t, e.provider(t, e.clientTLS, providerID), "app", "db")
+	defer func() {
+		if requests("WatchChanges")-watches != 1 || requests("Handshake")-handshakes != 1 {
+			t.Errorf("veil_provider_requests_total counted %v WatchChanges and %v Handshake requests, want 1 and 1",
+				requests("WatchChanges")-watches, requests("Handshake")-handshakes)
+		}
+	}()
 	if _, ok := c.(providers.VersionLister); ok {
 		t.Error("the client is a VersionLister, but the backend lists no versions")
 	}
