@@ -71,6 +71,12 @@ func (s *Server) WatchChanges(req *providerv1.WatchChangesRequest, stream provid
 	}
 	sent := make(map[string]*providerv1.KeyVersion, len(keys))
 	initial := len(keys)
+	// synced is closed once the first initial state is sent: the store's
+	// client is not replaced in the middle of it.
+	synced := make(chan struct{})
+	if initial == 0 {
+		close(synced)
+	}
 	send := func(kc providers.KeyChange) error {
 		var v *providerv1.KeyVersion
 		if kc.Exists {
@@ -84,7 +90,9 @@ func (s *Server) WatchChanges(req *providerv1.WatchChangesRequest, stream provid
 		}
 		if initial > 0 {
 			// The first initial state goes out whole: it is the client's.
-			initial--
+			if initial--; initial == 0 {
+				defer close(synced)
+			}
 		} else if last, known := sent[kc.Key]; known && sameVersion(last, v) {
 			return nil
 		}
@@ -92,7 +100,7 @@ func (s *Server) WatchChanges(req *providerv1.WatchChangesRequest, stream provid
 		return stream.Send(&providerv1.Change{Key: kc.Key, Version: v})
 	}
 	for {
-		next, err := s.watchOnce(ctx, st, keys, send)
+		next, err := s.watchOnce(ctx, st, keys, synced, send)
 		if ctx.Err() != nil {
 			return toStatus(providers.Errorf(providers.Unavailable, "the change stream of %s ended: veil-provider is stopping, or its client left", st.key))
 		}
@@ -113,8 +121,9 @@ func (s *Server) WatchChanges(req *providerv1.WatchChangesRequest, stream provid
 
 // watchOnce runs the backend's watch on st's client until ctx ends, the
 // backend fails, or the store's client is replaced (returned, with no
-// error) because its configuration or credentials changed.
-func (s *Server) watchOnce(ctx context.Context, st *served, keys []string, send func(providers.KeyChange) error) (*served, error) {
+// error) because its configuration or credentials changed; it looks for
+// that once synced is closed.
+func (s *Server) watchOnce(ctx context.Context, st *served, keys []string, synced <-chan struct{}, send func(providers.KeyChange) error) (*served, error) {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
@@ -124,6 +133,11 @@ func (s *Server) watchOnce(ctx context.Context, st *served, keys []string, send 
 	)
 	go func() {
 		defer close(looked)
+		select {
+		case <-wctx.Done():
+			return
+		case <-synced:
+		}
 		t := time.NewTicker(s.recheck)
 		defer t.Stop()
 		for {
