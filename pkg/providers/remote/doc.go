@@ -5,7 +5,9 @@
 // fake): out of process and in process share one implementation. It trusts
 // nothing its caller says: it serves only the stores of its own Config,
 // with the credentials that Config names, and only keys under each store's
-// prefixes, within message-size, rate and concurrency bounds.
+// prefixes, within message-size, rate and concurrency bounds. For a backend
+// that detects changes itself (providers.ChangeWatcher) it serves change
+// streams (WatchChanges), within the same configuration and bounds.
 //
 // Provider (the veil-apiserver side) is a providers.Provider whose clients
 // call such a process over one gRPC connection per endpoint. Both sides
