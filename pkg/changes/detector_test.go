@@ -321,3 +321,28 @@ func TestDetectorFollowsChangeStreams(t *testing.T) {
 		t.Errorf("marked %v; the new stream's initial state should bring nothing (db's change was marked by the look already)", got)
 	}
 }
+
+// The streams are the leader's: when it loses the Lease (Run's context
+// ends), Run returns only once every stream it opened has ended, so a
+// former leader follows no store.
+func TestDetectorLosingTheLeaseEndsItsStreams(t *testing.T) {
+	m, _ := newMarker(t, externalSecret("a", "db", storeRef("vault"), "db"))
+	src := &streams{remoteVersions: remoteVersions{now: map[string]providers.KeyVersion{}}, open: map[string]chan providers.KeyChange{}, fail: make(chan error, 1)}
+	d := &Detector{ExternalSecrets: m.ExternalSecrets, Stores: &oneStore{generation: 1}, Clients: src, Marker: m, Interval: time.Hour}
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() {
+		defer close(ran)
+		d.Run(ctx)
+	}()
+	waitFor(t, "the leader opens a stream", func() bool { return src.opened.Load() == 1 })
+	cancel()
+	select {
+	case <-ran:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return once its context ended")
+	}
+	if src.ended.Load() != 1 {
+		t.Errorf("Run returned with %d of its %d streams still open", src.opened.Load()-src.ended.Load(), src.opened.Load())
+	}
+}
