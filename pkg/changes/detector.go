@@ -229,6 +229,8 @@ func (d *Detector) look(ctx context.Context, s Store, r *readers) {
 		}
 	}
 	if store == nil {
+		// Nor followed: no reader may use it now.
+		d.stop(s)
 		klog.V(4).InfoS("Store not usable for change detection", "store", s.String(), "err", err)
 		return
 	}

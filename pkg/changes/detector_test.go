@@ -322,6 +322,39 @@ func TestDetectorFollowsChangeStreams(t *testing.T) {
 	}
 }
 
+// A store no reader may use any more is not followed either.
+func TestDetectorStopsFollowingAStoreNobodyMayUse(t *testing.T) {
+	m, _ := newMarker(t, externalSecret("a", "db", storeRef("vault"), "db"))
+	src := &streams{remoteVersions: remoteVersions{now: map[string]providers.KeyVersion{}}, open: map[string]chan providers.KeyChange{}, fail: make(chan error, 1)}
+	lookup := &switchableStore{oneStore: oneStore{generation: 1}}
+	d := &Detector{ExternalSecrets: m.ExternalSecrets, Stores: lookup, Clients: src, Marker: m, last: map[Store]*storeState{}, horizon: time.Now()}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer func() {
+		cancel()
+		d.stopAll()
+	}()
+	d.cycle(ctx)
+	waitFor(t, "a stream", func() bool { return src.opened.Load() == 1 })
+	lookup.gone.Store(true)
+	d.cycle(ctx)
+	if src.ended.Load() != 1 {
+		t.Error("the stream of a store no reader may use went on")
+	}
+}
+
+// switchableStore is oneStore until gone, then no store at all.
+type switchableStore struct {
+	oneStore
+	gone atomic.Bool
+}
+
+func (l *switchableStore) For(ctx context.Context, ns string, ref configv1alpha1.SecretStoreRef) (*stores.Store, error) {
+	if l.gone.Load() {
+		return nil, providers.Errorf(providers.Forbidden, "namespace %s may not use %s", ns, ref.Name)
+	}
+	return l.oneStore.For(ctx, ns, ref)
+}
+
 // The streams are the leader's: when it loses the Lease (Run's context
 // ends), Run returns only once every stream it opened has ended, so a
 // former leader follows no store.
