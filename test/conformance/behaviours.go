@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
 	esv1alpha1 "github.com/veil-dev/veil/pkg/apis/externalsecrets/v1alpha1"
@@ -40,6 +41,7 @@ var behaviours = []behaviour{
 	{name: "find bound", needs: []Capability{FindBound}, run: testFindBound},
 	{name: "batch get", needs: []Capability{BatchGet}, run: testBatchGet, refused: refuseBatchGet},
 	{name: "change detection", needs: []Capability{ChangeDetection}, run: testChangeDetection, refused: refuseChangeDetection},
+	{name: "change stream initial state", run: testChangeStreamInitialState},
 	{name: "push", needs: []Capability{Push}, run: testPush, refused: refusePush},
 	{name: "push property", needs: []Capability{Push, PushProperty}, run: testPushProperty, refused: refusePushProperty},
 	{name: "delete", needs: []Capability{Push, Delete}, run: testDelete, refused: refuseDelete},
@@ -480,6 +482,75 @@ func testChangeDetection(t *testing.T, s *suite) {
 		if after[k].ID != before[k].ID {
 			t.Errorf("key %s was not written, and its version moved", k)
 		}
+	}
+}
+
+// testChangeStreamInitialState: a client that is a
+// providers.ChangeWatcher starts each watch with exactly one change a key,
+// in the order asked, present keys with a version that carries no value
+// (the versions Versions gives, when it lists them) and missing keys
+// absent; it refuses a key named twice; and it returns nil once its
+// context ends. Providers that do not detect changes themselves skip it.
+func testChangeStreamInitialState(t *testing.T, s *suite) {
+	c := s.client(t)
+	cw, ok := c.(providers.ChangeWatcher)
+	if !ok {
+		t.Skip("the client is no providers.ChangeWatcher: its changes are found by Versions, or not at all")
+	}
+	canary := s.canary("stream")
+	value := obj("v", canary)
+	a, b, missing := s.key("stream/a"), s.key("stream/b"), s.key("stream/missing")
+	s.f.Seed(t, a, value)
+	s.f.Seed(t, b, value)
+	// The store as seeded (the fake provider's values are its spec).
+	c = s.client(t)
+	cw = c.(providers.ChangeWatcher)
+	keys := []string{b, missing, a}
+	ctx, cancel := context.WithCancel(s.ctx(t))
+	defer cancel()
+	var got []providers.KeyChange
+	done := make(chan error, 1)
+	go func() {
+		done <- cw.WatchChanges(ctx, keys, func(kc providers.KeyChange) error {
+			got = append(got, kc)
+			if len(got) == len(keys) {
+				cancel()
+			}
+			return nil
+		})
+	}()
+	select {
+	case err := <-done:
+		s.must(t, err, "watching changes")
+	case <-time.After(time.Minute):
+		t.Fatal("no initial state within a minute, or the watch did not end with its context")
+	}
+	if len(got) != len(keys) {
+		t.Fatalf("the initial state has %d changes for %d keys", len(got), len(keys))
+	}
+	for i, kc := range got {
+		if kc.Key != keys[i] {
+			t.Fatalf("change %d of the initial state is of key %q, want %q: one change a key, in the order asked", i, kc.Key, keys[i])
+		}
+		if kc.Exists != (kc.Key != missing) {
+			t.Errorf("key %s: exists %v", kc.Key, kc.Exists)
+		}
+		if kc.Exists && (kc.Version.ID == "" || strings.Contains(kc.Version.ID, canary)) {
+			t.Errorf("key %s: version %q is empty or carries the value", kc.Key, kc.Version.ID)
+		}
+	}
+	if vl, ok := c.(providers.VersionLister); ok {
+		vs, err := vl.Versions(s.ctx(t), keys)
+		s.must(t, err, "reading versions")
+		for _, kc := range got {
+			if kc.Exists && vs[kc.Key].ID != kc.Version.ID {
+				t.Errorf("key %s: the stream says version %q, Versions %q", kc.Key, kc.Version.ID, vs[kc.Key].ID)
+			}
+		}
+	}
+	err := cw.WatchChanges(s.ctx(t), []string{a, a}, func(providers.KeyChange) error { return nil })
+	if providers.ReasonOf(err) != providers.Invalid {
+		t.Errorf("a watch naming a key twice: %v, want Invalid", err)
 	}
 }
 
