@@ -11,12 +11,16 @@ FUZZTIME ?= 5m
 
 all: build
 
-## build: the binaries, into bin/ (veil is the users' CLI: veil convert; veil-provider serves a provider out of
-## process; it has no image yet)
+## build: the binaries, into bin/ (veil is the users' CLI: veil convert;
+## veil-provider-vault and veil-provider-aws serve one provider out of
+## process, linking that backend alone; veil-provider links every backend,
+## for tests and demos, and has no image)
 build:
 	$(GO) build -o bin/veil-apiserver ./cmd/apiserver
 	$(GO) build -o bin/veil-syncer ./cmd/syncer
 	$(GO) build -o bin/veil-provider ./cmd/veil-provider
+	$(GO) build -o bin/veil-provider-vault ./cmd/veil-provider-vault
+	$(GO) build -o bin/veil-provider-aws ./cmd/veil-provider-aws
 	$(GO) build -o bin/veil ./cmd/veil
 
 ## images: the container images of both binaries, without a container

@@ -14,6 +14,8 @@
 #     every provider: it imports none of them, nor the harness that starts
 #     their servers (each provider's tests bring their own fixture);
 #   - no test code (harness, conformance suite) links into the binaries.
+#   - each single-provider binary (cmd/veil-provider-vault, -aws) links
+#     its backend alone: no other provider, none of its SDKs, no API server.
 #   - pkg/version imports no other Veil package, so anything may import it.
 #   - the registry (REST semantics and typed API errors) links neither the
 #     resolver, the pusher nor the store package: it is given them.
@@ -52,6 +54,11 @@ forbid "pkg/providers/remote/..." "pkg/providers/(vault|aws|fake)(/|$)" \
   "veil-apiserver's side of the provider protocol links no backend: a provider out of process is reached only over the protocol"
 forbid "cmd/veil-provider" "pkg/(resolve|push|stores|registry|cache|credentials|throttle|changes|apiserver|syncer|cmd/server)(/|$)" \
   "veil-provider serves the stores of its own configuration with its own credentials; it has none of veil-apiserver's layers"
+for kind in vault aws; do
+  others=$(sed -E "s/(^|\|)$kind(\||$)/\1/; s/^\||\|$//; s/\|\|/|/" <<<"vault|aws|fake")
+  forbid "cmd/veil-provider-$kind" "pkg/(providers/($others)|resolve|push|stores|registry|cache|credentials|throttle|changes|apiserver|syncer|cmd/server)(/|$)" \
+    "veil-provider-$kind, whose image runs the $kind provider, links that backend alone and none of veil-apiserver's layers (threat model 002 T5)"
+done
 forbid "pkg/version" "." "every package and binary may say its version: pkg/version depends on no other Veil package"
 
 # forbid_direct PACKAGE-PATTERN IMPORT-REGEX WHY: only the packages'
@@ -67,6 +74,23 @@ forbid_direct() {
     fi
   done
 }
+
+# forbid_external PACKAGE IMPORT-REGEX WHY: as forbid, for packages of
+# other modules.
+forbid_external() {
+  local p=$1 re=$2 why=$3
+  local bad
+  bad=$(go list -deps "./$p" | grep -E "^($re)" | cut -d/ -f1-3 | sort -u | paste -sd, - || true)
+  if [[ -n "$bad" ]]; then
+    echo "$p must not link $bad — $why"
+    failed=1
+  fi
+}
+
+forbid_external "cmd/veil-provider-vault" "github.com/aws/|k8s.io/apiserver/" \
+  "the Vault provider's image carries no other backend's SDK and no API server (threat model 002 T5)"
+forbid_external "cmd/veil-provider-aws" "github.com/hashicorp/vault/|k8s.io/apiserver/" \
+  "the AWS provider's image carries no other backend's SDK and no API server (threat model 002 T5)"
 
 forbid "pkg/stores/..." "pkg/(resolve|push|registry|cmd|syncer|apiserver)(/|$)" \
   "the store package serves reads and pushes and depends on neither"
