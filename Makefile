@@ -23,11 +23,13 @@ build:
 	$(GO) build -o bin/veil-provider-aws ./cmd/veil-provider-aws
 	$(GO) build -o bin/veil ./cmd/veil
 
-## images: the container images of both binaries, without a container
-## engine: out/images/veil-{apiserver,syncer}.tar (OCI layout and docker
-## archive in one; `ctr image import`, `kind load image-archive`,
-## `docker load`) and their SBOMs (.spdx.json), tagged
-## ghcr.io/veil-dev/NAME:v$(cat VERSION). IMAGE_ARCH=arm64 for arm64.
+## images: the container images, without a container engine:
+## out/images/veil-{apiserver,syncer,provider-vault,provider-aws}.tar (OCI
+## layout and docker archive in one; `ctr image import`, `kind load
+## image-archive`, `docker load`) and their SBOMs (.spdx.json), tagged
+## ghcr.io/veil-dev/NAME:v$(cat VERSION). Each provider image links its one
+## backend (cmd/veil-provider, with every backend, has none).
+## IMAGE_ARCH=arm64 for arm64.
 IMAGE_ARCH ?= amd64
 images:
 	$(GO) run ./hack/image -arch $(IMAGE_ARCH) -out out/images$(if $(filter-out amd64,$(IMAGE_ARCH)),/$(IMAGE_ARCH))
@@ -62,7 +64,7 @@ test-unit: tools
 test-chart: tools
 	@bash hack/phase.sh chart $(GO) test -count=1 ./hack/charttest/...
 
-## test-images: builds both images twice and checks they are the same
+## test-images: builds every image twice and checks they are the same
 ## byte for byte, run as 65532 with no shell, say their VERSION and carry
 ## an SBOM. It compiles everything again with -trimpath: minutes the first
 ## time on a machine, under a minute after.

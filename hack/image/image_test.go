@@ -33,7 +33,7 @@ func (w logWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// TestImages builds both images twice from this tree and checks that the
+// TestImages builds every image twice from this tree and checks that the
 // two builds are byte for byte the same, and what is in them. It compiles
 // everything with -trimpath, so the first run on a machine takes minutes
 // (`make test-images`).
@@ -75,6 +75,13 @@ func TestImages(t *testing.T) {
 	}
 	if after, err := readStamp(root); err != nil || after != before {
 		t.Fatalf("the tree changed while the images were built (%+v, then %+v, %v): run the test again", before, after, err)
+	}
+	var names []string
+	for _, r := range builds[0] {
+		names = append(names, r.Name)
+	}
+	if want := "veil-apiserver veil-syncer veil-provider-vault veil-provider-aws"; strings.Join(names, " ") != want {
+		t.Errorf("built %q, want %s", names, want)
 	}
 	if len(builds[0]) != len(binaries) || len(builds[1]) != len(binaries) {
 		t.Fatalf("built %d and %d images, want %d each", len(builds[0]), len(builds[1]), len(binaries))
@@ -247,13 +254,29 @@ func checkImage(t *testing.T, root, goCmd, version, arch string, r result) {
 	if p := pkgs[r.Name]; p.VersionInfo != version || len(p.Checksums) != 1 || p.Checksums[0].Value != hex.EncodeToString(binSum[:]) {
 		t.Errorf("the SBOM's package %s is %+v; want version %s and the binary's sha256", r.Name, p, version)
 	}
-	linked := []string{"k8s.io/apiserver", "k8s.io/client-go", "k8s.io/apimachinery", "github.com/spf13/cobra"}
+	const (
+		vaultAPI       = "github.com/hashicorp/vault/api"
+		secretsManager = "github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	)
+	linked := []string{"k8s.io/apimachinery", "github.com/spf13/cobra"}
 	notLinked := []string{"github.com/google/go-containerregistry"}
-	if r.Name == "veil-apiserver" {
-		linked = append(linked, "github.com/hashicorp/vault/api", "github.com/aws/aws-sdk-go-v2/service/secretsmanager")
-	} else {
+	switch r.Name {
+	case "veil-apiserver":
+		linked = append(linked, "k8s.io/apiserver", "k8s.io/client-go", vaultAPI, secretsManager)
+	case "veil-syncer":
 		// docs/architecture.md: veil-syncer links no provider.
-		notLinked = append(notLinked, "github.com/hashicorp/vault/api", "github.com/aws/aws-sdk-go-v2/service/secretsmanager")
+		linked = append(linked, "k8s.io/apiserver", "k8s.io/client-go")
+		notLinked = append(notLinked, vaultAPI, secretsManager)
+	case "veil-provider-vault":
+		// Threat model 002 T5: a provider's image links its backend
+		// alone, and no API server.
+		linked = append(linked, "google.golang.org/grpc", vaultAPI)
+		notLinked = append(notLinked, secretsManager, "github.com/aws/aws-sdk-go-v2", "k8s.io/apiserver")
+	case "veil-provider-aws":
+		linked = append(linked, "google.golang.org/grpc", secretsManager, "github.com/aws/aws-sdk-go-v2/service/ssm")
+		notLinked = append(notLinked, vaultAPI, "k8s.io/apiserver")
+	default:
+		t.Fatalf("no expectations for the modules of %s: add them here", r.Name)
 	}
 	for _, m := range linked {
 		v, err := exec.Command(goCmd, "list", "-m", "-f", "{{.Version}}", m).Output()

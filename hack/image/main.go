@@ -1,5 +1,7 @@
-// Command image builds the container images of veil-apiserver and
-// veil-syncer without a container engine (`make images`):
+// Command image builds the container images of veil-apiserver,
+// veil-syncer and the out-of-process providers veil-provider-vault and
+// veil-provider-aws (each linking its one backend) without a container
+// engine (`make images`):
 //
 //	go run ./hack/image [-out out/images] [-arch amd64]
 //
@@ -84,6 +86,11 @@ const (
 var binaries = []struct{ name, pkg string }{
 	{"veil-apiserver", "./cmd/apiserver"},
 	{"veil-syncer", "./cmd/syncer"},
+	// One image per backend, not cmd/veil-provider (every backend in one
+	// binary): a provider's image carries its own backend's dependencies
+	// alone (docs/threat-model.md, 002 T5).
+	{"veil-provider-vault", "./cmd/veil-provider-vault"},
+	{"veil-provider-aws", "./cmd/veil-provider-aws"},
 }
 
 type options struct {
@@ -201,7 +208,7 @@ func build(ctx context.Context, o options) ([]result, error) {
 	}
 	defer os.RemoveAll(tmp)
 
-	// One go build for both: the packages they share compile once and the
+	// One go build for all: the packages they share compile once and the
 	// links run side by side.
 	ldflags := fmt.Sprintf("-s -w -buildid= -X %[1]s/pkg/version.Version=%[2]s -X %[1]s/pkg/version.Commit=%[3]s",
 		module, st.version, st.short)
