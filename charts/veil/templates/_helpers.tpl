@@ -56,3 +56,38 @@ with cert-manager, whose cainjector fills it in.
 {{- define "veil.auditPolicy" -}}
 {{- .Values.auditPolicy | default (.Files.Get "files/audit-policy.yaml") -}}
 {{- end }}
+
+{{/*
+Providers run out of process (providers.*): their namespace,
+providers.namespace or the release's.
+*/}}
+{{- define "veil.providersNamespace" -}}
+{{- .Values.providers.namespace | default .Release.Namespace -}}
+{{- end }}
+
+{{/*
+The providers the chart runs, as a list of dicts: kind, the values p of
+providers.<kind>, name (veil-provider-<kind>), ns, and root. Fails when a
+provider is on without what it cannot run without.
+*/}}
+{{- define "veil.providers" -}}
+{{- $out := list -}}
+{{- range $kind := list "vault" "aws" -}}
+{{- $p := index $.Values.providers $kind -}}
+{{- if $p.enabled -}}
+{{- if not $p.caBundle -}}
+{{- fail (printf "veil: providers.%s.enabled needs providers.%s.caBundle, the CA that signs its serving certificate (veil-apiserver verifies the provider with it)" $kind $kind) -}}
+{{- end -}}
+{{- if not $.Values.providers.clientCA -}}
+{{- fail (printf "veil: providers.%s.enabled needs providers.clientCA, the CA that signs veil-apiserver's client certificate (apiserver.providerClientSecret)" $kind) -}}
+{{- end -}}
+{{- $out = append $out (dict "kind" $kind "p" $p "name" (printf "veil-provider-%s" $kind) "ns" (include "veil.providersNamespace" $)) -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end }}
+
+{{/* The Secret holding a provider's serving certificate. */}}
+{{- define "veil.providerTLSSecret" -}}
+{{- .p.tlsSecret | default (printf "%s-tls" .name) -}}
+{{- end }}
