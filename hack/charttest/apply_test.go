@@ -21,6 +21,9 @@ import (
 // are checked by the version of Kubernetes Veil is built against. It also
 // renders with a client, so the CA bundle comes from the existing Secret's
 // ca.crt, as in a real `helm install --set tls.existingSecret=...`.
+// With providers on, the providers' objects are checked too (NetworkPolicy,
+// projected token, ProviderRegistration against its CRD's CEL), and so is
+// artifacts/providers with both components.
 // ServiceMonitor, PrometheusRule and Certificate are left out: their CRDs
 // (prometheus-operator's, cert-manager's) are not in this cluster.
 func TestChartAppliesToKubeAPIServer(t *testing.T) {
@@ -54,7 +57,14 @@ func TestChartAppliesToKubeAPIServer(t *testing.T) {
 	}
 
 	ch := loadChart(t)
+	certs := newProviderCerts(t)
+	providersOn := providerValues(t, ca, certs)
+	providersOn["tls"] = map[string]any{"existingSecret": ca.secret}
+	providersOn["providers"].(map[string]any)["namespace"] = ""
+	providersOn["providers"].(map[string]any)["vault"].(map[string]any)["metrics"] = map[string]any{"enabled": true,
+		"from": []any{map[string]any{"namespaceSelector": map[string]any{"matchLabels": map[string]any{"kubernetes.io/metadata.name": "monitoring"}}}}}
 	for name, vals := range map[string]map[string]any{
+		"providers on":                     providersOn,
 		"defaults with an existing Secret": {"tls": map[string]any{"existingSecret": ca.secret}},
 		"options on": {
 			"tls":                      map[string]any{"existingSecret": ca.secret},
@@ -93,4 +103,32 @@ func TestChartAppliesToKubeAPIServer(t *testing.T) {
 			t.Logf("%d objects accepted by kube-apiserver (server-side dry run):\n%s", n, out)
 		})
 	}
+
+	// artifacts/providers with both components, as docs/veil-provider.md
+	// shows it; its namespace is made for real, since a dry run of it
+	// leaves the namespaced objects nowhere to go.
+	t.Run("artifacts/providers", func(t *testing.T) {
+		objs := kustomizeProviders(t, certs)
+		var stream bytes.Buffer
+		for _, o := range objs {
+			if o["kind"] == "Namespace" {
+				data, _ := yaml.Marshal(o)
+				if _, _, err := c.RunKubectl(ctx, "", data, "apply", "--server-side", "-f", "-"); err != nil {
+					t.Fatal(err)
+				}
+				continue
+			}
+			data, err := yaml.Marshal(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			stream.WriteString("---\n")
+			stream.Write(data)
+		}
+		out, _, err := c.RunKubectl(ctx, "", stream.Bytes(), "apply", "--server-side", "--dry-run=server", "-f", "-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%d objects accepted by kube-apiserver (server-side dry run):\n%s", len(objs)-1, out)
+	})
 }

@@ -396,6 +396,10 @@ func everything(ca testCA) map[string]any {
 		"serviceMonitor":           map[string]any{"enabled": true, "labels": map[string]any{"release": "prometheus"}},
 		"prometheusRule":           map[string]any{"enabled": true},
 		"grafanaDashboard":         map[string]any{"enabled": true},
+		"providers": map[string]any{"clientCA": string(ca.caPEM),
+			"vault": map[string]any{"enabled": true, "caBundle": string(ca.caPEM),
+				"metrics": map[string]any{"enabled": true, "from": []any{map[string]any{"ipBlock": map[string]any{"cidr": "10.0.0.0/8"}}}}},
+			"aws": map[string]any{"enabled": true, "caBundle": string(ca.caPEM)}},
 	}
 }
 
@@ -405,6 +409,7 @@ func TestEverythingOn(t *testing.T) {
 	for _, want := range []struct{ kind, name string }{
 		{"NetworkPolicy", "veil-apiserver"}, {"ServiceMonitor", "veil-apiserver"}, {"ServiceMonitor", "veil-syncer"},
 		{"Service", "veil-syncer-metrics"}, {"PrometheusRule", "veil"}, {"ConfigMap", "veil-grafana-dashboard"},
+		{"Deployment", "veil-provider-vault"}, {"NetworkPolicy", "veil-provider-vault"}, {"ProviderRegistration", "veil-provider-aws"},
 	} {
 		if find(objs, want.kind, want.name) == nil {
 			t.Errorf("no %s %s", want.kind, want.name)
@@ -590,6 +595,13 @@ func TestSchema(t *testing.T) {
 		"audit policy as an object":       {"auditPolicy": map[string]any{"kind": "Policy"}},
 		"networkPolicy.enabled as string": {"networkPolicy": map[string]any{"enabled": "true"}},
 		"resources as a list":             {"apiserver": map[string]any{"resources": []any{"cpu"}}},
+		"provider enabled as a string":    {"providers": map[string]any{"vault": map[string]any{"enabled": "true"}}},
+		"provider caBundle not PEM":       {"providers": map[string]any{"aws": map[string]any{"caBundle": "not a certificate"}}},
+		"clientCA not PEM":                {"providers": map[string]any{"clientCA": "c2VjcmV0"}},
+		"unknown provider":                {"providers": map[string]any{"gcp": map[string]any{"enabled": true}}},
+		"unknown provider key":            {"providers": map[string]any{"vault": map[string]any{"insecureSkipTLSVerify": true}}},
+		"provider config without stores":  {"providers": map[string]any{"vault": map[string]any{"config": map[string]any{"store": []any{}}}}},
+		"providers namespace not a name":  {"providers": map[string]any{"namespace": "Veil_Providers"}},
 	} {
 		merged, err := chartutil.CoalesceValues(ch, vals)
 		if err != nil {

@@ -369,3 +369,42 @@ func untar(t *testing.T, path, dir string) {
 		}
 	}
 }
+
+// TestDeployedImagesAreBuilt: every ghcr.io/veil-dev image that artifacts/
+// or the chart deploys is one `make images` builds (hack/verify-version.sh
+// checks their tags).
+func TestDeployedImagesAreBuilt(t *testing.T) {
+	built := map[string]bool{}
+	for _, b := range binaries {
+		built[b.name] = true
+	}
+	re := regexp.MustCompile(`ghcr\.io/veil-dev/([a-z0-9-]+)`)
+	seen := map[string]bool{}
+	for _, dir := range []string{"../../artifacts", "../../charts/veil"} {
+		err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() || !(strings.HasSuffix(path, ".yaml") || strings.HasSuffix(path, ".json")) {
+				return err
+			}
+			data, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			for _, m := range re.FindAllSubmatch(data, -1) {
+				name := string(m[1])
+				seen[name] = true
+				if !built[name] {
+					t.Errorf("%s deploys ghcr.io/veil-dev/%s, which make images does not build", path, name)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, want := range []string{"veil-apiserver", "veil-syncer", "veil-provider-vault", "veil-provider-aws"} {
+		if !seen[want] {
+			t.Errorf("nothing in artifacts/ or charts/veil deploys %s", want)
+		}
+	}
+}
