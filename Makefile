@@ -56,7 +56,8 @@ test-unit: tools
 ## test-chart: the Helm chart charts/veil, with Helm and kustomize as
 ## libraries (no binary): with default values it renders what
 ## `kubectl kustomize artifacts/deploy` gives (the documented differences
-## aside), `helm lint` is clean, values.schema.json and every option work,
+## aside), with providers on what artifacts/providers gives, whose
+## NetworkPolicies admit only veil-apiserver, `helm lint` is clean, values.schema.json and every option work,
 ## and a real kube-apiserver (the harness's, so it needs tools) accepts
 ## what it renders in a server-side dry run (hack/charttest). About 40 s
 ## warm; on top of what the other phases compile, 1.4 CPU-minutes from
