@@ -666,6 +666,11 @@ func TestProvidersOptions(t *testing.T) {
 	if find(objs, "PodDisruptionBudget", "veil-provider-vault") != nil || find(objs, "PodDisruptionBudget", "veil-provider-aws") == nil {
 		t.Error("podDisruptionBudget.enabled is not followed per provider")
 	}
+	one := providerValues(t, ca, certs)
+	one["providers"].(map[string]any)["aws"].(map[string]any)["replicas"] = 1
+	if find(mustRender(t, ch, one), "PodDisruptionBudget", "veil-provider-aws") != nil {
+		t.Error("a PodDisruptionBudget for a single replica, which would block every drain")
+	}
 	awsVols, _ := yaml.Marshal(find(objs, "Deployment", "veil-provider-aws")["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)["volumes"])
 	if !strings.Contains(string(awsVols), "secretName: aws-serving") || !strings.Contains(string(awsVols), "audience: sts.amazonaws.com") {
 		t.Errorf("veil-provider-aws volumes:\n%s", awsVols)
