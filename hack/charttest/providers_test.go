@@ -686,3 +686,84 @@ func TestProvidersOptions(t *testing.T) {
 		t.Errorf("default --allowed-client: %s", defArgs)
 	}
 }
+
+// TestProviderClientComponentIsTheChart: artifacts/deploy with the
+// apiserver-client component gives veil-apiserver the Deployment the
+// chart renders with apiserver.providerClientSecret, and the certificate
+// in a kubernetes.io/tls Secret of that name.
+func TestProviderClientComponentIsTheChart(t *testing.T) {
+	ca := newTestCA(t)
+	tmp := t.TempDir()
+	if err := os.CopyFS(filepath.Join(tmp, "artifacts"), os.DirFS(filepath.Join(root, "artifacts"))); err != nil {
+		t.Fatal(err)
+	}
+	tlsDir := filepath.Join(tmp, "artifacts", "deploy", "tls")
+	clientDir := filepath.Join(tmp, "artifacts", "providers", "apiserver-client", "tls")
+	for _, d := range []string{tlsDir, clientDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, f := range []string{"ca.crt", "tls.crt", "tls.key"} {
+		if err := os.WriteFile(filepath.Join(tlsDir, f), readFile(t, ca.dir, f), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	client, err := harness.NewCA(t.TempDir(), "client-ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.IssueWorkload(clientDir, "tls", "spiffe://cluster.local/ns/veil-system/sa/veil-apiserver"); err != nil {
+		t.Fatal(err)
+	}
+	overlay := filepath.Join(tmp, "overlay")
+	if err := os.MkdirAll(overlay, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	k := "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - ../artifacts/deploy\ncomponents:\n  - ../artifacts/providers/apiserver-client\n"
+	if err := os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte(k), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), overlay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kust []obj
+	for _, r := range m.Resources() {
+		o, err := r.Map()
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := yaml.Marshal(o)
+		kust = append(kust, decodeAll(t, data)...)
+	}
+	var secret obj
+	suffix := regexp.MustCompile(`^veil-apiserver-provider-client-[a-z0-9]{10}$`)
+	for _, o := range kust {
+		if o["kind"] == "Secret" && suffix.MatchString(o["metadata"].(map[string]any)["name"].(string)) {
+			secret = o
+		}
+	}
+	if secret == nil || secret["type"] != "kubernetes.io/tls" {
+		t.Fatalf("no kubernetes.io/tls Secret veil-apiserver-provider-client: %v", secret)
+	}
+	want := normalizeKustomize(kust)["Deployment/veil-system/veil-apiserver"]
+	// The generated Secret's name, as the other generated names.
+	pod := want["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)
+	for _, v := range pod["volumes"].([]any) {
+		if s, ok := v.(map[string]any)["secret"].(map[string]any); ok {
+			s["secretName"] = regexp.MustCompile(`^(veil-apiserver-provider-client)-[a-z0-9]{10}$`).ReplaceAllString(s["secretName"].(string), "$1")
+		}
+	}
+	vals := ca.tlsValues()
+	vals["apiserver"] = map[string]any{"providerClientSecret": "veil-apiserver-provider-client"}
+	got := normalizeChart(mustRender(t, loadChart(t), vals))["Deployment/veil-system/veil-apiserver"]
+	if !reflect.DeepEqual(got, want) {
+		g, _ := yaml.Marshal(got)
+		w, _ := yaml.Marshal(want)
+		t.Errorf("veil-apiserver differs; chart:\n%s\nartifacts/deploy with apiserver-client:\n%s", g, w)
+	}
+	if !strings.Contains(fmt.Sprint(containers(want)[0]["args"]), "--provider-client-cert-file=/etc/veil/provider-client/tls.crt") {
+		t.Errorf("the component does not pass the flags: %v", containers(want)[0]["args"])
+	}
+}
