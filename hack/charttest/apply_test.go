@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"strings"
 	"testing"
 	"time"
 
@@ -130,5 +131,33 @@ func TestChartAppliesToKubeAPIServer(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Logf("%d objects accepted by kube-apiserver (server-side dry run):\n%s", len(objs)-1, out)
+	})
+
+	// What the apiserver-client component changes in artifacts/deploy:
+	// veil-apiserver's Deployment and its client certificate Secret.
+	t.Run("artifacts/providers/apiserver-client", func(t *testing.T) {
+		var stream bytes.Buffer
+		n := 0
+		for _, o := range kustomizeDeployWithClient(t, ca) {
+			name, _ := o["metadata"].(map[string]any)["name"].(string)
+			if !(o["kind"] == "Deployment" && name == "veil-apiserver") && !strings.HasPrefix(name, "veil-apiserver-provider-client") {
+				continue
+			}
+			data, err := yaml.Marshal(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			stream.WriteString("---\n")
+			stream.Write(data)
+			n++
+		}
+		if n != 2 {
+			t.Fatalf("%d objects, want the Deployment and the Secret", n)
+		}
+		out, _, err := c.RunKubectl(ctx, "", stream.Bytes(), "apply", "--server-side", "--dry-run=server", "--force-conflicts", "-f", "-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("accepted by kube-apiserver (server-side dry run):\n%s", out)
 	})
 }

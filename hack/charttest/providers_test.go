@@ -687,12 +687,10 @@ func TestProvidersOptions(t *testing.T) {
 	}
 }
 
-// TestProviderClientComponentIsTheChart: artifacts/deploy with the
-// apiserver-client component gives veil-apiserver the Deployment the
-// chart renders with apiserver.providerClientSecret, and the certificate
-// in a kubernetes.io/tls Secret of that name.
-func TestProviderClientComponentIsTheChart(t *testing.T) {
-	ca := newTestCA(t)
+// kustomizeDeployWithClient builds an overlay of artifacts/deploy with the
+// apiserver-client component, as docs/veil-provider.md shows it.
+func kustomizeDeployWithClient(t *testing.T, ca testCA) []obj {
+	t.Helper()
 	tmp := t.TempDir()
 	if err := os.CopyFS(filepath.Join(tmp, "artifacts"), os.DirFS(filepath.Join(root, "artifacts"))); err != nil {
 		t.Fatal(err)
@@ -737,6 +735,16 @@ func TestProviderClientComponentIsTheChart(t *testing.T) {
 		data, _ := yaml.Marshal(o)
 		kust = append(kust, decodeAll(t, data)...)
 	}
+	return kust
+}
+
+// TestProviderClientComponentIsTheChart: artifacts/deploy with the
+// apiserver-client component gives veil-apiserver the Deployment the
+// chart renders with apiserver.providerClientSecret, and the certificate
+// in a kubernetes.io/tls Secret of that name.
+func TestProviderClientComponentIsTheChart(t *testing.T) {
+	ca := newTestCA(t)
+	kust := kustomizeDeployWithClient(t, ca)
 	var secret obj
 	suffix := regexp.MustCompile(`^veil-apiserver-provider-client-[a-z0-9]{10}$`)
 	for _, o := range kust {
