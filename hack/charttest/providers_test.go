@@ -451,7 +451,7 @@ func admitted(t *testing.T, policies []networkingv1.NetworkPolicy, from, to pod,
 				case rp.Port == nil:
 					portOK = true
 				case rp.Port.Type == intstr.Int:
-					portOK = portOK || rp.Port.IntVal == port
+					portOK = portOK || rp.Port.IntVal == port || rp.EndPort != nil && port >= rp.Port.IntVal && port <= *rp.EndPort
 				default:
 					n, ok := to.ports[rp.Port.StrVal]
 					portOK = portOK || ok && n == port
