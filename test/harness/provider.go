@@ -6,8 +6,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -52,7 +54,38 @@ func (p *Provider) Metrics(ctx context.Context) (*Metrics, error) {
 // ProviderBinary is the path of the veil-provider binary.
 func (c *Cluster) ProviderBinary() string { return c.bins.provider }
 
-// StartProvider starts veil-provider --provider=kind as its own process,
+// singleBackend are the binaries that link one backend, the ones the
+// images run; a kind without one runs cmd/veil-provider, which links all.
+var singleBackend = map[string]string{"vault": "./cmd/veil-provider-vault", "aws": "./cmd/veil-provider-aws"}
+
+var providerBuild sync.Mutex
+
+// providerBinary is the binary serving kind: for vault and aws the
+// image's (built on first use, so clusters that start no provider do not
+// pay for it), else veil-provider.
+func (c *Cluster) providerBinary(ctx context.Context, kind string) (string, error) {
+	pkg, ok := singleBackend[kind]
+	if !ok {
+		return c.bins.provider, nil
+	}
+	providerBuild.Lock()
+	defer providerBuild.Unlock()
+	out := filepath.Join(c.Dir, "bin", "veil-provider-"+kind)
+	if _, err := os.Stat(out); err == nil {
+		return out, nil
+	}
+	c.progress("go build %s", pkg)
+	build := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
+	build.Dir = c.Root
+	if b, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building %s: %w\n%s", pkg, err, b)
+	}
+	return out, nil
+}
+
+// StartProvider starts veil-provider --provider=kind as its own process
+// (veil-provider-vault or veil-provider-aws for those kinds: what their
+// images run),
 // serving the stores of config (YAML, as docs/veil-provider.md describes;
 // "{{dir}}" in it is replaced by Provider.Dir, for credentialsDir), with a
 // serving certificate of name.veil-providers.svc from the provider CA and
@@ -83,8 +116,12 @@ func (c *Cluster) StartProvider(ctx context.Context, name, kind, config string, 
 		return nil, err
 	}
 	p.Address, p.MetricsAddress = hostPort(ports[0]), hostPort(ports[1])
-	c.progress("starting %s (veil-provider --provider=%s) on %s", name, kind, p.Address)
-	proc, err := startProcess(name, filepath.Join(c.Dir, "logs"), c.bins.provider, []string{
+	bin, err := c.providerBinary(ctx, kind)
+	if err != nil {
+		return nil, err
+	}
+	c.progress("starting %s (%s --provider=%s) on %s", name, filepath.Base(bin), kind, p.Address)
+	proc, err := startProcess(name, filepath.Join(c.Dir, "logs"), bin, []string{
 		"--provider=" + kind,
 		"--listen=" + p.Address,
 		"--tls-cert-file=" + serving.CertFile, "--tls-private-key-file=" + serving.KeyFile,
