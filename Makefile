@@ -22,6 +22,7 @@ build:
 	$(GO) build -o bin/veil-provider-vault ./cmd/veil-provider-vault
 	$(GO) build -o bin/veil-provider-aws ./cmd/veil-provider-aws
 	$(GO) build -o bin/veil ./cmd/veil
+	$(GO) build -o bin/veil-provider-kubernetes ./providers/kubernetes/cmd/veil-provider-kubernetes
 
 ## images: the container images, without a container engine:
 ## out/images/veil-{apiserver,syncer,provider-vault,provider-aws}.tar (OCI
@@ -51,7 +52,7 @@ test:
 ## test-unit: unit tests, with the race detector (the Vault and AWS
 ## provider tests run against real servers, so they need tools too)
 test-unit: tools
-	@bash hack/phase.sh unit $(GO) test -race -count=1 ./pkg/... ./cmd/... ./test/harness/...
+	@bash hack/phase.sh unit $(GO) test -race -count=1 ./pkg/... ./cmd/... ./providers/... ./test/harness/...
 
 ## test-chart: the Helm chart charts/veil, with Helm and kustomize as
 ## libraries (no binary): with default values it renders what
@@ -76,7 +77,7 @@ test-images:
 ## need (into Go's build cache) while the real components build; it runs
 ## no test.
 prebuild-race:
-	@bash hack/phase.sh prebuild-race $(GO) build -race ./pkg/... ./test/harness/...
+	@bash hack/phase.sh prebuild-race $(GO) build -race ./pkg/... ./providers/... ./test/harness/...
 
 ## test-fuzz: every fuzz target briefly (their seeds already ran as unit tests)
 test-fuzz:

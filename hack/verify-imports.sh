@@ -19,6 +19,9 @@
 #   - pkg/version imports no other Veil package, so anything may import it.
 #   - the registry (REST semantics and typed API errors) links neither the
 #     resolver, the pusher nor the store package: it is given them.
+#   - the providers of providers/ are written as a third party would write
+#     one: of Veil they import only the generated protocol package; and
+#     nothing of Veil's links them.
 # The rules are checked on the packages' full import graphs (go list -deps),
 # so an indirect import breaks them too, except those marked direct: there
 # the forbidden package is reached legitimately through another.
@@ -60,6 +63,18 @@ for kind in vault aws; do
     "veil-provider-$kind, whose image runs the $kind provider, links that backend alone and none of veil-apiserver's layers (threat model 002 T5)"
 done
 forbid "pkg/version" "." "every package and binary may say its version: pkg/version depends on no other Veil package"
+
+# A third party's provider sees only the published protocol package.
+proto=pkg/providers/remote/proto/veil/provider/v1
+for p in $(go list ./providers/...); do
+  bad=$(go list -deps "$p" | grep "^$mod/" | grep -v -E "^$mod/(providers/|$proto\$)" | sed "s#^$mod/##" | paste -sd, - || true)
+  if [[ -n "$bad" ]]; then
+    echo "${p#$mod/} must not import $bad — a provider of providers/ is written against the protocol package $proto alone, as a third party's would be (docs/veil-provider.md)"
+    failed=1
+  fi
+done
+forbid "pkg/..." "providers/" "veil-apiserver reaches the providers of providers/ only over the protocol"
+forbid "cmd/..." "providers/" "veil-apiserver reaches the providers of providers/ only over the protocol"
 
 # forbid_direct PACKAGE-PATTERN IMPORT-REGEX WHY: only the packages'
 # own imports (not their tests') are checked.
