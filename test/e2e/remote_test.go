@@ -186,7 +186,7 @@ func TestRemoteProviderVault(t *testing.T) {
 			{configv1alpha1.ProviderRegistrationSpec{Provider: "vault", Endpoint: "p.example:99999", ServerName: "p.example", CABundle: string(p.CAPEM)}, "between 1 and 65535"},
 			{configv1alpha1.ProviderRegistrationSpec{Provider: "vault", Endpoint: "p.example:8443", ServerName: "*.example", CABundle: string(p.CAPEM)}, "serverName must be a DNS name"},
 			{configv1alpha1.ProviderRegistrationSpec{Provider: "vault", Endpoint: "p.example:8443", ServerName: "p.example", CABundle: string(p.CAPEM) + "-----BEGIN PRIVATE KEY-----"}, "remove the private key"},
-			{configv1alpha1.ProviderRegistrationSpec{Provider: "gcp", Endpoint: "p.example:8443", ServerName: "p.example", CABundle: string(p.CAPEM)}, "spec.provider"},
+			{configv1alpha1.ProviderRegistrationSpec{Provider: "Vault Provider", Endpoint: "p.example:8443", ServerName: "p.example", CABundle: string(p.CAPEM)}, "spec.provider"},
 		} {
 			reg := &configv1alpha1.ProviderRegistration{ObjectMeta: metav1.ObjectMeta{Name: unique("bad-")}, Spec: tc.spec}
 			_, err := cluster.VeilClient.ConfigV1alpha1().ProviderRegistrations().Create(ctxFor(t), reg, metav1.CreateOptions{})

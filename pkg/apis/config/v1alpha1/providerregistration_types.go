@@ -42,10 +42,16 @@ type ProviderRegistrationList struct {
 // ProviderRegistrationSpec says where a provider process listens and how
 // veil-apiserver verifies it.
 type ProviderRegistrationSpec struct {
-	// Provider is the kind of provider the process serves (its --provider
-	// flag). veil-apiserver refuses a process that says it serves another.
+	// Provider is the kind of provider the process serves: veil-provider's
+	// --provider (vault, aws, fake), or the name another provider process
+	// gives itself in the protocol's handshake (kubernetes for
+	// veil-provider-kubernetes). veil-apiserver refuses a process that says
+	// it serves another. It is not a list of Veil's: a provider written
+	// against the protocol alone needs no change to Veil to be registered.
 	// +required
-	// +kubebuilder:validation:Enum=vault;aws;fake
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
 	Provider string `json:"provider"`
 
 	// Endpoint is host:port of the process's gRPC listener, usually its
