@@ -68,6 +68,7 @@ func (s *suite) resolver(t *testing.T, st Store) *resolve.Resolver {
 			Namespaces:          corelisters.NewNamespaceLister(empty()),
 			Endpoints:           list,
 			AllowPlaintext:      true,
+			Remotes:             registeredRemotes{},
 		},
 		Clients:                clients,
 		Clock:                  clock.RealClock{},
@@ -87,4 +88,16 @@ func (s *suite) resolveES(t *testing.T, r *resolve.Resolver, data []configv1alph
 		},
 	}
 	return r.Resolve(s.ctx(t), es)
+}
+
+// registeredRemotes gives a store that names a ProviderRegistration
+// (spec.provider.remote) the provider registered as "remote": a test of a
+// provider that has no in-process twin registers its endpoint so
+// (remotetest.RunEndpoint), where veil-apiserver would look the
+// registration up (pkg/stores/remotes).
+type registeredRemotes struct{}
+
+func (registeredRemotes) Provider(_ context.Context, store *providers.Store, registration string) (providers.Provider, string, error) {
+	p, err := providers.For(store.Spec)
+	return p, "registration/" + registration, err
 }

@@ -55,6 +55,10 @@ type Options struct {
 	// the replicas listen on this machine's first non-loopback IPv4
 	// address (traffic to it stays on the machine).
 	VeilReplicas int
+	// ControlPlaneOnly starts etcd and kube-apiserver alone: no Veil is
+	// built, installed or started (tests of a provider that reads
+	// Kubernetes itself, such as providers/kubernetes).
+	ControlPlaneOnly bool
 }
 
 // Cluster is a running local control plane with Veil.
@@ -159,6 +163,9 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	if err := c.startKubeAPIServer(ctx); err != nil {
 		return c, err
 	}
+	if opts.ControlPlaneOnly {
+		return c, nil
+	}
 	if err := c.installVeil(ctx); err != nil {
 		return c, err
 	}
@@ -238,6 +245,9 @@ func (c *Cluster) installBinaries(ctx context.Context) error {
 	c.bins.kubeAPIServer = filepath.Join(kubeDir, "kube-apiserver")
 	c.bins.kubeControllerManager = filepath.Join(kubeDir, "kube-controller-manager")
 	c.bins.kubectl = filepath.Join(kubeDir, "kubectl")
+	if c.opts.ControlPlaneOnly {
+		return nil
+	}
 
 	c.bins.veil = filepath.Join(c.Dir, "bin", "veil-apiserver")
 	c.bins.syncer = filepath.Join(c.Dir, "bin", "veil-syncer")
