@@ -45,9 +45,13 @@ const (
 	MaxFindResults = 500
 	// MaxBatch is the most keys of one GetBatch.
 	MaxBatch = 500
-	// VersionsPerCall is the most keys one Versions call answers for:
-	// each call lists the metadata of the whole source namespace.
-	VersionsPerCall = 500
+	// VersionsPerCall is the keys per Versions call the provider
+	// advertises (callers chunk by it, one admission each); a call may
+	// ask about up to MaxVersionKeys, since each lists the metadata of the
+	// whole source namespace anyway.
+	VersionsPerCall = 100
+	// MaxVersionKeys is the most keys one Versions call may ask about.
+	MaxVersionKeys = 10000
 	// MaxWatchKeys is the most keys one WatchChanges stream watches.
 	MaxWatchKeys = 10000
 	// listPage is the page size of lists.
@@ -450,8 +454,8 @@ func (st *served) namesOf(keys []string) map[string]string {
 func (s *Server) Versions(ctx context.Context, req *providerv1.VersionsRequest) (*providerv1.VersionsResponse, error) {
 	var resp *providerv1.VersionsResponse
 	err := s.call(req.GetStore(), func(st *served) error {
-		if n := len(req.GetKeys()); n > VersionsPerCall {
-			return errorf(Invalid, "%d keys is more than the %d one Versions call of veil-provider-kubernetes answers for", n, VersionsPerCall)
+		if n := len(req.GetKeys()); n > MaxVersionKeys {
+			return errorf(Invalid, "%d keys is more than the %d one Versions call of veil-provider-kubernetes answers for", n, MaxVersionKeys)
 		}
 		got, _, err := st.versions(ctx, st.namesOf(req.GetKeys()))
 		if err != nil {

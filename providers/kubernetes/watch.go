@@ -16,15 +16,18 @@ import (
 // still serves its store as it did when the stream began.
 const configCheck = 2 * time.Second
 
-// WatchChanges streams a Change each time the version of a watched key
-// moves: the Secret was written, made, or deleted (a Change without a
-// version). It watches the metadata of the source namespace's Secrets, so
-// no value is ever read for it. When the watch ends (kube-apiserver's
-// timeout, a compacted resourceVersion, a lost connection) it lists again
-// and sends what moved meanwhile, so no change is lost. The stream ends
-// when the client goes, or when the configuration stops serving the
-// store as it did (then the client watches again, and is refused if the
-// store is no longer served).
+// WatchChanges streams the versions of the keys asked: first their
+// initial state, one Change per key in the order asked (without a version
+// for a key whose Secret does not exist), then a Change each time the
+// version of one moves: the Secret was written, made, or deleted (a
+// Change without a version). It watches the metadata of the source
+// namespace's Secrets, so no value is ever read for it. When the watch
+// ends (kube-apiserver's timeout, a compacted resourceVersion, a lost
+// connection) it lists again and sends what moved meanwhile, so no change
+// is lost. The stream ends when the client goes, or when the
+// configuration stops serving the store as it did: Forbidden when it no
+// longer serves it, Unavailable when it serves it otherwise (the client
+// opens a stream again, whose initial state is the resync).
 func (s *Server) WatchChanges(req *providerv1.WatchChangesRequest, stream grpc.ServerStreamingServer[providerv1.Change]) error {
 	ctx := stream.Context()
 	st, err := s.store(req.GetStore())
@@ -42,15 +45,18 @@ func (s *Server) WatchChanges(req *providerv1.WatchChangesRequest, stream grpc.S
 			Message: fmt.Sprintf("%s has %d change streams open, all veil-provider-kubernetes admits for it", st.key, cap(st.watches))})
 	}
 	keys := req.GetKeys()
-	if len(keys) == 0 {
-		return toStatus(errorf(Invalid, "WatchChanges for %s names no key: name the keys to watch", st.key))
-	}
 	if len(keys) > MaxWatchKeys {
 		return toStatus(errorf(Invalid, "WatchChanges for %s names %d keys, more than the %d one stream watches; open more streams", st.key, len(keys), MaxWatchKeys))
 	}
-	names := st.namesOf(keys)
+	seen := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		if seen[k] {
+			return toStatus(errorf(Invalid, "WatchChanges for %s names key %q twice", st.key, k))
+		}
+		seen[k] = true
+	}
 	s.log.Debug("watch opened", "store", st.key.String(), "keys", len(keys))
-	err = s.watch(ctx, st, names, func(c *providerv1.Change) error { return stream.Send(c) })
+	err = s.watch(ctx, st, keys, func(c *providerv1.Change) error { return stream.Send(c) })
 	s.log.Debug("watch closed", "store", st.key.String(), "err", err)
 	if ctx.Err() != nil {
 		// The client went: nothing to tell it.
@@ -59,11 +65,13 @@ func (s *Server) WatchChanges(req *providerv1.WatchChangesRequest, stream grpc.S
 	return toStatus(err)
 }
 
-// watch runs until ctx ends or the store's configuration changes, calling
-// send for each key whose version moves after it starts.
-func (s *Server) watch(ctx context.Context, st *served, names map[string]string, send func(*providerv1.Change) error) error {
+// watch runs until ctx ends or the store's configuration changes: it
+// sends the initial state of keys, then a Change for each key whose
+// version moves. A key that names no Secret never has a version.
+func (s *Server) watch(ctx context.Context, st *served, keys []string, send func(*providerv1.Change) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	names := st.namesOf(keys)
 	var last map[string]*providerv1.KeyVersion
 	backoff := time.Second
 	for {
@@ -72,17 +80,19 @@ func (s *Server) watch(ctx context.Context, st *served, names map[string]string,
 		}
 		now, rv, err := st.versions(ctx, names)
 		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			s.log.Info("listing for a watch failed; listing again", "store", st.key.String(), "in", backoff.String(), "err", err)
-			if !sleep(ctx, backoff) {
-				return ctx.Err()
-			}
-			backoff = min(2*backoff, 30*time.Second)
-			continue
+			// Forbidden (the Role is missing) ends the watch for good;
+			// Unavailable has the client open it again, and its initial
+			// state is the resync.
+			return err
 		}
-		if last != nil {
+		if last == nil {
+			// The initial state, in the order asked.
+			for _, key := range keys {
+				if err := send(&providerv1.Change{Key: key, Version: now[key]}); err != nil {
+					return err
+				}
+			}
+		} else {
 			// What moved while no watch was open.
 			for key, v := range now {
 				if last[key].GetId() != v.GetId() {
