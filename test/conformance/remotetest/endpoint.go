@@ -75,7 +75,9 @@ func (e *endpointFixture) Denied(t *testing.T, key string) (conformance.Store, [
 	return RemoteStore(), creds
 }
 
-func (e *endpointFixture) Outage(t *testing.T) func() { return e.Fixture.(conformance.Outager).Outage(t) }
+func (e *endpointFixture) Outage(t *testing.T) func() {
+	return e.Fixture.(conformance.Outager).Outage(t)
+}
 
 func (e *endpointFixture) Logs(t *testing.T) []byte {
 	out := e.logs(t)
@@ -98,12 +100,12 @@ type switchboard struct {
 }
 
 var (
-	board     = &switchboard{}
-	registerd sync.Once
+	board      = &switchboard{}
+	registered sync.Once
 )
 
 func switchTo(p providers.Provider) (restore func()) {
-	registerd.Do(func() {
+	registered.Do(func() {
 		if !slices.Contains(providers.Names(), "remote") {
 			providers.Register(board)
 		}
