@@ -314,32 +314,63 @@ func (s *Server) GetBatch(ctx context.Context, req *providerv1.GetBatchRequest) 
 				return err
 			}
 		}
-		values := make([]*providerv1.Value, len(refs))
-		errs := make([]error, len(refs))
-		var wg sync.WaitGroup
-		sem := make(chan struct{}, 8)
-		for i, r := range refs {
-			wg.Add(1)
-			sem <- struct{}{}
-			go func() {
-				defer func() { <-sem; wg.Done() }()
-				values[i], errs[i] = st.value(ctx, r)
-			}()
+		values, err := st.values(ctx, refs)
+		if err != nil {
+			return err
 		}
-		wg.Wait()
 		resp = &providerv1.GetBatchResponse{}
 		for i, r := range refs {
-			if e, ok := errs[i].(*Error); ok && e.Reason == NotFound {
-				continue
+			if values[i] != nil {
+				resp.Values = append(resp.Values, &providerv1.GetBatchResponse_Entry{Ref: &providerv1.Ref{Key: r.GetKey(), Version: r.GetVersion()}, Value: values[i]})
 			}
-			if errs[i] != nil {
-				return errs[i]
-			}
-			resp.Values = append(resp.Values, &providerv1.GetBatchResponse_Entry{Ref: &providerv1.Ref{Key: r.GetKey(), Version: r.GetVersion()}, Value: values[i]})
 		}
 		return fits(resp, fmt.Sprintf("the %d values of the batch", len(resp.Values)))
 	})
 	return resp, err
+}
+
+// values reads refs with a GET each, a few at a time: nil for a key that
+// does not exist (or not at the version asked), and the first other error.
+// It stops reading once the values read come to more than one message
+// may carry, so a find or batch of large Secrets cannot hold more.
+func (st *served) values(ctx context.Context, refs []*providerv1.Ref) ([]*providerv1.Value, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	values := make([]*providerv1.Value, len(refs))
+	errs := make([]error, len(refs))
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		total int
+		over  bool
+	)
+	sem := make(chan struct{}, 8)
+	for i, r := range refs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			values[i], errs[i] = st.value(ctx, r)
+			mu.Lock()
+			defer mu.Unlock()
+			if total += len(values[i].GetData()); total > MaxMessageSize && !over {
+				over = true
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	if over {
+		return nil, errorf(Invalid, "the %d values asked of %s come to more than the %d bytes one response may carry; ask for fewer", len(refs), st.key, MaxMessageSize)
+	}
+	for i, err := range errs {
+		if e, ok := err.(*Error); ok && e.Reason == NotFound {
+			values[i] = nil
+		} else if err != nil {
+			return nil, err
+		}
+	}
+	return values, nil
 }
 
 // selector is the label selector of a find's tags: a Secret's labels are
@@ -356,9 +387,11 @@ func selector(tags map[string]string) (string, error) {
 	return labels.SelectorFromSet(tags).String(), nil
 }
 
-// Find lists the Secrets of the source namespace whose remote key starts
-// with path and matches the regexp, and whose labels hold every tag. A
-// find matching more than MaxFindResults is refused.
+// Find lists the metadata of the source namespace's Secrets whose remote
+// key starts with path and matches the regexp, and whose labels hold
+// every tag (a label selector, applied by kube-apiserver); then it reads
+// the Secrets that match, and only those. A find matching more than
+// MaxFindResults is refused before any is read.
 func (s *Server) Find(ctx context.Context, req *providerv1.FindRequest) (*providerv1.FindResponse, error) {
 	var resp *providerv1.FindResponse
 	err := s.call(req.GetStore(), func(st *served) error {
@@ -371,28 +404,41 @@ func (s *Server) Find(ctx context.Context, req *providerv1.FindRequest) (*provid
 			return err
 		}
 		ns := st.cfg.Source.Namespace
-		resp = &providerv1.FindResponse{Values: map[string]*providerv1.Value{}}
+		var keys []string
 		opts := metav1.ListOptions{LabelSelector: sel, Limit: listPage}
 		for {
-			list, err := st.kube.typed.CoreV1().Secrets(ns).List(ctx, opts)
+			list, err := st.kube.metadata.Resource(secretsResource).Namespace(ns).List(ctx, opts)
 			if err != nil {
 				return kubeError(err, fmt.Sprintf("%s: listing the Secrets of namespace %q for a find", st.key, ns), ns)
 			}
 			for i := range list.Items {
-				sec := &list.Items[i]
-				key := st.remoteKey(sec.Name)
+				key := st.remoteKey(list.Items[i].Name)
 				if !strings.HasPrefix(key, req.GetPath()) || !re.MatchString(key) {
 					continue
 				}
-				if len(resp.Values) == MaxFindResults {
+				if len(keys) == MaxFindResults {
 					return errorf(Invalid, "find under %q in %s matches more than %d Secrets; narrow find.path, find.name or find.tags", req.GetPath(), st.key, MaxFindResults)
 				}
-				resp.Values[key] = &providerv1.Value{Data: encode(sec), Version: versionOf(sec)}
+				keys = append(keys, key)
 			}
 			if list.Continue == "" {
 				break
 			}
 			opts.Continue = list.Continue
+		}
+		refs := make([]*providerv1.Ref, len(keys))
+		for i, k := range keys {
+			refs[i] = &providerv1.Ref{Key: k}
+		}
+		values, err := st.values(ctx, refs)
+		if err != nil {
+			return err
+		}
+		resp = &providerv1.FindResponse{Values: make(map[string]*providerv1.Value, len(values))}
+		for i, v := range values {
+			if v != nil {
+				resp.Values[keys[i]] = v
+			}
 		}
 		return fits(resp, fmt.Sprintf("the %d values found under %q", len(resp.Values), req.GetPath()))
 	})
