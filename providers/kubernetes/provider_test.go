@@ -462,3 +462,72 @@ func poolOf(t *testing.T, pemData []byte) *x509.CertPool {
 	}
 	return pool
 }
+
+// TestLimits: a store's rate, its open change streams and the size of a
+// response are bounded, and what is over them is refused with the reason
+// and, for the rate, when to try again.
+func TestLimits(t *testing.T) {
+	source, providerNS := namespace(t, "source-"), namespace(t, "providers-")
+	kubeconfig := installRBAC(t, providerNS, source)
+	big := make([]byte, 900<<10)
+	for i := range big {
+		big[i] = byte(i%251) | 0x80 // not UTF-8: carried as base64, a third larger
+	}
+	for _, name := range []string{"big-a", "big-b"} {
+		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name}, Data: map[string][]byte{"blob": big}}
+		if _, err := cluster.KubeClient.CoreV1().Secrets(source).Create(ctxFor(t), s, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := startProvider(t, "stores:\n"+
+		storeConfig("SecretStore", "team-a", "slow", source, kubeconfig, "  limits: {qps: 0.2, burst: 2}\n")+
+		storeConfig("SecretStore", "team-a", "one-stream", source, kubeconfig, "  limits: {watches: 1}\n"))
+	c := dial(t, p, p.client)
+	ctx := ctxFor(t)
+
+	get := func() error {
+		_, err := c.Get(ctx, &providerv1.GetRequest{Store: ref("team-a", "slow"), Ref: &providerv1.Ref{Key: "big-a"}})
+		return err
+	}
+	for i := range 2 {
+		if err := get(); err != nil {
+			t.Fatalf("call %d, within the burst: %v", i+1, err)
+		}
+	}
+	err := get()
+	wantRefused(t, err, "a call over the store's rate", codes.ResourceExhausted, "Throttled", "calls per second")
+	st, _ := status.FromError(err)
+	for _, d := range st.Details() {
+		if e, ok := d.(*providerv1.ErrorDetail); ok && e.RetryAfterMillis != 5000 {
+			t.Errorf("retry after %dms, want 5000 (one call at 0.2 a second)", e.RetryAfterMillis)
+		}
+	}
+
+	// Two values of 1.2 MiB of JSON each: more than one response carries.
+	_, err = c.GetBatch(ctx, &providerv1.GetBatchRequest{Store: ref("team-a", "one-stream"), Refs: []*providerv1.Ref{{Key: "big-a"}, {Key: "big-b"}}})
+	wantRefused(t, err, "a batch larger than a message", codes.InvalidArgument, "Invalid", "ask for fewer")
+	_, err = c.Find(ctx, &providerv1.FindRequest{Store: ref("team-a", "one-stream"), Path: "big-"})
+	wantRefused(t, err, "a find larger than a message", codes.InvalidArgument, "Invalid", "ask for fewer")
+	one, err := c.Get(ctx, &providerv1.GetRequest{Store: ref("team-a", "one-stream"), Ref: &providerv1.Ref{Key: "big-b"}})
+	if err != nil {
+		t.Fatalf("one value within a message: %v", err)
+	}
+	if n := len(one.GetValue().GetData()); n < len(big) {
+		t.Errorf("the value is %d bytes, less than the %d of the Secret", n, len(big))
+	}
+
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	first, err := c.WatchChanges(wctx, &providerv1.WatchChangesRequest{Store: ref("team-a", "one-stream"), Keys: []string{"big-a"}})
+	if err == nil {
+		_, err = first.Recv() // its initial state: the stream is open
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := c.WatchChanges(wctx, &providerv1.WatchChangesRequest{Store: ref("team-a", "one-stream"), Keys: []string{"big-b"}})
+	if err == nil {
+		_, err = second.Recv()
+	}
+	wantRefused(t, err, "a second stream where one is admitted", codes.ResourceExhausted, "Throttled", "change streams open")
+}
