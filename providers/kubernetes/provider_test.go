@@ -531,3 +531,63 @@ func TestLimits(t *testing.T) {
 	}
 	wantRefused(t, err, "a second stream where one is admitted", codes.ResourceExhausted, "Throttled", "change streams open")
 }
+
+// TestWatchResync: a stream whose watch of kube-apiserver is cut ends as
+// Unavailable (the client opens it again), and the new stream's initial
+// state carries the write made while no stream was open: no change is
+// lost to a lost connection.
+func TestWatchResync(t *testing.T) {
+	source, providerNS := namespace(t, "source-"), namespace(t, "providers-")
+	proxy := startProxy(t, strings.TrimPrefix(cluster.APIServerURL, "https://"))
+	kubeconfig := throughProxy(t, installRBAC(t, providerNS, source), proxy.address)
+	db := createSecret(t, source, "db", map[string]string{"password": "first"})
+	p := startProvider(t, "stores:\n"+storeConfig("SecretStore", "team-a", "shared", source, kubeconfig, ""))
+	c := dial(t, p, p.client)
+	ctx := ctxFor(t)
+	open := func() (grpc.ServerStreamingClient[providerv1.Change], string) {
+		t.Helper()
+		stream, err := c.WatchChanges(ctx, &providerv1.WatchChangesRequest{Store: ref("team-a", "shared"), Keys: []string{"db"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		initial, err := stream.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return stream, initial.GetVersion().GetId()
+	}
+	stream, v := open()
+	if v != version(db) {
+		t.Fatalf("initial state at %q, want %q", v, version(db))
+	}
+
+	proxy.stop()
+	ended := make(chan error, 1)
+	go func() {
+		for {
+			if _, err := stream.Recv(); err != nil {
+				ended <- err
+				return
+			}
+		}
+	}()
+	select {
+	case err := <-ended:
+		wantRefused(t, err, "a stream whose watch was cut", codes.Unavailable, "Unavailable", "listing the Secrets")
+	case <-time.After(30 * time.Second):
+		t.Fatal("a stream whose watch of kube-apiserver was cut is still open 30s later")
+	}
+	cur, err := cluster.KubeClient.CoreV1().Secrets(source).Get(ctx, "db", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur.StringData = map[string]string{"password": "while-cut"}
+	s, err := cluster.KubeClient.CoreV1().Secrets(source).Update(ctx, cur, metav1.UpdateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy.start(t)
+	if _, v := open(); v != version(s) {
+		t.Errorf("the new stream's initial state is at %q, not %q, the write made while none was open", v, version(s))
+	}
+}
