@@ -14,7 +14,8 @@ all: build
 ## build: the binaries, into bin/ (veil is the users' CLI: veil convert;
 ## veil-provider-vault and veil-provider-aws serve one provider out of
 ## process, linking that backend alone; veil-provider links every backend,
-## for tests and demos, and has no image)
+## for tests and demos, and has no image; veil-provider-kubernetes is a
+## third party's provider as an example, with no image yet)
 build:
 	$(GO) build -o bin/veil-apiserver ./cmd/apiserver
 	$(GO) build -o bin/veil-syncer ./cmd/syncer

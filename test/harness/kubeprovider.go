@@ -33,27 +33,26 @@ func (c *Cluster) ServiceAccountKubeconfig(ctx context.Context, namespace, name 
 	return path, c.writeKubeconfig(path, "system:serviceaccount:"+namespace+":"+name, &clientcmdapi.AuthInfo{Token: tr.Status.Token})
 }
 
-var kubeProviderBuild struct {
-	once sync.Once
-	path string
-	err  error
-}
+// kubeProviderBuild serialises builds of veil-provider-kubernetes.
+var kubeProviderBuild sync.Mutex
 
-// kubernetesProviderBinary builds veil-provider-kubernetes once per test
-// binary, as installBinaries builds veil-apiserver: with go build, into the
-// cluster's bin/.
+// kubernetesProviderBinary builds veil-provider-kubernetes into the
+// cluster's bin/ the first time a cluster needs it, as installBinaries
+// builds veil-apiserver: with go build, which reuses Go's build cache.
 func (c *Cluster) kubernetesProviderBinary(ctx context.Context) (string, error) {
-	b := &kubeProviderBuild
-	b.once.Do(func() {
-		b.path = filepath.Join(c.Dir, "bin", "veil-provider-kubernetes")
-		c.progress("go build %s", KubernetesProviderPackage)
-		build := exec.CommandContext(ctx, "go", "build", "-o", b.path, KubernetesProviderPackage)
-		build.Dir = c.Root
-		if out, err := build.CombinedOutput(); err != nil {
-			b.err = fmt.Errorf("building %s: %w\n%s", KubernetesProviderPackage, err, out)
-		}
-	})
-	return b.path, b.err
+	kubeProviderBuild.Lock()
+	defer kubeProviderBuild.Unlock()
+	path := filepath.Join(c.Dir, "bin", "veil-provider-kubernetes")
+	if _, err := os.Stat(path); err == nil {
+		return path, nil
+	}
+	c.progress("go build %s", KubernetesProviderPackage)
+	build := exec.CommandContext(ctx, "go", "build", "-o", path, KubernetesProviderPackage)
+	build.Dir = c.Root
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building %s: %w\n%s", KubernetesProviderPackage, err, out)
+	}
+	return path, nil
 }
 
 // StartKubernetesProvider starts veil-provider-kubernetes as its own
