@@ -54,6 +54,9 @@ const (
 	MaxVersionKeys = 10000
 	// MaxWatchKeys is the most keys one WatchChanges stream watches.
 	MaxWatchKeys = 10000
+	// maxRegexp bounds a find's name regexp (Go's are linear in time,
+	// but their memory grows with the expression).
+	maxRegexp = 4096
 	// listPage is the page size of lists.
 	listPage = 250
 )
@@ -395,6 +398,9 @@ func selector(tags map[string]string) (string, error) {
 func (s *Server) Find(ctx context.Context, req *providerv1.FindRequest) (*providerv1.FindResponse, error) {
 	var resp *providerv1.FindResponse
 	err := s.call(req.GetStore(), func(st *served) error {
+		if n := len(req.GetNameRegexp()); n > maxRegexp {
+			return errorf(Invalid, "find.name.regexp is %d bytes, more than the %d veil-provider-kubernetes compiles", n, maxRegexp)
+		}
 		re, err := regexp.Compile(req.GetNameRegexp())
 		if err != nil {
 			return errorf(Invalid, "find.name.regexp %q does not compile: %v", req.GetNameRegexp(), err)
