@@ -1,8 +1,6 @@
 package convert
 
 import (
-	"context"
-	"strings"
 	"testing"
 )
 
@@ -12,20 +10,7 @@ import (
 // with the behaviour difference named; jwt with neither is refused (ESO
 // accepts it, then can never log in).
 func TestVaultTokenSourcesAsESO(t *testing.T) {
-	c, err := New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	const store = `apiVersion: external-secrets.io/v1
-kind: SecretStore
-metadata: {name: vault-backend, namespace: example}
-spec:
-  provider:
-    vault:
-      server: "https://vault.acme.org"
-      path: "secret"
-      version: "v2"
-      auth: `
+	c := newConverter(t)
 	for _, tc := range []struct {
 		name, auth string
 		refused    string // the field refused, if any
@@ -38,11 +23,7 @@ spec:
 		{name: "jwt, neither", auth: `{jwt: {path: jwt, role: r}}`, refused: "spec.provider.vault.auth.jwt"},
 		{name: "jwt, too many audiences", auth: `{jwt: {kubernetesServiceAccountToken: {serviceAccountRef: {name: sa}, audiences: [a1,a2,a3,a4,a5,a6,a7,a8,a9,a10,a11,a12,a13,a14,a15,a16,a17]}}}`, refused: "spec.provider.vault.auth.jwt.kubernetesServiceAccountToken.audiences"},
 	} {
-		in, err := Read(strings.NewReader(store + tc.auth + "\n"))
-		if err != nil || len(in) != 1 {
-			t.Fatalf("%s: %d objects, %v", tc.name, len(in), err)
-		}
-		_, diffs := c.Convert(context.Background(), in[0])
+		_, diffs := convertOne(t, c, vaultStoreWithAuth(tc.auth))
 		for _, d := range diffs {
 			switch {
 			case d.Severity == Refused && d.Field == tc.refused:
@@ -63,11 +44,7 @@ spec:
 // TestWholeSecretPushNamesItsDifference: a PushSecret entry without
 // secretKey is taken as it is, with the one way it differs from ESO named.
 func TestWholeSecretPushNamesItsDifference(t *testing.T) {
-	c, err := New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	in, err := Read(strings.NewReader(`apiVersion: external-secrets.io/v1alpha1
+	_, diffs := convertOne(t, newConverter(t), `apiVersion: external-secrets.io/v1alpha1
 kind: PushSecret
 metadata: {name: whole, namespace: example}
 spec:
@@ -76,11 +53,7 @@ spec:
   data:
   - match: {secretKey: one, remoteRef: {remoteKey: one}}
   - match: {remoteRef: {remoteKey: all}}
-`))
-	if err != nil || len(in) != 1 {
-		t.Fatalf("%d objects, %v", len(in), err)
-	}
-	_, diffs := c.Convert(context.Background(), in[0])
+`)
 	if len(diffs) != 1 || !has(diffs, Behaviour, "spec.data[1].match.secretKey", "not UTF-8") {
 		t.Errorf("want one behaviour difference on spec.data[1].match.secretKey, got %v", diffs)
 	}

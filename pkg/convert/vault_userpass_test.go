@@ -8,15 +8,10 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
-// TestVaultUserPassSchema checks the CRD's bounds on auth.userPass: ESO's
-// documentation example is taken with only apiVersion changed, and what
-// Veil could not use is refused at admission.
-func TestVaultUserPassSchema(t *testing.T) {
-	c, err := New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	const store = `apiVersion: external-secrets.io/v1
+// vaultStoreWithAuth is ESO's documentation's Vault SecretStore with
+// auth set to the flow-style YAML given.
+func vaultStoreWithAuth(auth string) string {
+	return `apiVersion: external-secrets.io/v1
 kind: SecretStore
 metadata: {name: vault-backend, namespace: example}
 spec:
@@ -25,7 +20,33 @@ spec:
       server: "https://vault.acme.org"
       path: "secret"
       version: "v2"
-      auth: `
+      auth: ` + auth + "\n"
+}
+
+func newConverter(t *testing.T) *Converter {
+	t.Helper()
+	c, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// convertOne converts the one object manifest holds.
+func convertOne(t *testing.T, c *Converter, manifest string) (*unstructured.Unstructured, []Difference) {
+	t.Helper()
+	in, err := Read(strings.NewReader(manifest))
+	if err != nil || len(in) != 1 {
+		t.Fatalf("%d objects, %v", len(in), err)
+	}
+	return c.Convert(context.Background(), in[0])
+}
+
+// TestVaultUserPassSchema checks the CRD's bounds on auth.userPass: ESO's
+// documentation example is taken with only apiVersion changed, and what
+// Veil could not use is refused at admission.
+func TestVaultUserPassSchema(t *testing.T) {
+	c := newConverter(t)
 	for _, tc := range []struct {
 		name, auth string
 		refused    string // the field refused; "" when the object is taken as it is
@@ -40,11 +61,7 @@ spec:
 		{"username too long", `{userPass: {username: "` + strings.Repeat("u", 257) + `", secretRef: {name: "s", key: "p"}}}`, "spec.provider.vault.auth.userPass.username"},
 		{"path too long", `{userPass: {path: "` + strings.Repeat("p", 257) + `", username: "u", secretRef: {name: "s", key: "p"}}}`, "spec.provider.vault.auth.userPass.path"},
 	} {
-		in, err := Read(strings.NewReader(store + tc.auth + "\n"))
-		if err != nil || len(in) != 1 {
-			t.Fatalf("%s: %d objects, %v", tc.name, len(in), err)
-		}
-		out, diffs := c.Convert(context.Background(), in[0])
+		out, diffs := convertOne(t, c, vaultStoreWithAuth(tc.auth))
 		if tc.refused == "" {
 			for _, d := range diffs {
 				if d.Severity == Refused || d.Severity == Dropped {
