@@ -3,12 +3,10 @@ package harness
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sync"
-	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -96,16 +94,8 @@ func (c *Cluster) StartKubernetesProvider(ctx context.Context, name, config stri
 	if err != nil {
 		return nil, err
 	}
-	p.Process = proc
-	if err := proc.waitFor(ctx, time.Minute, func(ctx context.Context) error {
-		conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", p.Address)
-		if err != nil {
-			return err
-		}
-		return conn.Close()
-	}); err != nil {
-		proc.Stop()
-		return nil, fmt.Errorf("%s did not listen on %s: %w", name, p.Address, err)
+	if err := p.listening(ctx, name, proc); err != nil {
+		return nil, err
 	}
 	return p, nil
 }

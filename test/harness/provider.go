@@ -134,8 +134,16 @@ func (c *Cluster) StartProvider(ctx context.Context, name, kind, config string, 
 	if err != nil {
 		return nil, err
 	}
-	p.Process = proc
-	// It listens once its configuration and certificates are loaded.
+	if err := p.listening(ctx, name, proc); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// listening waits until proc, a provider process, accepts connections on
+// p.Address: it listens once its configuration and certificates are
+// loaded. On success p.Process is proc; otherwise proc is stopped.
+func (p *Provider) listening(ctx context.Context, name string, proc *Process) error {
 	if err := proc.waitFor(ctx, time.Minute, func(ctx context.Context) error {
 		conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", p.Address)
 		if err != nil {
@@ -144,9 +152,10 @@ func (c *Cluster) StartProvider(ctx context.Context, name, kind, config string, 
 		return conn.Close()
 	}); err != nil {
 		proc.Stop()
-		return nil, fmt.Errorf("%s did not listen on %s: %w", name, p.Address, err)
+		return fmt.Errorf("%s did not listen on %s: %w", name, p.Address, err)
 	}
-	return p, nil
+	p.Process = proc
+	return nil
 }
 
 func replaceDir(s, dir string) string { return strings.ReplaceAll(s, "{{dir}}", dir) }
