@@ -172,3 +172,30 @@ func TestServiceAccountToken(t *testing.T) {
 		t.Errorf("fingerprint %q, %v: want the ServiceAccount's identity, never its token", fp, err)
 	}
 }
+
+// TestRefusingReaderReadsNothing: the Reader of a veil-apiserver run with
+// --in-process-providers=false has no client at all; every read and token
+// request fails as Forbidden with the reason, and records nothing.
+func TestRefusingReaderReadsNothing(t *testing.T) {
+	r := NewRefusing("remote only")
+	if r.client != nil {
+		t.Fatal("a refusing Reader holds a client")
+	}
+	rec := r.ForStore(namespaced)
+	ctx := context.Background()
+	_, err := rec.SecretKey(ctx, configv1alpha1.SecretKeySelector{Name: "creds", Key: "token"})
+	if providers.ReasonOf(err) != providers.Forbidden || !strings.Contains(err.Error(), "remote only") {
+		t.Errorf("SecretKey: %v, want Forbidden saying why", err)
+	}
+	_, err = rec.ConfigMapKey(ctx, "ca", "ca.crt", nil)
+	if providers.ReasonOf(err) != providers.Forbidden || !strings.Contains(err.Error(), "remote only") {
+		t.Errorf("ConfigMapKey: %v, want Forbidden saying why", err)
+	}
+	_, err = rec.ServiceAccountToken(ctx, configv1alpha1.ServiceAccountSelector{Name: "reader", Audiences: []string{"vault"}}, 600)
+	if providers.ReasonOf(err) != providers.Forbidden || !strings.Contains(err.Error(), "remote only") {
+		t.Errorf("ServiceAccountToken: %v, want Forbidden saying why", err)
+	}
+	if fp, err := rec.Fingerprint(ctx); fp != "" || err != nil {
+		t.Errorf("Fingerprint after refused reads: %q, %v; want nothing recorded", fp, err)
+	}
+}

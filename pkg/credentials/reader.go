@@ -32,6 +32,8 @@ type Reader struct {
 	objects map[objectKey]cached
 	// fingerprintKey keys the HMAC of credentials; it never leaves memory.
 	fingerprintKey []byte
+	// refuse, when set, is why this Reader reads nothing (NewRefusing).
+	refuse string
 }
 
 type objectKey struct{ kind, namespace, name string }
@@ -50,7 +52,20 @@ func NewReader(client kubernetes.Interface, ttl time.Duration) *Reader {
 	return &Reader{client: client, ttl: ttl, clock: clock.RealClock{}, objects: map[objectKey]cached{}, fingerprintKey: key}
 }
 
+// NewRefusing returns a Reader that never reaches kube-apiserver: every
+// read and token request fails as Forbidden with why. veil-apiserver run
+// with --in-process-providers=false uses it, so that even a store that got
+// past stores.Lookup could not make it read a credential or mint a token.
+func NewRefusing(why string) *Reader {
+	r := NewReader(nil, 0)
+	r.refuse = why
+	return r
+}
+
 func (r *Reader) get(ctx context.Context, k objectKey) (map[string][]byte, error) {
+	if r.refuse != "" {
+		return nil, providers.Errorf(providers.Forbidden, "reading %s %s/%s: %s", k.kind, k.namespace, k.name, r.refuse)
+	}
 	now := r.clock.Now()
 	r.mu.Lock()
 	c, ok := r.objects[k]

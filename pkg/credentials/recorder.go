@@ -78,6 +78,9 @@ func (r *Recorder) ServiceAccountToken(ctx context.Context, sel configv1alpha1.S
 	if err != nil {
 		return "", err
 	}
+	if r.reader.refuse != "" {
+		return "", providers.Errorf(providers.Forbidden, "requesting a token for ServiceAccount %s/%s: %s", ns, sel.Name, r.reader.refuse)
+	}
 	token, err := tokenRequest(ctx, r.reader.client, ns, sel.Name, sel.Audiences, expirationSeconds)
 	if err != nil {
 		return "", err

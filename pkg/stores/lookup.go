@@ -37,7 +37,19 @@ type Lookup struct {
 	// Remotes serves the stores that name a ProviderRegistration
 	// (pkg/stores/remotes); without it, such stores cannot be used.
 	Remotes RemoteProviders
+	// RemoteOnly is --in-process-providers=false: a store whose provider
+	// would run in veil-apiserver's process (spec.provider.vault, .aws,
+	// .fake) is refused as Invalid before anything is built for it, so no
+	// credential is read, no token requested and no provider called on its
+	// behalf. Reads, pushes and change detection all look stores up here.
+	RemoteOnly bool
 }
+
+// RemoteOnlyMessage says why a store with an in-process provider is not
+// served by a veil-apiserver run with --in-process-providers=false, and what
+// to change.
+const RemoteOnlyMessage = "this veil-apiserver serves only out-of-process providers (--in-process-providers=false): " +
+	"name a ProviderRegistration in spec.provider.remote.registration"
 
 // RemoteProviders gives the provider of a ProviderRegistration, reached
 // out of process, and a stamp that changes whenever the registration does.
@@ -131,6 +143,9 @@ func (s *Lookup) For(ctx context.Context, namespace string, ref configv1alpha1.S
 	store.Provider, err = providers.For(store.Spec)
 	if err != nil {
 		return nil, err
+	}
+	if s.RemoteOnly {
+		return nil, providers.Errorf(providers.Invalid, "%s uses the %s provider in veil-apiserver's process, but %s", &store.Store, store.Provider.Name(), RemoteOnlyMessage)
 	}
 	if err := s.checkEndpoints(&store); err != nil {
 		return nil, err

@@ -20,6 +20,7 @@ import (
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
 	configclient "github.com/veil-dev/veil/pkg/generated/clientset/versioned/typed/config/v1alpha1"
 	configlisters "github.com/veil-dev/veil/pkg/generated/listers/config/v1alpha1"
+	"github.com/veil-dev/veil/pkg/stores"
 )
 
 // RegisteredFieldManager owns the ProviderRegistered condition. It is not
@@ -33,7 +34,9 @@ type storeKey struct{ namespace, name string }
 // Registered keeps the ProviderRegistered condition in the status of every
 // SecretStore and ClusterSecretStore that names a ProviderRegistration, so
 // a store naming a missing one says so where its author looks, not only
-// on reads. It removes the condition from a store that stops naming one.
+// on reads. It removes the condition from a store that stops naming one,
+// unless RemoteOnly: then a store naming none is not served, and its
+// condition says so.
 type Registered struct {
 	Client        configclient.ConfigV1alpha1Interface
 	SecretStores  configlisters.SecretStoreLister
@@ -43,6 +46,10 @@ type Registered struct {
 	Endpoints *allowlist.List
 	// HasClientCertificate: --provider-client-cert-file is set.
 	HasClientCertificate bool
+	// RemoteOnly is --in-process-providers=false: a store that names no
+	// registration gets the condition too, False, saying it is not served
+	// and what to change (stores.RemoteOnlyMessage).
+	RemoteOnly bool
 
 	clock clock.PassiveClock
 	queue workqueue.TypedRateLimitingInterface[storeKey]
@@ -146,9 +153,16 @@ func (r *Registered) next(ctx context.Context) bool {
 	return true
 }
 
-// Want is the condition a store naming registration should have.
+// Want is the condition a store naming registration should have; with
+// registration empty (a store with a provider in process, when RemoteOnly),
+// the False condition that says it is not served.
 func (r *Registered) Want(registration string, generation int64) metav1.Condition {
 	c := metav1.Condition{Type: configv1alpha1.ConditionProviderRegistered, ObservedGeneration: generation, Status: metav1.ConditionFalse}
+	if registration == "" {
+		c.Reason = configv1alpha1.ReasonInProcessProvidersDisabled
+		c.Message = "the store's provider would run in veil-apiserver's process, so it is not served: " + stores.RemoteOnlyMessage
+		return c
+	}
 	reg, err := r.Registrations.Get(registration)
 	switch {
 	case !r.HasClientCertificate:
@@ -176,7 +190,8 @@ func (r *Registered) Want(registration string, generation int64) metav1.Conditio
 func (r *Registered) sync(ctx context.Context, kind configv1alpha1.StoreKind, namespace, name string, generation int64, spec *configv1alpha1.SecretStoreSpec, conditions []metav1.Condition) error {
 	have := apimeta.FindStatusCondition(conditions, configv1alpha1.ConditionProviderRegistered)
 	apply := []metav1.Condition{}
-	if registration := names(spec); registration != "" {
+	registration := names(spec)
+	if registration != "" || r.RemoteOnly {
 		want := r.Want(registration, generation)
 		if have != nil && have.Status == want.Status && have.Reason == want.Reason && have.Message == want.Message && have.ObservedGeneration == want.ObservedGeneration {
 			return nil

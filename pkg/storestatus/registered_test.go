@@ -111,3 +111,49 @@ func TestRegisteredSync(t *testing.T) {
 		t.Errorf("a store that never named a registration was written")
 	}
 }
+
+// With --in-process-providers=false, a store that names no registration
+// gets the condition False, saying it is not served and what to change;
+// naming one later gives it the usual condition.
+func TestRegisteredRemoteOnly(t *testing.T) {
+	client := fake.NewSimpleClientset()
+	var patches []applied
+	client.PrependReactor("patch", "secretstores", func(a clienttesting.Action) (bool, runtime.Object, error) {
+		var got applied
+		if err := json.Unmarshal(a.(clienttesting.PatchAction).GetPatch(), &got); err != nil {
+			t.Fatal(err)
+		}
+		patches = append(patches, got)
+		return true, &configv1alpha1.SecretStore{}, nil
+	})
+	r := registeredFor(t, nil, true)
+	r.Client = client.ConfigV1alpha1()
+	r.RemoteOnly = true
+	ctx := context.Background()
+	inProcess := &configv1alpha1.SecretStoreSpec{Provider: configv1alpha1.SecretStoreProvider{Vault: &configv1alpha1.VaultProvider{Server: "https://vault.example"}}}
+	remote := &configv1alpha1.SecretStoreSpec{Provider: configv1alpha1.SecretStoreProvider{Remote: &configv1alpha1.RemoteProvider{Registration: "nope"}}}
+
+	if err := r.sync(ctx, configv1alpha1.SecretStoreKind, "team", "s", 1, inProcess, nil); err != nil {
+		t.Fatal(err)
+	}
+	if len(patches) != 1 || len(patches[0].Status.Conditions) != 1 {
+		t.Fatalf("patches %+v, want one condition", patches)
+	}
+	c := patches[0].Status.Conditions[0]
+	if c.Status != metav1.ConditionFalse || c.Reason != configv1alpha1.ReasonInProcessProvidersDisabled ||
+		!strings.Contains(c.Message, "--in-process-providers=false") || !strings.Contains(c.Message, "name a ProviderRegistration in spec.provider.remote.registration") {
+		t.Errorf("condition %+v, want False InProcessProvidersDisabled saying what to change", c)
+	}
+	if err := r.sync(ctx, configv1alpha1.SecretStoreKind, "team", "s", 1, inProcess, patches[0].Status.Conditions); err != nil {
+		t.Fatal(err)
+	}
+	if len(patches) != 1 {
+		t.Errorf("the condition held already and was written again")
+	}
+	if err := r.sync(ctx, configv1alpha1.SecretStoreKind, "team", "s", 2, remote, patches[0].Status.Conditions); err != nil {
+		t.Fatal(err)
+	}
+	if len(patches) != 2 || patches[1].Status.Conditions[0].Reason != configv1alpha1.ReasonRegistrationNotFound {
+		t.Errorf("patches %+v, want RegistrationNotFound once the store names a registration", patches)
+	}
+}

@@ -69,6 +69,11 @@ type Options struct {
 
 	AllowedProviderEndpoints []string
 	AllowPlaintextProviders  bool
+	// InProcessProviders serves stores whose provider runs in
+	// veil-apiserver's process (spec.provider.vault, .aws, .fake). Off,
+	// only stores naming a ProviderRegistration are served, and
+	// veil-apiserver never reads a credential or requests a token.
+	InProcessProviders bool
 	// ProviderClientCertFile and ProviderClientKeyFile are veil-apiserver's
 	// client certificate towards provider processes (ProviderRegistrations).
 	ProviderClientCertFile string
@@ -126,6 +131,7 @@ func NewOptions() *Options {
 		Features:           genericoptions.NewFeatureOptions(),
 		CoreAPI:            genericoptions.NewCoreAPIOptions(),
 		CredentialCacheTTL: 10 * time.Second,
+		InProcessProviders: true,
 		// 64Mi holds tens of thousands of typical secrets.
 		CacheMaxBytes:          resource.QuantityValue{Quantity: resource.MustParse("64Mi")},
 		CacheMaxTTL:            24 * time.Hour,
@@ -208,6 +214,10 @@ func NewCommand(ctx context.Context) *cobra.Command {
 			"Off, only requests proxied by kube-apiserver (front-proxy client certificate) and client certificates are authenticated.")
 	fs.BoolVar(&o.AllowPlaintextProviders, "allow-plaintext-providers", o.AllowPlaintextProviders,
 		"Allow stores with http:// endpoints. For local demos only: values and tokens then cross the network unencrypted.")
+	fs.BoolVar(&o.InProcessProviders, "in-process-providers", o.InProcessProviders,
+		"Serve stores whose provider runs in veil-apiserver's process (spec.provider.vault, .aws, .fake), for which veil-apiserver reads credential Secrets and ConfigMaps and requests ServiceAccount tokens. "+
+			"false: serve only stores that name a ProviderRegistration (spec.provider.remote.registration); others are refused (422) before any credential read, token request or provider call, "+
+			"so veil-apiserver needs no RBAC on Secrets, ConfigMaps or serviceaccounts/token (omit the veil-apiserver:provider-credentials ClusterRoleBinding).")
 	fs.StringVar(&o.ProviderClientCertFile, "provider-client-cert-file", o.ProviderClientCertFile,
 		"PEM certificate (with its chain) veil-apiserver presents to provider processes (veil-provider) that ProviderRegistrations name; read again when it changes. "+
 			"Without it, stores that name a ProviderRegistration cannot be read.")
@@ -387,7 +397,11 @@ func (o *Options) Config() (*apiserver.Config, error) {
 	nsInformer := c.SharedInformerFactory.Core().V1().Namespaces()
 
 	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
-	clients := stores.NewClients(credentials.NewReader(kube, o.CredentialCacheTTL), providers.Env{
+	creds := credentials.NewReader(kube, o.CredentialCacheTTL)
+	if !o.InProcessProviders {
+		creds = credentials.NewRefusing(stores.RemoteOnlyMessage)
+	}
+	clients := stores.NewClients(creds, providers.Env{
 		DialContext:    dialer.DialContext,
 		AllowPlaintext: o.AllowPlaintextProviders,
 	})
@@ -449,6 +463,7 @@ func (o *Options) Config() (*apiserver.Config, error) {
 		Registrations:        prInformer.Lister(),
 		Endpoints:            endpoints,
 		HasClientCertificate: o.ProviderClientCertFile != "",
+		RemoteOnly:           !o.InProcessProviders,
 	}, ssInformer.Informer(), cssInformer.Informer(), prInformer.Informer())
 	if err != nil {
 		return nil, err
@@ -474,6 +489,7 @@ func (o *Options) Config() (*apiserver.Config, error) {
 		Endpoints:           endpoints,
 		AllowPlaintext:      o.AllowPlaintextProviders,
 		Remotes:             remoteProviders,
+		RemoteOnly:          !o.InProcessProviders,
 	}
 	// A push marks its readers with the lookup reads use; detection runs
 	// over every ExternalSecret every cycle, so it and its marks read the

@@ -113,4 +113,8 @@ const (
 	// ReasonNoClientCertificate: veil-apiserver runs without a client
 	// certificate for provider processes.
 	ReasonNoClientCertificate = "NoClientCertificate"
+	// ReasonInProcessProvidersDisabled: the store names no registration,
+	// and veil-apiserver runs with --in-process-providers=false, so it
+	// does not serve the store (the condition is then on every store).
+	ReasonInProcessProvidersDisabled = "InProcessProvidersDisabled"
 )
