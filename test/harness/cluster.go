@@ -59,7 +59,15 @@ type Options struct {
 	// built, installed or started (tests of a provider that reads
 	// Kubernetes itself, such as providers/kubernetes).
 	ControlPlaneOnly bool
+	// RemoteOnly installs Veil as artifacts/providers/remote-only does: no
+	// ClusterRole or binding veil-apiserver:provider-credentials, and
+	// veil-apiserver runs with --in-process-providers=false.
+	RemoteOnly bool
 }
+
+// ProviderCredentialsRole is the ClusterRole (and binding) of the rules
+// only providers in veil-apiserver's process need; RemoteOnly leaves it out.
+const ProviderCredentialsRole = "veil-apiserver:provider-credentials"
 
 // Cluster is a running local control plane with Veil.
 type Cluster struct {
@@ -169,7 +177,10 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	if err := c.installVeil(ctx); err != nil {
 		return c, err
 	}
-	if err := c.StartVeil(ctx, opts.VeilArgs...); err != nil {
+	if opts.RemoteOnly {
+		c.opts.VeilArgs = append(append([]string(nil), opts.VeilArgs...), "--in-process-providers=false")
+	}
+	if err := c.StartVeil(ctx, c.opts.VeilArgs...); err != nil {
 		return c, err
 	}
 	if opts.ControllerManager {

@@ -29,7 +29,8 @@ import (
 )
 
 // installVeil applies what artifacts/base ships — CRDs, namespace,
-// ServiceAccounts, RBAC, admission policy, APIService — except the
+// ServiceAccounts, RBAC (without veil-apiserver:provider-credentials when
+// Options.RemoteOnly), admission policy, APIService — except the
 // in-cluster Deployments, PodDisruptionBudget and Service: this control
 // plane runs no pods, so the Service becomes an ExternalName for
 // localhost, and the APIService gets the port and the CA of this run.
@@ -39,6 +40,10 @@ func (c *Cluster) installVeil(ctx context.Context) error {
 		switch u.GetKind() {
 		case "Deployment", "PodDisruptionBudget", "Service":
 			return false, nil
+		case "ClusterRole", "ClusterRoleBinding":
+			if c.opts.RemoteOnly && u.GetName() == ProviderCredentialsRole {
+				return false, nil
+			}
 		case "APIService":
 			if err := unstructured.SetNestedField(u.Object, base64.StdEncoding.EncodeToString(c.VeilCA.CertPEM), "spec", "caBundle"); err != nil {
 				return false, err
