@@ -286,3 +286,27 @@ func TestKeyScopeRefusedBeforeAnyWrite(t *testing.T) {
 		t.Errorf("a key under the prefix: %+v, %v", results, err)
 	}
 }
+
+// TestRemoteOnlyRefusesPushes: with --in-process-providers=false, a push
+// through a store whose provider runs in process is refused as Invalid,
+// saying what to change, and nothing is written.
+func TestRemoteOnlyRefusesPushes(t *testing.T) {
+	ctx := context.Background()
+	p := pusher(t, vaultStore("vault", false))
+	p.Stores.RemoteOnly = true
+	before, writes := len(mem.data), mem.writes
+	ps := pushSecret("", []string{"vault"}, [2]string{"key", "ci/remote-only"})
+	for _, action := range []externalsecrets.SecretPushAction{"", externalsecrets.SecretPushActionDelete} {
+		spec := externalsecrets.SecretPushSpec{Action: action}
+		if action == "" {
+			spec.Data = map[string][]byte{"key": []byte(value)}
+		}
+		results, err := p.Push(ctx, ps, spec, false)
+		if providers.ReasonOf(err) != providers.Invalid || !strings.Contains(err.Error(), stores.RemoteOnlyMessage) {
+			t.Errorf("%q through an in-process store: %+v, %v; want Invalid saying %q", action, results, err, stores.RemoteOnlyMessage)
+		}
+	}
+	if mem.writes != writes || len(mem.data) != before {
+		t.Error("something was written through an in-process store")
+	}
+}
