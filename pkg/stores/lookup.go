@@ -197,6 +197,12 @@ func (s *Lookup) namespaceMayUse(ctx context.Context, namespace string, css *con
 	var matched []configv1alpha1.ClusterSecretStoreCondition
 	for _, c := range css.Spec.Conditions {
 		match := slices.Contains(c.Namespaces, namespace)
+		if !match && len(c.NamespaceRegexes) > 0 {
+			match, err = matchesRegexes(c.NamespaceRegexes, namespace)
+			if err != nil {
+				return nil, providers.Errorf(providers.Invalid, "ClusterSecretStore %q has an invalid spec.conditions namespaceRegexes: %v", css.Name, err)
+			}
+		}
 		if !match && c.NamespaceSelector != nil && ns != nil {
 			sel, err := metav1.LabelSelectorAsSelector(c.NamespaceSelector)
 			if err != nil {

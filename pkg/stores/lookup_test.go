@@ -149,6 +149,9 @@ func TestClusterSecretStoreConditionsDefaultDeny(t *testing.T) {
 			clusterStore("named", configv1alpha1.ClusterSecretStoreCondition{Namespaces: []string{"team-a"}}),
 			clusterStore("selected", configv1alpha1.ClusterSecretStoreCondition{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"veil": "yes"}}}),
 			clusterStore("bad-selector", configv1alpha1.ClusterSecretStoreCondition{NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "k", Operator: "Bogus"}}}}),
+			// ESO's namespaceRegexes: unanchored, as ESO matches them.
+			clusterStore("patterns", configv1alpha1.ClusterSecretStoreCondition{NamespaceRegexes: []string{"^nomatch$", "m-[ab]"}}),
+			clusterStore("bad-pattern", configv1alpha1.ClusterSecretStoreCondition{NamespaceRegexes: []string{"team-("}}),
 		},
 		ns: []*corev1.Namespace{namespace("team-a", nil), namespace("team-b", map[string]string{"veil": "yes"}), namespace("team-c", nil)},
 	}.build(t, nil, false)
@@ -165,6 +168,10 @@ func TestClusterSecretStoreConditionsDefaultDeny(t *testing.T) {
 		{"selected", "team-b", "", ""},
 		{"selected", "team-c", providers.Forbidden, "none of its spec.conditions matches it"},
 		{"bad-selector", "team-a", providers.Invalid, "invalid spec.conditions namespaceSelector"},
+		{"patterns", "team-a", "", ""},
+		{"patterns", "team-b", "", ""},
+		{"patterns", "team-c", providers.Forbidden, "none of its spec.conditions matches it"},
+		{"bad-pattern", "team-a", providers.Invalid, `invalid spec.conditions namespaceRegexes: "team-(" is not a regular expression`},
 		{"missing", "team-a", providers.NotFound, `ClusterSecretStore "missing" does not exist`},
 	}
 	for _, c := range cases {

@@ -36,12 +36,24 @@ func TestOpenCondition(t *testing.T) {
 		{"Exists", []configv1alpha1.ClusterSecretStoreCondition{{NamespaceSelector: sel(nil, expr("team", metav1.LabelSelectorOpExists))}}, -1},
 		{"In names", []configv1alpha1.ClusterSecretStoreCondition{{NamespaceSelector: sel(nil, expr(name, metav1.LabelSelectorOpIn, "a", "b"))}}, -1},
 		{"NotIn and a label", []configv1alpha1.ClusterSecretStoreCondition{{NamespaceSelector: sel(map[string]string{"team": "a"}, expr("env", metav1.LabelSelectorOpNotIn, "prod"))}}, -1},
+		{"a pattern of names", []configv1alpha1.ClusterSecretStoreCondition{{NamespaceRegexes: []string{"^team-", "^(a|b)$"}}}, -1},
+		{"a pattern of any name", []configv1alpha1.ClusterSecretStoreCondition{{Namespaces: []string{"a"}, NamespaceRegexes: []string{"^team-", ".*"}}}, 0},
+		{"unanchored", []configv1alpha1.ClusterSecretStoreCondition{{Namespaces: []string{"a"}}, {NamespaceRegexes: []string{"new"}}}, 1},
+		{"a pattern that does not compile", []configv1alpha1.ClusterSecretStoreCondition{{NamespaceRegexes: []string{"("}}}, -1},
 		{"no name at all", []configv1alpha1.ClusterSecretStoreCondition{{NamespaceSelector: sel(nil, expr(name, metav1.LabelSelectorOpDoesNotExist))}}, -1},
 	} {
 		css := &configv1alpha1.ClusterSecretStore{ObjectMeta: metav1.ObjectMeta{Name: "shared"}, Spec: configv1alpha1.ClusterSecretStoreSpec{Conditions: c.conditions}}
 		if got := OpenCondition(css); got != c.want {
 			t.Errorf("%s: OpenCondition = %d, want %d", c.desc, got, c.want)
 		}
+	}
+}
+
+func TestOpenConditionMessageNamesWhatMatches(t *testing.T) {
+	css := &configv1alpha1.ClusterSecretStore{ObjectMeta: metav1.ObjectMeta{Name: "shared"},
+		Spec: configv1alpha1.ClusterSecretStoreSpec{Conditions: []configv1alpha1.ClusterSecretStoreCondition{{NamespaceRegexes: []string{"^team-", "-"}}}}}
+	if got := OpenConditionMessage(css, OpenCondition(css)); !strings.Contains(got, "spec.conditions[0].namespaceRegexes matches any namespace name") {
+		t.Errorf("message %q does not name namespaceRegexes", got)
 	}
 }
 

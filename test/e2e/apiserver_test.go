@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -280,6 +281,25 @@ func TestClusterSecretStoreConditions(t *testing.T) {
 	eventually(t, func() error { return get(selected) })
 	if err := get(other); !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "none of its spec.conditions matches") {
 		t.Errorf("%s not matched by conditions: %v, want 403", other, err)
+	}
+
+	// ESO's namespaceRegexes: a pattern anchored at both ends names the
+	// namespace; the others stay out.
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		latest, err := cluster.VeilClient.ConfigV1alpha1().ClusterSecretStores().Get(ctx, css.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		latest.Spec.Conditions = []configv1alpha1.ClusterSecretStoreCondition{{NamespaceRegexes: []string{"^" + regexp.QuoteMeta(other) + "$"}}}
+		_, err = cluster.VeilClient.ConfigV1alpha1().ClusterSecretStores().Update(ctx, latest, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() error { return get(other) })
+	if err := get(named); !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "none of its spec.conditions matches") {
+		t.Errorf("%s not matched by the pattern: %v, want 403", named, err)
 	}
 }
 

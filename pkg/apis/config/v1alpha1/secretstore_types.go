@@ -105,6 +105,17 @@ type ClusterSecretStoreCondition struct {
 	// +kubebuilder:validation:items:MaxLength=63
 	Namespaces []string `json:"namespaces,omitempty"`
 
+	// NamespaceRegexes matches namespaces whose name matches one of these
+	// regular expressions (Go's RE2 syntax, unanchored: "^team-" matches
+	// "team-a"), as in External Secrets Operator. A pattern also matches
+	// namespaces created later, by whoever may create namespaces: anchor
+	// both ends to name namespaces ("^(team-a|team-b)$"). A pattern that
+	// matches any name is reported like an open namespaceSelector.
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=100
+	// +kubebuilder:validation:items:MaxLength=256
+	NamespaceRegexes []string `json:"namespaceRegexes,omitempty"`
+
 	// RemoteKeyPrefix confines the namespaces this condition matches to the
 	// remote keys under it, for reads (data, dataFrom.extract and find) and
 	// pushes. "{namespace}" stands for the reading or pushing namespace, so
