@@ -58,3 +58,39 @@ spec:
 		t.Errorf("want one behaviour difference on spec.data[1].match.secretKey, got %v", diffs)
 	}
 }
+
+// TestESOConditionsAndPushConversion: ESO's namespaceRegexes in a
+// ClusterSecretStore condition and a PushSecret's conversionStrategy None
+// are taken as they are; ReverseUnicode, which Veil does not do, is
+// refused rather than dropped.
+func TestESOConditionsAndPushConversion(t *testing.T) {
+	c := newConverter(t)
+	_, diffs := convertOne(t, c, `apiVersion: external-secrets.io/v1
+kind: ClusterSecretStore
+metadata: {name: shared}
+spec:
+  conditions: [{namespaceRegexes: ["^team-"]}, {namespaces: [app]}]
+  provider: {fake: {data: [{key: k, value: v}]}}
+`)
+	if len(diffs) != 0 {
+		t.Errorf("namespaceRegexes: %v", diffs)
+	}
+	push := func(strategy string) string {
+		return `apiVersion: external-secrets.io/v1alpha1
+kind: PushSecret
+metadata: {name: p, namespace: app}
+spec:
+  secretStoreRefs: [{name: vault, kind: SecretStore}]
+  selector: {secret: {name: src}}
+  data:
+  - conversionStrategy: ` + strategy + `
+    match: {secretKey: k, remoteRef: {remoteKey: app/k}}
+`
+	}
+	if _, diffs := convertOne(t, c, push("None")); len(diffs) != 0 {
+		t.Errorf("conversionStrategy None: %v", diffs)
+	}
+	if _, diffs := convertOne(t, c, push("ReverseUnicode")); !has(diffs, Refused, "spec.data[0].conversionStrategy", "Unsupported value") {
+		t.Errorf("conversionStrategy ReverseUnicode: want refused, got %v", diffs)
+	}
+}

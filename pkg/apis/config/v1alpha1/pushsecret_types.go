@@ -108,6 +108,11 @@ type PushSecretSecret struct {
 type PushSecretData struct {
 	// +required
 	Match PushSecretMatch `json:"match"`
+	// ConversionStrategy, as in External Secrets Operator: "None" (the
+	// default there and the only one here) pushes the key as it is named.
+	// ESO's "ReverseUnicode" is not supported.
+	// +kubebuilder:validation:Enum=None
+	ConversionStrategy string `json:"conversionStrategy,omitempty"`
 }
 
 // PushSecretMatch names the source key and the remote key.
