@@ -41,7 +41,7 @@ var behaviours = []behaviour{
 	{name: "find bound", needs: []Capability{FindBound}, run: testFindBound},
 	{name: "batch get", needs: []Capability{BatchGet}, run: testBatchGet, refused: refuseBatchGet},
 	{name: "change detection", needs: []Capability{ChangeDetection}, run: testChangeDetection, refused: refuseChangeDetection},
-	{name: "change stream initial state", run: testChangeStreamInitialState},
+	{name: "change stream initial state", needs: []Capability{ChangeStream}, run: testChangeStreamInitialState, refused: refuseChangeStream},
 	{name: "push", needs: []Capability{Push}, run: testPush, refused: refusePush},
 	{name: "push property", needs: []Capability{Push, PushProperty}, run: testPushProperty, refused: refusePushProperty},
 	{name: "delete", needs: []Capability{Push, Delete}, run: testDelete, refused: refuseDelete},
@@ -490,12 +490,14 @@ func testChangeDetection(t *testing.T, s *suite) {
 // in the order asked, present keys with a version that carries no value
 // (the versions Versions gives, when it lists them) and missing keys
 // absent; it refuses a key named twice; and it returns nil once its
-// context ends. Providers that do not detect changes themselves skip it.
+// context ends. Providers that do not detect changes themselves declare
+// ChangeStream unsupported; refuseChangeStream then checks they do not
+// claim to.
 func testChangeStreamInitialState(t *testing.T, s *suite) {
 	c := s.client(t)
 	cw, ok := c.(providers.ChangeWatcher)
 	if !ok {
-		t.Skip("the client is no providers.ChangeWatcher: its changes are found by Versions, or not at all")
+		t.Fatalf("the client (%T) is no providers.ChangeWatcher; declare %q unsupported if the provider does not detect changes itself", c, ChangeStream)
 	}
 	canary := s.canary("stream")
 	value := obj("v", canary)
@@ -563,6 +565,12 @@ func refuseChangeDetection(t *testing.T, s *suite) {
 	_, err := vl.Versions(s.ctx(t), []string{s.key("detect/refused")})
 	if providers.ReasonOf(err) != providers.Invalid {
 		t.Errorf("the fixture declares change detection unsupported, but Versions answered %v, not an Invalid error saying why", err)
+	}
+}
+
+func refuseChangeStream(t *testing.T, s *suite) {
+	if c, ok := s.client(t).(providers.ChangeWatcher); ok {
+		t.Errorf("the fixture declares change streams unsupported, but its client (%T) is a providers.ChangeWatcher", c)
 	}
 }
 

@@ -86,9 +86,12 @@ const (
 	// ChangeDetection: the client is a providers.VersionLister, which
 	// tells a new value from the old without reading either.
 	ChangeDetection Capability = "change detection"
+	// ChangeStream: the client is a providers.ChangeWatcher, which follows
+	// keys by a stream of changes the provider detects itself.
+	ChangeStream Capability = "change stream"
 )
 
-var allCapabilities = []Capability{Versions, RawValues, Tags, FindBound, BatchGet, Push, PushProperty, Delete, Forbidden, Outage, ChangeDetection}
+var allCapabilities = []Capability{Versions, RawValues, Tags, FindBound, BatchGet, Push, PushProperty, Delete, Forbidden, Outage, ChangeDetection, ChangeStream}
 
 // Info describes the store under test.
 type Info struct {

@@ -69,8 +69,9 @@ func (f *conformanceFixture) Info() conformance.Info {
 		MissingVersion: "999",
 		KeepsData:      true, // raft storage: values and tokens survive a restart
 		Unsupported: map[conformance.Capability]string{
-			conformance.RawValues: "Vault KV holds JSON objects of fields, which Get returns encoded again",
-			conformance.BatchGet:  "Vault has no call that reads several secrets",
+			conformance.ChangeStream: "Vault tells no one of writes: its changes are found by Versions (KV v2 metadata)",
+			conformance.RawValues:    "Vault KV holds JSON objects of fields, which Get returns encoded again",
+			conformance.BatchGet:     "Vault has no call that reads several secrets",
 		},
 	}
 	if f.version == 1 {
