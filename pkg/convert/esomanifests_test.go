@@ -1,6 +1,7 @@
 package convert
 
 import (
+	"strings"
 	"testing"
 )
 
@@ -21,6 +22,7 @@ func TestVaultTokenSourcesAsESO(t *testing.T) {
 		{name: "jwt, both, audiences", auth: `{jwt: {path: jwt, role: vault-jwt-role, secretRef: {name: my-secret, key: jwt-token}, kubernetesServiceAccountToken: {serviceAccountRef: {name: my-sa}, audiences: [vault], expirationSeconds: 600}}}`},
 		{name: "kubernetes, neither", auth: `{kubernetes: {mountPath: kubernetes, role: demo}}`, behaviour: "spec.provider.vault.auth.kubernetes"},
 		{name: "jwt, neither", auth: `{jwt: {path: jwt, role: r}}`, refused: "spec.provider.vault.auth.jwt"},
+		{name: "jwt, an audience too long", auth: `{jwt: {kubernetesServiceAccountToken: {serviceAccountRef: {name: sa}, audiences: [` + strings.Repeat("a", 257) + `]}}}`, refused: "spec.provider.vault.auth.jwt.kubernetesServiceAccountToken.audiences[0]"},
 		{name: "jwt, too many audiences", auth: `{jwt: {kubernetesServiceAccountToken: {serviceAccountRef: {name: sa}, audiences: [a1,a2,a3,a4,a5,a6,a7,a8,a9,a10,a11,a12,a13,a14,a15,a16,a17]}}}`, refused: "spec.provider.vault.auth.jwt.kubernetesServiceAccountToken.audiences"},
 	} {
 		_, diffs := convertOne(t, c, vaultStoreWithAuth(tc.auth))

@@ -152,6 +152,8 @@ type VaultKubernetesServiceAccountTokenAuth struct {
 	// Audiences the token is requested for, after serviceAccountRef's own
 	// audiences; ["vault"] when unset, as in External Secrets Operator.
 	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=256
 	// +listType=atomic
 	Audiences []string `json:"audiences,omitempty"`
 	// ExpirationSeconds of the token; 600 when unset.
