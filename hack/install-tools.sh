@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Builds every real component the tests and `make run` need (etcd,
 # kube-apiserver / kube-controller-manager / kubectl, Vault) into
-# $VEIL_CACHE_DIR, once. `make tools` runs it before any test, so no test
-# ever builds inside its own timeout.
+# $VEIL_CACHE_DIR, once, and installs OpenLDAP's slapd and ldap-utils with
+# apt-get when they are missing (the Vault LDAP auth tests run slapd).
+# `make tools` runs it before any test, so no test ever builds inside its
+# own timeout.
 #
 # The three builds run at once: each is mostly compiling, which go build
 # already spreads over the cores, but their module downloads and link steps
@@ -10,6 +12,9 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 source lib/cache.sh
+
+# Quick when they are there; a failure to install them fails the tools.
+bash install-slapd.sh
 
 pending=()
 for tool in etcd kube vault; do

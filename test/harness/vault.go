@@ -152,21 +152,27 @@ log_level     = "warn"
 	return v, nil
 }
 
-// registerPlugins adds the auth methods the minimal build leaves out to
-// Vault's plugin catalog, under their usual names, so `auth enable
-// kubernetes` works as on a full build. Vault runs a catalogued plugin only
-// if its SHA-256 matches, like any operator-registered plugin.
+// registerPlugins adds the auth methods the minimal build leaves out
+// (Kubernetes, AWS, LDAP) to Vault's plugin catalog, under their usual
+// names, so `auth enable kubernetes` works as on a full build. Vault runs a
+// catalogued plugin only if its SHA-256 matches, like any
+// operator-registered plugin.
 func (v *Vault) registerPlugins(ctx context.Context) error {
-	const name, command = "kubernetes", "vault-plugin-auth-kubernetes"
-	bin, err := os.ReadFile(filepath.Join(filepath.Dir(v.Binary), "plugins", command))
-	if err != nil {
-		return fmt.Errorf("reading Vault's Kubernetes auth plugin (built with vault by 'make tools'): %w", err)
-	}
-	sum := sha256.Sum256(bin)
-	if err := v.Root.Sys().RegisterPluginWithContext(ctx, &vaultapi.RegisterPluginInput{
-		Name: name, Type: vaultapi.PluginTypeCredential, Command: command, SHA256: hex.EncodeToString(sum[:]),
-	}); err != nil {
-		return fmt.Errorf("registering Vault's Kubernetes auth plugin: %w", err)
+	for _, p := range []struct{ name, command string }{
+		{"kubernetes", "vault-plugin-auth-kubernetes"},
+		{"aws", "vault-plugin-auth-aws"},
+		{"ldap", "vault-plugin-auth-ldap"},
+	} {
+		bin, err := os.ReadFile(filepath.Join(filepath.Dir(v.Binary), "plugins", p.command))
+		if err != nil {
+			return fmt.Errorf("reading Vault's %s auth plugin (built with vault by 'make tools'): %w", p.name, err)
+		}
+		sum := sha256.Sum256(bin)
+		if err := v.Root.Sys().RegisterPluginWithContext(ctx, &vaultapi.RegisterPluginInput{
+			Name: p.name, Type: vaultapi.PluginTypeCredential, Command: p.command, SHA256: hex.EncodeToString(sum[:]),
+		}); err != nil {
+			return fmt.Errorf("registering Vault's %s auth plugin: %w", p.name, err)
+		}
 	}
 	return nil
 }

@@ -242,8 +242,37 @@ func (c *client) setUpAuth(ctx context.Context, store *providers.Store, spec *co
 			return c.loginWith(ctx, c.base, mount, "login/"+username, map[string]any{"password": string(password)})
 		}
 		return nil
+
+	case a.Ldap != nil:
+		l := a.Ldap
+		mount, err := authMount(store, "ldap.path", l.Path, "ldap")
+		if err != nil {
+			return err
+		}
+		// The username is a segment of the login path: it may not reach
+		// another path ("/", "." and ".."), and the Vault library escapes
+		// the rest. Surrounding spaces are dropped, as ESO does.
+		username := strings.TrimSpace(l.Username)
+		if !ldapName(username) {
+			return providers.Errorf(providers.Invalid, "%s: spec.provider.vault.auth.ldap.username is not an LDAP user name Veil can log in as: it must be 1 to 256 bytes without \"/\" or control characters, and not \".\" or \"..\"", store)
+		}
+		c.identity = fmt.Sprintf("user %q of the ldap auth method at auth/%s", username, mount)
+		c.login = func(ctx context.Context) (*vaultapi.SecretAuth, error) {
+			password, err := creds.SecretKey(ctx, l.SecretRef)
+			if err != nil {
+				return nil, err
+			}
+			if len(password) == 0 {
+				return nil, providers.Errorf(providers.Invalid, "%s: spec.provider.vault.auth.ldap.secretRef: Secret %s key %q is empty", store, l.SecretRef.Name, l.SecretRef.Key)
+			}
+			return c.loginWith(ctx, c.base, mount, "login/"+username, map[string]any{"password": string(password)})
+		}
+		return nil
+
+	case a.Iam != nil:
+		return c.setUpIam(store, a.Iam, creds, env)
 	}
-	return providers.Errorf(providers.Invalid, "%s: spec.provider.vault.auth names no auth method; set one of tokenSecretRef, appRole, kubernetes, jwt, cert, userPass", store)
+	return providers.Errorf(providers.Invalid, "%s: spec.provider.vault.auth names no auth method; set one of tokenSecretRef, appRole, kubernetes, jwt, cert, userPass, ldap, iam", store)
 }
 
 // authMount is the mount path of an auth method, def when unset.
@@ -276,6 +305,19 @@ func jwtFrom(ctx context.Context, creds providers.Credentials, sa *configv1alpha
 
 // userPassName is what Vault's userpass method accepts as a user name.
 var userPassName = regexp.MustCompile(`^[A-Za-z0-9_]([A-Za-z0-9_.@-]{0,254}[A-Za-z0-9_])?$`)
+
+// ldapName is what Veil accepts as an LDAP user name in a login path.
+func ldapName(s string) bool {
+	if s == "" || len(s) > 256 || s == "." || s == ".." {
+		return false
+	}
+	for _, r := range s {
+		if r == '/' || r < 0x20 || r == 0x7f {
+			return false
+		}
+	}
+	return true
+}
 
 // loginWith posts a login request to auth/<mount>/<login>: login is
 // "login", or "login/<username>" for userpass. The body carries

@@ -46,7 +46,17 @@ func (provider) Endpoints(store *providers.Store) ([]*url.URL, error) {
 	if err != nil {
 		return nil, err
 	}
-	return []*url.URL{u}, nil
+	urls := []*url.URL{u}
+	// auth.iam with role connects to STS too. A store without
+	// credentials connects nowhere: NewClient refuses it.
+	if a := spec.Auth.Iam; a != nil && a.AWSIAMRole != "" && (a.SecretRef != nil || a.JWTAuth != nil) {
+		ia, err := checkIam(store, a)
+		if err != nil {
+			return nil, err
+		}
+		urls = append(urls, ia.sts)
+	}
+	return urls, nil
 }
 
 func specOf(store *providers.Store) (*configv1alpha1.VaultProvider, error) {

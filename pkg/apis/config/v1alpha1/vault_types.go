@@ -88,6 +88,14 @@ type VaultAuth struct {
 
 	// UserPass logs in with a username and a password from a Secret.
 	UserPass *VaultUserPassAuth `json:"userPass,omitempty"`
+
+	// Ldap logs in to Vault's LDAP auth method with a username and a
+	// password from a Secret.
+	Ldap *VaultLdapAuth `json:"ldap,omitempty"`
+
+	// Iam logs in to Vault's AWS auth method (iam type) with a signed
+	// sts:GetCallerIdentity request.
+	Iam *VaultIamAuth `json:"iam,omitempty"`
 }
 
 // VaultAppRole is Vault's AppRole auth method.
@@ -191,4 +199,75 @@ type VaultUserPassAuth struct {
 	// SecretRef names a Secret key holding the password.
 	// +required
 	SecretRef SecretKeySelector `json:"secretRef"`
+}
+
+// VaultLdapAuth is Vault's LDAP auth method.
+type VaultLdapAuth struct {
+	// Path is the mount path of the auth method; "ldap" when unset.
+	// +kubebuilder:default=ldap
+	// +kubebuilder:validation:MaxLength=256
+	Path string `json:"path,omitempty"`
+	// Username is the LDAP user to log in as; surrounding spaces are
+	// ignored, as in External Secrets Operator. It is part of the login
+	// URL, so it may not hold "/" or control characters, nor be "." or "..".
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:Pattern=`^[^/\x00-\x1F\x7F]+$`
+	// +kubebuilder:validation:XValidation:rule="self.trim() != '.' && self.trim() != '..'",message="username may not be . or .."
+	Username string `json:"username"`
+	// SecretRef names a Secret key holding the password.
+	// +required
+	SecretRef SecretKeySelector `json:"secretRef"`
+}
+
+// VaultIamAuth is the iam type of Vault's AWS auth method: Veil signs an
+// sts:GetCallerIdentity request with AWS credentials, and Vault has STS
+// check it. As in External Secrets Operator, jwt is used when both it and
+// secretRef are set. With neither, ESO uses its own pod's AWS identity;
+// Veil never lends its own identity to a store, so such a store is
+// accepted and reports, in its Ready condition, what to set.
+type VaultIamAuth struct {
+	// Path is the mount path of the AWS auth method; "aws" when unset.
+	// +kubebuilder:default=aws
+	// +kubebuilder:validation:MaxLength=256
+	Path string `json:"path,omitempty"`
+	// Region signs the request, and picks the STS endpoint it is signed
+	// for; us-east-1 (the global endpoint, sts.amazonaws.com) when unset.
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]+(-[a-z0-9]+)*$`
+	Region string `json:"region,omitempty"`
+	// AWSIAMRole is the ARN of an IAM role to assume with the credentials
+	// before signing. With jwt, the ServiceAccount token is exchanged for
+	// this role, which jwt then needs.
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:Pattern=`^arn:[^\s]+$`
+	AWSIAMRole string `json:"role,omitempty"`
+	// Role is the Vault role of the AWS auth method to log in as.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	Role string `json:"vaultRole"`
+	// ExternalID is passed when assuming role.
+	// +kubebuilder:validation:MaxLength=1224
+	// +kubebuilder:validation:Pattern=`^[\w+=,.@:/-]*$`
+	ExternalID string `json:"externalID,omitempty"`
+	// VaultAWSIAMServerID is signed into the request as the
+	// X-Vault-AWS-IAM-Server-ID header, which Vault checks against its
+	// iam_server_id_header_value to stop a request signed for it being
+	// replayed to another server.
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:Pattern=`^[\x20-\x7E]*$`
+	VaultAWSIAMServerID string `json:"vaultAwsIamServerID,omitempty"`
+	// SecretRef names the Secret keys of an AWS access key.
+	SecretRef *AWSAuthSecretRef `json:"secretRef,omitempty"`
+	// JWT exchanges a token of a ServiceAccount in the store's namespace
+	// for role (web identity, as IRSA does). It wins over secretRef.
+	JWTAuth *AWSJWTAuth `json:"jwt,omitempty"`
+	// STSEndpoint is where Veil assumes role (a Veil extension, as
+	// spec.provider.aws.stsEndpoint); the regional STS endpoint when
+	// unset. It must match --allowed-provider-endpoints. The signed
+	// GetCallerIdentity request is sent by Vault, to its sts_endpoint.
+	// +kubebuilder:validation:MaxLength=2048
+	STSEndpoint string `json:"stsEndpoint,omitempty"`
 }
