@@ -37,6 +37,20 @@ func behaviour(o *unstructured.Unstructured) []difference {
 		out = append(out, difference{"spec.provider.vault.auth.kubernetes",
 			"with neither serviceAccountRef nor secretRef, ESO logs in to Vault with its own ServiceAccount token; Veil never lends its own identity to a store, so the store stays not Ready: set serviceAccountRef to a ServiceAccount in the store's namespace that the Vault role binds"})
 	}
+	if iam, ok, _ := unstructured.NestedMap(o.Object, "spec", "provider", "vault", "auth", "iam"); ok {
+		role, _ := iam["role"].(string)
+		switch {
+		case iam["secretRef"] == nil && iam["jwt"] == nil:
+			out = append(out, difference{"spec.provider.vault.auth.iam",
+				"with neither secretRef nor jwt, ESO signs with its own pod's AWS identity (IRSA or Pod Identity); Veil never lends its own identity to a store, so the store stays not Ready: set secretRef to the Secret keys of an AWS access key in the store's namespace, or jwt.serviceAccountRef with role"})
+		case iam["jwt"] != nil && role == "":
+			out = append(out, difference{"spec.provider.vault.auth.iam.jwt",
+				"ESO exchanges the ServiceAccount's token for the IAM role of its eks.amazonaws.com/role-arn annotation; Veil reads no annotations, so the store stays not Ready until role is set to that role's ARN"})
+		case iam["jwt"] != nil:
+			out = append(out, difference{"spec.provider.vault.auth.iam.jwt",
+				"Veil exchanges the ServiceAccount's token for role directly; ESO exchanges it for the role of the ServiceAccount's eks.amazonaws.com/role-arn annotation, then assumes role with that: bind the Vault role to role, and let role's trust policy accept the cluster's web identities"})
+		}
+	}
 	if _, isAWS, _ := unstructured.NestedMap(o.Object, "spec", "provider", "aws"); isAWS && kind == "SecretStore" {
 		if auth, _, _ := unstructured.NestedMap(o.Object, "spec", "provider", "aws", "auth"); len(auth) == 0 {
 			out = append(out, difference{"spec.provider.aws.auth",

@@ -113,16 +113,17 @@ func TestCommandOutput(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the output must read back as manifests: %v", err)
 	}
-	// Seven of the eight objects are printed; the generator is not.
-	if len(back) != 7 {
-		t.Errorf("%d objects printed, want 7", len(back))
+	// Eleven of the twelve objects (eso.yaml's eight, vault-auth's four)
+	// are printed; the generator is not.
+	if len(back) != 11 {
+		t.Errorf("%d objects printed, want 11", len(back))
 	}
 	for _, want := range []string{"# veil convert: Password team-a/pw: not converted", "# veil convert: ClusterSecretStore open spec.conditions: behaviour"} {
 		if !strings.Contains(printed, want) {
 			t.Errorf("output lacks %q", want)
 		}
 	}
-	if !strings.Contains(stderr.String(), "6 ESO objects converted: 3 taken as they are, 1 refused, 2 with dropped fields, 4 with behaviour differences; 1 ESO objects not converted; 1 other objects passed through") {
+	if !strings.Contains(stderr.String(), "10 ESO objects converted: 6 taken as they are, 2 refused, 2 with dropped fields, 5 with behaviour differences; 1 ESO objects not converted; 1 other objects passed through") {
 		t.Errorf("summary: %s", stderr.String())
 	}
 }

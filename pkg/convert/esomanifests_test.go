@@ -1,6 +1,8 @@
 package convert
 
 import (
+	"context"
+	"os"
 	"strings"
 	"testing"
 )
@@ -39,6 +41,36 @@ func TestVaultTokenSourcesAsESO(t *testing.T) {
 		}
 		if tc.behaviour != "" && !has(diffs, Behaviour, tc.behaviour, "never lends its own identity") {
 			t.Errorf("%s: want a behaviour difference on %s, got %v", tc.name, tc.behaviour, diffs)
+		}
+	}
+}
+
+// TestVaultLdapAndIamAsESO: ESO's ldap and iam stores (docs/snippets
+// vault-ldap-store.yaml, vault-iam-store*.yaml) are taken as they are; the
+// forms that would use ESO's own pod identity, or read a ServiceAccount
+// annotation, are taken with the difference named.
+func TestVaultLdapAndIamAsESO(t *testing.T) {
+	c := newConverter(t)
+	keys := `secretRef: {accessKeyIDSecretRef: {name: c, key: access-key}, secretAccessKeySecretRef: {name: c, key: secret-access-key}, sessionTokenSecretRef: {name: c, key: secret-session-token}}`
+	for _, tc := range []struct {
+		name, auth string
+		behaviour  string // the field with a behaviour difference, if any
+		says       string
+	}{
+		{name: "ldap", auth: `{ldap: {path: ldap, username: username, secretRef: {name: my-secret, key: ldap-password}}}`},
+		{name: "iam, static keys and role", auth: `{iam: {path: aws, region: us-east-1, role: "arn:aws:iam::1234567890:role/role-a", vaultRole: v, vaultAwsIamServerID: example, ` + keys + `}}`},
+		{name: "iam, controller pod identity", auth: `{iam: {path: aws, region: us-east-1, vaultRole: v, vaultAwsIamServerID: example}}`, behaviour: "spec.provider.vault.auth.iam", says: "never lends its own identity"},
+		{name: "iam, jwt without role", auth: `{iam: {path: aws, vaultRole: v, jwt: {serviceAccountRef: {name: my-serviceaccount}}}}`, behaviour: "spec.provider.vault.auth.iam.jwt", says: "stays not Ready until role is set"},
+		{name: "iam, jwt with role", auth: `{iam: {vaultRole: v, role: "arn:aws:iam::1:role/r", jwt: {serviceAccountRef: {name: sa}}}}`, behaviour: "spec.provider.vault.auth.iam.jwt", says: "exchanges the ServiceAccount's token for role directly"},
+	} {
+		_, diffs := convertOne(t, c, vaultStoreWithAuth(tc.auth))
+		for _, d := range diffs {
+			if !(d.Severity == Behaviour && d.Field == tc.behaviour) {
+				t.Errorf("%s: unexpected %v", tc.name, d)
+			}
+		}
+		if tc.behaviour != "" && !has(diffs, Behaviour, tc.behaviour, tc.says) {
+			t.Errorf("%s: want a behaviour difference on %s saying %q, got %v", tc.name, tc.behaviour, tc.says, diffs)
 		}
 	}
 }
@@ -94,5 +126,42 @@ spec:
 	}
 	if _, diffs := convertOne(t, c, push("ReverseUnicode")); !has(diffs, Refused, "spec.data[0].conversionStrategy", "Unsupported value") {
 		t.Errorf("conversionStrategy ReverseUnicode: want refused, got %v", diffs)
+	}
+}
+
+// TestVaultLdapAndIamFixtures: the fixtures kube-apiserver also judges
+// (e2e.TestConvertAgreesWithKubeAPIServer) hold ESO's ldap and iam stores
+// taken, and an LDAP username leaving the login path refused.
+func TestVaultLdapAndIamFixtures(t *testing.T) {
+	f, err := os.Open("testdata/vault-auth/eso.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	in, err := Read(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newConverter(t)
+	diffs := map[string][]Difference{}
+	for _, o := range in {
+		_, d := c.Convert(context.Background(), o)
+		diffs[describe(o)] = d
+	}
+	for name, want := range map[string]struct {
+		sev   Severity
+		field string
+	}{
+		"SecretStore team-a/vault-ldap-path":        {Refused, "spec.provider.vault.auth.ldap.username"},
+		"SecretStore team-a/vault-iam-pod-identity": {Behaviour, "spec.provider.vault.auth.iam"},
+	} {
+		if !has(diffs[name], want.sev, want.field, "") {
+			t.Errorf("%s: want %s on %s, got %v", name, want.sev, want.field, diffs[name])
+		}
+	}
+	for _, name := range []string{"SecretStore team-a/vault-ldap", "SecretStore team-a/vault-iam-keys"} {
+		if d, ok := diffs[name]; !ok || len(d) != 0 {
+			t.Errorf("%s: want it taken as it is, got %v (converted: %v)", name, d, ok)
+		}
 	}
 }

@@ -22,14 +22,18 @@ import (
 func TestConvertAgreesWithKubeAPIServer(t *testing.T) {
 	ctx := ctxFor(t)
 	ns := newNamespace(t, nil)
-	f, err := os.Open("../../pkg/convert/testdata/eso.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	in, err := convert.Read(f)
-	if err != nil {
-		t.Fatal(err)
+	var in []*unstructured.Unstructured
+	for _, file := range []string{"eso.yaml", "vault-auth/eso.yaml"} {
+		f, err := os.Open("../../pkg/convert/testdata/" + file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		objs, err := convert.Read(f)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		in = append(in, objs...)
 	}
 	c, err := convert.New()
 	if err != nil {

@@ -826,3 +826,169 @@ func TestVaultEndpointNotAllowed(t *testing.T) {
 		t.Errorf("veil-apiserver made %v requests to Vault, want none", n)
 	}
 }
+
+// credentialNotLogged: a credential a store's Secret holds is in no log
+// file of the cluster (component logs, audit logs) nor veil-apiserver's
+// /metrics. (It is in etcd, in the Secret.)
+func credentialNotLogged(t *testing.T, value string) {
+	t.Helper()
+	s, err := cluster.FindCanary(ctxFor(t), value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for file, n := range s.Files {
+		if n != 0 {
+			t.Errorf("a store's credential appears %d times in %s", n, file)
+		}
+	}
+	m, err := cluster.VeilMetrics(ctxFor(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	notInMetrics(t, m, value)
+}
+
+// TestVaultLdapAuth: ESO's ldap store logs in through Vault's LDAP auth
+// method, which binds to a real OpenLDAP server (slapd) as the user, with
+// the password of a Secret of the store's namespace; a wrong password is
+// 403 without it, and the password is in no log.
+func TestVaultLdapAuth(t *testing.T) {
+	ctx := ctxFor(t)
+	v := startVault(t)
+	// slapd's files and log are kept out of the cluster's logs/.
+	l, err := harness.StartLDAP(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.Stop)
+	canary := unique("ldap-canary-password-")
+	if err := l.AddUser(ctx, "app", canary); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Policy(ctx, "reader", vaultPolicy); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.EnableAuth(ctx, "ldap", "ldap"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Write(ctx, "auth/ldap/config", map[string]any{
+		"url": l.URL, "userdn": l.UsersDN, "userattr": "uid", "discoverdn": false, "token_policies": "reader", "token_ttl": "1h",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.PutKV(ctx, "secret", "app/db", map[string]any{"password": "ldap-value"}); err != nil {
+		t.Fatal(err)
+	}
+	ns := newNamespace(t, nil)
+	vaultSecret(t, ns, "my-secret", map[string]string{"ldap-password": canary, "wrong": "wrong-" + canary})
+	for name, key := range map[string]string{"ldap": "ldap-password", "wrong": "wrong"} {
+		// No path: the CRD's default, "ldap".
+		vaultStore(t, ns, name, configv1alpha1.VaultProvider{Server: v.HTTPSURL, CABundle: v.CA.CertPEM, Auth: configv1alpha1.VaultAuth{
+			Ldap: &configv1alpha1.VaultLdapAuth{Username: "app", SecretRef: configv1alpha1.SecretKeySelector{Name: "my-secret", Key: key}},
+		}})
+		vaultData(t, ns, name, name, dataRef("password", "app/db", "password"))
+	}
+	wantData(t, mustValue(t, ns, "ldap"), map[string]string{"password": "ldap-value"})
+	if all, failed, err := v.Responses("auth/ldap/login/app"); err != nil || all-failed != 1 {
+		t.Errorf("%d LDAP logins (%v), want 1", all-failed, err)
+	}
+	err = valueError(t, ns, "wrong", apierrors.IsForbidden, `Vault refused to log in as user "app" of the ldap auth method at auth/ldap`)
+	if strings.Contains(err.Error(), canary) {
+		t.Errorf("the error carries the password: %v", err)
+	}
+	credentialNotLogged(t, canary)
+}
+
+// TestVaultIamAuth: ESO's iam stores log in through Vault's AWS auth
+// method, whose STS is moto (checking signatures): with an access key of
+// the store's namespace, and with a role assumed with it. Another IAM
+// user's key is refused. ESO's form without credentials (its pod's own
+// identity) applies, but every read is 422 saying what to set, and
+// neither Vault nor STS is asked anything.
+func TestVaultIamAuth(t *testing.T) {
+	ctx := ctxFor(t)
+	v := startVault(t)
+	m, err := harness.StartMoto(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Stop)
+	allow := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}`
+	reader, err := m.CreateUser(ctx, "reader", allow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := m.CreateUser(ctx, "other", allow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roleARN, err := m.CreateRole(ctx, "vault-login", `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:user/reader"},"Action":"sts:AssumeRole"}]}`, allow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.RequireSignatures(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Policy(ctx, "reader", vaultPolicy); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.EnableAuth(ctx, "aws", "aws"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Write(ctx, "auth/aws/config/client", map[string]any{
+		"sts_endpoint": m.URL, "sts_region": m.Region, "iam_server_id_header_value": "vault.veil.test",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for role, principal := range map[string]string{"vault-role-for-aws-iam-auth": "arn:aws:iam::123456789012:user/reader", "assumed": roleARN} {
+		if _, err := v.Write(ctx, "auth/aws/role/"+role, map[string]any{
+			"auth_type": "iam", "bound_iam_principal_arn": principal, "resolve_aws_unique_ids": false, "token_policies": "reader", "token_ttl": "1h",
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := v.PutKV(ctx, "secret", "app/db", map[string]any{"password": "iam-value"}); err != nil {
+		t.Fatal(err)
+	}
+
+	ns := newNamespace(t, nil)
+	vaultSecret(t, ns, "vault-iam-creds-secret", map[string]string{"access-key": reader.ID, "secret-access-key": reader.Secret})
+	vaultSecret(t, ns, "other-creds", map[string]string{"access-key": other.ID, "secret-access-key": other.Secret})
+	keys := func(secret string) *configv1alpha1.AWSAuthSecretRef {
+		return &configv1alpha1.AWSAuthSecretRef{
+			AccessKeyID:     configv1alpha1.SecretKeySelector{Name: secret, Key: "access-key"},
+			SecretAccessKey: configv1alpha1.SecretKeySelector{Name: secret, Key: "secret-access-key"},
+		}
+	}
+	stores := map[string]configv1alpha1.VaultIamAuth{
+		// ESO's vault-iam-store-static-creds.yaml, on moto.
+		"keys": {Region: "us-east-1", Role: "vault-role-for-aws-iam-auth", VaultAWSIAMServerID: "vault.veil.test", SecretRef: keys("vault-iam-creds-secret")},
+		"role": {Role: "assumed", AWSIAMRole: roleARN, STSEndpoint: m.URL, VaultAWSIAMServerID: "vault.veil.test", SecretRef: keys("vault-iam-creds-secret")},
+		// Another user, who is not the role's principal.
+		"other": {Role: "vault-role-for-aws-iam-auth", VaultAWSIAMServerID: "vault.veil.test", SecretRef: keys("other-creds")},
+	}
+	for name, iam := range stores {
+		vaultStore(t, ns, name, configv1alpha1.VaultProvider{Server: v.HTTPSURL, CABundle: v.CA.CertPEM, Auth: configv1alpha1.VaultAuth{Iam: &iam}})
+		vaultData(t, ns, name, name, dataRef("password", "app/db", "password"))
+	}
+	wantData(t, mustValue(t, ns, "keys"), map[string]string{"password": "iam-value"})
+	wantData(t, mustValue(t, ns, "role"), map[string]string{"password": "iam-value"})
+	err = valueError(t, ns, "other", apierrors.IsForbidden, `Vault refused to log in as role "vault-role-for-aws-iam-auth" of the aws auth method at auth/aws`)
+	if !strings.Contains(err.Error(), "user/other") || strings.Contains(err.Error(), other.Secret) {
+		t.Errorf("the error should name the refused principal, and never the secret key: %v", err)
+	}
+
+	// ESO's vault-iam-store-controller-pod-identity.yaml.
+	calls := veilMetricsSince(t)
+	vaultStore(t, ns, "pod-identity", configv1alpha1.VaultProvider{Server: v.HTTPSURL, CABundle: v.CA.CertPEM, Auth: configv1alpha1.VaultAuth{
+		Iam: &configv1alpha1.VaultIamAuth{Path: "aws", Region: "us-east-1", Role: "vault-role-for-aws-iam-auth", VaultAWSIAMServerID: "vault.veil.test"},
+	}})
+	vaultData(t, ns, "pod-identity", "pod-identity", dataRef("password", "app/db", "password"))
+	valueError(t, ns, "pod-identity", apierrors.IsInvalid, "names neither secretRef nor jwt: External Secrets Operator would sign with its own pod's AWS identity, but Veil never lends its own identity to a store; set secretRef")
+	if n := vaultCalls(calls, ""); n != 0 {
+		t.Errorf("veil-apiserver made %v requests to Vault or STS for a store without credentials, want none", n)
+	}
+	for _, s := range []string{reader.Secret, other.Secret} {
+		credentialNotLogged(t, s)
+	}
+}
