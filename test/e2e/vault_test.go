@@ -988,6 +988,24 @@ func TestVaultIamAuth(t *testing.T) {
 	if n := vaultCalls(calls, ""); n != 0 {
 		t.Errorf("veil-apiserver made %v requests to Vault or STS for a store without credentials, want none", n)
 	}
+
+	// ESO's jwt form, with role: Veil requests a token of the store's
+	// ServiceAccount from kube-apiserver and exchanges it for the role at
+	// moto's STS (which accepts any token: this checks Veil's side).
+	if err := m.AcceptAnyCredentials(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "my-serviceaccount", Namespace: ns}}
+	if _, err := cluster.KubeClient.CoreV1().ServiceAccounts(ns).Create(ctx, sa, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	vaultStore(t, ns, "web", configv1alpha1.VaultProvider{Server: v.HTTPSURL, CABundle: v.CA.CertPEM, Auth: configv1alpha1.VaultAuth{
+		Iam: &configv1alpha1.VaultIamAuth{Role: "assumed", AWSIAMRole: roleARN, STSEndpoint: m.URL, VaultAWSIAMServerID: "vault.veil.test",
+			JWTAuth: &configv1alpha1.AWSJWTAuth{ServiceAccountRef: configv1alpha1.ServiceAccountSelector{Name: "my-serviceaccount"}}},
+	}})
+	vaultData(t, ns, "web", "web", dataRef("password", "app/db", "password"))
+	wantData(t, mustValue(t, ns, "web"), map[string]string{"password": "iam-value"})
+
 	for _, s := range []string{reader.Secret, other.Secret} {
 		credentialNotLogged(t, s)
 	}

@@ -1,6 +1,7 @@
 package vault
 
 import (
+	"context"
 	"testing"
 
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
@@ -81,9 +82,28 @@ func TestLdapAuth(t *testing.T) {
 		_, err = g.newClient(ldapSpec(mount, name, ref("ldap", "password")))
 		wantError(t, err, providers.Invalid, "spec.provider.vault.auth.ldap.username is not an LDAP user name Veil can log in as")
 	}
+	if g.dialer.count() != 0 {
+		t.Errorf("dialed %v before refusing", g.dialer.dialed)
+	}
+	// A ClusterSecretStore must name the Secret's namespace.
+	spec := ldapSpec(mount, "alice", ref("ldap", "password"))
+	cluster := &providers.Store{Kind: configv1alpha1.ClusterSecretStoreKind, Name: "vault", Generation: 1,
+		Spec: &configv1alpha1.SecretStoreSpec{Provider: configv1alpha1.SecretStoreProvider{Vault: &spec}}}
+	_, err = provider{clock: g.clock}.NewClient(ctx, cluster, credsFor(cluster, elsewhere), providers.Env{DialContext: g.dialer.DialContext})
+	wantError(t, err, providers.Invalid, "must set namespace, because a ClusterSecretStore has none of its own", canary)
+	spec = ldapSpec(mount, "alice", other)
+	cc, err := provider{clock: g.clock}.NewClient(ctx, cluster, credsFor(cluster, elsewhere), providers.Env{DialContext: g.dialer.DialContext})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cc.Close(context.Background()) })
+	if _, err := cc.Get(ctx, providers.Ref{Key: key}); err != nil {
+		t.Fatal(err)
+	}
+	dialedByCluster := g.dialer.count()
 	_, err = g.newClient(ldapSpec("../sys", "alice", ref("ldap", "password")))
 	wantError(t, err, providers.Invalid, `spec.provider.vault.auth.ldap.path: it has a "." or ".." segment`)
-	if g.dialer.count() != 0 || f.dialer.count() != dialed {
+	if g.dialer.count() != dialedByCluster || f.dialer.count() != dialed {
 		t.Errorf("dialed %v before refusing", g.dialer.dialed)
 	}
 }
