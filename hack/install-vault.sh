@@ -47,6 +47,7 @@ if [[ -x "$dest/vault" ]]; then
     veil::quietly "building vault plugins" build.log go get "github.com/hashicorp/vault@$VAULT_VERSION"
     build_plugins out "${missing[@]}"
   )
+  mkdir -p "$dest/plugins"
   for p in "${missing[@]}"; do
     mv "$work/out/plugins/$p" "$dest/plugins/.$p.tmp" && mv "$dest/plugins/.$p.tmp" "$dest/plugins/$p"
   done
