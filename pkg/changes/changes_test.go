@@ -24,7 +24,7 @@ import (
 func externalSecret(ns, name string, ref configv1alpha1.SecretStoreRef, keys ...string) *configv1alpha1.ExternalSecret {
 	es := &configv1alpha1.ExternalSecret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, UID: types.UID("uid-" + ns + "-" + name)},
-		Spec:       configv1alpha1.ExternalSecretSpec{SecretStoreRef: ref},
+		Spec:       configv1alpha1.ExternalSecretSpec{SecretStoreRef: new(ref)},
 	}
 	for _, k := range keys {
 		es.Spec.Data = append(es.Spec.Data, configv1alpha1.ExternalSecretData{SecretKey: k, RemoteRef: configv1alpha1.ExternalSecretDataRemoteRef{Key: k}})

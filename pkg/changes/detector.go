@@ -185,20 +185,21 @@ func (d *Detector) cycle(ctx context.Context) {
 	}
 	byStore := map[Store]*readers{}
 	for _, es := range ess {
-		s := StoreOf(es)
-		r := byStore[s]
-		if r == nil {
-			r = &readers{keys: map[string]bool{}}
-			byStore[s] = r
-		}
-		if !slices.Contains(r.namespaces, es.Namespace) && len(r.namespaces) < 3 {
-			r.namespaces = append(r.namespaces, es.Namespace)
-		}
-		for _, k := range Keys(es) {
-			// Only keys its namespace may read: detection is never a way
-			// to learn about keys outside a tenant's scope.
-			if d.Marker.Admits == nil || d.Marker.Admits(ctx, es.Namespace, s, k) {
-				r.keys[k] = true
+		for s, through := range Reads(es) {
+			r := byStore[s]
+			if r == nil {
+				r = &readers{keys: map[string]bool{}}
+				byStore[s] = r
+			}
+			if !slices.Contains(r.namespaces, es.Namespace) && len(r.namespaces) < 3 {
+				r.namespaces = append(r.namespaces, es.Namespace)
+			}
+			for _, k := range Keys(through) {
+				// Only keys its namespace may read: detection is never a way
+				// to learn about keys outside a tenant's scope.
+				if d.Marker.Admits == nil || d.Marker.Admits(ctx, es.Namespace, s, k) {
+					r.keys[k] = true
+				}
 			}
 		}
 	}

@@ -49,13 +49,23 @@ func (s Store) String() string {
 	return string(s.Kind) + " " + s.Namespace + "/" + s.Name
 }
 
-// StoreOf is the store es reads through.
-func StoreOf(es *configv1alpha1.ExternalSecret) Store {
-	ref := es.Spec.SecretStoreRef
+// StoreOf is the store ref names for an ExternalSecret of namespace.
+func StoreOf(namespace string, ref configv1alpha1.SecretStoreRef) Store {
 	if ref.Kind == configv1alpha1.ClusterSecretStoreKind {
 		return Store{Kind: ref.Kind, Name: ref.Name}
 	}
-	return Store{Kind: configv1alpha1.SecretStoreKind, Namespace: es.Namespace, Name: ref.Name}
+	return Store{Kind: configv1alpha1.SecretStoreKind, Namespace: namespace, Name: ref.Name}
+}
+
+// Reads is what es reads through each store it names
+// (spec.secretStoreRef, and sourceRef.storeRef of its entries): for each,
+// es with only the entries read through it.
+func Reads(es *configv1alpha1.ExternalSecret) map[Store]*configv1alpha1.ExternalSecret {
+	out := map[Store]*configv1alpha1.ExternalSecret{}
+	for _, ref := range es.StoreRefs() {
+		out[StoreOf(es.Namespace, ref)] = es.ReadThrough(ref)
+	}
+	return out
 }
 
 // Marker writes value changes into the status of the ExternalSecrets
@@ -95,12 +105,13 @@ func (m *Marker) Mark(ctx context.Context, store Store, keys []string, cause con
 	id, now := newID(), metav1.NewTime(m.Clock.Now())
 	var targets []target
 	for _, es := range ess {
-		if StoreOf(es) != store {
+		through, ok := Reads(es)[store]
+		if !ok {
 			continue
 		}
 		change := configv1alpha1.ValueChange{ID: id, Time: now, Cause: cause}
 		if keys != nil {
-			mine := readKeys(es, keys)
+			mine := readKeys(through, keys)
 			if m.Admits != nil {
 				mine = slices.DeleteFunc(mine, func(k string) bool { return !m.Admits(ctx, es.Namespace, store, k) })
 			}

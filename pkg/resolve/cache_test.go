@@ -188,7 +188,7 @@ func (w *tenantWorld) mustRead(t *testing.T, es *configv1alpha1.ExternalSecret, 
 func externalSecretOf(ns, name string, refresh *time.Duration, data ...configv1alpha1.ExternalSecretData) *configv1alpha1.ExternalSecret {
 	es := &configv1alpha1.ExternalSecret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec:       configv1alpha1.ExternalSecretSpec{SecretStoreRef: configv1alpha1.SecretStoreRef{Name: "vault"}, Data: data},
+		Spec:       configv1alpha1.ExternalSecretSpec{SecretStoreRef: new(configv1alpha1.SecretStoreRef{Name: "vault"}), Data: data},
 	}
 	if refresh != nil {
 		es.Spec.RefreshInterval = &metav1.Duration{Duration: *refresh}

@@ -60,77 +60,147 @@ func (r *Resolver) Resolve(ctx context.Context, es *configv1alpha1.ExternalSecre
 }
 
 func (r *Resolver) resolve(ctx context.Context, es *configv1alpha1.ExternalSecret) (*externalsecrets.ExternalSecretValue, error) {
-	store, err := r.Stores.For(ctx, es.Namespace, es.Spec.SecretStoreRef)
-	if err != nil {
-		return nil, err
+	refs := es.StoreRefs()
+	switch {
+	case len(refs) == 0:
+		return nil, providers.Errorf(providers.Invalid, "names no store: set spec.secretStoreRef, or sourceRef.storeRef in every data and dataFrom entry")
+	case len(refs) > configv1alpha1.MaxStoresPerExternalSecret:
+		return nil, providers.Errorf(providers.Invalid, "reads from %d stores (spec.secretStoreRef and sourceRef.storeRef), more than the %d one ExternalSecret may: split it into several ExternalSecrets",
+			len(refs), configv1alpha1.MaxStoresPerExternalSecret)
 	}
-	if err := store.Scope.CheckExternalSecret(es); err != nil {
-		return nil, err
+	// Every store is found, and the keys asked of it checked against its
+	// key scope, before anything is read through any of them: each is
+	// held to the rules of spec.secretStoreRef (its namespace, a
+	// ClusterSecretStore's conditions and key scope).
+	from := make([]storeRead, len(refs))
+	for i, ref := range refs {
+		store, err := r.Stores.For(ctx, es.Namespace, ref)
+		if err != nil {
+			return nil, err
+		}
+		if err := store.Scope.CheckExternalSecret(es.ReadThrough(ref)); err != nil {
+			return nil, err
+		}
+		from[i] = storeRead{ref: ref, store: store}
 	}
-	return r.read(ctx, es, store)
+	return r.readFrom(ctx, es, from)
 }
 
-// read reads the values of es through store, which es may use.
-func (r *Resolver) read(ctx context.Context, es *configv1alpha1.ExternalSecret, store *stores.Store) (*externalsecrets.ExternalSecretValue, error) {
-	client, id, err := r.Clients.For(ctx, store, es.Namespace)
-	if err != nil {
-		return nil, err
-	}
-	maxAge := r.refreshInterval(es, store)
-	// A value changed since: what was read before this process saw the
-	// change is read again, whatever the refresh interval. (Who may write
-	// an ExternalSecret's status could so make its values be read again
-	// once per write; that is within its namespace's provider share, and
-	// no tenant role includes that status.)
-	// refreshInterval 0 means read once (as in External Secrets
-	// Operator): not even a recorded change reads it again.
-	if r.Changes != nil && maxAge != NoRefresh {
-		if since, ok := r.Changes.MaxAge(es); ok && since < maxAge {
-			maxAge = since
-		}
-	}
-	src := &source{cache: r.Cache, client: client, id: id, maxAge: maxAge, clock: r.Clock, es: es, scope: store.Scope}
+// storeRead is one store an ExternalSecret reads from.
+type storeRead struct {
+	ref   configv1alpha1.SecretStoreRef
+	store *stores.Store
+}
 
-	// Every data[] entry and extract naming the same remote value costs one read.
-	var refs []providers.Ref
-	seen := map[providers.Ref]bool{}
-	want := func(ref providers.Ref) {
-		if !seen[ref] {
-			seen[ref] = true
-			refs = append(refs, ref)
+// read reads the values of es, every entry through store, which es may use.
+func (r *Resolver) read(ctx context.Context, es *configv1alpha1.ExternalSecret, store *stores.Store) (*externalsecrets.ExternalSecretValue, error) {
+	ref := configv1alpha1.SecretStoreRef{Kind: store.Kind, Name: store.Name}
+	es = es.DeepCopy()
+	es.Spec.SecretStoreRef = &ref
+	for i := range es.Spec.Data {
+		es.Spec.Data[i].SourceRef = nil
+	}
+	for i := range es.Spec.DataFrom {
+		es.Spec.DataFrom[i].SourceRef = nil
+	}
+	return r.readFrom(ctx, es, []storeRead{{ref: ref.Normalized(), store: store}})
+}
+
+// readFrom reads the values of es, each entry through its store in from,
+// all of which es may use.
+func (r *Resolver) readFrom(ctx context.Context, es *configv1alpha1.ExternalSecret, from []storeRead) (*externalsecrets.ExternalSecretValue, error) {
+	srcs := map[configv1alpha1.SecretStoreRef]*source{}
+	type readSet struct {
+		refs []providers.Ref
+		seen map[providers.Ref]bool
+	}
+	sets := map[configv1alpha1.SecretStoreRef]*readSet{}
+	for _, f := range from {
+		client, id, err := r.Clients.For(ctx, f.store, es.Namespace)
+		if err != nil {
+			return nil, err
 		}
-	}
-	for _, d := range es.Spec.DataFrom {
-		if d.Extract != nil {
-			want(refOf(*d.Extract))
-		}
-	}
-	for _, d := range es.Spec.Data {
-		want(refOf(d.RemoteRef))
-	}
-	if _, ok := client.(providers.MetadataGetter); !ok {
-		for _, ref := range refs {
-			if ref.Metadata {
-				return nil, providers.Errorf(providers.Invalid, "remote key %q asks for metadataPolicy Fetch, but %s (provider %s) cannot read metadata: only Vault KV v2 and AWS stores can; remove metadataPolicy or use such a store",
-					ref.Key, store.String(), store.Provider.Name())
+		maxAge := r.refreshInterval(es, f.store)
+		// A value changed since: what was read before this process saw the
+		// change is read again, whatever the refresh interval. (Who may write
+		// an ExternalSecret's status could so make its values be read again
+		// once per write; that is within its namespace's provider share, and
+		// no tenant role includes that status.)
+		// refreshInterval 0 means read once (as in External Secrets
+		// Operator): not even a recorded change reads it again.
+		if r.Changes != nil && maxAge != NoRefresh {
+			if since, ok := r.Changes.MaxAge(es); ok && since < maxAge {
+				maxAge = since
 			}
 		}
+		srcs[f.ref] = &source{cache: r.Cache, client: client, id: id, maxAge: maxAge, clock: r.Clock, es: es, scope: f.store.Scope}
+		sets[f.ref] = &readSet{seen: map[providers.Ref]bool{}}
 	}
-	values, err := src.get(ctx, refs)
-	if err != nil {
-		return nil, err
+	// storeOf is the source of an entry's store; every store es names is in from.
+	storeOf := func(ref configv1alpha1.SecretStoreRef, ok bool) (*source, configv1alpha1.SecretStoreRef, error) {
+		if s := srcs[ref]; ok && s != nil {
+			return s, ref, nil
+		}
+		return nil, ref, providers.Errorf(providers.Invalid, "an entry names no store, or one not read: set spec.secretStoreRef or its sourceRef.storeRef")
+	}
+
+	// Every data[] entry and extract naming the same remote value of the
+	// same store costs one read.
+	want := func(store configv1alpha1.SecretStoreRef, ref providers.Ref) {
+		set := sets[store]
+		if !set.seen[ref] {
+			set.seen[ref] = true
+			set.refs = append(set.refs, ref)
+		}
+	}
+	for i, d := range es.Spec.DataFrom {
+		_, store, err := storeOf(es.DataFromStore(i))
+		if err != nil {
+			return nil, err
+		}
+		if d.Extract != nil {
+			want(store, refOf(*d.Extract))
+		}
+	}
+	for i, d := range es.Spec.Data {
+		_, store, err := storeOf(es.DataStore(i))
+		if err != nil {
+			return nil, err
+		}
+		want(store, refOf(d.RemoteRef))
+	}
+	values := map[configv1alpha1.SecretStoreRef]map[providers.Ref]providers.Value{}
+	for _, f := range from {
+		src, refs := srcs[f.ref], sets[f.ref].refs
+		if _, ok := src.client.(providers.MetadataGetter); !ok {
+			for _, ref := range refs {
+				if ref.Metadata {
+					return nil, providers.Errorf(providers.Invalid, "remote key %q asks for metadataPolicy Fetch, but %s (provider %s) cannot read metadata: only Vault KV v2 and AWS stores can; remove metadataPolicy or use such a store",
+						ref.Key, f.store.String(), f.store.Provider.Name())
+				}
+			}
+		}
+		v, err := src.get(ctx, refs)
+		if err != nil {
+			return nil, err
+		}
+		values[f.ref] = v
 	}
 
 	data := map[string][]byte{}
 	budget := template.NewBudget()
 	for i, d := range es.Spec.DataFrom {
+		src, store, err := storeOf(es.DataFromStore(i))
+		if err != nil {
+			return nil, err
+		}
 		namer, err := newKeyNamer(budget, i, d)
 		if err != nil {
 			return nil, err
 		}
 		switch {
 		case d.Extract != nil:
-			v := values[refOf(*d.Extract)].Data
+			v := values[store][refOf(*d.Extract)].Data
 			if d.Extract.Property != "" {
 				if v, err = property(v, d.Extract.Property, d.Extract.Key); err != nil {
 					return nil, err
@@ -174,9 +244,13 @@ func (r *Resolver) read(ctx context.Context, es *configv1alpha1.ExternalSecret, 
 			}
 		}
 	}
-	for _, d := range es.Spec.Data {
+	for i, d := range es.Spec.Data {
+		_, store, err := storeOf(es.DataStore(i))
+		if err != nil {
+			return nil, err
+		}
 		ref := d.RemoteRef
-		v := values[refOf(ref)].Data
+		v := values[store][refOf(ref)].Data
 		if ref.Property != "" {
 			if v, err = property(v, ref.Property, ref.Key); err != nil {
 				return nil, err
@@ -189,6 +263,15 @@ func (r *Resolver) read(ctx context.Context, es *configv1alpha1.ExternalSecret, 
 
 	if err := checkSize(data); err != nil {
 		return nil, err
+	}
+	// The source is the first store (spec.secretStoreRef when an entry
+	// reads through it); the values are as old as the oldest of any store.
+	first := from[0]
+	var oldest time.Time
+	for _, src := range srcs {
+		if !src.oldest.IsZero() && (oldest.IsZero() || src.oldest.Before(oldest)) {
+			oldest = src.oldest
+		}
 	}
 	out := &externalsecrets.ExternalSecretValue{
 		// An ExternalSecretValue is its ExternalSecret's: the same UID and
@@ -204,16 +287,18 @@ func (r *Resolver) read(ctx context.Context, es *configv1alpha1.ExternalSecret, 
 		Type: "Opaque",
 		Data: data,
 		Source: externalsecrets.ValueSource{
-			StoreRef:  externalsecrets.StoreRef{Kind: string(store.Kind), Name: store.Name},
-			Provider:  store.Provider.Name(),
-			FetchTime: metav1.NewTime(src.oldest),
+			StoreRef:  externalsecrets.StoreRef{Kind: string(first.store.Kind), Name: first.store.Name},
+			Provider:  first.store.Provider.Name(),
+			FetchTime: metav1.NewTime(oldest),
 		},
 	}
 	if t := es.Spec.Target; t != nil && t.Template != nil && t.Template.Type != "" {
 		out.Type = string(t.Template.Type)
 	}
-	for _, ref := range refs {
-		out.Source.Remote = append(out.Source.Remote, externalsecrets.RemoteValue{Key: ref.Key, Version: values[ref].Version})
+	for _, f := range from {
+		for _, ref := range sets[f.ref].refs {
+			out.Source.Remote = append(out.Source.Remote, externalsecrets.RemoteValue{Key: ref.Key, Version: values[f.ref][ref].Version})
+		}
 	}
 	sort.Slice(out.Source.Remote, func(i, j int) bool { return out.Source.Remote[i].Key < out.Source.Remote[j].Key })
 	return out, nil

@@ -3,6 +3,7 @@ package syncer
 import (
 	"context"
 	"maps"
+	"sync"
 	"time"
 
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
@@ -35,6 +36,11 @@ type Controller struct {
 
 	// excluded namespaces are never written in (--excluded-namespaces).
 	excluded sets.Set[string]
+
+	// forced are the ExternalSecrets whose labels or annotations changed
+	// since their last sync: a sync window does not hold that sync.
+	forcedMu sync.Mutex
+	forced   map[string]bool
 }
 
 // newExternalSecretSkeleton is the skeleton of the ExternalSecret
@@ -85,12 +91,16 @@ func newController(informer configinformers.ExternalSecretInformer, veil version
 			// labels or annotations is too, as in External Secrets
 			// Operator (whose users annotate to force a sync).
 			if ok1 && ok2 && es.Spec.Target != nil && (old.Generation != es.Generation || metadataChanged(old, es) || valueChanged(old, es) && periodic(es)) {
+				if metadataChanged(old, es) {
+					c.markForced(keyOf(es))
+				}
 				c.queue.AddUrgent(keyOf(es))
 			}
 		},
 		DeleteFunc: func(obj any) {
 			if es, ok := deleted[*configv1alpha1.ExternalSecret](obj); ok {
 				c.forget(keyOf(es))
+				c.takeForced(keyOf(es))
 			}
 		},
 	})
@@ -133,6 +143,13 @@ func (c *Controller) skip(es *configv1alpha1.ExternalSecret) bool {
 // CreatedOnce or OnChange, which sync only when the ExternalSecret changes.
 func (c *Controller) requeueAfter(es *configv1alpha1.ExternalSecret) (time.Duration, bool) {
 	interval := c.refreshInterval(es)
+	if interval <= 0 {
+		return 0, false
+	}
+	// Held by a sync window: looked at again when that may change.
+	if d, held := c.windowRequeue(es); held {
+		return d, true
+	}
 	return jitter(interval), interval > 0 && periodic(es)
 }
 

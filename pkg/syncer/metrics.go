@@ -27,7 +27,7 @@ var (
 
 	syncResults = metrics.NewCounterVec(&metrics.CounterOpts{
 		Namespace: "veil", Subsystem: "syncer", Name: "syncs_total",
-		Help:           "Syncs of ExternalSecrets by result: Created, Updated (new data), Refreshed (data unchanged), Repaired (changed by someone else, written again), Deleted (values gone, deletionPolicy Delete), Gone (the ExternalSecret was deleted meanwhile), or the Ready reason of a failure.",
+		Help:           "Syncs of ExternalSecrets by result: Created, Updated (new data), Refreshed (data unchanged), Repaired (changed by someone else, written again), Deleted (values gone, deletionPolicy Delete), Gone (the ExternalSecret was deleted meanwhile), Held (a refresh held by spec.syncWindows), or the Ready reason of a failure.",
 		StabilityLevel: metrics.ALPHA,
 	}, []string{"result"})
 

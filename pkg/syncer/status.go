@@ -42,7 +42,7 @@ func applyOptions() metav1.PatchOptions {
 }
 
 // ownedConditions are the condition types veil-syncer sets.
-var ownedConditions = []string{configv1alpha1.ConditionReady}
+var ownedConditions = []string{configv1alpha1.ConditionReady, configv1alpha1.ConditionSyncWindow}
 
 // statusApply is the object veil-syncer applies: its type, name and
 // status, nothing of its spec or metadata.

@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/klog/v2"
 
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
@@ -37,6 +38,8 @@ const (
 	resultRepaired  = "Repaired"
 	resultDeleted   = "Deleted"
 	resultGone      = "Gone"
+	// resultHeld: spec.syncWindows held a refresh; nothing was read or written.
+	resultHeld = "Held"
 )
 
 // writableSecretTypes are the Secret types a target may have; the
@@ -68,6 +71,12 @@ func (c *Controller) sync(ctx context.Context, es *configv1alpha1.ExternalSecret
 	if es.Spec.RefreshPolicy == configv1alpha1.RefreshCreatedOnce && st.TargetUID != "" {
 		c.setReady(st, es, metav1.ConditionTrue, configv1alpha1.ReasonSynced, fmt.Sprintf("refreshPolicy CreatedOnce: Secret %s was written once and is not updated", name))
 		return c.finish(ctx, es, st, resultRefreshed, false)
+	}
+
+	if held, msg := c.windowHolds(es, st); held {
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: configv1alpha1.ConditionSyncWindow, Status: metav1.ConditionFalse,
+			Reason: configv1alpha1.ReasonSyncWindowHeld, Message: msg, ObservedGeneration: es.Generation})
+		return c.finish(ctx, es, st, resultHeld, false)
 	}
 
 	v, err := c.veil.ExternalsecretsV1alpha1().ExternalSecretValues(es.Namespace).Get(ctx, es.Name, metav1.GetOptions{})
@@ -186,6 +195,12 @@ func (c *Controller) desired(ctx context.Context, es *configv1alpha1.ExternalSec
 		// readable by anyone who can list Secrets' names.
 		maps.Copy(d.labels, tmpl.Metadata.Labels)
 		maps.Copy(d.annotations, tmpl.Metadata.Annotations)
+		if d.policy != configv1alpha1.CreatePolicyMerge {
+			if err := checkFinalizers(tmpl.Metadata.Finalizers); err != nil {
+				return nil, err
+			}
+			d.finalizers = tmpl.Metadata.Finalizers
+		}
 	}
 	if d.secretType == "" {
 		d.secretType = corev1.SecretTypeOpaque

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -12,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 
@@ -37,6 +39,9 @@ type desired struct {
 	data                map[string][]byte
 	hmac                string
 	immutable           bool
+	// finalizers are added to a target veil-syncer creates (not one
+	// merged into), never removed.
+	finalizers []string
 }
 
 // written says what a write did.
@@ -47,6 +52,8 @@ type written struct {
 	// repaired: the target should have been unchanged but its data or
 	// marks were changed by someone else, and were written again.
 	repaired bool
+	// meta is the target as kube-apiserver answered the write.
+	meta *metav1.PartialObjectMetadata
 }
 
 // errConflict: the target exists and is not Veil's for this ExternalSecret
@@ -93,6 +100,44 @@ const (
 
 // write brings the target in line with d.
 func (w *secretWriter) write(ctx context.Context, d *desired, last lastWrite) (written, error) {
+	wr, err := w.writeTarget(ctx, d, last)
+	if err != nil || d.policy == configv1alpha1.CreatePolicyMerge || len(d.finalizers) == 0 || wr.meta == nil {
+		return wr, err
+	}
+	return w.addFinalizers(ctx, d, wr)
+}
+
+// addFinalizers adds to the target the finalizers of d it lacks, unless it
+// is being deleted (as External Secrets Operator). The patch tests the
+// Secret's UID, its marks and its finalizers as the write answered them,
+// so it adds to exactly that list, on exactly that Secret, or fails.
+func (w *secretWriter) addFinalizers(ctx context.Context, d *desired, wr written) (written, error) {
+	have := wr.meta.Finalizers
+	var missing []string
+	for _, f := range d.finalizers {
+		if !slices.Contains(have, f) && !slices.Contains(missing, f) {
+			missing = append(missing, f)
+		}
+	}
+	if len(missing) == 0 || wr.meta.DeletionTimestamp != nil {
+		return wr, nil
+	}
+	var current any // absent: a test for null
+	if len(have) > 0 {
+		current = have
+	}
+	ops := append(ownedTests(d), testOp("/metadata/uid", wr.meta.UID), testOp("/metadata/finalizers", current),
+		addOp("/metadata/finalizers", append(slices.Clone(have), missing...)))
+	m, err := w.patch(ctx, d, ops)
+	if err != nil {
+		return written{}, fmt.Errorf("adding finalizers %s to the Secret (it was changed meanwhile, or refused them; retried): %w", strings.Join(missing, ", "), err)
+	}
+	wr.resourceVersion, wr.meta = m.ResourceVersion, m
+	return wr, nil
+}
+
+// writeTarget writes the data, type and marks of d.
+func (w *secretWriter) writeTarget(ctx context.Context, d *desired, last lastWrite) (written, error) {
 	if d.policy == configv1alpha1.CreatePolicyMerge {
 		return w.merge(ctx, d, last == unchanged)
 	}
@@ -103,7 +148,7 @@ func (w *secretWriter) write(ctx context.Context, d *desired, last lastWrite) (w
 		m, err := w.patch(ctx, d, append(ownedTests(d), testOp(annotationPath(configv1alpha1.DataHMACAnnotation), d.hmac), testOp("/data", d.data)))
 		switch {
 		case err == nil:
-			return written{uid: m.UID, resourceVersion: m.ResourceVersion}, nil
+			return written{uid: m.UID, resourceVersion: m.ResourceVersion, meta: m}, nil
 		case apierrors.IsNotFound(err):
 			// Deleted since (the syncer does not watch Secrets): recreate it.
 			return w.createOrPatch(ctx, d)
@@ -122,7 +167,7 @@ func (w *secretWriter) write(ctx context.Context, d *desired, last lastWrite) (w
 	if err != nil {
 		return written{}, err
 	}
-	return written{uid: m.UID, resourceVersion: m.ResourceVersion, repaired: last == unchanged}, nil
+	return written{uid: m.UID, resourceVersion: m.ResourceVersion, meta: m, repaired: last == unchanged}, nil
 }
 
 // createOrPatch creates the target, or patches it when it already exists
@@ -130,7 +175,7 @@ func (w *secretWriter) write(ctx context.Context, d *desired, last lastWrite) (w
 func (w *secretWriter) createOrPatch(ctx context.Context, d *desired) (written, error) {
 	m, err := w.create(ctx, d)
 	if err == nil {
-		return written{uid: m.UID, resourceVersion: m.ResourceVersion, created: true}, nil
+		return written{uid: m.UID, resourceVersion: m.ResourceVersion, meta: m, created: true}, nil
 	}
 	if !apierrors.IsAlreadyExists(err) {
 		return written{}, err
@@ -142,7 +187,7 @@ func (w *secretWriter) createOrPatch(ctx context.Context, d *desired) (written, 
 	if err != nil {
 		return written{}, err
 	}
-	return written{uid: m.UID, resourceVersion: m.ResourceVersion}, nil
+	return written{uid: m.UID, resourceVersion: m.ResourceVersion, meta: m}, nil
 }
 
 // merge adds the data keys to a Secret that opted in, never removing others.
@@ -155,7 +200,7 @@ func (w *secretWriter) merge(ctx context.Context, d *desired, unchanged bool) (w
 		}
 		m, err := w.patch(ctx, d, check)
 		if err == nil {
-			return written{uid: m.UID, resourceVersion: m.ResourceVersion}, nil
+			return written{uid: m.UID, resourceVersion: m.ResourceVersion, meta: m}, nil
 		}
 		if !isPatchRefused(err) {
 			return written{}, notFoundIsMissing(err)
@@ -168,7 +213,7 @@ func (w *secretWriter) merge(ctx context.Context, d *desired, unchanged bool) (w
 	}
 	m, err := w.patch(ctx, d, ops)
 	if err == nil {
-		return written{uid: m.UID, resourceVersion: m.ResourceVersion, repaired: unchanged}, nil
+		return written{uid: m.UID, resourceVersion: m.ResourceVersion, meta: m, repaired: unchanged}, nil
 	}
 	if !isPatchRefused(err) {
 		return written{}, notFoundIsMissing(err)
@@ -179,7 +224,7 @@ func (w *secretWriter) merge(ctx context.Context, d *desired, unchanged bool) (w
 	m, err2 := w.patch(ctx, d, append(append([]patchOp(nil), tests...),
 		testOp("/data", nil), hmacOp, addOp("/data", d.data)))
 	if err2 == nil {
-		return written{uid: m.UID, resourceVersion: m.ResourceVersion, repaired: unchanged}, nil
+		return written{uid: m.UID, resourceVersion: m.ResourceVersion, meta: m, repaired: unchanged}, nil
 	}
 	if !isPatchRefused(err2) {
 		return written{}, notFoundIsMissing(err2)
@@ -225,6 +270,7 @@ func (w *secretWriter) create(ctx context.Context, d *desired) (*metav1.PartialO
 			Name: d.name, Namespace: d.namespace,
 			Labels: d.labels, Annotations: d.annotations,
 			OwnerReferences: ownerReferences(d),
+			Finalizers:      d.finalizers,
 		},
 		Type: d.secretType,
 		Data: d.data,
@@ -354,4 +400,34 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// maxFinalizers bounds spec.target.template.metadata.finalizers, as the CRD does.
+const maxFinalizers = 10
+
+// reservedFinalizerDomains are domains whose finalizers mean something to
+// Kubernetes or Veil: a tenant must not be able to set them through
+// veil-syncer (the CRD refuses them too).
+var reservedFinalizerDomains = []string{"kubernetes.io", "k8s.io", "veil.dev"}
+
+// checkFinalizers refuses what the CRD refuses, should a stored object
+// predate its rules: more than maxFinalizers, a name without a domain
+// ("orphan", "foregroundDeletion" and "kubernetes" steer garbage
+// collection and namespace deletion), or one in a reserved domain.
+func checkFinalizers(fs []string) error {
+	if len(fs) > maxFinalizers {
+		return fmt.Errorf("template.metadata.finalizers names %d finalizers, more than %d", len(fs), maxFinalizers)
+	}
+	for _, f := range fs {
+		domain, name, ok := strings.Cut(f, "/")
+		if !ok || domain == "" || name == "" || len(validation.IsQualifiedName(f)) > 0 {
+			return fmt.Errorf("template.metadata.finalizers: %q is not a domain-qualified finalizer (example.com/name)", f)
+		}
+		for _, r := range reservedFinalizerDomains {
+			if domain == r || strings.HasSuffix(domain, "."+r) {
+				return fmt.Errorf("template.metadata.finalizers: %q is in domain %s, whose finalizers mean something to Kubernetes or Veil: use a domain of your own", f, r)
+			}
+		}
+	}
+	return nil
 }

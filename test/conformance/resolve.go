@@ -82,7 +82,7 @@ func (s *suite) resolveES(t *testing.T, r *resolve.Resolver, data []configv1alph
 	es := &configv1alpha1.ExternalSecret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: Namespace, Name: "es-" + s.run},
 		Spec: configv1alpha1.ExternalSecretSpec{
-			SecretStoreRef: configv1alpha1.SecretStoreRef{Name: StoreName, Kind: configv1alpha1.SecretStoreKind},
+			SecretStoreRef: new(configv1alpha1.SecretStoreRef{Name: StoreName, Kind: configv1alpha1.SecretStoreKind}),
 			Data:           data,
 			DataFrom:       dataFrom,
 		},

@@ -195,7 +195,7 @@ func TestAWSSecretsManager(t *testing.T) {
 	f.createSecret(t, "app/cert", binary, nil)
 
 	t.Run("string, binary and JSON properties", func(t *testing.T) {
-		createAWSExternalSecret(t, f.ns, "values", configv1alpha1.ExternalSecretSpec{SecretStoreRef: storeRef("sm"), Data: []configv1alpha1.ExternalSecretData{
+		createAWSExternalSecret(t, f.ns, "values", configv1alpha1.ExternalSecretSpec{SecretStoreRef: new(storeRef("sm")), Data: []configv1alpha1.ExternalSecretData{
 			awsEntry("whole", awsRef("app/db", "", "")),
 			awsEntry("password", awsRef("app/db", "password", "")),
 			awsEntry("port", awsRef("app/db", "conn.port", "")),
@@ -210,7 +210,7 @@ func TestAWSSecretsManager(t *testing.T) {
 	})
 
 	t.Run("versions by id and by stage", func(t *testing.T) {
-		createAWSExternalSecret(t, f.ns, "versions", configv1alpha1.ExternalSecretSpec{SecretStoreRef: storeRef("sm"), Data: []configv1alpha1.ExternalSecretData{
+		createAWSExternalSecret(t, f.ns, "versions", configv1alpha1.ExternalSecretSpec{SecretStoreRef: new(storeRef("sm")), Data: []configv1alpha1.ExternalSecretData{
 			awsEntry("current", awsRef("app/db", "password", "")),
 			awsEntry("current-stage", awsRef("app/db", "password", "AWSCURRENT")),
 			awsEntry("previous-stage", awsRef("app/db", "password", "AWSPREVIOUS")),
@@ -234,7 +234,7 @@ func TestAWSSecretsManager(t *testing.T) {
 	t.Run("several entries of one secret cost one call", func(t *testing.T) {
 		f.createSecret(t, "one/db", `{"user":"u","password":"p","host":"h"}`, nil)
 		calls := awsCallsSince(t, "GetSecretValue")
-		createAWSExternalSecret(t, f.ns, "one", configv1alpha1.ExternalSecretSpec{SecretStoreRef: storeRef("sm"),
+		createAWSExternalSecret(t, f.ns, "one", configv1alpha1.ExternalSecretSpec{SecretStoreRef: new(storeRef("sm")),
 			DataFrom: []configv1alpha1.ExternalSecretDataFromRemoteRef{{Extract: &configv1alpha1.ExternalSecretDataRemoteRef{Key: "one/db"}}},
 			Data: []configv1alpha1.ExternalSecretData{
 				awsEntry("username", awsRef("one/db", "user", "")),
@@ -257,7 +257,7 @@ func TestAWSSecretsManager(t *testing.T) {
 
 	t.Run("find by name", func(t *testing.T) {
 		calls := awsCallsSince(t, "BatchGetSecretValue", "GetSecretValue")
-		createAWSExternalSecret(t, f.ns, "by-name", configv1alpha1.ExternalSecretSpec{SecretStoreRef: storeRef("sm"),
+		createAWSExternalSecret(t, f.ns, "by-name", configv1alpha1.ExternalSecretSpec{SecretStoreRef: new(storeRef("sm")),
 			DataFrom: []configv1alpha1.ExternalSecretDataFromRemoteRef{{Find: &configv1alpha1.ExternalSecretFind{Name: &configv1alpha1.FindName{RegExp: "^find/(alpha|gamma)$"}}}}})
 		wantAWSData(t, awsRead(t, f.ns, "by-name"), map[string][]byte{"find_alpha": []byte("a"), "find_gamma": []byte("c")})
 		if d := calls(); d["BatchGetSecretValue"] < 1 || d["GetSecretValue"] != 0 {
@@ -267,7 +267,7 @@ func TestAWSSecretsManager(t *testing.T) {
 
 	t.Run("find by tag", func(t *testing.T) {
 		calls := awsCallsSince(t, "BatchGetSecretValue", "GetSecretValue")
-		createAWSExternalSecret(t, f.ns, "by-tag", configv1alpha1.ExternalSecretSpec{SecretStoreRef: storeRef("sm"),
+		createAWSExternalSecret(t, f.ns, "by-tag", configv1alpha1.ExternalSecretSpec{SecretStoreRef: new(storeRef("sm")),
 			DataFrom: []configv1alpha1.ExternalSecretDataFromRemoteRef{{Find: &configv1alpha1.ExternalSecretFind{Path: aws.String("find/"), Tags: map[string]string{"env": "prod"}}}}})
 		wantAWSData(t, awsRead(t, f.ns, "by-tag"), map[string][]byte{"find_alpha": []byte("a"), "find_beta": []byte("b")})
 		if d := calls(); d["BatchGetSecretValue"] < 1 || d["GetSecretValue"] != 0 {
@@ -276,7 +276,7 @@ func TestAWSSecretsManager(t *testing.T) {
 	})
 
 	t.Run("a missing secret is NotFound", func(t *testing.T) {
-		createAWSExternalSecret(t, f.ns, "missing", configv1alpha1.ExternalSecretSpec{SecretStoreRef: storeRef("sm"), Data: []configv1alpha1.ExternalSecretData{awsEntry("x", awsRef("app/nope", "", ""))}})
+		createAWSExternalSecret(t, f.ns, "missing", configv1alpha1.ExternalSecretSpec{SecretStoreRef: new(storeRef("sm")), Data: []configv1alpha1.ExternalSecretData{awsEntry("x", awsRef("app/nope", "", ""))}})
 		err := awsReadFails(t, f.ns, "missing", apierrors.IsNotFound)
 		if !strings.Contains(err.Error(), `reading secret "app/nope": it does not exist`) || !strings.Contains(err.Error(), "SecretStore "+f.ns+"/sm") {
 			t.Errorf("message does not name the key and the store: %v", err)
@@ -294,7 +294,7 @@ func TestAWSParameterStore(t *testing.T) {
 
 	t.Run("String and SecureString, read in one batch", func(t *testing.T) {
 		calls := awsCallsSince(t, "GetParameters", "GetParameter")
-		createAWSExternalSecret(t, f.ns, "params", configv1alpha1.ExternalSecretSpec{SecretStoreRef: storeRef("ps"), Data: []configv1alpha1.ExternalSecretData{
+		createAWSExternalSecret(t, f.ns, "params", configv1alpha1.ExternalSecretSpec{SecretStoreRef: new(storeRef("ps")), Data: []configv1alpha1.ExternalSecretData{
 			awsEntry("plain", awsRef("/demo/plain", "", "")),
 			awsEntry("secure", awsRef("/demo/secure", "", "")),
 			awsEntry("deep", awsRef("/demo/nested/deep", "k", "")),
@@ -307,7 +307,7 @@ func TestAWSParameterStore(t *testing.T) {
 
 	t.Run("find under a path", func(t *testing.T) {
 		calls := awsCallsSince(t, "GetParametersByPath")
-		createAWSExternalSecret(t, f.ns, "tree", configv1alpha1.ExternalSecretSpec{SecretStoreRef: storeRef("ps"),
+		createAWSExternalSecret(t, f.ns, "tree", configv1alpha1.ExternalSecretSpec{SecretStoreRef: new(storeRef("ps")),
 			DataFrom: []configv1alpha1.ExternalSecretDataFromRemoteRef{{Find: &configv1alpha1.ExternalSecretFind{Path: aws.String("/demo"), Name: &configv1alpha1.FindName{RegExp: "."}}}}})
 		wantAWSData(t, awsRead(t, f.ns, "tree"), map[string][]byte{
 			"demo_plain": []byte("plain text"), "demo_secure": []byte("secure text"), "demo_nested_deep": []byte(`{"k":"deep"}`),

@@ -142,10 +142,10 @@ func TestESOMetadataAWS(t *testing.T) {
 	fetch := func(key, property string) configv1alpha1.ExternalSecretDataRemoteRef {
 		return configv1alpha1.ExternalSecretDataRemoteRef{Key: key, Property: property, MetadataPolicy: configv1alpha1.MetadataFetch}
 	}
-	createAWSExternalSecret(t, f.ns, "sm-tags", configv1alpha1.ExternalSecretSpec{SecretStoreRef: storeRef("sm"), Data: []configv1alpha1.ExternalSecretData{
+	createAWSExternalSecret(t, f.ns, "sm-tags", configv1alpha1.ExternalSecretSpec{SecretStoreRef: new(storeRef("sm")), Data: []configv1alpha1.ExternalSecretData{
 		awsEntry("rotation", fetch("eso/db", "rotation")), awsEntry("password", awsRef("eso/db", "password", "")),
 	}})
-	createAWSExternalSecret(t, f.ns, "ps-tags", configv1alpha1.ExternalSecretSpec{SecretStoreRef: storeRef("ps"), DataFrom: []configv1alpha1.ExternalSecretDataFromRemoteRef{
+	createAWSExternalSecret(t, f.ns, "ps-tags", configv1alpha1.ExternalSecretSpec{SecretStoreRef: new(storeRef("ps")), DataFrom: []configv1alpha1.ExternalSecretDataFromRemoteRef{
 		{Extract: ptrTo(fetch("/eso/token", ""))},
 	}})
 	readCanary(t, f.ns, "sm-tags", "rotation", canary)

@@ -125,7 +125,7 @@ func haPushAgrees(t *testing.T, ha *harness.Cluster, replicas []versioned.Interf
 	if _, err := veil.ExternalSecrets(ns).Create(ctx, &configv1alpha1.ExternalSecret{
 		ObjectMeta: metav1.ObjectMeta{Name: "reader"},
 		Spec: configv1alpha1.ExternalSecretSpec{
-			SecretStoreRef: storeRef("vault"), RefreshInterval: &metav1.Duration{Duration: time.Hour},
+			SecretStoreRef: new(storeRef("vault")), RefreshInterval: &metav1.Duration{Duration: time.Hour},
 			Data: []configv1alpha1.ExternalSecretData{dataRef("password", "ci/app", "password")},
 		},
 	}, metav1.CreateOptions{}); err != nil {
@@ -171,7 +171,7 @@ func haReadsOutliveAReplica(t *testing.T, ha *harness.Cluster) {
 	if _, err := veil.ExternalSecrets(ns).Create(ctx, &configv1alpha1.ExternalSecret{
 		ObjectMeta: metav1.ObjectMeta{Name: "es"},
 		Spec: configv1alpha1.ExternalSecretSpec{
-			SecretStoreRef: storeRef("fake"),
+			SecretStoreRef: new(storeRef("fake")),
 			Data:           []configv1alpha1.ExternalSecretData{dataRef("value", "k", "")},
 		},
 	}, metav1.CreateOptions{}); err != nil {

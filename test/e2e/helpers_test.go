@@ -143,7 +143,7 @@ func createExternalSecret(t *testing.T, ns, name string, store configv1alpha1.Se
 	t.Helper()
 	es := &configv1alpha1.ExternalSecret{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels},
-		Spec:       configv1alpha1.ExternalSecretSpec{SecretStoreRef: store, Data: data},
+		Spec:       configv1alpha1.ExternalSecretSpec{SecretStoreRef: new(store), Data: data},
 	}
 	out, err := cluster.VeilClient.ConfigV1alpha1().ExternalSecrets(ns).Create(ctxFor(t), es, metav1.CreateOptions{})
 	if err != nil {

@@ -131,7 +131,7 @@ func clusterStoreRef(name string) configv1alpha1.SecretStoreRef {
 func externalSecret(ns, name string, store configv1alpha1.SecretStoreRef, target *configv1alpha1.ExternalSecretTarget, data ...configv1alpha1.ExternalSecretData) *configv1alpha1.ExternalSecret {
 	return &configv1alpha1.ExternalSecret{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
-		Spec:       configv1alpha1.ExternalSecretSpec{SecretStoreRef: store, Data: data, Target: target},
+		Spec:       configv1alpha1.ExternalSecretSpec{SecretStoreRef: new(store), Data: data, Target: target},
 	}
 }
 

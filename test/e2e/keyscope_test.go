@@ -81,7 +81,7 @@ func TestKeyScope(t *testing.T) {
 	// A find without a path looks under the prefix only.
 	found := &configv1alpha1.ExternalSecret{
 		ObjectMeta: metav1.ObjectMeta{Name: "found", Namespace: teamA},
-		Spec: configv1alpha1.ExternalSecretSpec{SecretStoreRef: ref, DataFrom: []configv1alpha1.ExternalSecretDataFromRemoteRef{
+		Spec: configv1alpha1.ExternalSecretSpec{SecretStoreRef: new(ref), DataFrom: []configv1alpha1.ExternalSecretDataFromRemoteRef{
 			{Find: &configv1alpha1.ExternalSecretFind{Name: &configv1alpha1.FindName{RegExp: "db$"}}},
 		}},
 	}
@@ -104,7 +104,7 @@ func TestKeyScope(t *testing.T) {
 			Path: ptrTo("teams/"), Name: &configv1alpha1.FindName{RegExp: ".*"}}}}},
 	}
 	for name, spec := range bad {
-		spec.SecretStoreRef = ref
+		spec.SecretStoreRef = new(ref)
 		es := &configv1alpha1.ExternalSecret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: teamA}, Spec: spec}
 		if _, err := cluster.VeilClient.ConfigV1alpha1().ExternalSecrets(teamA).Create(ctx, es, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)

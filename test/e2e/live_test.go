@@ -30,7 +30,7 @@ func slowExternalSecret(t *testing.T, ns, name, store string, target bool, data 
 	es := &configv1alpha1.ExternalSecret{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
 		Spec: configv1alpha1.ExternalSecretSpec{
-			SecretStoreRef:  storeRef(store),
+			SecretStoreRef:  new(storeRef(store)),
 			RefreshInterval: &metav1.Duration{Duration: time.Hour},
 			Data:            data,
 		},

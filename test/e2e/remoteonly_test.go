@@ -122,7 +122,7 @@ func TestRemoteOnly(t *testing.T) {
 			t.Fatal(err)
 		}
 		if _, err := veil.ExternalSecrets(ns).Create(ctx, &configv1alpha1.ExternalSecret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
-			Spec: configv1alpha1.ExternalSecretSpec{SecretStoreRef: storeRef(name), Data: []configv1alpha1.ExternalSecretData{dataRef("v", "app/db", "")}}},
+			Spec: configv1alpha1.ExternalSecretSpec{SecretStoreRef: new(storeRef(name)), Data: []configv1alpha1.ExternalSecretData{dataRef("v", "app/db", "")}}},
 			metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}

@@ -84,7 +84,7 @@ func newTargetES(t *testing.T, ns, name string, target configv1alpha1.ExternalSe
 	es := &configv1alpha1.ExternalSecret{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
 		Spec: configv1alpha1.ExternalSecretSpec{
-			SecretStoreRef:  storeRef("store"),
+			SecretStoreRef:  new(storeRef("store")),
 			RefreshInterval: &metav1.Duration{Duration: time.Second},
 			Data:            data,
 			Target:          &target,

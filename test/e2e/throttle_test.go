@@ -125,7 +125,7 @@ func TestRefreshIntervalZeroReadsOnce(t *testing.T) {
 	once := &configv1alpha1.ExternalSecret{
 		ObjectMeta: metav1.ObjectMeta{Name: "once", Namespace: ns},
 		Spec: configv1alpha1.ExternalSecretSpec{
-			SecretStoreRef:  storeRef("vault"),
+			SecretStoreRef:  new(storeRef("vault")),
 			RefreshInterval: &metav1.Duration{},
 			Data:            []configv1alpha1.ExternalSecretData{dataRef("v", key, "v")},
 		},

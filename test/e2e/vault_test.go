@@ -104,7 +104,7 @@ func vaultTokenStore(t *testing.T, v *harness.Vault, ns, name string, edit func(
 // every read goes to Vault. (refreshInterval 0 means "read once".)
 func vaultExternalSecret(t *testing.T, ns, name, store string, spec configv1alpha1.ExternalSecretSpec) {
 	t.Helper()
-	spec.SecretStoreRef = storeRef(store)
+	spec.SecretStoreRef = new(storeRef(store))
 	spec.RefreshInterval = &metav1.Duration{Duration: time.Nanosecond}
 	es := &configv1alpha1.ExternalSecret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Spec: spec}
 	if _, err := cluster.VeilClient.ConfigV1alpha1().ExternalSecrets(ns).Create(ctxFor(t), es, metav1.CreateOptions{}); err != nil {

@@ -109,7 +109,7 @@ func noisyScenario(ctx context.Context, c *harness.Cluster) error {
 	es := func(ns, name string, data []configv1alpha1.ExternalSecretData, target *configv1alpha1.ExternalSecretTarget) error {
 		_, err := tenants[ns].ConfigV1alpha1().ExternalSecrets(ns).Create(ctx, &configv1alpha1.ExternalSecret{
 			ObjectMeta: metav1.ObjectMeta{Name: name},
-			Spec:       configv1alpha1.ExternalSecretSpec{SecretStoreRef: shared, Data: data, Target: target},
+			Spec:       configv1alpha1.ExternalSecretSpec{SecretStoreRef: new(shared), Data: data, Target: target},
 		}, metav1.CreateOptions{})
 		return err
 	}

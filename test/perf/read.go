@@ -57,7 +57,7 @@ func setupReads(ctx context.Context, c *harness.Cluster) error {
 	if _, err := c.VeilClient.ConfigV1alpha1().ExternalSecrets(benchNamespace).Create(ctx, &configv1alpha1.ExternalSecret{
 		ObjectMeta: metav1.ObjectMeta{Name: benchName},
 		Spec: configv1alpha1.ExternalSecretSpec{
-			SecretStoreRef: configv1alpha1.SecretStoreRef{Name: benchName, Kind: configv1alpha1.SecretStoreKind},
+			SecretStoreRef: new(configv1alpha1.SecretStoreRef{Name: benchName, Kind: configv1alpha1.SecretStoreKind}),
 			Data:           []configv1alpha1.ExternalSecretData{{SecretKey: "value", RemoteRef: configv1alpha1.ExternalSecretDataRemoteRef{Key: "value"}}},
 		},
 	}, metav1.CreateOptions{}); err != nil {

@@ -167,7 +167,7 @@ func p7Setup(ctx context.Context, kube kubernetes.Interface, veil versioned.Inte
 		if _, err := veil.ConfigV1alpha1().ExternalSecrets(p.ns).Create(ctx, &configv1alpha1.ExternalSecret{
 			ObjectMeta: metav1.ObjectMeta{Name: key},
 			Spec: configv1alpha1.ExternalSecretSpec{
-				SecretStoreRef: configv1alpha1.SecretStoreRef{Name: "store"}, RefreshInterval: &metav1.Duration{Duration: time.Hour},
+				SecretStoreRef: new(configv1alpha1.SecretStoreRef{Name: "store"}), RefreshInterval: &metav1.Duration{Duration: time.Hour},
 				Target: &configv1alpha1.ExternalSecretTarget{},
 				Data:   []configv1alpha1.ExternalSecretData{{SecretKey: "value", RemoteRef: p7Ref(p, key)}},
 			},
@@ -273,7 +273,7 @@ func p7CallsPerCycle(ctx context.Context, c *harness.Cluster, veil versioned.Int
 		}
 		if _, err := veil.ConfigV1alpha1().ExternalSecrets(p.ns).Create(ctx, &configv1alpha1.ExternalSecret{
 			ObjectMeta: metav1.ObjectMeta{Name: key},
-			Spec: configv1alpha1.ExternalSecretSpec{SecretStoreRef: configv1alpha1.SecretStoreRef{Name: "store"},
+			Spec: configv1alpha1.ExternalSecretSpec{SecretStoreRef: new(configv1alpha1.SecretStoreRef{Name: "store"}),
 				Data: []configv1alpha1.ExternalSecretData{{SecretKey: "value", RemoteRef: p7Ref(p, key)}}},
 		}, metav1.CreateOptions{}); err != nil {
 			return 0, err

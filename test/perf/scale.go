@@ -125,7 +125,7 @@ func readSharedKeys(ctx context.Context, c *harness.Cluster, activity func(conte
 		if _, err := c.VeilClient.ConfigV1alpha1().ExternalSecrets(ns).Create(ctx, &configv1alpha1.ExternalSecret{
 			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("reader-%d", i)},
 			Spec: configv1alpha1.ExternalSecretSpec{
-				SecretStoreRef:  configv1alpha1.SecretStoreRef{Name: "store", Kind: configv1alpha1.SecretStoreKind},
+				SecretStoreRef:  new(configv1alpha1.SecretStoreRef{Name: "store", Kind: configv1alpha1.SecretStoreKind}),
 				RefreshInterval: &metav1.Duration{Duration: p3Window},
 				Data:            refs,
 			},

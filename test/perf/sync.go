@@ -245,7 +245,7 @@ func perfES(name string) *configv1alpha1.ExternalSecret {
 	return &configv1alpha1.ExternalSecret{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: configv1alpha1.ExternalSecretSpec{
-			SecretStoreRef:  configv1alpha1.SecretStoreRef{Name: "store", Kind: configv1alpha1.SecretStoreKind},
+			SecretStoreRef:  new(configv1alpha1.SecretStoreRef{Name: "store", Kind: configv1alpha1.SecretStoreKind}),
 			RefreshInterval: &metav1.Duration{Duration: p4Refresh},
 			Data:            []configv1alpha1.ExternalSecretData{{SecretKey: "value", RemoteRef: configv1alpha1.ExternalSecretDataRemoteRef{Key: "value"}}},
 			Target:          &configv1alpha1.ExternalSecretTarget{},

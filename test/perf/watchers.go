@@ -73,7 +73,7 @@ func watchersScenario(ctx context.Context, c *harness.Cluster) error {
 		if _, err := veil.ConfigV1alpha1().ExternalSecrets(ns).Create(ctx, &configv1alpha1.ExternalSecret{
 			ObjectMeta: metav1.ObjectMeta{Name: p8Object},
 			Spec: configv1alpha1.ExternalSecretSpec{
-				SecretStoreRef: configv1alpha1.SecretStoreRef{Name: "perf-watch", Kind: configv1alpha1.ClusterSecretStoreKind},
+				SecretStoreRef: new(configv1alpha1.SecretStoreRef{Name: "perf-watch", Kind: configv1alpha1.ClusterSecretStoreKind}),
 				Data:           []configv1alpha1.ExternalSecretData{{SecretKey: "value", RemoteRef: configv1alpha1.ExternalSecretDataRemoteRef{Key: "value"}}},
 			},
 		}, metav1.CreateOptions{}); err != nil {

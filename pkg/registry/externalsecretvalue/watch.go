@@ -202,9 +202,9 @@ func (r *REST) translate(ctx context.Context, u user.Info, ev watch.Event, sent 
 	if ev.Type == watch.Deleted {
 		delete(sent, key)
 		// Where the values came from, not the values.
-		ref := es.Spec.SecretStoreRef
-		if ref.Kind == "" {
-			ref.Kind = configv1alpha1.SecretStoreKind
+		var ref configv1alpha1.SecretStoreRef
+		if refs := es.StoreRefs(); len(refs) > 0 {
+			ref = refs[0]
 		}
 		return watch.Event{Type: watch.Deleted, Object: &externalsecrets.ExternalSecretValue{
 			ObjectMeta: meta(es),

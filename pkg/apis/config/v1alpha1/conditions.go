@@ -8,6 +8,18 @@ package v1alpha1
 // alert and a `kubectl describe` name the same cause.
 const ConditionReady = "Ready"
 
+// ConditionSyncWindow is on ExternalSecrets with spec.syncWindows: False
+// while veil-syncer holds a refresh of the target because of a window
+// (reason SyncWindowHeld, saying until when), True when refreshes may
+// happen (reason SyncWindowOpen). Ready keeps the outcome of the last sync.
+const ConditionSyncWindow = "SyncWindow"
+
+// Reasons of the SyncWindow condition.
+const (
+	ReasonSyncWindowHeld = "SyncWindowHeld"
+	ReasonSyncWindowOpen = "SyncWindowOpen"
+)
+
 // Reasons of an ExternalSecret's Ready condition.
 const (
 	// ReasonSynced: the target Secret holds the remote values (True). A

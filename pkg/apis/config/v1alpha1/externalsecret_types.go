@@ -1,6 +1,8 @@
 package v1alpha1
 
 import (
+	"time"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -43,10 +45,14 @@ type ExternalSecretList struct {
 // ExternalSecretSpec names the store and the remote values.
 //
 // +kubebuilder:validation:XValidation:rule="has(self.data) || has(self.dataFrom)",message="name at least one value in data or dataFrom"
+// +kubebuilder:validation:XValidation:rule="has(self.secretStoreRef) || ((!has(self.data) || self.data.all(d, has(d.sourceRef) && has(d.sourceRef.storeRef))) && (!has(self.dataFrom) || self.dataFrom.all(d, has(d.sourceRef) && has(d.sourceRef.storeRef))))",message="without spec.secretStoreRef, every data and dataFrom entry must name its store in sourceRef.storeRef: set spec.secretStoreRef as the store of the others"
+// +kubebuilder:validation:XValidation:rule="(has(self.data) ? self.data.filter(d, has(d.sourceRef) && has(d.sourceRef.storeRef)).size() : 0) + (has(self.dataFrom) ? self.dataFrom.filter(d, has(d.sourceRef) && has(d.sourceRef.storeRef)).size() : 0) <= 20",message="at most 20 data and dataFrom entries may name their own store in sourceRef.storeRef: read the others through spec.secretStoreRef"
 type ExternalSecretSpec struct {
-	// SecretStoreRef names the store to read through.
-	// +required
-	SecretStoreRef SecretStoreRef `json:"secretStoreRef"`
+	// SecretStoreRef names the store to read through: every data and
+	// dataFrom entry without its own sourceRef.storeRef. It may be unset
+	// only when every entry names its store.
+	// +optional
+	SecretStoreRef *SecretStoreRef `json:"secretStoreRef,omitempty"`
 
 	// RefreshInterval is how old a value served for this ExternalSecret may
 	// be, and how often veil-syncer refreshes its target. Unset means the
@@ -77,6 +83,66 @@ type ExternalSecretSpec struct {
 	// Target asks veil-syncer to keep a Secret with these values. Without
 	// it, values are only served through the API and never stored in etcd.
 	Target *ExternalSecretTarget `json:"target,omitempty"`
+
+	// SyncWindows restricts when veil-syncer refreshes the target of a
+	// Periodic ExternalSecret, as in External Secrets Operator: schedules
+	// in UTC. The first write, and writes after a change of this
+	// ExternalSecret's spec, labels or annotations, are never held; reads
+	// of the ExternalSecretValue are not affected.
+	// +optional
+	SyncWindows *SyncWindows `json:"syncWindows,omitempty"`
+}
+
+// MaxSyncWindows bounds spec.syncWindows.windows.
+const MaxSyncWindows = 10
+
+// MaxSyncWindowDuration bounds a window's duration: 31 days.
+const MaxSyncWindowDuration = 31 * 24 * time.Hour
+
+// SyncWindowKind says whether windows allow or deny refreshes.
+// +kubebuilder:validation:Enum=allow;deny
+type SyncWindowKind string
+
+const (
+	// SyncWindowAllow: refreshes only while at least one window is open.
+	SyncWindowAllow SyncWindowKind = "allow"
+	// SyncWindowDeny: no refresh while any window is open.
+	SyncWindowDeny SyncWindowKind = "deny"
+)
+
+// SyncWindows are times when refreshes of the target are allowed (kind
+// allow) or held (kind deny).
+type SyncWindows struct {
+	// +required
+	Kind SyncWindowKind `json:"kind"`
+	// Windows open at each time of their schedule, for their duration.
+	// +required
+	// +listType=atomic
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=10
+	Windows []SyncWindow `json:"windows"`
+}
+
+// SyncWindow opens at every time of Schedule and stays open for Duration.
+//
+// +kubebuilder:validation:XValidation:rule="duration(self.duration) > duration('0s') && duration(self.duration) <= duration('744h')",message="duration must be more than 0s and at most 744h (31 days)"
+type SyncWindow struct {
+	// Schedule is a cron schedule in UTC: five fields (minute, hour, day
+	// of month, month, day of week; "*", numbers, ranges "a-b", steps "/n",
+	// lists "a,b", month and weekday names) or @yearly, @annually,
+	// @monthly, @weekly, @daily, @midnight or @hourly. "@every" has no
+	// fixed start and is not accepted.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:Pattern=`^(@(annually|yearly|monthly|weekly|daily|midnight|hourly)|[^\s]+( [^\s]+){4})$`
+	Schedule string `json:"schedule"`
+	// Duration is how long the window stays open after each start (at
+	// most 744h).
+	// +required
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	Duration metav1.Duration `json:"duration"`
 }
 
 // RefreshPolicy says when veil-syncer writes a target again.
@@ -124,6 +190,50 @@ type ExternalSecretData struct {
 
 	// +required
 	RemoteRef ExternalSecretDataRemoteRef `json:"remoteRef"`
+
+	// SourceRef names the store this entry is read from, instead of
+	// spec.secretStoreRef.
+	// +optional
+	SourceRef *StoreSourceRef `json:"sourceRef,omitempty"`
+}
+
+// MaxSourceStoreRefs bounds the data and dataFrom entries that name their
+// own store (sourceRef.storeRef): each is checked on every write by the
+// admission policy veil-externalsecrets.
+const MaxSourceStoreRefs = 20
+
+// MaxStoresPerExternalSecret bounds the distinct stores one
+// ExternalSecret reads from (spec.secretStoreRef and every
+// sourceRef.storeRef).
+const MaxStoresPerExternalSecret = 5
+
+// StoreSourceRef names the store one data or dataFrom entry is read from.
+// Generators (generatorRef) are not supported by Veil.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.generatorRef)",message="generators (sourceRef.generatorRef) are not supported by Veil: read the value from a store (sourceRef.storeRef, or spec.secretStoreRef), or create it outside Veil"
+// +kubebuilder:validation:XValidation:rule="has(self.storeRef) || has(self.generatorRef)",message="sourceRef names no source: set storeRef, or remove sourceRef to use spec.secretStoreRef"
+type StoreSourceRef struct {
+	// StoreRef names a SecretStore of the same namespace or a
+	// ClusterSecretStore, with the same rules as spec.secretStoreRef.
+	// +optional
+	StoreRef *SecretStoreRef `json:"storeRef,omitempty"`
+	// GeneratorRef is accepted by the schema so that External Secrets
+	// Operator manifests are refused with a reason: Veil has no generators.
+	// +optional
+	GeneratorRef *GeneratorRef `json:"generatorRef,omitempty"`
+}
+
+// GeneratorRef names an External Secrets Operator generator. Veil refuses it.
+type GeneratorRef struct {
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	APIVersion string `json:"apiVersion,omitempty"`
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	Kind string `json:"kind,omitempty"`
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	Name string `json:"name,omitempty"`
 }
 
 // DecodingStrategy says how a remote value is decoded before it is served.
@@ -200,7 +310,7 @@ const MaxRewrites = 10
 // ExternalSecretDataFromRemoteRef adds many keys at once: exactly one of
 // extract and find.
 //
-// +kubebuilder:validation:XValidation:rule="has(self.extract) != has(self.find)",message="set exactly one of extract and find"
+// +kubebuilder:validation:XValidation:rule="has(self.extract) != has(self.find) || (has(self.sourceRef) && has(self.sourceRef.generatorRef))",message="set exactly one of extract and find"
 type ExternalSecretDataFromRemoteRef struct {
 	// Extract adds every field of one JSON remote value.
 	Extract *ExternalSecretDataRemoteRef `json:"extract,omitempty"`
@@ -215,6 +325,11 @@ type ExternalSecretDataFromRemoteRef struct {
 	// +kubebuilder:validation:MaxItems=10
 	// +optional
 	Rewrite []ExternalSecretRewrite `json:"rewrite,omitempty"`
+
+	// SourceRef names the store this entry is read from, instead of
+	// spec.secretStoreRef.
+	// +optional
+	SourceRef *StoreSourceRef `json:"sourceRef,omitempty"`
 }
 
 // ExternalSecretRewrite is one rename: exactly one of regexp and transform.
@@ -450,10 +565,25 @@ const (
 	TemplateScopeKeysAndValues TemplateScope = "KeysAndValues"
 )
 
-// ExternalSecretTemplateMetadata are labels and annotations of the target.
+// ExternalSecretTemplateMetadata are labels, annotations and finalizers
+// of the target.
 type ExternalSecretTemplateMetadata struct {
 	Labels      map[string]string `json:"labels,omitempty"`
 	Annotations map[string]string `json:"annotations,omitempty"`
+	// Finalizers are added to a Secret veil-syncer creates (creationPolicy
+	// Owner or Orphan), as in External Secrets Operator, for whoever's
+	// cleanup they stand for to remove; veil-syncer never removes them, so
+	// they can hold the Secret, and its namespace, from being deleted.
+	// Each is domain-qualified ("example.com/name"), in no domain of
+	// Kubernetes (kubernetes.io, k8s.io) or of Veil (veil.dev).
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=10
+	// +kubebuilder:validation:items:MaxLength=317
+	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$`
+	// +kubebuilder:validation:XValidation:rule="self.all(f, f.contains('/'))",message="each finalizer must be domain-qualified (example.com/name): the ones without a domain (orphan, foregroundDeletion, kubernetes) steer Kubernetes' deletion of objects"
+	// +kubebuilder:validation:XValidation:rule="self.all(f, !f.contains('/') || ['kubernetes.io', 'k8s.io', 'veil.dev'].all(d, !f.startsWith(d + '/') && !f.substring(0, f.indexOf('/')).endsWith('.' + d)))",message="a finalizer in a domain of Kubernetes (kubernetes.io, k8s.io) or of Veil (veil.dev) is refused: those mean something to Kubernetes or Veil; use a domain of your own"
+	// +optional
+	Finalizers []string `json:"finalizers,omitempty"`
 }
 
 // RolloutRestartTarget names a workload of the same namespace.
