@@ -20,6 +20,9 @@ func behaviour(o *unstructured.Unstructured) []difference {
 	if kind == "PushSecret" {
 		return pushBehaviour(o)
 	}
+	if kind == "ExternalSecret" {
+		return externalSecretBehaviour(o)
+	}
 	if kind != "SecretStore" && kind != "ClusterSecretStore" {
 		return nil
 	}
@@ -72,6 +75,18 @@ func behaviour(o *unstructured.Unstructured) []difference {
 		})
 	}
 	return out
+}
+
+// externalSecretBehaviour: finalizers are never put on a Secret merged
+// into, as Veil's template labels and annotations are not.
+func externalSecretBehaviour(o *unstructured.Unstructured) []difference {
+	policy, _, _ := unstructured.NestedString(o.Object, "spec", "target", "creationPolicy")
+	fs, _, _ := unstructured.NestedStringSlice(o.Object, "spec", "target", "template", "metadata", "finalizers")
+	if policy == "Merge" && len(fs) > 0 {
+		return []difference{{"spec.target.template.metadata.finalizers",
+			"with creationPolicy Merge, Veil adds no finalizers (nor template labels or annotations) to the Secret merged into, where ESO adds them: put them on that Secret yourself"}}
+	}
+	return nil
 }
 
 // pushBehaviour: a PushSecret entry without match.secretKey pushes the
