@@ -56,11 +56,13 @@ func syncedFor(es *configv1alpha1.ExternalSecret, st *configv1alpha1.ExternalSec
 	return st.TargetUID != "" && strings.HasPrefix(st.SyncedResourceVersion, fmt.Sprintf("%d-", es.Generation))
 }
 
-// windowRequeue is when to look again at an ExternalSecret whose refresh
-// is held now: when the window decision may change (at least a second
-// on, at most a day).
+// windowRequeue is when to look again at an ExternalSecret whose last
+// sync was held: when the window decision may change (at least a second
+// on, at most a day). A refresh that comes due is tried, and held then if
+// it must be, so that the SyncWindow condition says so.
 func (c *Controller) windowRequeue(es *configv1alpha1.ExternalSecret) (time.Duration, bool) {
-	if es.Spec.SyncWindows == nil || !periodic(es) || !syncedFor(es, &es.Status) {
+	held := meta.FindStatusCondition(es.Status.Conditions, configv1alpha1.ConditionSyncWindow)
+	if es.Spec.SyncWindows == nil || held == nil || held.Status != metav1.ConditionFalse {
 		return 0, false
 	}
 	now := c.clock.Now()
