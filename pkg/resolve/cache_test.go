@@ -546,3 +546,18 @@ func TestReadOnceIgnoresRecordedChanges(t *testing.T) {
 		t.Errorf("%d provider reads, want 1", n)
 	}
 }
+
+// read reads the values of es, every entry through store, as the tests
+// here did before entries could name their own stores.
+func (r *Resolver) read(ctx context.Context, es *configv1alpha1.ExternalSecret, store *stores.Store) (*externalsecrets.ExternalSecretValue, error) {
+	ref := configv1alpha1.SecretStoreRef{Kind: store.Kind, Name: store.Name}
+	es = es.DeepCopy()
+	es.Spec.SecretStoreRef = &ref
+	for i := range es.Spec.Data {
+		es.Spec.Data[i].SourceRef = nil
+	}
+	for i := range es.Spec.DataFrom {
+		es.Spec.DataFrom[i].SourceRef = nil
+	}
+	return r.readFrom(ctx, es, []storeRead{{ref: ref.Normalized(), store: store}})
+}

@@ -92,20 +92,6 @@ type storeRead struct {
 	store *stores.Store
 }
 
-// read reads the values of es, every entry through store, which es may use.
-func (r *Resolver) read(ctx context.Context, es *configv1alpha1.ExternalSecret, store *stores.Store) (*externalsecrets.ExternalSecretValue, error) {
-	ref := configv1alpha1.SecretStoreRef{Kind: store.Kind, Name: store.Name}
-	es = es.DeepCopy()
-	es.Spec.SecretStoreRef = &ref
-	for i := range es.Spec.Data {
-		es.Spec.Data[i].SourceRef = nil
-	}
-	for i := range es.Spec.DataFrom {
-		es.Spec.DataFrom[i].SourceRef = nil
-	}
-	return r.readFrom(ctx, es, []storeRead{{ref: ref.Normalized(), store: store}})
-}
-
 // readFrom reads the values of es, each entry through its store in from,
 // all of which es may use.
 func (r *Resolver) readFrom(ctx context.Context, es *configv1alpha1.ExternalSecret, from []storeRead) (*externalsecrets.ExternalSecretValue, error) {

@@ -1,6 +1,7 @@
 package syncer
 
 import (
+	"context"
 	"slices"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
+	esv1alpha1 "github.com/veil-dev/veil/pkg/apis/externalsecrets/v1alpha1"
 )
 
 // TestSyncWindowHoldsRefreshes: a deny window open now holds a periodic
@@ -115,6 +117,14 @@ func TestSyncAddsFinalizers(t *testing.T) {
 	f.sync(t)
 	if got := f.secrets.get("app", "db").Finalizers; !slices.Equal(got, []string{"other.example/x"}) {
 		t.Errorf("finalizers added to a Secret being deleted: %v", got)
+	}
+
+	// Never on a Secret merged into.
+	merge := testES(configv1alpha1.ExternalSecretTarget{CreationPolicy: configv1alpha1.CreatePolicyMerge, Template: &configv1alpha1.ExternalSecretTemplate{
+		Metadata: configv1alpha1.ExternalSecretTemplateMetadata{Finalizers: []string{"example.com/a"}}}})
+	d, err := f.c.desired(context.Background(), merge, &esv1alpha1.ExternalSecretValue{Type: "Opaque"}, "db")
+	if err != nil || d.finalizers != nil {
+		t.Errorf("creationPolicy Merge: finalizers %v, %v; want none", d.finalizers, err)
 	}
 
 	for _, bad := range [][]string{{"orphan"}, {"kubernetes.io/x"}, {"a.kubernetes.io/x"}, {"x.k8s.io/y"}, {"veil.dev/pushsecret"}, {"sub.veil.dev/x"},

@@ -77,7 +77,8 @@ func TestSyncWindows(t *testing.T) {
 	waitSecret(t, ns, "held", hasData(map[string]string{"value": "v1"}))
 	waitReady(t, ns, "held", configv1alpha1.ReasonSynced)
 
-	setStoreData(t, ns, configv1alpha1.FakeProviderData{Key: "k", Value: "v2"})
+	canary := unique("veil-canary-window-")
+	setStoreData(t, ns, configv1alpha1.FakeProviderData{Key: "k", Value: canary})
 	held := waitSyncWindow(t, ns, "held", metav1.ConditionFalse, `deny window 0 (schedule "* * * * *", duration 2h0m0s) is open`)
 	c := apimeta.FindStatusCondition(held.Status.Conditions, configv1alpha1.ConditionSyncWindow)
 	if c.Reason != configv1alpha1.ReasonSyncWindowHeld || !strings.Contains(c.Message, "looked at again at") {
@@ -91,7 +92,7 @@ func TestSyncWindows(t *testing.T) {
 		t.Errorf("a held refresh wrote the Secret")
 	}
 	// Reads are not materialisation: the value is the new one.
-	wantData(t, mustValue(t, ns, "held"), map[string]string{"value": "v2"})
+	wantData(t, mustValue(t, ns, "held"), map[string]string{"value": canary})
 	m, err := s.Metrics(ctxFor(t))
 	if err != nil {
 		t.Fatal(err)
@@ -102,7 +103,17 @@ func TestSyncWindows(t *testing.T) {
 
 	// Labels changed (as ESO's users do to force a sync): written now.
 	updateES(t, ns, "held", func(es *configv1alpha1.ExternalSecret) { es.Labels = map[string]string{"force-sync": "1"} })
-	waitSecret(t, ns, "held", hasData(map[string]string{"value": "v2"}))
+	waitSecret(t, ns, "held", hasData(map[string]string{"value": canary}))
+	// The canary is in the store and the Secret only: never in the held
+	// status, an Event or a log line.
+	sightings, err := cluster.FindCanary(ctxFor(t), canary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"/registry/config.veil.dev/secretstores/" + ns + "/store", "/registry/secrets/" + ns + "/held"}
+	if got := slices.Sorted(slices.Values(sightings.EtcdKeys)); sightings.InFiles() != 0 || !slices.Equal(got, want) {
+		t.Errorf("the canary was seen outside the store and the Secret: %s (etcd keys %v, want %v)", sightings, got, want)
+	}
 
 	// An allow window that is closed (it opens on January 1st): a
 	// rotation is held until then.
