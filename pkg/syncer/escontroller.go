@@ -91,7 +91,7 @@ func newController(informer configinformers.ExternalSecretInformer, veil version
 			// labels or annotations is too, as in External Secrets
 			// Operator (whose users annotate to force a sync).
 			if ok1 && ok2 && es.Spec.Target != nil && (old.Generation != es.Generation || metadataChanged(old, es) || valueChanged(old, es) && periodic(es)) {
-				if metadataChanged(old, es) {
+				if metadataChanged(old, es) && es.Spec.SyncWindows != nil {
 					c.markForced(keyOf(es))
 				}
 				c.queue.AddUrgent(keyOf(es))

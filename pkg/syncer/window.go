@@ -22,11 +22,11 @@ import (
 // updated either way.
 func (c *Controller) windowHolds(es *configv1alpha1.ExternalSecret, st *configv1alpha1.ExternalSecretStatus) (bool, string) {
 	w := es.Spec.SyncWindows
+	forced := c.takeForced(keyOf(es))
 	if w == nil {
 		meta.RemoveStatusCondition(&st.Conditions, configv1alpha1.ConditionSyncWindow)
 		return false, ""
 	}
-	forced := c.takeForced(keyOf(es))
 	d := syncwindow.Decide(w, c.clock.Now())
 	invalid := ""
 	if len(d.Invalid) > 0 {
