@@ -44,6 +44,10 @@ type Resolver struct {
 	Changes interface {
 		MaxAge(es *configv1alpha1.ExternalSecret) (time.Duration, bool)
 	}
+	// ClusterExternalSecrets are read to serve the ExternalSecrets of a
+	// ClusterExternalSecret only as it says (clusterowned.go); nil serves
+	// none of them.
+	ClusterExternalSecrets ClusterExternalSecretGetter
 }
 
 // maxParallelReads bounds the provider reads one ExternalSecret makes at once.
@@ -60,6 +64,9 @@ func (r *Resolver) Resolve(ctx context.Context, es *configv1alpha1.ExternalSecre
 }
 
 func (r *Resolver) resolve(ctx context.Context, es *configv1alpha1.ExternalSecret) (*externalsecrets.ExternalSecretValue, error) {
+	if err := checkClusterOwned(r.ClusterExternalSecrets, es); err != nil {
+		return nil, err
+	}
 	refs := es.StoreRefs()
 	switch {
 	case len(refs) == 0:

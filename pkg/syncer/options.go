@@ -27,6 +27,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/apiserver/pkg/server/healthz"
+	kubeinformers "k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/metadata"
@@ -256,10 +257,19 @@ func (o *Options) Run(ctx context.Context) error {
 		return err
 	}
 	pushCtrl.rate = nsRate
+	// ClusterExternalSecrets and ClusterPushSecrets: the namespace informer
+	// is what their selectors are matched against.
+	kubeInformers := kubeinformers.NewSharedInformerFactory(kube, 0)
+	fanOut, err := newFanOutControllers(veil, informers.Config().V1alpha1(), kubeInformers.Core().V1().Namespaces(), recorder, ctrl.excluded)
+	if err != nil {
+		return err
+	}
 	// Followers keep their informers, source watches and queues warm, so a
 	// failover does not start from an empty cache.
 	informers.Start(ctx.Done())
 	defer informers.Shutdown()
+	kubeInformers.Start(ctx.Done())
+	defer kubeInformers.Shutdown()
 
 	leaderHealth := leaderelection.NewLeaderHealthzAdaptor(20 * time.Second)
 	srv, err := o.serve(ctx, leaderHealth, informers)
@@ -272,6 +282,8 @@ func (o *Options) Run(ctx context.Context) error {
 		var wg sync.WaitGroup
 		wg.Go(func() { ctrl.Run(ctx, o.Workers) })
 		wg.Go(func() { pushCtrl.Run(ctx, o.Workers) })
+		wg.Go(func() { fanOut.ces.Run(ctx, fanOutWorkers) })
+		wg.Go(func() { fanOut.cps.Run(ctx, fanOutWorkers) })
 		wg.Wait()
 	}
 	if !o.LeaderElect {

@@ -394,6 +394,7 @@ func (o *Options) Config() (*apiserver.Config, error) {
 	cssInformer := configInformers.Config().V1alpha1().ClusterSecretStores()
 	psInformer := configInformers.Config().V1alpha1().PushSecrets()
 	prInformer := configInformers.Config().V1alpha1().ProviderRegistrations()
+	cesInformer := configInformers.Config().V1alpha1().ClusterExternalSecrets()
 	nsInformer := c.SharedInformerFactory.Core().V1().Namespaces()
 
 	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
@@ -510,6 +511,7 @@ func (o *Options) Config() (*apiserver.Config, error) {
 		DefaultRefreshInterval: o.DefaultRefreshInterval,
 		MinRefreshInterval:     o.MinRefreshInterval,
 		Changes:                seen,
+		ClusterExternalSecrets: cesInformer.Lister(),
 	}
 	controllers := []func(context.Context){statuses.Run, registered.Run}
 	if o.ChangeDetectionInterval > 0 {

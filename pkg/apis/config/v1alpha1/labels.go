@@ -28,6 +28,13 @@ const (
 	// HMAC>": a new value restarts the workload, and a retried patch with
 	// the same value restarts nothing.
 	RestartedForAnnotation = "veil.dev/restarted-for"
+	// ClusterExternalSecretLabel names the ClusterExternalSecret an
+	// ExternalSecret was created for; with an owner reference to it, it is
+	// what lets veil-syncer change or delete that ExternalSecret (admission
+	// policy veil-syncer-externalsecrets).
+	ClusterExternalSecretLabel = "veil.dev/cluster-external-secret"
+	// ClusterPushSecretLabel is the same for a ClusterPushSecret's PushSecrets.
+	ClusterPushSecretLabel = "veil.dev/cluster-push-secret"
 )
 
 // PushSecretFinalizer holds a PushSecret with deletionPolicy Delete until

@@ -29,6 +29,8 @@ func addKnownTypes(scheme *runtime.Scheme) error {
 		&ClusterSecretStore{}, &ClusterSecretStoreList{},
 		&ExternalSecret{}, &ExternalSecretList{},
 		&PushSecret{}, &PushSecretList{},
+		&ClusterExternalSecret{}, &ClusterExternalSecretList{},
+		&ClusterPushSecret{}, &ClusterPushSecretList{},
 		&ProviderRegistration{}, &ProviderRegistrationList{},
 	)
 	metav1.AddToGroupVersion(scheme, SchemeGroupVersion)

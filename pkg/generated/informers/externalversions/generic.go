@@ -54,6 +54,10 @@ func (f *genericInformer) Lister() cache.GenericLister {
 func (f *sharedInformerFactory) ForResource(resource schema.GroupVersionResource) (GenericInformer, error) {
 	switch resource {
 	// Group=config.veil.dev, Version=v1alpha1
+	case v1alpha1.SchemeGroupVersion.WithResource("clusterexternalsecrets"):
+		return &genericInformer{resource: resource.GroupResource(), informer: f.Config().V1alpha1().ClusterExternalSecrets().Informer()}, nil
+	case v1alpha1.SchemeGroupVersion.WithResource("clusterpushsecrets"):
+		return &genericInformer{resource: resource.GroupResource(), informer: f.Config().V1alpha1().ClusterPushSecrets().Informer()}, nil
 	case v1alpha1.SchemeGroupVersion.WithResource("clustersecretstores"):
 		return &genericInformer{resource: resource.GroupResource(), informer: f.Config().V1alpha1().ClusterSecretStores().Informer()}, nil
 	case v1alpha1.SchemeGroupVersion.WithResource("externalsecrets"):

@@ -18,6 +18,14 @@ limitations under the License.
 
 package v1alpha1
 
+// ClusterExternalSecretListerExpansion allows custom methods to be added to
+// ClusterExternalSecretLister.
+type ClusterExternalSecretListerExpansion interface{}
+
+// ClusterPushSecretListerExpansion allows custom methods to be added to
+// ClusterPushSecretLister.
+type ClusterPushSecretListerExpansion interface{}
+
 // ClusterSecretStoreListerExpansion allows custom methods to be added to
 // ClusterSecretStoreLister.
 type ClusterSecretStoreListerExpansion interface{}

@@ -24,6 +24,10 @@ import (
 
 // Interface provides access to all the informers in this group version.
 type Interface interface {
+	// ClusterExternalSecrets returns a ClusterExternalSecretInformer.
+	ClusterExternalSecrets() TypedClusterExternalSecretInformer
+	// ClusterPushSecrets returns a ClusterPushSecretInformer.
+	ClusterPushSecrets() TypedClusterPushSecretInformer
 	// ClusterSecretStores returns a ClusterSecretStoreInformer.
 	ClusterSecretStores() TypedClusterSecretStoreInformer
 	// ExternalSecrets returns a ExternalSecretInformer.
@@ -45,6 +49,16 @@ type version struct {
 // New returns a new Interface.
 func New(f internalinterfaces.SharedInformerFactory, namespace string, tweakListOptions internalinterfaces.TweakListOptionsFunc) Interface {
 	return &version{factory: f, namespace: namespace, tweakListOptions: tweakListOptions}
+}
+
+// ClusterExternalSecrets returns a TypedClusterExternalSecretInformer.
+func (v *version) ClusterExternalSecrets() TypedClusterExternalSecretInformer {
+	return &clusterExternalSecretInformer{factory: v.factory, tweakListOptions: v.tweakListOptions}
+}
+
+// ClusterPushSecrets returns a TypedClusterPushSecretInformer.
+func (v *version) ClusterPushSecrets() TypedClusterPushSecretInformer {
+	return &clusterPushSecretInformer{factory: v.factory, tweakListOptions: v.tweakListOptions}
 }
 
 // ClusterSecretStores returns a TypedClusterSecretStoreInformer.

@@ -28,6 +28,8 @@ import (
 
 type ConfigV1alpha1Interface interface {
 	RESTClient() rest.Interface
+	ClusterExternalSecretsGetter
+	ClusterPushSecretsGetter
 	ClusterSecretStoresGetter
 	ExternalSecretsGetter
 	ProviderRegistrationsGetter
@@ -38,6 +40,14 @@ type ConfigV1alpha1Interface interface {
 // ConfigV1alpha1Client is used to interact with features provided by the config.veil.dev group.
 type ConfigV1alpha1Client struct {
 	restClient rest.Interface
+}
+
+func (c *ConfigV1alpha1Client) ClusterExternalSecrets() ClusterExternalSecretInterface {
+	return newClusterExternalSecrets(c)
+}
+
+func (c *ConfigV1alpha1Client) ClusterPushSecrets() ClusterPushSecretInterface {
+	return newClusterPushSecrets(c)
 }
 
 func (c *ConfigV1alpha1Client) ClusterSecretStores() ClusterSecretStoreInterface {

@@ -18,6 +18,10 @@ limitations under the License.
 
 package v1alpha1
 
+type ClusterExternalSecretExpansion interface{}
+
+type ClusterPushSecretExpansion interface{}
+
 type ClusterSecretStoreExpansion interface{}
 
 type ExternalSecretExpansion interface{}

@@ -28,6 +28,14 @@ type FakeConfigV1alpha1 struct {
 	*testing.Fake
 }
 
+func (c *FakeConfigV1alpha1) ClusterExternalSecrets() v1alpha1.ClusterExternalSecretInterface {
+	return newFakeClusterExternalSecrets(c)
+}
+
+func (c *FakeConfigV1alpha1) ClusterPushSecrets() v1alpha1.ClusterPushSecretInterface {
+	return newFakeClusterPushSecrets(c)
+}
+
 func (c *FakeConfigV1alpha1) ClusterSecretStores() v1alpha1.ClusterSecretStoreInterface {
 	return newFakeClusterSecretStores(c)
 }
