@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
 )
 
 // difference is one behaviour a manifest valid in both shows differently.
@@ -17,8 +19,20 @@ type difference struct {
 func behaviour(o *unstructured.Unstructured) []difference {
 	var out []difference
 	kind := o.GetKind()
-	if kind == "PushSecret" {
+	switch kind {
+	case "PushSecret":
 		return pushBehaviour(o)
+	case "ClusterExternalSecret":
+		return []difference{clusterRights("ExternalSecret", "externalSecretSpec",
+			"create externalsecrets, use the store it names, get the externalsecretvalues of its ExternalSecrets' name when it has a target, and get the ConfigMaps of target.template.templateFrom")}
+	case "ClusterPushSecret":
+		out := []difference{clusterRights("PushSecret", "pushSecretSpec", "create pushsecrets and use every store of secretStoreRefs")}
+		if spec, ok, _ := unstructured.NestedMap(o.Object, "spec", "pushSecretSpec"); ok {
+			for _, d := range pushBehaviour(&unstructured.Unstructured{Object: map[string]any{"spec": spec}}) {
+				out = append(out, difference{"spec.pushSecretSpec" + strings.TrimPrefix(d.field, "spec"), d.message})
+			}
+		}
+		return out
 	}
 	if kind == "ExternalSecret" {
 		return externalSecretBehaviour(o)
@@ -103,6 +117,14 @@ func pushBehaviour(o *unstructured.Unstructured) []difference {
 		}
 	}
 	return out
+}
+
+// clusterRights is the difference every ClusterExternalSecret and
+// ClusterPushSecret shows: who may create one.
+func clusterRights(child, specField, rights string) difference {
+	return difference{"spec." + specField, fmt.Sprintf(
+		"ESO creates its %ss for anyone who may create the cluster object; Veil admits it only from someone allowed, in all namespaces (a ClusterRoleBinding), to %s, so it is never a way around the rules for %ss (grant those rights cluster-wide, or create the %ss namespace by namespace); it is provisioned in at most %d namespaces",
+		child, rights, child, child, configv1alpha1.MaxClusterNamespaces)}
 }
 
 // walk calls f on every object under v, with its field path.

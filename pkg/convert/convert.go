@@ -218,8 +218,6 @@ func notConverted(kind, group string) string {
 	switch {
 	case group != ESOGroup:
 		return fmt.Sprintf("Veil has no equivalent of %s (%s): generators are not supported; read the value from a store instead, or create it outside Veil", kind, group)
-	case kind == "ClusterExternalSecret":
-		return "Veil has no ClusterExternalSecret: create one ExternalSecret in each namespace that needs it (each namespace's own RBAC then applies to it)"
 	default:
 		return fmt.Sprintf("Veil has no %s", kind)
 	}

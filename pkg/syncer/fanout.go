@@ -133,7 +133,7 @@ func newFanOutController[P, C object](k fanOutKind[P, C], parents, children, nam
 	}); err != nil {
 		return nil, err
 	}
-	// A child changed or deleted by someone else is put back.
+	// A child created, changed or deleted by someone else is put right.
 	onChild := func(obj any) {
 		if ch, ok := deleted[C](obj); ok {
 			if name := ch.GetLabels()[k.label]; name != "" {
@@ -142,6 +142,7 @@ func newFanOutController[P, C object](k fanOutKind[P, C], parents, children, nam
 		}
 	}
 	if _, err := children.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: onChild,
 		UpdateFunc: func(oldObj, newObj any) {
 			o, ok1 := oldObj.(C)
 			n, ok2 := newObj.(C)
@@ -191,13 +192,13 @@ func (c *fanOutController[P, C]) enqueueAll() {
 	}
 }
 
-// Run syncs until ctx is done. It first deletes the children whose parent
-// is gone (deleted while no leader ran, with no garbage collector).
+// Run syncs until ctx is done. Every child listed queues its parent's
+// name, so the children of a parent deleted while no leader ran are
+// deleted too, even with no garbage collector.
 func (c *fanOutController[P, C]) Run(ctx context.Context, workers int) {
 	if !cache.WaitForNamedCacheSyncWithContext(ctx, c.synced...) {
 		return
 	}
-	c.collectOrphans(ctx)
 	runWorkers(ctx, c.kind.name+"s", func() bool { return true }, &workQueue{TypedRateLimitingInterface: c.queue}, workers, c.next)
 }
 
@@ -221,26 +222,6 @@ func (c *fanOutController[P, C]) next(ctx context.Context) bool {
 		c.queue.AddAfter(name, jitter(after))
 	}
 	return true
-}
-
-// collectOrphans deletes every child labelled for a parent that no longer
-// exists, or whose owner reference names another UID than the parent's.
-func (c *fanOutController[P, C]) collectOrphans(ctx context.Context) {
-	all, err := c.kind.owned(labels.Everything())
-	if err != nil {
-		return
-	}
-	for _, name := range sets.List(sets.New(slices.Collect(func(yield func(string) bool) {
-		for _, ch := range all {
-			if n := ch.GetLabels()[c.kind.label]; n != "" && !yield(n) {
-				return
-			}
-		}
-	})...)) {
-		if _, err := c.kind.getParent(name); apierrors.IsNotFound(err) {
-			c.queue.Add(name)
-		}
-	}
 }
 
 // owner is the controller owner reference of a child of p.

@@ -6,6 +6,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/sets"
 	coreinformers "k8s.io/client-go/informers/core/v1"
@@ -40,7 +41,7 @@ func clusterExternalSecretKind(veil versioned.Interface, parents configinformers
 		getParent:  pl.Get,
 		listParent: func() ([]*ces, error) { return pl.List(labels.Everything()) },
 		owned: func(sel labels.Selector) ([]*es, error) {
-			req, _ := labels.NewRequirement(configv1alpha1.ClusterExternalSecretLabel, "exists", nil)
+			req, _ := labels.NewRequirement(configv1alpha1.ClusterExternalSecretLabel, selection.Exists, nil)
 			return cl.List(sel.Add(*req))
 		},
 		getChild:    func(ns, name string) (*es, error) { return cl.ExternalSecrets(ns).Get(name) },
@@ -80,7 +81,7 @@ func clusterPushSecretKind(veil versioned.Interface, parents configinformers.Clu
 		getParent:  pl.Get,
 		listParent: func() ([]*cps, error) { return pl.List(labels.Everything()) },
 		owned: func(sel labels.Selector) ([]*ps, error) {
-			req, _ := labels.NewRequirement(configv1alpha1.ClusterPushSecretLabel, "exists", nil)
+			req, _ := labels.NewRequirement(configv1alpha1.ClusterPushSecretLabel, selection.Exists, nil)
 			return cl.List(sel.Add(*req))
 		},
 		getChild:    func(ns, name string) (*ps, error) { return cl.PushSecrets(ns).Get(name) },
