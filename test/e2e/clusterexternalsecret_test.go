@@ -236,7 +236,9 @@ func clusterBind(t *testing.T, user, clusterRole string) {
 	if _, err := cluster.KubeClient.RbacV1().ClusterRoleBindings().Create(ctxFor(t), crb, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cluster.KubeClient.RbacV1().ClusterRoleBindings().Delete(ctxFor(t), crb.Name, metav1.DeleteOptions{}) })
+	t.Cleanup(func() {
+		_ = cluster.KubeClient.RbacV1().ClusterRoleBindings().Delete(ctxFor(t), crb.Name, metav1.DeleteOptions{})
+	})
 }
 
 // clusterRole creates a ClusterRole of these rules.
@@ -246,7 +248,9 @@ func clusterRole(t *testing.T, rules ...rbacv1.PolicyRule) string {
 	if _, err := cluster.KubeClient.RbacV1().ClusterRoles().Create(ctxFor(t), cr, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cluster.KubeClient.RbacV1().ClusterRoles().Delete(ctxFor(t), cr.Name, metav1.DeleteOptions{}) })
+	t.Cleanup(func() {
+		_ = cluster.KubeClient.RbacV1().ClusterRoles().Delete(ctxFor(t), cr.Name, metav1.DeleteOptions{})
+	})
 	return cr.Name
 }
 
@@ -315,6 +319,17 @@ func TestClusterExternalSecretPermissions(t *testing.T) {
 	}
 	waitCESStatus(t, name, "Provisioned", ns)
 	wantData(t, mustValue(t, ns, "app-es"), map[string]string{"password": "p"})
+
+	// A namespace editor may not take the ExternalSecret for their own by
+	// removing its label: that keeps what the author was allowed, and is
+	// judged as a change of the spec.
+	editor := unique("editor-")
+	bind(t, ns, editor, "edit")
+	_, err = userClient(t, editor).ConfigV1alpha1().ExternalSecrets(ns).Patch(ctx, "app-es", types.JSONPatchType,
+		[]byte(`[{"op":"remove","path":"/metadata/labels/veil.dev~1cluster-external-secret"},{"op":"remove","path":"/metadata/ownerReferences"}]`), metav1.PatchOptions{})
+	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "veil-externalsecrets") || !strings.Contains(err.Error(), editor) {
+		t.Errorf("an editor releasing a ClusterExternalSecret's ExternalSecret: %v, want forbidden", err)
+	}
 
 	// veil-syncer's own writes: only ExternalSecrets of a
 	// ClusterExternalSecret, and one of those that is not as it says is

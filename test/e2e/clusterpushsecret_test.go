@@ -15,21 +15,22 @@ import (
 )
 
 // TestClusterPushSecret: a ClusterPushSecret creates its PushSecret in the
-// namespaces it selects, and each pushes that namespace's Secret to Vault
-// (where the namespace granted veil-syncer:push-source); a namespace that
+// namespaces it selects, and each pushes that namespace's Secret through
+// that namespace's store, here each its own Vault (two PushSecrets may not
+// own one remote key), where the namespace granted veil-syncer:push-source; a namespace that
 // stops matching loses its PushSecret. Its author needs, in all
 // namespaces, what creating the PushSecret needs: rights in one namespace
 // are refused with a message saying what is missing.
 func TestClusterPushSecret(t *testing.T) {
 	ctx := ctxFor(t)
 	startSyncer(t)
-	v := startVault(t)
+	v1, v2 := startVault(t), startVault(t)
 	tag := unique("t")
 	ns1, ns2 := newNamespace(t, map[string]string{cesLabel: tag}), newNamespace(t, map[string]string{cesLabel: tag})
-	for _, ns := range []string{ns1, ns2} {
-		grantPushSource(t, ns)
-		vaultWriterStore(t, v, ns, "vault", false)
-	}
+	grantPushSource(t, ns1)
+	grantPushSource(t, ns2)
+	vaultWriterStore(t, v1, ns1, "vault", false)
+	vaultWriterStore(t, v2, ns2, "vault", false)
 	value := unique("veil-canary-cps-")
 	putSource(t, ns1, "src", map[string]string{"password": value})
 	putSource(t, ns2, "src", map[string]string{"password": value})
@@ -86,7 +87,8 @@ func TestClusterPushSecret(t *testing.T) {
 			t.Errorf("PushSecret %s/%s: labels %v, owners %v", ns, ps.Name, ps.Labels, ps.OwnerReferences)
 		}
 	}
-	waitVault(t, v, "cps/"+tag, "password", value)
+	waitVault(t, v1, "cps/"+tag, "password", value)
+	waitVault(t, v2, "cps/"+tag, "password", value)
 	eventually(t, func() error {
 		got, err := cluster.VeilClient.ConfigV1alpha1().ClusterPushSecrets().Get(ctx, cps.Name, metav1.GetOptions{})
 		if err != nil {

@@ -81,11 +81,10 @@ type ClusterExternalSecretSpec struct {
 
 // NamespaceSelection says which namespaces a ClusterExternalSecret or
 // ClusterPushSecret is provisioned in: those any selector matches, and
-// those named. Labelling a namespace is a cluster-wide permission (patch
-// on namespaces), so a namespace's admins cannot make a selector match it;
-// whoever may label namespaces can. A selector on
-// kubernetes.io/metadata.name, which nobody can change, or the list of
-// names, leaves the choice to the ClusterExternalSecret's author alone.
+// those named. A selector lets whoever may label namespaces (patch on
+// namespaces; not Kubernetes' admin or edit roles) make it match; the list
+// of names, or a selector on kubernetes.io/metadata.name, which nobody can
+// change, leaves the choice to the author alone.
 type NamespaceSelection struct {
 	// NamespaceSelector selects namespaces by label. Deprecated in
 	// External Secrets Operator in favour of namespaceSelectors; both are
