@@ -22,7 +22,7 @@ import (
 )
 
 // esoResources are the ESO objects read from a live cluster.
-var esoResources = []string{"clustersecretstores", "secretstores", "externalsecrets", "pushsecrets", "clusterexternalsecrets"}
+var esoResources = []string{"clustersecretstores", "secretstores", "externalsecrets", "pushsecrets", "clusterexternalsecrets", "clusterpushsecrets"}
 
 // NewCommand returns `veil convert`.
 func NewCommand() *cobra.Command {
@@ -216,7 +216,8 @@ func readCluster(ctx context.Context, kubeconfig, namespace string) ([]*unstruct
 	for _, res := range esoResources {
 		var list *unstructured.UnstructuredList
 		var lastErr error
-		for _, version := range []string{"v1", "v1beta1"} {
+		// PushSecrets and ClusterPushSecrets are v1alpha1 in ESO.
+		for _, version := range []string{"v1", "v1beta1", "v1alpha1"} {
 			gvr := schema.GroupVersionResource{Group: ESOGroup, Version: version, Resource: res}
 			ri := client.Resource(gvr)
 			var r dynamic.ResourceInterface = ri

@@ -237,11 +237,7 @@ func (c *fanOutController[P, C]) owner(p P) metav1.OwnerReference {
 // is not enough: anyone who may write a child could set both, but only to
 // hand their own object to veil-syncer, never to take someone else's.
 func (c *fanOutController[P, C]) ownedBy(ch C, name string, uid types.UID) bool {
-	if ch.GetLabels()[c.kind.label] != name {
-		return false
-	}
-	ref := metav1.GetControllerOfNoCopy(ch)
-	return c.controlledByName(ch, name) && ref.UID == uid
+	return c.controlledByName(ch, name) && metav1.GetControllerOfNoCopy(ch).UID == uid
 }
 
 // controlledByName: ch carries the label naming the parent name and a
@@ -294,20 +290,24 @@ func (c *fanOutController[P, C]) sync(ctx context.Context, name string) (time.Du
 		chosen = chosen[:c.max]
 	}
 	childName := c.kind.childName(p)
+	// Every chosen namespace keeps its child, also when provisioning it
+	// failed this time: a failed update is no reason to delete it.
 	keep := sets.New[string]()
 	var writeErr error
 	for _, ns := range chosen {
+		keep.Insert(ns + "/" + childName)
 		reason, err := c.provision(ctx, p, ns, childName)
-		switch {
-		case err != nil:
+		if err != nil {
 			writeErr = err
-			failed = append(failed, configv1alpha1.ClusterSecretNamespaceFailure{Namespace: ns, Reason: reason})
-		case reason != "":
-			failed = append(failed, configv1alpha1.ClusterSecretNamespaceFailure{Namespace: ns, Reason: reason})
-		default:
-			provisioned = append(provisioned, ns)
-			keep.Insert(ns + "/" + childName)
+			if reason == "" {
+				reason = "retrying: " + c.refused(err)
+			}
 		}
+		if reason != "" {
+			failed = append(failed, configv1alpha1.ClusterSecretNamespaceFailure{Namespace: ns, Reason: reason})
+			continue
+		}
+		provisioned = append(provisioned, ns)
 	}
 	if err := c.collect(ctx, name, keep); err != nil {
 		writeErr = err
