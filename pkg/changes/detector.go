@@ -185,6 +185,9 @@ func (d *Detector) cycle(ctx context.Context) {
 	}
 	byStore := map[Store]*readers{}
 	for _, es := range ess {
+		if !d.Marker.serves(es) {
+			continue
+		}
 		for s, through := range Reads(es) {
 			r := byStore[s]
 			if r == nil {

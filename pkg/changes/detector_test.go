@@ -379,3 +379,26 @@ func TestDetectorLosingTheLeaseEndsItsStreams(t *testing.T) {
 		t.Errorf("Run returned with %d of its %d streams still open", src.opened.Load()-src.ended.Load(), src.opened.Load())
 	}
 }
+
+// TestDetectorSkipsExternalSecretsNotServed: an ExternalSecret whose values
+// are not served (a ClusterExternalSecret's that is not as it says) has
+// its keys neither watched nor marked, even when another ExternalSecret
+// reads the same key and is told of its change.
+func TestDetectorSkipsExternalSecretsNotServed(t *testing.T) {
+	m, p := newMarker(t,
+		externalSecret("a", "forged", storeRef("vault"), "db", "only-forged"),
+		externalSecret("a", "app", storeRef("vault"), "db"),
+	)
+	m.Serves = func(es *configv1alpha1.ExternalSecret) bool { return es.Name != "forged" }
+	remote := &remoteVersions{now: map[string]providers.KeyVersion{"db": version("1", time.Now()), "only-forged": version("1", time.Now())}}
+	d := &Detector{ExternalSecrets: m.ExternalSecrets, Stores: &oneStore{generation: 1}, Clients: remote, Marker: m, last: map[Store]*storeState{}, horizon: time.Now().Add(-time.Minute)}
+	d.cycle(context.Background())
+	if got := p.names(); !slices.Equal(got, []string{"a/app"}) {
+		t.Errorf("marked %v, want only a/app", got)
+	}
+	for _, asked := range remote.asked {
+		if slices.Contains(asked, "only-forged") {
+			t.Errorf("the provider was asked about a key only an ExternalSecret not served reads: %v", remote.asked)
+		}
+	}
+}

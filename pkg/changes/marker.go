@@ -79,6 +79,17 @@ type Marker struct {
 	// never told of a change to a key its namespace may not read, which
 	// would tell it about another tenant's keys.
 	Admits func(ctx context.Context, namespace string, store Store, key string) bool
+	// Serves says whether the values of es are served at all (a
+	// ClusterExternalSecret's ExternalSecret only as it says); nil serves
+	// all. One not served is neither told of changes nor has its keys
+	// watched for them: its status would tell when a key it may not read
+	// changes.
+	Serves func(es *configv1alpha1.ExternalSecret) bool
+}
+
+// serves applies Serves.
+func (m *Marker) serves(es *configv1alpha1.ExternalSecret) bool {
+	return m.Serves == nil || m.Serves(es)
 }
 
 // Mark records that keys (every key, when keys is nil) changed in store,
@@ -106,7 +117,7 @@ func (m *Marker) Mark(ctx context.Context, store Store, keys []string, cause con
 	var targets []target
 	for _, es := range ess {
 		through, ok := Reads(es)[store]
-		if !ok {
+		if !ok || !m.serves(es) {
 			continue
 		}
 		change := configv1alpha1.ValueChange{ID: id, Time: now, Cause: cause}

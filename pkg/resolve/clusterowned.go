@@ -15,7 +15,7 @@ type ClusterExternalSecretGetter interface {
 	Get(name string) (*configv1alpha1.ClusterExternalSecret, error)
 }
 
-// checkClusterOwned holds back the values of an ExternalSecret that says it
+// CheckClusterOwned holds back the values of an ExternalSecret that says it
 // is a ClusterExternalSecret's (its label veil.dev/cluster-external-secret,
 // or a controller owner reference to one) unless it is exactly what that
 // ClusterExternalSecret asks for: label and owner reference naming it,
@@ -26,7 +26,7 @@ type ClusterExternalSecretGetter interface {
 // check makes one it wrote with any other spec — by a bug, or with its
 // token stolen — read nothing. A user may label their own ExternalSecret
 // so too: it is then served only as the ClusterExternalSecret says.
-func checkClusterOwned(owners ClusterExternalSecretGetter, es *configv1alpha1.ExternalSecret) error {
+func CheckClusterOwned(owners ClusterExternalSecretGetter, es *configv1alpha1.ExternalSecret) error {
 	label, labelled := es.Labels[configv1alpha1.ClusterExternalSecretLabel]
 	ref := metav1.GetControllerOfNoCopy(es)
 	owned := ref != nil && ref.Kind == "ClusterExternalSecret" && ref.APIVersion == configv1alpha1.SchemeGroupVersion.String()

@@ -56,7 +56,7 @@ func TestCheckClusterOwned(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			es := &configv1alpha1.ExternalSecret{ObjectMeta: metav1.ObjectMeta{Namespace: "a", Name: "app", Labels: c.labels, OwnerReferences: c.owners}, Spec: c.spec}
-			err := checkClusterOwned(owners, es)
+			err := CheckClusterOwned(owners, es)
 			if c.reason == "" {
 				if err != nil {
 					t.Errorf("refused: %v", err)
@@ -70,7 +70,7 @@ func TestCheckClusterOwned(t *testing.T) {
 	}
 	// Without the lister, none is served.
 	es := &configv1alpha1.ExternalSecret{ObjectMeta: metav1.ObjectMeta{Labels: label, OwnerReferences: ref("shared", "u1")}, Spec: spec}
-	if err := checkClusterOwned(nil, es); err == nil {
+	if err := CheckClusterOwned(nil, es); err == nil {
 		t.Error("served with no ClusterExternalSecrets to check against")
 	}
 }

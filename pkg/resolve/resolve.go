@@ -64,7 +64,7 @@ func (r *Resolver) Resolve(ctx context.Context, es *configv1alpha1.ExternalSecre
 }
 
 func (r *Resolver) resolve(ctx context.Context, es *configv1alpha1.ExternalSecret) (*externalsecrets.ExternalSecretValue, error) {
-	if err := checkClusterOwned(r.ClusterExternalSecrets, es); err != nil {
+	if err := CheckClusterOwned(r.ClusterExternalSecrets, es); err != nil {
 		return nil, err
 	}
 	refs := es.StoreRefs()

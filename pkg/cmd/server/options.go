@@ -500,6 +500,9 @@ func (o *Options) Config() (*apiserver.Config, error) {
 			Admits: func(ctx context.Context, ns string, s changes.Store, key string) bool {
 				st, err := l.For(ctx, ns, configv1alpha1.SecretStoreRef{Kind: s.Kind, Name: s.Name})
 				return err == nil && st.Scope.CheckKey(key) == nil
+			},
+			Serves: func(es *configv1alpha1.ExternalSecret) bool {
+				return resolve.CheckClusterOwned(cesInformer.Lister(), es) == nil
 			}}
 	}
 	cached := lookup.Cached()
