@@ -27,7 +27,7 @@ func (m cesByName) Get(name string) (*configv1alpha1.ClusterExternalSecret, erro
 // ClusterExternalSecret asks for; an ordinary one is not concerned.
 func TestCheckClusterOwned(t *testing.T) {
 	spec := configv1alpha1.ExternalSecretSpec{
-		SecretStoreRef: configv1alpha1.SecretStoreRef{Name: "store", Kind: configv1alpha1.SecretStoreKind},
+		SecretStoreRef: &configv1alpha1.SecretStoreRef{Name: "store", Kind: configv1alpha1.SecretStoreKind},
 		Data:           []configv1alpha1.ExternalSecretData{{SecretKey: "k", RemoteRef: configv1alpha1.ExternalSecretDataRemoteRef{Key: "app/db"}}},
 	}
 	owners := cesByName{"shared": {ObjectMeta: metav1.ObjectMeta{Name: "shared", UID: "u1"}, Spec: configv1alpha1.ClusterExternalSecretSpec{ExternalSecretSpec: spec}}}

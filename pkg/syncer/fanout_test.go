@@ -82,7 +82,7 @@ func testCES(selector map[string]string, names ...string) *ces {
 				Namespaces:         names,
 			},
 			ExternalSecretSpec: configv1alpha1.ExternalSecretSpec{
-				SecretStoreRef: configv1alpha1.SecretStoreRef{Name: "store", Kind: configv1alpha1.SecretStoreKind},
+				SecretStoreRef: &configv1alpha1.SecretStoreRef{Name: "store", Kind: configv1alpha1.SecretStoreKind},
 				Data:           []configv1alpha1.ExternalSecretData{{SecretKey: "k", RemoteRef: configv1alpha1.ExternalSecretDataRemoteRef{Key: "remote"}}},
 			},
 		},
@@ -159,7 +159,7 @@ func TestFanOutProvisions(t *testing.T) {
 	if got.Spec.SecretStoreRef.Name != "store" || len(got.Spec.Data) != 1 {
 		t.Errorf("spec %+v, want the ClusterExternalSecret's", got.Spec)
 	}
-	if theirs, _ := f.veil.ConfigV1alpha1().ExternalSecrets("taken").Get(context.Background(), "app", metav1.GetOptions{}); len(theirs.OwnerReferences) != 0 || theirs.Spec.SecretStoreRef.Name != "" {
+	if theirs, _ := f.veil.ConfigV1alpha1().ExternalSecrets("taken").Get(context.Background(), "app", metav1.GetOptions{}); len(theirs.OwnerReferences) != 0 || theirs.Spec.SecretStoreRef != nil {
 		t.Errorf("someone else's ExternalSecret was changed: %+v", theirs)
 	}
 
@@ -207,7 +207,7 @@ func TestFanOutTooManyNamespaces(t *testing.T) {
 func TestFanOutUpdatesAndReleases(t *testing.T) {
 	nss := []runtime.Object{namespace("a", map[string]string{"env": "prod"}), namespace("b", map[string]string{"env": "prod"})}
 	drifted := child("a", "app", "1")
-	drifted.Spec.SecretStoreRef.Name = "elsewhere"
+	drifted.Spec.SecretStoreRef = &configv1alpha1.SecretStoreRef{Name: "elsewhere", Kind: configv1alpha1.SecretStoreKind}
 	stale := child("b", "app", "0")
 	p := testCES(map[string]string{"env": "prod"})
 	f := newFanOutFixture(t, nss, p, drifted, stale)

@@ -50,7 +50,7 @@ func newCES(name, tag string) *configv1alpha1.ClusterExternalSecret {
 			},
 			RefreshTime: &metav1.Duration{Duration: time.Minute},
 			ExternalSecretSpec: configv1alpha1.ExternalSecretSpec{
-				SecretStoreRef:  storeRef("vault"),
+				SecretStoreRef:  ptr.To(storeRef("vault")),
 				RefreshInterval: &metav1.Duration{Duration: time.Second},
 				Data:            []configv1alpha1.ExternalSecretData{dataRef("password", "app/db", "password")},
 				Target:          &configv1alpha1.ExternalSecretTarget{Name: "app"},
@@ -320,6 +320,21 @@ func TestClusterExternalSecretPermissions(t *testing.T) {
 	waitCESStatus(t, name, "Provisioned", ns)
 	wantData(t, mustValue(t, ns, "app-es"), map[string]string{"password": "p"})
 
+	// A store named by one entry's sourceRef.storeRef is asked for too:
+	// the same author may use every SecretStore, but no ClusterSecretStore.
+	perEntry := newCES(unique("ces-"), tag)
+	perEntry.Spec.ExternalSecretName = "per-entry"
+	perEntry.Spec.ExternalSecretSpec.Data = append(perEntry.Spec.ExternalSecretSpec.Data, configv1alpha1.ExternalSecretData{
+		SecretKey: "other",
+		RemoteRef: configv1alpha1.ExternalSecretDataRemoteRef{Key: "app/db"},
+		SourceRef: &configv1alpha1.StoreSourceRef{StoreRef: &configv1alpha1.SecretStoreRef{Name: "elsewhere", Kind: "ClusterSecretStore"}},
+	})
+	clusterBind(t, author, clusterRole(t, rbacv1.PolicyRule{APIGroups: []string{"externalsecrets.veil.dev"}, Resources: []string{"externalsecretvalues"}, ResourceNames: []string{"per-entry"}, Verbs: []string{"get"}}))
+	_, err = createCES(t, userClient(t, author), perEntry)
+	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "may not use clustersecretstores/elsewhere (verb use, group config.veil.dev) in all namespaces") {
+		t.Errorf("a ClusterExternalSecret with an entry read through a ClusterSecretStore its author may not use: %v, want forbidden", err)
+	}
+
 	// A namespace editor may not take the ExternalSecret for their own by
 	// removing its label: that keeps what the author was allowed, and is
 	// judged as a change of the spec.
@@ -341,7 +356,7 @@ func TestClusterExternalSecretPermissions(t *testing.T) {
 	asSyncer := versioned.NewForConfigOrDie(cfg).ConfigV1alpha1().ExternalSecrets(ns)
 	plain := &configv1alpha1.ExternalSecret{
 		ObjectMeta: metav1.ObjectMeta{Name: "forged", Namespace: ns},
-		Spec:       configv1alpha1.ExternalSecretSpec{SecretStoreRef: storeRef("vault"), Data: []configv1alpha1.ExternalSecretData{dataRef("x", "app/db", "")}},
+		Spec:       configv1alpha1.ExternalSecretSpec{SecretStoreRef: ptr.To(storeRef("vault")), Data: []configv1alpha1.ExternalSecretData{dataRef("x", "app/db", "")}},
 	}
 	if _, err := asSyncer.Create(ctx, plain, metav1.CreateOptions{}); !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "only ExternalSecrets of a ClusterExternalSecret") {
 		t.Errorf("veil-syncer creating an ExternalSecret of no ClusterExternalSecret: %v, want forbidden", err)
