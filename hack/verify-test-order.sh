@@ -15,3 +15,13 @@ if [[ -z "$tools" || "$tools" -gt "$first_test" ]]; then
   echo "$plan"
   exit 1
 fi
+# The real node test (test/node) runs the images of `make images`: they
+# must be built before it.
+node_test=$(grep -n 'go test.*\./test/node' <<<"$plan" | head -n1 | cut -d: -f1 || true)
+images=$(grep -n 'hack/image -arch' <<<"$plan" | head -n1 | cut -d: -f1 || true)
+if [[ -z "$node_test" ]]; then echo "make test does not run the real node test (./test/node)"; exit 1; fi
+if [[ -z "$images" || "$images" -gt "$node_test" ]]; then
+  echo "make test must build the images (make images) before the real node test; its plan is:"
+  echo "$plan"
+  exit 1
+fi

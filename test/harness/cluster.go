@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -63,6 +64,15 @@ type Options struct {
 	// ClusterRole or binding veil-apiserver:provider-credentials, and
 	// veil-apiserver runs with --in-process-providers=false.
 	RemoteOnly bool
+	// NodeAddress, when set, is a local address kube-apiserver listens on
+	// and advertises instead of 127.0.0.1, for a real node's pods to reach
+	// it (test/node: the node's bridge address). It also routes aggregated
+	// requests to the Service's endpoints (pod addresses), as a cluster
+	// without kube-proxy on its control plane does, and, with
+	// ControllerManager, runs the controllers that turn a Deployment into
+	// Ready pods behind a Service. With ControlPlaneOnly, Veil is left to
+	// the caller to install (test/node installs the Helm chart).
+	NodeAddress string
 }
 
 // ProviderCredentialsRole is the ClusterRole (and binding) of the rules
@@ -161,6 +171,9 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	}
 	c.EtcdURL = "http://" + hostPort(c.ports.etcd)
 	c.APIServerURL = "https://" + hostPort(c.ports.apiserver)
+	if opts.NodeAddress != "" {
+		c.APIServerURL = "https://" + net.JoinHostPort(opts.NodeAddress, strconv.Itoa(c.ports.apiserver))
+	}
 	c.VeilPort = c.ports.veil
 	if err := c.makePKI(); err != nil {
 		return c, err
@@ -172,6 +185,11 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 		return c, err
 	}
 	if opts.ControlPlaneOnly {
+		if opts.ControllerManager && opts.NodeAddress != "" {
+			if err := c.startControllerManager(); err != nil {
+				return c, err
+			}
+		}
 		return c, nil
 	}
 	if err := c.installVeil(ctx); err != nil {
@@ -292,7 +310,7 @@ func (c *Cluster) makePKI() error {
 		return err
 	}
 	if _, err = c.ClusterCA.Issue(dir, "kube-apiserver", "kube-apiserver", nil,
-		[]string{"127.0.0.1", "localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "10.0.0.1"}); err != nil {
+		append([]string{"127.0.0.1", "localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", KubernetesServiceIP}, c.nodeAddresses()...)); err != nil {
 		return err
 	}
 	// kube-apiserver presents this to Veil when it proxies; Veil trusts it
@@ -379,14 +397,14 @@ func (c *Cluster) startKubeAPIServer(ctx context.Context) error {
 	c.progress("starting kube-apiserver on %s", c.APIServerURL)
 	c.KubeAPIServer, err = startProcess("kube-apiserver", filepath.Join(c.Dir, "logs"), c.bins.kubeAPIServer, append([]string{
 		"--etcd-servers=" + c.EtcdURL,
-		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+		"--bind-address=" + c.listenAddress(), "--advertise-address=" + c.listenAddress(),
 		"--secure-port=" + strconv.Itoa(c.ports.apiserver),
 		"--cert-dir=" + c.pki("kube-apiserver-certs"),
 		"--tls-cert-file=" + c.pki("kube-apiserver.crt"), "--tls-private-key-file=" + c.pki("kube-apiserver.key"),
 		"--client-ca-file=" + c.ClusterCA.CertFile,
 		"--service-account-issuer=https://kubernetes.default.svc",
 		"--service-account-key-file=" + c.pki("sa.pub"), "--service-account-signing-key-file=" + c.pki("sa.key"),
-		"--service-cluster-ip-range=10.0.0.0/24",
+		"--service-cluster-ip-range=" + ServiceCIDR,
 		"--authorization-mode=RBAC",
 		// As kubeadm and kind run it: a privileged pod template then reaches
 		// admission, where Veil's policies must refuse it themselves.
@@ -476,3 +494,30 @@ func (c *Cluster) DumpLogs(w io.Writer, lines int) {
 		fmt.Fprintf(w, "==== last %d lines of %s\n%s\n", len(all), p.LogFile, strings.Join(all, "\n"))
 	}
 }
+
+// The Service network of the cluster, and the ClusterIP of the
+// `kubernetes` Service, which pods dial (KUBERNETES_SERVICE_HOST) and which
+// kube-apiserver's serving certificate names.
+const (
+	ServiceCIDR         = "10.0.0.0/24"
+	KubernetesServiceIP = "10.0.0.1"
+)
+
+// listenAddress is where kube-apiserver listens: loopback, or the node's
+// address (Options.NodeAddress).
+func (c *Cluster) listenAddress() string {
+	if c.opts.NodeAddress != "" {
+		return c.opts.NodeAddress
+	}
+	return "127.0.0.1"
+}
+
+func (c *Cluster) nodeAddresses() []string {
+	if c.opts.NodeAddress == "" {
+		return nil
+	}
+	return []string{c.opts.NodeAddress}
+}
+
+// APIServerPort is kube-apiserver's secure port.
+func (c *Cluster) APIServerPort() int { return c.ports.apiserver }

@@ -27,7 +27,7 @@ func (c *Cluster) replicated() bool { return len(c.veilPorts) > 1 }
 // kubeAPIServerReplicaArgs route aggregated requests to the Service's
 // endpoints, as kube-apiserver does where it runs no kube-proxy.
 func (c *Cluster) kubeAPIServerReplicaArgs() []string {
-	if !c.replicated() {
+	if !c.replicated() && c.opts.NodeAddress == "" {
 		return nil
 	}
 	return []string{"--enable-aggregator-routing=true"}

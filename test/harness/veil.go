@@ -224,16 +224,28 @@ func (c *Cluster) FrontProxyCertificate() (tls.Certificate, error) {
 func (c *Cluster) startControllerManager() error {
 	c.progress("starting kube-controller-manager")
 	var err error
-	c.ControllerManager, err = startProcess("kube-controller-manager", filepath.Join(c.Dir, "logs"), c.bins.kubeControllerManager, []string{
+	// clusterrole-aggregation fills the built-in view, edit and admin
+	// from the roles labelled to aggregate into them, Veil's included:
+	// tests then grant what a real cluster grants.
+	controllers := "garbagecollector,namespace,clusterrole-aggregation"
+	var extra []string
+	if c.opts.NodeAddress != "" {
+		// A real node (test/node): Deployments become ReplicaSets and pods,
+		// pods become EndpointSlices, PodDisruptionBudgets are kept, and
+		// every namespace gets kube-root-ca.crt, which the projected
+		// ServiceAccount volume of every pod mounts. The node lifecycle
+		// controller lifts the not-ready taint kube-apiserver puts on a new
+		// node (admission plugin TaintNodesByCondition) once it is Ready.
+		controllers += ",deployment-controller,replicaset-controller,endpoints-controller,endpointslice-controller,disruption-controller,serviceaccount-controller,root-ca-certificate-publisher-controller,pod-garbage-collector-controller,node-lifecycle-controller"
+		extra = []string{"--root-ca-file=" + c.ClusterCA.CertFile}
+	}
+	c.ControllerManager, err = startProcess("kube-controller-manager", filepath.Join(c.Dir, "logs"), c.bins.kubeControllerManager, append([]string{
 		"--kubeconfig=" + c.AdminKubeconfig,
-		// clusterrole-aggregation fills the built-in view, edit and admin
-		// from the roles labelled to aggregate into them, Veil's included:
-		// tests then grant what a real cluster grants.
-		"--controllers=garbagecollector,namespace,clusterrole-aggregation",
+		"--controllers=" + controllers,
 		"--leader-elect=false",
 		"--secure-port=0",
 		"--use-service-account-credentials=false",
-	}, nil)
+	}, extra...), nil)
 	// Without --secure-port it serves no health endpoint to wait for; tests
 	// that need it observe its effects (garbage collection) instead.
 	return err
