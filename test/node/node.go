@@ -522,7 +522,9 @@ func killDaemons(dir string) error {
 		for pid := range daemonPIDs() {
 			cmdline, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
 			line := string(bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}))
-			if (dir != "" && strings.Contains(line, dir)) || strings.Contains(line, "/veil-node-") {
+			// An exited shim waits, as a zombie with no command line, for
+			// init to reap it: it is waited for too.
+			if (dir != "" && strings.Contains(line, dir)) || strings.Contains(line, "/veil-node-") || zombie(pid) {
 				pids = append(pids, pid)
 			}
 		}
@@ -536,7 +538,7 @@ func killDaemons(dir string) error {
 	for _, pid := range ours() {
 		syscall.Kill(pid, syscall.SIGKILL)
 	}
-	for i := 0; i < 100; i++ {
+	for i := 0; i < 200; i++ {
 		left := ours()
 		if len(left) == 0 {
 			return nil
@@ -544,6 +546,16 @@ func killDaemons(dir string) error {
 		time.Sleep(100 * time.Millisecond)
 	}
 	return fmt.Errorf("processes of the node survived SIGKILL: %v", ours())
+}
+
+func zombie(pid int) bool {
+	stat, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return false
+	}
+	// pid (comm) state ...
+	i := bytes.LastIndexByte(stat, ')')
+	return i > 0 && i+2 < len(stat) && stat[i+2] == 'Z'
 }
 
 // mounts are the mount points of this mount namespace, in mount order.
