@@ -210,6 +210,16 @@ func (n *Node) Start(ctx context.Context, kubeconfig string, apiPort int, client
 			return fmt.Errorf("importing %s: %w", img, err)
 		}
 	}
+	// A copy in the node's directory: every daemon's command line then
+	// names the directory, and a crashed run's daemons are found by it.
+	kc, err := os.ReadFile(kubeconfig)
+	if err != nil {
+		return err
+	}
+	kubeconfig = filepath.Join(n.Dir, "admin.kubeconfig")
+	if err := os.WriteFile(kubeconfig, kc, 0o600); err != nil {
+		return err
+	}
 	if err := n.startKubelet(ctx, kubeconfig, clientCA); err != nil {
 		return err
 	}
@@ -415,8 +425,10 @@ func (n *Node) Cleanup() []error {
 			stop(p)
 		}
 	}
-	// Shims whose containerd is gone, and any daemon left by a crashed run.
+	// Shims whose containerd is gone, and any daemon left by a crashed run,
+	// then the containers' processes a killed shim leaves running.
 	note(killDaemons(n.Dir))
+	note(killPods())
 	// Mounts: sandboxes' network namespaces, overlays and shm, the
 	// kubelet's volumes; deepest first.
 	note(n.unmount())
@@ -546,6 +558,40 @@ func killDaemons(dir string) error {
 		time.Sleep(100 * time.Millisecond)
 	}
 	return fmt.Errorf("processes of the node survived SIGKILL: %v", ours())
+}
+
+// killPods kills every process in the kubelet's cgroups (containers whose
+// shim was killed by a crashed run's cleanup) and waits until none is left.
+func killPods() error {
+	procs := func() []int {
+		var pids []int
+		for _, top := range cgroupLeftovers() {
+			filepath.WalkDir(top, func(p string, d os.DirEntry, err error) error {
+				if err != nil || d.IsDir() || d.Name() != "cgroup.procs" {
+					return nil
+				}
+				b, _ := os.ReadFile(p)
+				for _, f := range strings.Fields(string(b)) {
+					if pid, err := strconv.Atoi(f); err == nil {
+						pids = append(pids, pid)
+					}
+				}
+				return nil
+			})
+		}
+		return pids
+	}
+	for i := 0; i < 100; i++ {
+		pids := procs()
+		if len(pids) == 0 {
+			return nil
+		}
+		for _, pid := range pids {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("processes in the kubelet's cgroups survived SIGKILL: %v", procs())
 }
 
 func zombie(pid int) bool {
