@@ -7,7 +7,7 @@ E2E_TIMEOUT ?= 30m
 FUZZTIME_SHORT ?= 5s
 FUZZTIME ?= 5m
 
-.PHONY: all build images run test prebuild-race test-unit test-chart test-images test-fuzz fuzz test-e2e test-node check-moto verify verify-gofmt verify-vet verify-tidy verify-codegen verify-test-order verify-imports verify-version update tools bench certs clean
+.PHONY: all build images run run-node test prebuild-race test-unit test-chart test-images test-fuzz fuzz test-e2e test-node check-moto verify verify-gofmt verify-vet verify-tidy verify-codegen verify-test-order verify-imports verify-version update tools bench certs clean
 
 all: build
 
@@ -39,6 +39,13 @@ images:
 ## run: a local control plane with veil-apiserver and demo stores, until Ctrl-C
 run: tools
 	$(GO) run ./test/localcluster
+
+## run-node: the same control plane with a real node on this machine
+## (test/node; root), Veil installed on it with the Helm chart from the
+## images of make images, and the fake demo store, until Ctrl-C, which
+## restores the machine
+run-node: tools images
+	$(GO) run ./test/localcluster -node
 
 ## test: what CI runs: verification and the real components (built once)
 ## side by side, then unit tests, fuzzing and end-to-end tests. Tests never

@@ -17,14 +17,15 @@ import (
 
 func main() {
 	dir := flag.String("dir", "_output/run", "working directory: certificates, kubeconfigs, data and logs (emptied first)")
+	onNode := flag.Bool("node", false, "install Veil with the Helm chart on a real node of this machine (make run-node; root)")
 	flag.Parse()
-	if err := run(*dir); err != nil {
+	if err := run(*dir, *onNode); err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)
 		os.Exit(1)
 	}
 }
 
-func run(dir string) error {
+func run(dir string, onNode bool) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
@@ -34,6 +35,9 @@ func run(dir string) error {
 	}
 	if err := os.RemoveAll(dir); err != nil {
 		return err
+	}
+	if onNode {
+		return runNode(ctx, dir)
 	}
 	start := time.Now()
 	// The demos' Vault and moto listen on loopback, which SecretStores may

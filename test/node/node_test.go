@@ -13,13 +13,11 @@ import (
 	"time"
 
 	"helm.sh/helm/v3/pkg/action"
-	"helm.sh/helm/v3/pkg/chart/loader"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/retry"
@@ -29,12 +27,7 @@ import (
 	"github.com/veil-dev/veil/test/harness"
 )
 
-const (
-	namespace = harness.VeilNamespace
-	release   = "veil"
-)
-
-var apiServiceGVR = schema.GroupVersionResource{Group: "apiregistration.k8s.io", Version: "v1", Resource: "apiservices"}
+const namespace = Namespace
 
 // timings are reported at the end, for the time `make test` spends here.
 type timings struct {
@@ -72,18 +65,9 @@ func TestInstallOnARealNode(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the real node's components: %v", err)
 	}
-	version, err := os.ReadFile(filepath.Join(root, "VERSION"))
+	images, tag, err := Images(root)
 	if err != nil {
 		t.Fatal(err)
-	}
-	tag := "v" + strings.TrimSpace(string(version))
-	var images []string
-	for _, name := range []string{"veil-apiserver", "veil-syncer"} {
-		p := filepath.Join(root, "out", "images", name+".tar")
-		if _, err := os.Stat(p); err != nil {
-			t.Fatalf("%s is missing: run 'make images' first (make test-node does)", p)
-		}
-		images = append(images, p)
 	}
 
 	n, err := New(binDir)
@@ -107,10 +91,7 @@ func TestInstallOnARealNode(t *testing.T) {
 		t.Fatalf("preparing the node: %v", err)
 	}
 
-	cluster, err := harness.Start(ctx, harness.Options{
-		ControlPlaneOnly: true, ControllerManager: true, NodeAddress: NodeIP,
-		Progress: testWriter{t},
-	})
+	cluster, err := StartControlPlane(ctx, "", testWriter{t})
 	if err != nil {
 		t.Fatalf("starting the control plane: %v", err)
 	}
@@ -141,61 +122,23 @@ func TestInstallOnARealNode(t *testing.T) {
 		t.Fatalf("starting the node: %v", err)
 	}
 	kc := cluster.KubeClient
-	if err := poll(ctx, 2*time.Minute, "the node to be Ready", func() error {
-		node, err := kc.CoreV1().Nodes().Get(ctx, NodeName, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		for _, c := range node.Status.Conditions {
-			if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
-				return nil
-			}
-		}
-		return fmt.Errorf("conditions %v", node.Status.Conditions)
-	}); err != nil {
+	if err := n.WaitReady(ctx, cluster); err != nil {
 		t.Fatal(err)
 	}
 	tm.step(t, "containerd, images, kubelet: node Ready")
 
-	// The serving certificate, provided as the chart documents it.
-	if _, err := kc.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	serving, err := cluster.VeilCA.Issue(work, "node-veil-serving", harness.VeilService, nil,
-		[]string{harness.VeilService + "." + namespace + ".svc"})
+	ch, err := PrepareChart(ctx, root, work, cluster)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := kc.CoreV1().Secrets(namespace).Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: "veil-apiserver-tls"},
-		Type:       corev1.SecretTypeTLS,
-		Data:       map[string][]byte{"tls.crt": serving.CertPEM, "tls.key": serving.KeyPEM},
-	}, metav1.CreateOptions{}); err != nil {
+	if err := ch.Install(ctx, tag); err != nil {
 		t.Fatal(err)
-	}
-	ch, err := loader.Load(filepath.Join(root, "charts", "veil"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	values := func(tag string) map[string]any {
-		image := func(name string) map[string]any {
-			return map[string]any{"repository": "ghcr.io/veil-dev/" + name, "tag": tag, "pullPolicy": "Never"}
-		}
-		return map[string]any{
-			"apiserver": map[string]any{"image": image("veil-apiserver")},
-			"syncer":    map[string]any{"image": image("veil-syncer")},
-			"tls":       map[string]any{"existingSecret": "veil-apiserver-tls", "caBundle": string(cluster.VeilCA.CertPEM)},
-		}
-	}
-	helmCfg := helmConfig(t, cluster.AdminKubeconfig)
-	install := action.NewInstall(helmCfg)
-	install.ReleaseName, install.Namespace, install.Timeout = release, namespace, 5*time.Minute
-	if _, err := install.RunWithContext(ctx, ch, values(tag)); err != nil {
-		t.Fatalf("helm install: %v", err)
 	}
 	tm.step(t, "helm install")
 
-	waitRollout(ctx, t, cluster, tag)
+	if err := WaitRollout(ctx, cluster, tag); err != nil {
+		t.Fatal(err)
+	}
 	tm.step(t, "pods Ready")
 	checkSecurityContext(ctx, t, n, cluster)
 
@@ -203,9 +146,7 @@ func TestInstallOnARealNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := poll(ctx, 2*time.Minute, "the APIService to be Available", func() error {
-		return apiServiceAvailable(ctx, dyn)
-	}); err != nil {
+	if err := WaitAPIService(ctx, dyn); err != nil {
 		t.Fatal(err)
 	}
 	tm.step(t, "APIService Available")
@@ -264,7 +205,7 @@ func TestInstallOnARealNode(t *testing.T) {
 		if _, err := kc.CoreV1().Pods(namespace).Get(ctx, victim, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 			return fmt.Errorf("pod %s still exists (%v)", victim, err)
 		}
-		return readyCount(ctx, cluster, "veil-apiserver", tag, 2)
+		return ReadyCount(ctx, cluster, "veil-apiserver", tag, 2)
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -274,12 +215,14 @@ func TestInstallOnARealNode(t *testing.T) {
 
 	// helm upgrade to new images (same binaries, another digest).
 	load = startReads(ctx, t, loadClient, ns, value)
-	upgrade := action.NewUpgrade(helmCfg)
-	upgrade.Namespace, upgrade.Timeout = namespace, 5*time.Minute
-	if _, err := upgrade.RunWithContext(ctx, release, ch, values(newTag)); err != nil {
+	upgrade := action.NewUpgrade(ch.Helm)
+	upgrade.Namespace, upgrade.Timeout = Namespace, 5*time.Minute
+	if _, err := upgrade.RunWithContext(ctx, Release, ch.Chart, ch.Values(newTag)); err != nil {
 		t.Fatalf("helm upgrade: %v", err)
 	}
-	waitRollout(ctx, t, cluster, newTag)
+	if err := WaitRollout(ctx, cluster, newTag); err != nil {
+		t.Fatal(err)
+	}
 	load.settle(t, 3*time.Second)
 	load.stopAndCheck(t, "helm upgrade")
 	tm.step(t, "helm upgrade under load")
@@ -288,9 +231,9 @@ func TestInstallOnARealNode(t *testing.T) {
 	// Terminating (the namespace controller needs every APIService's
 	// discovery, so one left behind without its pods would block it).
 	order := watchDeletions(ctx, t, dyn)
-	uninstall := action.NewUninstall(helmCfg)
+	uninstall := action.NewUninstall(ch.Helm)
 	uninstall.Timeout = 5 * time.Minute
-	if _, err := uninstall.Run(release); err != nil {
+	if _, err := uninstall.Run(Release); err != nil {
 		t.Fatalf("helm uninstall: %v", err)
 	}
 	order.check(ctx, t)
@@ -324,18 +267,6 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func helmConfig(t *testing.T, kubeconfig string) *action.Configuration {
-	flags := genericclioptions.NewConfigFlags(false)
-	flags.KubeConfig = &kubeconfig
-	ns := namespace
-	flags.Namespace = &ns
-	cfg := new(action.Configuration)
-	if err := cfg.Init(flags, namespace, "secret", func(format string, v ...any) {}); err != nil {
-		t.Fatal(err)
-	}
-	return cfg
-}
-
 func veilPods(ctx context.Context, t *testing.T, c *harness.Cluster, app string) []corev1.Pod {
 	t.Helper()
 	pods, err := c.KubeClient.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=" + app})
@@ -348,98 +279,7 @@ func veilPods(ctx context.Context, t *testing.T, c *harness.Cluster, app string)
 	return pods.Items
 }
 
-// readyCount checks that exactly want pods of app exist, all of them Ready
-// and running the image tagged tag.
-func readyCount(ctx context.Context, c *harness.Cluster, app, tag string, want int) error {
-	pods, err := c.KubeClient.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=" + app})
-	if err != nil {
-		return err
-	}
-	ready := 0
-	var states []string
-	for _, p := range pods.Items {
-		ok := p.DeletionTimestamp == nil && strings.HasSuffix(p.Spec.Containers[0].Image, ":"+tag)
-		isReady := false
-		for _, cond := range p.Status.Conditions {
-			if cond.Type == corev1.PodReady && cond.Status == corev1.ConditionTrue {
-				isReady = true
-			}
-		}
-		if ok && isReady {
-			ready++
-		}
-		scheduled := ""
-		for _, cond := range p.Status.Conditions {
-			if cond.Type == corev1.PodScheduled && cond.Status != corev1.ConditionTrue {
-				scheduled = " unscheduled: " + cond.Reason + " " + cond.Message
-			}
-		}
-		states = append(states, fmt.Sprintf("%s %s node=%q ready=%v %s%s", p.Name, p.Status.Phase, p.Spec.NodeName, isReady, containerStates(p), scheduled))
-	}
-	if ready != want || len(pods.Items) != want {
-		return fmt.Errorf("%d of %d %s pods Ready with %s, want %d: %s", ready, len(pods.Items), app, tag, want, strings.Join(states, "; "))
-	}
-	return nil
-}
-
-func containerStates(p corev1.Pod) string {
-	var out []string
-	for _, s := range p.Status.ContainerStatuses {
-		switch {
-		case s.State.Waiting != nil:
-			out = append(out, "waiting: "+s.State.Waiting.Reason+" "+s.State.Waiting.Message)
-		case s.State.Terminated != nil:
-			out = append(out, fmt.Sprintf("terminated: %s %d", s.State.Terminated.Reason, s.State.Terminated.ExitCode))
-		default:
-			out = append(out, fmt.Sprintf("running restarts=%d", s.RestartCount))
-		}
-	}
-	return strings.Join(out, ",")
-}
-
-func waitRollout(ctx context.Context, t *testing.T, c *harness.Cluster, tag string) {
-	t.Helper()
-	for _, app := range []string{"veil-apiserver", "veil-syncer"} {
-		if err := poll(ctx, 4*time.Minute, app+" pods to be Ready with "+tag, func() error {
-			return readyCount(ctx, c, app, tag, 2)
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-func apiServiceAvailable(ctx context.Context, dyn dynamic.Interface) error {
-	as, err := dyn.Resource(apiServiceGVR).Get(ctx, harness.APIServiceName, metav1.GetOptions{})
-	if err != nil {
-		return err
-	}
-	conds, _, _ := unstructuredSlice(as.Object, "status", "conditions")
-	for _, c := range conds {
-		m, _ := c.(map[string]any)
-		if m["type"] == "Available" {
-			if m["status"] == "True" {
-				return nil
-			}
-			return fmt.Errorf("Available=%v: %v %v", m["status"], m["reason"], m["message"])
-		}
-	}
-	return fmt.Errorf("no Available condition yet")
-}
-
-func unstructuredSlice(obj map[string]any, path ...string) ([]any, bool, error) {
-	var cur any = obj
-	for _, p := range path {
-		m, ok := cur.(map[string]any)
-		if !ok {
-			return nil, false, nil
-		}
-		cur = m[p]
-	}
-	s, ok := cur.([]any)
-	return s, ok, nil
-}
-
-// reads is a read load on the ExternalSecretValue through kube-apiserver:
+// reads is a read load// reads is a read load on the ExternalSecretValue through kube-apiserver:
 // each read retried as client-go's retry.OnError does, every retry and
 // every read that failed after its retries counted.
 type reads struct {
