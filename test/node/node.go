@@ -166,17 +166,25 @@ func New(binDir string) (*Node, error) {
 	return n, nil
 }
 
-// safetyNet: pods' packets may not leave the bridge (FORWARD), and a
-// packet to a Service address that no DNAT rule rewrote is stopped on the
-// machine (OUTPUT and FORWARD), instead of following the default route.
+// safetyNet: pods' packets may not leave the bridge (FORWARD), a packet
+// to a Service address that no DNAT rule rewrote is stopped on the
+// machine (OUTPUT and FORWARD), instead of following the default route,
+// and the node's addresses answer only the bridge and this machine (INPUT).
 func (n *Node) safetyNet(serviceCIDR ...string) error {
 	rules := [][]string{
+		{"-N", "VEIL-TEST-IN"},
+		{"-A", "VEIL-TEST-IN", "-i", "lo", "-m", "comment", "--comment", ruleComment, "-j", "RETURN"},
+		{"-A", "VEIL-TEST-IN", "-m", "comment", "--comment", ruleComment, "-j", "REJECT"},
 		{"-N", netChain},
 		{"-A", netChain, "-i", Bridge, "!", "-o", Bridge, "-m", "comment", "--comment", ruleComment, "-j", "REJECT"},
 		{"-A", netChain, "!", "-i", Bridge, "-o", Bridge, "-m", "comment", "--comment", ruleComment, "-j", "REJECT"},
 		{"-A", netChain, "-d", "10.0.0.0/24", "-m", "comment", "--comment", ruleComment, "-j", "REJECT"},
 		{"-I", "FORWARD", "1", "-m", "comment", "--comment", ruleComment, "-j", netChain},
 		{"-I", "OUTPUT", "1", "-d", "10.0.0.0/24", "-m", "comment", "--comment", ruleComment, "-j", "REJECT"},
+		// Linux answers for a local address on any interface: without this,
+		// a neighbour routing 10.88.0.0/16 to this machine would reach
+		// kube-apiserver (listening on the node's address) and the pods.
+		{"-I", "INPUT", "1", "-d", PodCIDR, "!", "-i", Bridge, "-m", "comment", "--comment", ruleComment, "-j", "VEIL-TEST-IN"},
 	}
 	for _, r := range rules {
 		if err := run("iptables", append([]string{"-w", "-t", "filter"}, r...)...); err != nil {
@@ -740,7 +748,7 @@ func (n *Node) removeRules() error {
 	}
 	for c := range chains() {
 		f := strings.Fields(c)
-		if n.before.Chains[c] || !(strings.HasPrefix(f[2], "KUBE-") || f[2] == netChain) {
+		if n.before.Chains[c] || !(strings.HasPrefix(f[2], "KUBE-") || strings.HasPrefix(f[2], "VEIL-TEST-")) {
 			continue
 		}
 		// Rules elsewhere jumping to it go first.
