@@ -231,7 +231,7 @@ func (c *Cluster) Stop() {
 }
 
 // CachedBinary returns the path hack/install-TOOL.sh printed for the cached
-// build of TOOL (etcd, kube or vault). It never builds: a build takes
+// build of TOOL (etcd, kube, vault, or node: kubelet and kube-scheduler). It never builds: a build takes
 // minutes and would outlast the timeouts of the tests that call this, so a
 // missing binary is an error at once, naming the command that builds it.
 func CachedBinary(ctx context.Context, root, tool string) (string, error) {
