@@ -166,7 +166,7 @@ func TestInstallOnARealNode(t *testing.T) {
 	if _, err := cluster.VeilClient.ConfigV1alpha1().ExternalSecrets(ns).Create(ctx, &configv1alpha1.ExternalSecret{
 		ObjectMeta: metav1.ObjectMeta{Name: "db"},
 		Spec: configv1alpha1.ExternalSecretSpec{
-			SecretStoreRef: configv1alpha1.SecretStoreRef{Name: "store", Kind: configv1alpha1.SecretStoreKind},
+			SecretStoreRef: &configv1alpha1.SecretStoreRef{Name: "store", Kind: configv1alpha1.SecretStoreKind},
 			Data:           []configv1alpha1.ExternalSecretData{{SecretKey: "password", RemoteRef: configv1alpha1.ExternalSecretDataRemoteRef{Key: "k"}}},
 		},
 	}, metav1.CreateOptions{}); err != nil {
