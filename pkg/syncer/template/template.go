@@ -84,6 +84,9 @@ var funcs = template.FuncMap{
 		}
 		return out.String(), nil
 	},
+	// filterCertChain keeps the leaf, the intermediates or the root of a
+	// certificate chain: `{{ .cert | filterPEM "CERTIFICATE" | filterCertChain "leaf" }}`.
+	"filterCertChain": filterCertChain,
 }
 
 // Render renders every template of tmpls (Secret key -> template text) with
