@@ -67,6 +67,8 @@ var sensitiveOps = map[string]bool{
 	"CreateSecret":              true,
 	"PutSecretValue":            true,
 	"PutParameter":              true,
+	"ImportCertificate":         true,
+	"ExportCertificate":         true,
 	"AssumeRoleWithWebIdentity": true,
 }
 

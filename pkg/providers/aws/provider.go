@@ -1,5 +1,5 @@
-// Package aws reads and writes AWS Secrets Manager and Systems Manager
-// Parameter Store through aws-sdk-go-v2. A client is built once per store
+// Package aws reads and writes AWS Secrets Manager, Systems Manager
+// Parameter Store and Certificate Manager through aws-sdk-go-v2. A client is built once per store
 // identity: its credentials (static keys, an assumed role, or a web
 // identity exchanged for a role) are cached and refreshed by the SDK, so a
 // read costs one API call and no credential exchange.
@@ -22,6 +22,7 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
+	"github.com/aws/aws-sdk-go-v2/service/acm"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
@@ -89,9 +90,9 @@ func validate(store *providers.Store) (*configv1alpha1.AWSProvider, error) {
 		return nil, providers.Errorf(providers.Invalid, "%s has no spec.provider.aws", store)
 	}
 	switch spec.Service {
-	case configv1alpha1.AWSServiceSecretsManager, configv1alpha1.AWSServiceParameterStore:
+	case configv1alpha1.AWSServiceSecretsManager, configv1alpha1.AWSServiceParameterStore, configv1alpha1.AWSServiceCertificateManager:
 	default:
-		return nil, providers.Errorf(providers.Invalid, "%s: spec.provider.aws.service %q is neither %s nor %s", store, spec.Service, configv1alpha1.AWSServiceSecretsManager, configv1alpha1.AWSServiceParameterStore)
+		return nil, providers.Errorf(providers.Invalid, "%s: spec.provider.aws.service %q is none of %s, %s and %s", store, spec.Service, configv1alpha1.AWSServiceSecretsManager, configv1alpha1.AWSServiceParameterStore, configv1alpha1.AWSServiceCertificateManager)
 	}
 	if !regionPattern.MatchString(spec.Region) {
 		return nil, providers.Errorf(providers.Invalid, "%s: spec.provider.aws.region %q is not an AWS region such as eu-west-1", store, spec.Region)
@@ -117,13 +118,20 @@ func serviceEndpoint(store *providers.Store, spec *configv1alpha1.AWSProvider) (
 		return parseEndpoint(store, "endpoint", spec.Endpoint)
 	}
 	var raw string
-	if spec.Service == configv1alpha1.AWSServiceSecretsManager {
+	switch spec.Service {
+	case configv1alpha1.AWSServiceCertificateManager:
+		ep, err := acm.NewDefaultEndpointResolverV2().ResolveEndpoint(context.Background(), acm.EndpointParameters{Region: aws.String(spec.Region)})
+		if err != nil {
+			return nil, providers.Wrap(providers.Invalid, err, "%s: no Certificate Manager endpoint for region %q", store, spec.Region)
+		}
+		raw = ep.URI.String()
+	case configv1alpha1.AWSServiceSecretsManager:
 		ep, err := secretsmanager.NewDefaultEndpointResolverV2().ResolveEndpoint(context.Background(), secretsmanager.EndpointParameters{Region: aws.String(spec.Region)})
 		if err != nil {
 			return nil, providers.Wrap(providers.Invalid, err, "%s: no Secrets Manager endpoint for region %q", store, spec.Region)
 		}
 		raw = ep.URI.String()
-	} else {
+	default:
 		ep, err := ssm.NewDefaultEndpointResolverV2().ResolveEndpoint(context.Background(), ssm.EndpointParameters{Region: aws.String(spec.Region)})
 		if err != nil {
 			return nil, providers.Wrap(providers.Invalid, err, "%s: no Parameter Store endpoint for region %q", store, spec.Region)
@@ -274,7 +282,10 @@ func (p provider) NewClient(ctx context.Context, store *providers.Store, creds p
 
 	b := base{store: store.String(), identity: identity, endpoint: urls[0].String(), prefix: spec.Prefix, transport: transport}
 	endpoint := aws.String(urls[0].String())
-	if spec.Service == configv1alpha1.AWSServiceSecretsManager {
+	switch spec.Service {
+	case configv1alpha1.AWSServiceCertificateManager:
+		return newACMClient(b, cfg, endpoint), nil
+	case configv1alpha1.AWSServiceSecretsManager:
 		recovery := int64(0)
 		force := false
 		if sm := spec.SecretsManager; sm != nil {

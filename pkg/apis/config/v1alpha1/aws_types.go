@@ -1,15 +1,20 @@
 package v1alpha1
 
 // AWSService is the AWS service a store reads.
-// +kubebuilder:validation:Enum=SecretsManager;ParameterStore
+// +kubebuilder:validation:Enum=SecretsManager;ParameterStore;CertificateManager
 type AWSService string
 
 const (
 	AWSServiceSecretsManager AWSService = "SecretsManager"
 	AWSServiceParameterStore AWSService = "ParameterStore"
+	// AWSServiceCertificateManager reads certificates from AWS
+	// Certificate Manager by exporting them, and imports kubernetes.io/tls
+	// Secrets into it with PushSecret.
+	AWSServiceCertificateManager AWSService = "CertificateManager"
 )
 
-// AWSProvider connects to AWS Secrets Manager or Parameter Store.
+// AWSProvider connects to AWS Secrets Manager, Parameter Store or
+// Certificate Manager.
 type AWSProvider struct {
 	// +required
 	Service AWSService `json:"service"`
