@@ -120,7 +120,7 @@ func serviceEndpoint(store *providers.Store, spec *configv1alpha1.AWSProvider) (
 	var raw string
 	switch spec.Service {
 	case configv1alpha1.AWSServiceCertificateManager:
-		ep, err := acm.NewDefaultEndpointResolverV2().ResolveEndpoint(context.Background(), acm.EndpointParameters{Region: aws.String(spec.Region)})
+		ep, err := acm.NewDefaultEndpointResolverV2().ResolveEndpoint(context.Background(), acm.EndpointParameters{Region: aws.String(spec.Region), ServiceType: aws.String("ACM")})
 		if err != nil {
 			return nil, providers.Wrap(providers.Invalid, err, "%s: no Certificate Manager endpoint for region %q", store, spec.Region)
 		}

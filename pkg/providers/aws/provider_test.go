@@ -48,6 +48,14 @@ func TestEndpoints(t *testing.T) {
 		spec: configv1alpha1.AWSProvider{Service: "ParameterStore", Region: "cn-north-1", Auth: keys},
 		want: []string{"https://ssm.cn-north-1.amazonaws.com.cn"},
 	}, {
+		name: "regional Certificate Manager",
+		spec: configv1alpha1.AWSProvider{Service: "CertificateManager", Region: "eu-west-1", Auth: keys},
+		want: []string{"https://acm.eu-west-1.amazonaws.com"},
+	}, {
+		name: "Certificate Manager through a VPC endpoint",
+		spec: configv1alpha1.AWSProvider{Service: "CertificateManager", Region: "eu-west-1", Auth: keys, Endpoint: "https://vpce-2.acm.eu-west-1.vpce.amazonaws.com"},
+		want: []string{"https://vpce-2.acm.eu-west-1.vpce.amazonaws.com"},
+	}, {
 		name: "a role adds STS",
 		spec: configv1alpha1.AWSProvider{Service: "SecretsManager", Region: "us-east-2", Auth: keys, Role: "arn:aws:iam::1:role/r"},
 		want: []string{"https://secretsmanager.us-east-2.amazonaws.com", "https://sts.us-east-2.amazonaws.com"},
@@ -88,7 +96,7 @@ func TestEndpoints(t *testing.T) {
 	}, {
 		name:   "no service",
 		spec:   configv1alpha1.AWSProvider{Region: "us-east-1", Auth: keys},
-		reason: providers.Invalid, msg: "is neither SecretsManager nor ParameterStore",
+		reason: providers.Invalid, msg: "is none of SecretsManager, ParameterStore and CertificateManager",
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			kind := tc.kind
