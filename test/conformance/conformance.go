@@ -406,6 +406,24 @@ func (s *suite) clientOf(t *testing.T, st Store) providers.Client {
 	return c
 }
 
+// ClientOf builds a client of st as veil-apiserver does (the registered
+// provider, credentials read through the real credentials.Reader), for a
+// provider's own tests beside the suite.
+func ClientOf(t *testing.T, st Store) providers.Client {
+	t.Helper()
+	store := st.providerStore()
+	p, err := providers.For(store.Spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := p.NewClient(context.Background(), store, credentialsOf(st, store), env())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close(context.Background()) })
+	return c
+}
+
 // credentialsOf reads st's objects through the real credentials.Reader,
 // which confines a store to its namespace.
 func credentialsOf(st Store, store *providers.Store) providers.Credentials {

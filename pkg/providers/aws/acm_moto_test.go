@@ -23,6 +23,8 @@ import (
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
 	esv1alpha1 "github.com/veil-dev/veil/pkg/apis/externalsecrets/v1alpha1"
 	"github.com/veil-dev/veil/pkg/providers"
+	"github.com/veil-dev/veil/test/conformance"
+	"github.com/veil-dev/veil/test/conformance/remotetest"
 )
 
 func acmAPI() *acm.Client { return acm.NewFromConfig(moto.Config(setupKeys.ID, setupKeys.Secret)) }
@@ -285,4 +287,53 @@ func TestACMImportedNotExportable(t *testing.T) {
 	if !(providers.ReasonOf(err) == providers.Invalid) || !strings.Contains(err.Error(), "never imported ones") {
 		t.Fatalf("reading an imported certificate = %v, want Invalid saying ACM does not export it", err)
 	}
+}
+
+// TestACMRemote: veil-provider (as veil-provider-aws runs it) serves
+// Certificate Manager stores out of process: an import, a re-import, an
+// export and a delete over the protocol, and the client declares no
+// capability ACM does not have.
+func TestACMRemote(t *testing.T) {
+	resetMoto(t)
+	req, err := acmAPI().RequestCertificate(ctxFor(t), &acm.RequestCertificateInput{DomainName: aws.String("remote.example.com"),
+		Options: &acmtypes.CertificateOptions{Export: acmtypes.CertificateExportEnabled}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	remotetest.Through(t, &conformanceFixture{service: configv1alpha1.AWSServiceCertificateManager}, func(t *testing.T, st conformance.Store) {
+		c := conformance.ClientOf(t, st)
+		v, err := c.Get(ctxFor(t), providers.Ref{Key: aws.ToString(req.CertificateArn)})
+		if err != nil || !bytes.Contains(v.Data, []byte("-----BEGIN PRIVATE KEY-----")) {
+			t.Fatalf("export through the protocol: %d bytes, %v", len(v.Data), err)
+		}
+		owner := providers.Owner{Namespace: "team-a", Name: "cert", UID: "uid-1"}
+		crt, key := tlsChain(t, "remote.example.com")
+		for i, want := range []string{esv1alpha1.SecretPushResultPushed, esv1alpha1.SecretPushResultUnchanged} {
+			if got, err := c.Push(ctxFor(t), providers.Push{Key: "remote-web", Value: tlsPush(t, crt, key), Owner: owner}); err != nil || got != want {
+				t.Fatalf("push %d = %q, %v, want %s", i, got, err, want)
+			}
+		}
+		if n := len(taggedCertificates(t, "remote-web")); n != 1 {
+			t.Fatalf("%d certificates tagged remote-web, want 1", n)
+		}
+		_, err = c.Push(ctxFor(t), providers.Push{Key: "remote-web", Property: "x", Value: tlsPush(t, crt, key), Owner: owner})
+		if providers.ReasonOf(err) != providers.Invalid || strings.Contains(err.Error(), "PRIVATE KEY") {
+			t.Errorf("a push to a property = %v, want Invalid", err)
+		}
+		if err := c.Delete(ctxFor(t), providers.Delete{Key: "remote-web", Owner: owner}); err != nil {
+			t.Fatal(err)
+		}
+		if n := len(taggedCertificates(t, "remote-web")); n != 0 {
+			t.Fatalf("%d certificates tagged remote-web after the delete", n)
+		}
+		if _, ok := c.(providers.BatchGetter); ok {
+			t.Error("the remote ACM client is a BatchGetter")
+		}
+		if _, ok := c.(providers.VersionLister); ok {
+			t.Error("the remote ACM client is a VersionLister")
+		}
+		if _, ok := c.(providers.ChangeWatcher); ok {
+			t.Error("the remote ACM client is a ChangeWatcher")
+		}
+	})
 }

@@ -91,6 +91,19 @@ func ServeIfChild() {
 // Run runs the conformance suite against f's provider, served by a child
 // process.
 func Run(t *testing.T, f conformance.Fixture) {
+	start(t, f, func(w *wrapped, _ conformance.Store) { conformance.Run(t, w) })
+}
+
+// Through serves f's store from a child process, as Run does, and calls
+// use with the store as veil-apiserver's side has it (no credentials),
+// with the provider of its kind replaced by the remote one: for a
+// provider's own checks of what the suite cannot express, such as a
+// service whose values cannot be seeded.
+func Through(t *testing.T, f conformance.Fixture, use func(t *testing.T, st conformance.Store)) {
+	start(t, f, func(_ *wrapped, st conformance.Store) { use(t, st) })
+}
+
+func start(t *testing.T, f conformance.Fixture, run func(w *wrapped, st conformance.Store)) {
 	dir := t.TempDir()
 	ca, err := harness.NewCA(dir, "ca")
 	if err != nil {
@@ -107,7 +120,7 @@ func Run(t *testing.T, f conformance.Fixture) {
 	st := f.Store(t)
 	name := providers.NameOf(&st.Spec)
 	w := &wrapped{inner: f, dir: dir, config: filepath.Join(dir, "config.yaml")}
-	w.serve(t, st)
+	served := w.serve(t, st)
 
 	file, addr := listener(t)
 	metricsFile, metricsAddr := listener(t)
@@ -149,7 +162,7 @@ func Run(t *testing.T, f conformance.Fixture) {
 	defer p.Close()
 	restore := providers.Override(p)
 	defer restore()
-	conformance.Run(t, w)
+	run(w, served)
 }
 
 // listener listens on loopback, for the child: the file to hand over,
