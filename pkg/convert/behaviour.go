@@ -74,6 +74,10 @@ func behaviour(o *unstructured.Unstructured) []difference {
 				"a SecretStore without AWS credentials is refused: ESO would use its own identity, which would let every namespace act as the operator; give the store auth.secretRef or auth.jwt, or use a ClusterSecretStore (the only kind that may use veil-apiserver's own identity)"})
 		}
 	}
+	if svc, _, _ := unstructured.NestedString(o.Object, "spec", "provider", "aws", "service"); svc == "CertificateManager" {
+		out = append(out, difference{"spec.provider.aws.service",
+			"Veil finds a certificate a PushSecret imported by its tag veil.dev/remote-key (ESO: external-secrets-remote-key), so a certificate ESO imported is not Veil's: the PushSecret imports a new one and never re-imports or deletes ESO's; delete ESO's once Veil's is in use. Reads export the certificate whenever Veil's cache misses (ESO keeps exports for 24 hours), and ExportCertificate is billed past a monthly quota"})
+	}
 	if kind == "SecretStore" {
 		ns := o.GetNamespace()
 		walk(o.Object["spec"], "spec", func(field string, m map[string]any) {
