@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/acm"
@@ -56,6 +57,9 @@ const (
 	acmMaxTagValue = 256
 	// acmARNCacheSize bounds the remote keys whose ARN is remembered.
 	acmARNCacheSize = 512
+	// acmIndexTTL is how long a read trusts a listing for the names it
+	// did not find.
+	acmIndexTTL = 30 * time.Second
 )
 
 var acmARNPattern = regexp.MustCompile(`^arn:aws[a-z-]*:acm:[a-z0-9-]+:[0-9]{12}:certificate/[0-9a-zA-Z-]{1,128}$`)
@@ -72,6 +76,8 @@ type acmClient struct {
 	// against the certificate's tags before each use, so that most pushes
 	// do not list the account's certificates.
 	arns map[string]string
+	// indexed is when the account was last listed.
+	indexed time.Time
 }
 
 var _ providers.Client = &acmClient{}
@@ -138,7 +144,7 @@ func (c *acmClient) certificateFor(ctx context.Context, key string) (string, err
 		return key, nil
 	}
 	name := c.key(key)
-	found, err := c.find(ctx, name)
+	found, err := c.find(ctx, name, false)
 	if err != nil {
 		return "", err
 	}
@@ -174,12 +180,23 @@ type acmCertificate struct {
 
 // find looks up the certificate tagged with remote key name: the cached
 // ARN if its tags still say so, else by listing the account's
-// certificates and their tags (ACM has no tag filter). Several
-// certificates with the tag (two imports racing) resolve to the one of
-// the lexically smallest ARN, as External Secrets Operator does.
-func (c *acmClient) find(ctx context.Context, name string) (acmCertificate, error) {
+// certificates and their tags (ACM has no tag filter), which indexes
+// every remote key at once. Several certificates with the tag (two imports
+// racing) resolve to the one of the lexically smallest ARN, as External
+// Secrets Operator does.
+//
+// A read (fresh false) trusts an index younger than acmIndexTTL for names
+// it does not hold, so that reads of names that do not exist cannot make
+// each read list the whole account; a push or delete (fresh true) always
+// lists, so that it never imports a second certificate for a key another
+// replica imported a moment ago.
+func (c *acmClient) find(ctx context.Context, name string, fresh bool) (acmCertificate, error) {
 	c.mu.Lock()
 	cached, ok := c.arns[name]
+	if !ok && !fresh && time.Since(c.indexed) < acmIndexTTL {
+		c.mu.Unlock()
+		return acmCertificate{}, nil
+	}
 	c.mu.Unlock()
 	if ok {
 		cur, err := c.certificateTags(ctx, cached, name)
@@ -195,7 +212,8 @@ func (c *acmClient) find(ctx context.Context, name string) (acmCertificate, erro
 		// Without Includes, ACM lists RSA-2048 certificates only.
 		Includes: &acmtypes.Filters{KeyTypes: acmtypes.KeyAlgorithm("").Values()}}
 	listed := 0
-	var matches []acmCertificate
+	index := map[string]string{}
+	var match acmCertificate
 	pages := acm.NewListCertificatesPaginator(c.api, in)
 	for pages.HasMorePages() {
 		page, err := pages.NextPage(ctx)
@@ -211,45 +229,71 @@ func (c *acmClient) find(ctx context.Context, name string) (acmCertificate, erro
 				continue
 			}
 			arn := aws.ToString(s.CertificateArn)
-			cur, err := c.certificateTags(ctx, arn, name)
+			tags, err := c.tagsOf(ctx, arn)
 			if err != nil {
 				return acmCertificate{}, err
 			}
-			if cur.exists {
-				matches = append(matches, acmCertificate{current: cur, arn: arn})
+			key, cur := tagged(tags, name)
+			if key == "" {
+				continue
+			}
+			if prev, ok := index[key]; !ok || arn < prev {
+				index[key] = arn
+			}
+			if cur.exists && (match.arn == "" || arn < match.arn) {
+				match = acmCertificate{current: cur, arn: arn}
 			}
 		}
 	}
-	if len(matches) == 0 {
-		return acmCertificate{}, nil
+	c.mu.Lock()
+	c.indexed = time.Now()
+	c.mu.Unlock()
+	for key, arn := range index {
+		c.remember(key, arn)
 	}
-	slices.SortFunc(matches, func(a, b acmCertificate) int { return strings.Compare(a.arn, b.arn) })
-	c.remember(name, matches[0].arn)
-	return matches[0], nil
+	return match, nil
 }
 
 // certificateTags reads the tags of arn: exists is false when it is gone
 // or is not tagged with remote key name.
 func (c *acmClient) certificateTags(ctx context.Context, arn, name string) (current, error) {
+	tags, err := c.tagsOf(ctx, arn)
+	if err != nil {
+		return current{}, err
+	}
+	_, cur := tagged(tags, name)
+	return cur, nil
+}
+
+// tagsOf reads the tags of arn; none when it is gone.
+func (c *acmClient) tagsOf(ctx context.Context, arn string) ([]acmtypes.Tag, error) {
 	out, err := c.api.ListTagsForCertificate(ctx, &acm.ListTagsForCertificateInput{CertificateArn: aws.String(arn)})
 	if err != nil {
 		if classify(err).reason == providers.NotFound {
-			return current{}, nil
+			return nil, nil
 		}
-		return current{}, c.callError(err, fmt.Sprintf("reading the tags of certificate %s", arn))
+		return nil, c.callError(err, fmt.Sprintf("reading the tags of certificate %s", arn))
 	}
+	return out.Tags, nil
+}
+
+// tagged returns the remote key tags say and, if it is name, the state
+// of the certificate they describe (exists false otherwise).
+func tagged(tags []acmtypes.Tag, name string) (string, current) {
+	var key string
 	var cur current
-	for _, t := range out.Tags {
+	for _, t := range tags {
 		k, v := aws.ToString(t.Key), aws.ToString(t.Value)
-		if k == RemoteKeyTagKey && v == name {
-			cur.exists = true
+		if k == RemoteKeyTagKey {
+			key = v
 		}
 		cur.tag(k, v)
 	}
-	if !cur.exists {
-		return current{}, nil
+	if key == "" || key != name {
+		return key, current{}
 	}
-	return cur, nil
+	cur.exists = true
+	return key, cur
 }
 
 func (c *acmClient) remember(name, arn string) {
@@ -357,7 +401,7 @@ func (c *acmClient) Push(ctx context.Context, p providers.Push) (string, error) 
 	if err != nil {
 		return "", err
 	}
-	found, err := c.find(ctx, name)
+	found, err := c.find(ctx, name, true)
 	if err != nil {
 		return "", err
 	}
@@ -461,7 +505,7 @@ func (c *acmClient) Delete(ctx context.Context, d providers.Delete) error {
 	if err := c.checkRemoteKey(name); err != nil {
 		return err
 	}
-	found, err := c.find(ctx, name)
+	found, err := c.find(ctx, name, true)
 	if err != nil || !found.exists {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"slices"
 	"strings"
@@ -336,4 +337,28 @@ func TestACMRemote(t *testing.T) {
 			t.Error("the remote ACM client is a ChangeWatcher")
 		}
 	})
+}
+
+// TestACMReadsOfUnknownNamesDoNotList: one listing answers reads of names
+// no certificate has for a while, so a tenant cannot make every read list
+// the account's certificates and read each one's tags.
+func TestACMReadsOfUnknownNamesDoNotList(t *testing.T) {
+	resetMoto(t)
+	c := newClient(t, configv1alpha1.AWSServiceCertificateManager, keysFor(setupKeys))
+	for i := range 3 {
+		crt, key := tlsChain(t, fmt.Sprintf("n%d.example.com", i))
+		if _, err := acmAPI().ImportCertificate(ctxFor(t), &acm.ImportCertificateInput{Certificate: []byte(crt), PrivateKey: []byte(key)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	since := counter(t, "ListCertificates", "ListTagsForCertificate")
+	for i := range 20 {
+		if _, err := c.Get(ctxFor(t), providers.Ref{Key: fmt.Sprintf("missing-%d", i)}); providers.ReasonOf(err) != providers.NotFound {
+			t.Fatalf("read of an unknown name = %v, want NotFound", err)
+		}
+	}
+	got := since()
+	if got["ListCertificates"] != 1 || got["ListTagsForCertificate"] != 3 {
+		t.Errorf("20 reads of unknown names made calls %v, want one listing (1 ListCertificates, 3 ListTagsForCertificate)", got)
+	}
 }
