@@ -20,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/acm"
 	acmtypes "github.com/aws/aws-sdk-go-v2/service/acm/types"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -322,5 +323,47 @@ func pemBlocks(s string) [][]byte {
 			return out
 		}
 		out = append(out, b.Bytes)
+	}
+}
+
+// TestAWSCertificateManagerKeyScope: a ClusterSecretStore on ACM that
+// confines a tenant to "teams/{namespace}/" refuses reads by ARN (an ARN
+// can name any certificate of the account) with a 403 before any export,
+// and the tenant reads the certificate imported under its own remote key
+// by name: here none is, so the read is 404 after a listing, not an export.
+func TestAWSCertificateManagerKeyScope(t *testing.T) {
+	f := newAWSFixture(t)
+	api := acm.NewFromConfig(f.moto.Config(harness.MotoAccessKeyID, harness.MotoSecretAccessKey))
+	req, err := api.RequestCertificate(ctxFor(t), &acm.RequestCertificateInput{DomainName: aws.String("scoped.example.com"),
+		Options: &acmtypes.CertificateOptions{Export: acmtypes.CertificateExportEnabled}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tenant := newNamespace(t, nil)
+	spec := f.spec(configv1alpha1.AWSServiceCertificateManager, "aws-keys")
+	spec.Auth.SecretRef.AccessKeyID.Namespace = &f.ns
+	spec.Auth.SecretRef.SecretAccessKey.Namespace = &f.ns
+	css := &configv1alpha1.ClusterSecretStore{
+		ObjectMeta: metav1.ObjectMeta{Name: unique("css-acm-")},
+		Spec: configv1alpha1.ClusterSecretStoreSpec{
+			SecretStoreSpec: configv1alpha1.SecretStoreSpec{Provider: configv1alpha1.SecretStoreProvider{AWS: &spec}},
+			Conditions:      []configv1alpha1.ClusterSecretStoreCondition{{Namespaces: []string{tenant}, RemoteKeyPrefix: "teams/{namespace}/"}},
+		},
+	}
+	if _, err := cluster.VeilClient.ConfigV1alpha1().ClusterSecretStores().Create(ctxFor(t), css, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cluster.VeilClient.ConfigV1alpha1().ClusterSecretStores().Delete(ctxFor(t), css.Name, metav1.DeleteOptions{})
+	})
+	ref := configv1alpha1.SecretStoreRef{Kind: configv1alpha1.ClusterSecretStoreKind, Name: css.Name}
+
+	calls := awsCallsSince(t, "ExportCertificate")
+	createExternalSecret(t, tenant, "by-arn", ref, nil, awsEntry("cert", awsRef(aws.ToString(req.CertificateArn), "", "")))
+	valueError(t, tenant, "by-arn", apierrors.IsForbidden, "is an ARN")
+	createExternalSecret(t, tenant, "by-name", ref, nil, awsEntry("cert", awsRef("teams/"+tenant+"/web", "", "")))
+	valueError(t, tenant, "by-name", apierrors.IsNotFound, "veil.dev/remote-key")
+	if n := calls()["ExportCertificate"]; n != 0 {
+		t.Errorf("the refused reads exported %v certificates", n)
 	}
 }
