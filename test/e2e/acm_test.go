@@ -3,14 +3,9 @@ package e2e
 import (
 	"bytes"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
-	"math/big"
 	"slices"
 	"strings"
 	"testing"
@@ -28,41 +23,6 @@ import (
 	awsprovider "github.com/veil-dev/veil/pkg/providers/aws"
 	"github.com/veil-dev/veil/test/harness"
 )
-
-// certChain issues a root, an intermediate and a leaf for cn: the leaf,
-// the intermediate and the root as PEM, and the leaf's key.
-func certChain(t *testing.T, cn string) (leaf, inter, root, key string) {
-	t.Helper()
-	issue := func(name string, ca bool, parent *x509.Certificate, parentKey crypto.Signer) (*x509.Certificate, *ecdsa.PrivateKey, string) {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-		tmpl := &x509.Certificate{
-			SerialNumber: serial, Subject: pkix.Name{CommonName: name},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-			IsCA: ca, BasicConstraintsValid: true, DNSNames: []string{name},
-		}
-		if parent == nil {
-			parent, parentKey = tmpl, k
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &k.PublicKey, parentKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, _ := x509.ParseCertificate(der)
-		return c, k, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
-	}
-	rc, rk, root := issue("root."+cn, true, nil, nil)
-	ic, ik, inter := issue("inter."+cn, true, rc, rk)
-	_, lk, leaf := issue(cn, false, ic, ik)
-	der, err := x509.MarshalPKCS8PrivateKey(lk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return leaf, inter, root, string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
-}
 
 // acmTagged lists the certificates moto has with Veil's remote key tag name.
 func acmTagged(t *testing.T, api *acm.Client, name string) ([]string, error) {
@@ -129,7 +89,7 @@ func TestAWSCertificateManagerExport(t *testing.T) {
 	assertOnlyInEtcd(t, keyBody, "/registry/secrets/"+f.ns+"/cert")
 
 	// An imported certificate is not exportable: the status says why.
-	leaf, inter, _, key := certChain(t, "imported.example.com")
+	leaf, inter, _, key := harness.CertChain(t, "imported.example.com")
 	imp, err := api.ImportCertificate(ctxFor(t), &acm.ImportCertificateInput{Certificate: []byte(leaf), CertificateChain: []byte(inter), PrivateKey: []byte(key)})
 	if err != nil {
 		t.Fatal(err)
@@ -205,7 +165,7 @@ func TestAWSCertificateManagerPush(t *testing.T) {
 		return arn
 	}
 
-	leaf, inter, _, key := certChain(t, "myapp.example.com")
+	leaf, inter, _, key := harness.CertChain(t, "myapp.example.com")
 	src := putTLS(leaf+inter, key)
 	newPushSecret(t, f.ns, "acm-my-app-cert", "my-tls-cert", deleteRemote, []configv1alpha1.SecretStoreRef{storeRef("acm")}, match("", "my-app-certificate", ""))
 	ps := waitPush(t, 30*time.Second, pushReady(f.ns, "acm-my-app-cert", configv1alpha1.ReasonSynced, src.ResourceVersion))
@@ -215,7 +175,7 @@ func TestAWSCertificateManagerPush(t *testing.T) {
 	arn := holds(leaf)
 
 	// Renewed: the same ARN holds the new certificate.
-	leaf2, inter2, _, key2 := certChain(t, "myapp.example.com")
+	leaf2, inter2, _, key2 := harness.CertChain(t, "myapp.example.com")
 	src = putTLS(leaf2+inter2, key2)
 	waitPush(t, 30*time.Second, pushReady(f.ns, "acm-my-app-cert", configv1alpha1.ReasonSynced, src.ResourceVersion))
 	if again := holds(leaf2); again != arn {
@@ -223,7 +183,7 @@ func TestAWSCertificateManagerPush(t *testing.T) {
 	}
 
 	// A Secret that is not a TLS pair is refused, without quoting its key.
-	_, _, _, stray := certChain(t, "other.example.com")
+	_, _, _, stray := harness.CertChain(t, "other.example.com")
 	src = putTLS(leaf2+inter2, stray)
 	eventually(t, func() error {
 		ps, err := cluster.VeilClient.ConfigV1alpha1().PushSecrets(f.ns).Get(ctxFor(t), "acm-my-app-cert", metav1.GetOptions{})
@@ -250,7 +210,7 @@ func TestAWSCertificateManagerPush(t *testing.T) {
 func TestTemplateFilterCertChain(t *testing.T) {
 	startSyncer(t)
 	ns := newNamespace(t, nil)
-	leaf, inter, root, key := certChain(t, "chain.example.com")
+	leaf, inter, root, key := harness.CertChain(t, "chain.example.com")
 	bundle := strings.ReplaceAll(root+leaf+key+inter, "\n", `\n`)
 	createFakeStore(t, ns, "store", configv1alpha1.FakeProviderData{Key: "tls", Value: `{"bundle":"` + bundle + `"}`})
 	newTargetES(t, ns, "tls", configv1alpha1.ExternalSecretTarget{Template: &configv1alpha1.ExternalSecretTemplate{

@@ -161,3 +161,49 @@ func writeSigningKey(dir string) (keyFile, pubFile string, err error) {
 	}
 	return keyFile, pubFile, os.WriteFile(pubFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER}), 0o644)
 }
+
+// CertChain issues a root, an intermediate and a leaf certificate for cn
+// (ECDSA P-256, valid for a day): the three as PEM, and the leaf's key as
+// PKCS#8 PEM. Tests of TLS Secrets and certificate stores use it; the
+// chain is verifiable, but nothing trusts its root.
+func CertChain(t interface {
+	Helper()
+	Fatal(...any)
+}, cn string) (leaf, inter, root, key string) {
+	t.Helper()
+	issue := func(name string, ca bool, parent *x509.Certificate, parentKey crypto.Signer) (*x509.Certificate, *ecdsa.PrivateKey, string) {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl := &x509.Certificate{
+			SerialNumber: serial, Subject: pkix.Name{CommonName: name},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+			IsCA: ca, BasicConstraintsValid: true, DNSNames: []string{name},
+		}
+		if parent == nil {
+			parent, parentKey = tmpl, k
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &k.PublicKey, parentKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c, k, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+	}
+	rc, rk, root := issue("root."+cn, true, nil, nil)
+	ic, ik, inter := issue("inter."+cn, true, rc, rk)
+	_, lk, leaf := issue(cn, false, ic, ik)
+	der, err := x509.MarshalPKCS8PrivateKey(lk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return leaf, inter, root, string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+}

@@ -3,19 +3,13 @@ package aws
 import (
 	"bytes"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"math/big"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/acm"
@@ -26,43 +20,16 @@ import (
 	"github.com/veil-dev/veil/pkg/providers"
 	"github.com/veil-dev/veil/test/conformance"
 	"github.com/veil-dev/veil/test/conformance/remotetest"
+	"github.com/veil-dev/veil/test/harness"
 )
 
 func acmAPI() *acm.Client { return acm.NewFromConfig(moto.Config(setupKeys.ID, setupKeys.Secret)) }
 
-// tlsChain issues a root, an intermediate and a leaf for cn, and returns
-// the leaf followed by the intermediate, and the leaf's PKCS#8 key.
+// tlsChain is a leaf for cn followed by its intermediate, and the leaf's
+// key (harness.CertChain).
 func tlsChain(t *testing.T, cn string) (crt, key string) {
-	t.Helper()
-	issue := func(name string, ca bool, parent *x509.Certificate, parentKey crypto.Signer) (*x509.Certificate, *ecdsa.PrivateKey, string) {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-		tmpl := &x509.Certificate{
-			SerialNumber: serial, Subject: pkix.Name{CommonName: name},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-			IsCA: ca, BasicConstraintsValid: true, DNSNames: []string{name},
-		}
-		if parent == nil {
-			parent, parentKey = tmpl, k
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &k.PublicKey, parentKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, _ := x509.ParseCertificate(der)
-		return c, k, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
-	}
-	rc, rk, _ := issue("root."+cn, true, nil, nil)
-	ic, ik, inter := issue("inter."+cn, true, rc, rk)
-	_, lk, leaf := issue(cn, false, ic, ik)
-	der, err := x509.MarshalPKCS8PrivateKey(lk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return leaf + inter, string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+	leaf, inter, _, key := harness.CertChain(t, cn)
+	return leaf + inter, key
 }
 
 func tlsPush(t *testing.T, crt, key string) []byte {
