@@ -8,6 +8,7 @@ import (
 
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
 	"github.com/veil-dev/veil/pkg/providers"
+	"github.com/veil-dev/veil/pkg/rewrite"
 	"github.com/veil-dev/veil/pkg/syncer/template"
 )
 
@@ -93,40 +94,26 @@ type keyNamer struct {
 	// as one Render bounds every target template of an ExternalSecret.
 	budget      *template.Budget
 	entry       int
-	rewrites    []configv1alpha1.ExternalSecretRewrite
-	regexps     []*regexp.Regexp // by rewrite index; nil for transforms
+	rewriter    *rewrite.Rewriter
 	strategy    configv1alpha1.ConversionStrategy
 	trimSlashes bool
 }
 
-// newKeyNamer compiles the rewrites of dataFrom[entry]. Go's regexp is RE2:
-// matching is linear in the input, so a tenant's pattern cannot make a read
-// slow however it is written.
+// newKeyNamer compiles the rewrites of dataFrom[entry] (pkg/rewrite,
+// shared with PushSecret dataTo).
 func newKeyNamer(budget *template.Budget, entry int, d configv1alpha1.ExternalSecretDataFromRemoteRef) (*keyNamer, error) {
-	n := &keyNamer{budget: budget, entry: entry, rewrites: d.Rewrite}
+	n := &keyNamer{budget: budget, entry: entry}
 	switch {
 	case d.Extract != nil:
 		n.strategy = d.Extract.ConversionStrategy
 	case d.Find != nil:
 		n.strategy, n.trimSlashes = d.Find.ConversionStrategy, true
 	}
-	if len(d.Rewrite) > configv1alpha1.MaxRewrites {
-		return nil, providers.Errorf(providers.Invalid, "dataFrom[%d] has %d rewrites, more than %d; combine them", entry, len(d.Rewrite), configv1alpha1.MaxRewrites)
+	rw, err := rewrite.Compile(fmt.Sprintf("dataFrom[%d]", entry), d.Rewrite)
+	if err != nil {
+		return nil, err
 	}
-	n.regexps = make([]*regexp.Regexp, len(d.Rewrite))
-	for i, rw := range d.Rewrite {
-		switch {
-		case rw.Regexp != nil && rw.Transform == nil:
-			re, err := regexp.Compile(rw.Regexp.Source)
-			if err != nil {
-				return nil, providers.Errorf(providers.Invalid, "dataFrom[%d].rewrite[%d].regexp.source is not a valid RE2 regular expression (%v); fix it", entry, i, err)
-			}
-			n.regexps[i] = re
-		case rw.Transform != nil && rw.Regexp == nil:
-		default:
-			return nil, providers.Errorf(providers.Invalid, "dataFrom[%d].rewrite[%d] must set exactly one of regexp and transform", entry, i)
-		}
-	}
+	n.rewriter = rw
 	return n, nil
 }
 
@@ -134,31 +121,12 @@ func newKeyNamer(budget *template.Budget, entry int, d configv1alpha1.ExternalSe
 // mapKeys). A name that rewrites turn into something a Secret cannot hold
 // is an error naming it, as in External Secrets Operator.
 func (n *keyNamer) secretKeys(names []string) (map[string]string, []string, error) {
-	if len(n.rewrites) == 0 {
+	if n.rewriter.Len() == 0 {
 		return mapKeys(names, func(name string) string { return convertKey(name, n.strategy, n.trimSlashes) })
 	}
-	renamed := make(map[string]string, len(names))
-	for _, name := range names {
-		renamed[name] = name
-	}
-	for i, rw := range n.rewrites {
-		if re := n.regexps[i]; re != nil {
-			for orig, cur := range renamed {
-				renamed[orig] = re.ReplaceAllString(cur, rw.Regexp.Target)
-			}
-			continue
-		}
-		current := make([]string, 0, len(renamed))
-		for _, cur := range renamed {
-			current = append(current, cur)
-		}
-		out, err := template.RenameKeys(n.budget, rw.Transform.Template, current)
-		if err != nil {
-			return nil, nil, providers.Errorf(providers.Invalid, "dataFrom[%d].rewrite[%d].transform: %v", n.entry, i, err)
-		}
-		for orig, cur := range renamed {
-			renamed[orig] = out[cur]
-		}
+	renamed, err := n.rewriter.Apply(n.budget, names)
+	if err != nil {
+		return nil, nil, err
 	}
 	for _, name := range names {
 		sk := renamed[name]
