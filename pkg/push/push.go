@@ -48,11 +48,46 @@ func (p *Pusher) Push(ctx context.Context, ps *configv1alpha1.PushSecret, spec e
 	if action == "" {
 		action = externalsecrets.SecretPushActionPush
 	}
-	if err := validate(ps, action, spec.Data); err != nil {
+	keys, err := validate(ps, action, spec)
+	if err != nil {
 		return nil, err
 	}
+	plan, err := planDataTo(ps, keys)
+	if err != nil {
+		return nil, err
+	}
+	values := spec.Data
+	if action == externalsecrets.SecretPushActionPush {
+		// The bundles of dataTo entries with remoteKey, under keys no
+		// Secret key can be ("dataTo[0]" holds brackets).
+		for _, es := range plan {
+			for _, e := range es {
+				if e.bundle == nil {
+					continue
+				}
+				if _, done := values[e.from]; done {
+					continue
+				}
+				v, err := bundleValue(e.from, e.bundle, spec.Data)
+				if err != nil {
+					return nil, err
+				}
+				if len(values) == len(spec.Data) {
+					values = make(map[string][]byte, len(spec.Data)+1)
+					for k, v := range spec.Data {
+						values[k] = v
+					}
+				}
+				values[e.from] = v
+			}
+		}
+	}
 
-	targets := make([]*stores.Store, 0, len(ps.Spec.SecretStoreRefs))
+	type target struct {
+		*stores.Store
+		entries []entry
+	}
+	targets := make([]target, 0, len(ps.Spec.SecretStoreRefs))
 	for _, ref := range ps.Spec.SecretStoreRefs {
 		s, err := p.Stores.For(ctx, ps.Namespace, ref)
 		if err != nil {
@@ -64,19 +99,27 @@ func (p *Pusher) Push(ctx context.Context, ps *configv1alpha1.PushSecret, spec e
 		if ro, ok := s.Provider.(ReadOnlyProvider); ok && ro.ReadOnly() {
 			return nil, providers.Errorf(providers.Forbidden, "%s uses the %s provider, which cannot be written to", &s.Store, s.Provider.Name())
 		}
-		for _, d := range ps.Spec.Data {
-			if err := s.Scope.CheckKey(d.Match.RemoteRef.RemoteKey); err != nil {
+		// Every remote key, whether the PushSecret names it or dataTo
+		// makes it of a source key's name, is checked against the store's
+		// scope before anything is written through any store.
+		entries := append(explicitEntries(ps), plan[storeKey(ref)]...)
+		for _, e := range entries {
+			if err := s.Scope.CheckKey(e.remoteKey); err != nil {
+				if e.dataTo {
+					return nil, providers.Within(err, "%s", describeEntry(e))
+				}
 				return nil, err
 			}
 		}
-		targets = append(targets, s)
+		targets = append(targets, target{Store: s, entries: entries})
 	}
 	// Every key pushed or deleted is recorded as, or must be, this
 	// PushSecret's: a SecretPush names the PushSecret, whoever sends it.
 	owner := providers.Owner{Namespace: ps.Namespace, Name: ps.Name, UID: string(ps.UID)}
 
 	var results []externalsecrets.SecretPushResult
-	for _, s := range targets {
+	for _, t := range targets {
+		s := t.Store
 		var written []string
 		ref := externalsecrets.StoreRef{Kind: string(s.Kind), Name: s.Name}
 		var (
@@ -87,27 +130,30 @@ func (p *Pusher) Push(ctx context.Context, ps *configv1alpha1.PushSecret, spec e
 		if !dryRun {
 			client, id, err = p.Clients.For(ctx, s, ps.Namespace)
 		}
-		for _, d := range ps.Spec.Data {
-			m := d.Match
-			r := externalsecrets.SecretPushResult{StoreRef: ref, SecretKey: m.SecretKey, RemoteKey: m.RemoteRef.RemoteKey, Property: m.RemoteRef.Property}
+		for _, e := range t.entries {
+			r := externalsecrets.SecretPushResult{StoreRef: ref, SecretKey: e.secretKey, RemoteKey: e.remoteKey, Property: e.property}
+			value := spec.Data[e.secretKey]
+			if e.bundle != nil {
+				value = values[e.from]
+			}
 			switch {
 			case dryRun:
 				r.Result = esv1alpha1.SecretPushResultDryRun
 			case err != nil:
 				fail(&r, err)
 			case action == externalsecrets.SecretPushActionDelete:
-				if derr := client.Delete(ctx, providers.Delete{Key: m.RemoteRef.RemoteKey, Property: m.RemoteRef.Property, Owner: owner}); derr != nil && providers.ReasonOf(derr) != providers.NotFound {
+				if derr := client.Delete(ctx, providers.Delete{Key: e.remoteKey, Property: e.property, Owner: owner}); derr != nil && providers.ReasonOf(derr) != providers.NotFound {
 					fail(&r, derr)
 				} else {
 					r.Result = esv1alpha1.SecretPushResultDeleted
 					p.Clients.Invalidate(id)
-					written = append(written, m.RemoteRef.RemoteKey)
+					written = append(written, e.remoteKey)
 				}
 			default:
 				res, perr := client.Push(ctx, providers.Push{
-					Key:         m.RemoteRef.RemoteKey,
-					Property:    m.RemoteRef.Property,
-					Value:       spec.Data[m.SecretKey],
+					Key:         e.remoteKey,
+					Property:    e.property,
+					Value:       value,
 					Owner:       owner,
 					IfNotExists: ps.Spec.UpdatePolicy == configv1alpha1.PushSecretUpdatePolicyIfNotExists,
 					Replace:     ps.Spec.UpdatePolicy == configv1alpha1.PushSecretUpdatePolicyReplace,
@@ -118,7 +164,7 @@ func (p *Pusher) Push(ctx context.Context, ps *configv1alpha1.PushSecret, spec e
 					r.Result = res
 					if res == esv1alpha1.SecretPushResultPushed {
 						p.Clients.Invalidate(id)
-						written = append(written, m.RemoteRef.RemoteKey)
+						written = append(written, e.remoteKey)
 					}
 				}
 			}
@@ -158,30 +204,68 @@ func fail(r *externalsecrets.SecretPushResult, err error) {
 
 // validate checks that the request names exactly what the PushSecret maps:
 // nothing is written that the PushSecret does not name, and no key of it is
-// silently skipped.
-func validate(ps *configv1alpha1.PushSecret, action externalsecrets.SecretPushAction, data map[string][]byte) error {
+// silently skipped. It returns the source keys that spec.dataTo is to be
+// expanded over: the keys of the data of a Push, or the secretKeys of a
+// Delete.
+//
+// veil-apiserver never sees the source Secret, so it cannot tell whether
+// a request leaves out a key dataTo would match; it makes sure that every
+// key it is sent is one the PushSecret pushes: named by spec.data, or
+// matched by a dataTo entry.
+func validate(ps *configv1alpha1.PushSecret, action externalsecrets.SecretPushAction, spec externalsecrets.SecretPushSpec) ([]string, error) {
+	data := spec.Data
+	matchers, err := dataToMatchers(ps)
+	if err != nil {
+		return nil, err
+	}
+	explicit := explicitKeys(ps)
+	byDataTo := func(k string) bool {
+		if k == "" {
+			return false
+		}
+		for _, m := range matchers {
+			if m == nil || m.MatchString(k) {
+				return true
+			}
+		}
+		return false
+	}
 	switch action {
 	case externalsecrets.SecretPushActionDelete:
 		if len(data) > 0 {
-			return providers.Errorf(providers.Invalid, "a SecretPush with action Delete must not carry data")
+			return nil, providers.Errorf(providers.Invalid, "a SecretPush with action Delete must not carry data")
 		}
-		return nil
+		if n := len(spec.SecretKeys); n > configv1alpha1.MaxDataToKeys+len(ps.Spec.Data) {
+			return nil, providers.Errorf(providers.Invalid, "spec.secretKeys names %d keys, more than the %d PushSecret %s/%s can have pushed",
+				n, configv1alpha1.MaxDataToKeys+len(ps.Spec.Data), ps.Namespace, ps.Name)
+		}
+		var keys []string
+		for _, k := range spec.SecretKeys {
+			// Keys spec.data names, or dataTo no longer matches, have no
+			// remote key made of their name; they are ignored.
+			if !explicit[k] && byDataTo(k) {
+				keys = append(keys, k)
+			}
+		}
+		return keys, nil
 	case externalsecrets.SecretPushActionPush:
+		if len(spec.SecretKeys) > 0 {
+			return nil, providers.Errorf(providers.Invalid, "spec.secretKeys is for action Delete only; a Push names its keys in spec.data")
+		}
 	default:
-		return providers.Errorf(providers.Invalid, "spec.action %q is neither Push nor Delete", action)
+		return nil, providers.Errorf(providers.Invalid, "spec.action %q is neither Push nor Delete", action)
 	}
-	want := map[string]bool{}
-	for _, d := range ps.Spec.Data {
-		want[d.Match.SecretKey] = true
-	}
-	var missing, extra []string
-	for k := range want {
+	var missing, extra, keys []string
+	for k := range explicit {
 		if _, ok := data[k]; !ok {
 			missing = append(missing, k)
 		}
 	}
 	for k := range data {
-		if !want[k] {
+		switch {
+		case byDataTo(k):
+			keys = append(keys, k)
+		case !explicit[k]:
 			extra = append(extra, k)
 		}
 	}
@@ -194,15 +278,15 @@ func validate(ps *configv1alpha1.PushSecret, action externalsecrets.SecretPushAc
 	if len(extra) > 0 {
 		problems = append(problems, fmt.Sprintf("spec.data has %s, which PushSecret %s/%s does not map to any remote key", quote(extra), ps.Namespace, ps.Name))
 	}
-	if whole, ok := data[""]; ok && want[""] {
+	if whole, ok := data[""]; ok && explicit[""] {
 		if p := checkWhole(whole); p != "" {
 			problems = append(problems, p)
 		}
 	}
 	if len(problems) > 0 {
-		return providers.Errorf(providers.Invalid, "%s", strings.Join(problems, "; "))
+		return nil, providers.Errorf(providers.Invalid, "%s", strings.Join(problems, "; "))
 	}
-	return nil
+	return keys, nil
 }
 
 // checkWhole checks the value of the entries without secretKey, under the

@@ -76,6 +76,9 @@ type SecretPushSpec struct {
 	Action SecretPushAction
 	// Data holds the values by the secretKey of the PushSecret's data[].match.
 	Data map[string][]byte
+	// SecretKeys, with action Delete only, names the source keys that
+	// spec.dataTo pushed, so that their remote keys can be named again.
+	SecretKeys []string
 }
 
 // SecretPushStatus reports what happened to each remote key.

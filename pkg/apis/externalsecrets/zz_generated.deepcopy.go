@@ -179,6 +179,11 @@ func (in *SecretPushSpec) DeepCopyInto(out *SecretPushSpec) {
 			(*out)[key] = outVal
 		}
 	}
+	if in.SecretKeys != nil {
+		in, out := &in.SecretKeys, &out.SecretKeys
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
 	return
 }
 

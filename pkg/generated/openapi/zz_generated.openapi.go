@@ -391,6 +391,25 @@ func schema_pkg_apis_externalsecrets_v1alpha1_SecretPushSpec(ref common.Referenc
 							},
 						},
 					},
+					"secretKeys": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "atomic",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "SecretKeys, with action Delete only, names the keys of the source Secret that the PushSecret's dataTo pushed (veil-syncer takes them from its status), so that their remote keys, which are made of those names, can be named again and deleted. Only keys the PushSecret owns are ever deleted. At most MaxDataToKeys (config.veil.dev) plus the number of its data entries.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Type:   []string{"string"},
+										Format: "",
+									},
+								},
+							},
+						},
+					},
 				},
 			},
 		},

@@ -59,6 +59,9 @@ const (
 )
 
 // PushSecretSpec names the source Secret, the stores and the remote keys.
+//
+// +kubebuilder:validation:XValidation:rule="(has(self.data) && size(self.data) > 0) || (has(self.dataTo) && size(self.dataTo) > 0)",message="set data or dataTo: there is nothing to push"
+// +kubebuilder:validation:XValidation:rule="!has(self.dataTo) || self.dataTo.all(d, self.secretStoreRefs.exists(r, r.name == d.storeRef.name && (has(r.kind) ? r.kind : 'SecretStore') == (has(d.storeRef.kind) ? d.storeRef.kind : 'SecretStore')))",message="every dataTo[].storeRef must be one of secretStoreRefs"
 type PushSecretSpec struct {
 	// RefreshInterval is how often the push is repeated; 1h when unset.
 	RefreshInterval *metav1.Duration `json:"refreshInterval,omitempty"`
@@ -83,11 +86,76 @@ type PushSecretSpec struct {
 	// +required
 	Selector PushSecretSelector `json:"selector"`
 
-	// Data maps keys of the source Secret to remote keys.
-	// +required
+	// Data maps keys of the source Secret to remote keys. An entry here
+	// names its source key for every store, and takes that key out of
+	// every dataTo entry, as in External Secrets Operator.
+	// +optional
 	// +listType=atomic
-	// +kubebuilder:validation:MinItems=1
-	Data []PushSecretData `json:"data"`
+	Data []PushSecretData `json:"data,omitempty"`
+
+	// DataTo pushes many keys of the source Secret at once, each to the one
+	// store its entry names (see PushSecretDataTo). The keys all dataTo
+	// entries match, together, are bounded by MaxDataToKeys.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16
+	DataTo []PushSecretDataTo `json:"dataTo,omitempty"`
+}
+
+// MaxDataToKeys bounds the source keys that spec.dataTo may push in one
+// PushSecret, so that whoever may write the source Secret cannot make one
+// push write an unbounded number of remote keys: a push that would take
+// more is refused whole (Ready=False, TooManyKeys), nothing written.
+const MaxDataToKeys = 100
+
+// MaxDataToRemoteKeyLength bounds a remote key that dataTo derives from a
+// source key name, as the CRD bounds one written in spec.data.
+const MaxDataToRemoteKeyLength = 512
+
+// PushSecretDataTo pushes the keys of the source Secret that match, each
+// to a remote key named after it (rewritten by rewrite), or, with
+// remoteKey, all of them as one JSON object of strings under that remote
+// key, as External Secrets Operator does. Two source keys that end as the
+// same remote key make the push fail, naming both, rather than one of them
+// winning; so does a remote key a data entry also writes.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.remoteKey) || !has(self.rewrite) || size(self.rewrite) == 0",message="remoteKey and rewrite are mutually exclusive: rewrite names each key's own remote key, remoteKey pushes them all as one"
+type PushSecretDataTo struct {
+	// StoreRef is the store these keys are pushed to; it must be one of
+	// spec.secretStoreRefs. Veil names it; ESO's labelSelector is not
+	// supported.
+	// +required
+	StoreRef SecretStoreRef `json:"storeRef"`
+	// RemoteKey, when set, is the one remote key that receives every
+	// matched key, as a JSON object of each key to its value as a string.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=512
+	RemoteKey string `json:"remoteKey,omitempty"`
+	// Match selects source keys; every key when unset.
+	// +optional
+	Match *PushSecretDataToMatch `json:"match,omitempty"`
+	// Rewrite renames each matched key into its remote key, each operation
+	// applied in order to the output of the one before, as dataFrom's
+	// rewrite of an ExternalSecret. Without it, a key is pushed to the
+	// remote key of its own name.
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=10
+	// +optional
+	Rewrite []ExternalSecretRewrite `json:"rewrite,omitempty"`
+	// ConversionStrategy, as in data[]: None only.
+	// +kubebuilder:validation:Enum=None
+	// +optional
+	ConversionStrategy string `json:"conversionStrategy,omitempty"`
+}
+
+// PushSecretDataToMatch selects source keys by name.
+type PushSecretDataToMatch struct {
+	// Regexp (RE2, unanchored, as ESO) that a key name must match; every
+	// key when unset or empty.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Regexp string `json:"regexp,omitempty"`
 }
 
 // PushSecretSelector names the source Secret.

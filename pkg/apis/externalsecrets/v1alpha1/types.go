@@ -115,9 +115,19 @@ type SecretPushSpec struct {
 	// secretKey of the PushSecret's data[].match; the empty key holds the
 	// value of the entries without secretKey, the whole Secret as one JSON
 	// object of strings. With action Push it must hold exactly the
-	// PushSecret's secretKeys; with Delete, nothing.
+	// PushSecret's secretKeys and the source keys its dataTo matches;
+	// with Delete, nothing.
 	// +optional
 	Data map[string][]byte `json:"data,omitempty"`
+	// SecretKeys, with action Delete only, names the keys of the source
+	// Secret that the PushSecret's dataTo pushed (veil-syncer takes them
+	// from its status), so that their remote keys, which are made of those
+	// names, can be named again and deleted. Only keys the PushSecret owns
+	// are ever deleted. At most MaxDataToKeys (config.veil.dev) plus the
+	// number of its data entries.
+	// +listType=atomic
+	// +optional
+	SecretKeys []string `json:"secretKeys,omitempty"`
 }
 
 // SecretPushStatus reports what happened to each remote key.
