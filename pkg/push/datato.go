@@ -93,8 +93,10 @@ var validSourceKey = regexp.MustCompile(`^[-._a-zA-Z0-9]{1,253}$`)
 // planDataTo expands spec.dataTo over keys, the source keys the request
 // names, into entries by store (storeKey). Keys spec.data names are left
 // out. It checks every remote key it makes and refuses collisions, with
-// the explicit entries too, within a store.
-func planDataTo(ps *configv1alpha1.PushSecret, keys []string) (map[string][]entry, error) {
+// the explicit entries too, within a store. deleting plans a Delete: then
+// every entry with remoteKey is named whatever keys are given, since its
+// remote key is not made of them.
+func planDataTo(ps *configv1alpha1.PushSecret, keys []string, deleting bool) (map[string][]entry, error) {
 	if len(ps.Spec.DataTo) == 0 {
 		return nil, nil
 	}
@@ -136,7 +138,7 @@ func planDataTo(ps *configv1alpha1.PushSecret, keys []string) (map[string][]entr
 				matched = append(matched, k)
 			}
 		}
-		if len(matched) == 0 {
+		if len(matched) == 0 && !(deleting && d.RemoteKey != "") {
 			continue
 		}
 		store := storeKey(d.StoreRef)
@@ -144,7 +146,7 @@ func planDataTo(ps *configv1alpha1.PushSecret, keys []string) (map[string][]entr
 			if len(d.Rewrite) > 0 {
 				return nil, providers.Errorf(providers.Invalid, "%s sets both remoteKey and rewrite; rewrite names each key's own remote key, remoteKey pushes them all as one: keep one", field)
 			}
-			out[store] = append(out[store], entry{from: field, bundle: matched, remoteKey: d.RemoteKey, dataTo: true})
+			out[store] = append(out[store], entry{from: field, bundle: append([]string{}, matched...), remoteKey: d.RemoteKey, dataTo: true})
 			continue
 		}
 		rw, err := rewrite.Compile(field, d.Rewrite)

@@ -111,9 +111,21 @@ func TestDataToBundle(t *testing.T) {
 	if got := string(mem.data["bundle/db"]); got != `{"DB_HOST":"h","DB_USER":"u<&>"}` {
 		t.Errorf("bundle %s", got)
 	}
+	// A Delete names the bundle's remote key whatever keys it is sent.
+	other := ps.DeepCopy()
+	other.UID = "someone-else"
+	if rs, err := p.Push(ctx, other, externalsecrets.SecretPushSpec{Action: externalsecrets.SecretPushActionDelete}, false); err != nil || len(rs) != 1 || rs[0].RemoteKey != "bundle/db" || rs[0].Result != esv1alpha1.SecretPushResultNotOwner {
+		t.Errorf("delete of a bundle by another PushSecret: %+v %v", rs, err)
+	}
 	spec.Data["DB_BIN"] = []byte{0xff, 0xfe}
 	if _, err := p.Push(ctx, ps, spec, false); providers.ReasonOf(err) != providers.Invalid || !strings.Contains(err.Error(), `"DB_BIN"`) {
 		t.Errorf("a binary value in a bundle: %v", err)
+	}
+	if rs, err := p.Push(ctx, ps, externalsecrets.SecretPushSpec{Action: externalsecrets.SecretPushActionDelete}, false); err != nil || len(rs) != 1 || rs[0].Result != esv1alpha1.SecretPushResultDeleted {
+		t.Errorf("delete of a bundle: %+v %v", rs, err)
+	}
+	if _, ok := mem.data["bundle/db"]; ok {
+		t.Error("the bundle was not deleted")
 	}
 }
 

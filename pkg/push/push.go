@@ -52,7 +52,7 @@ func (p *Pusher) Push(ctx context.Context, ps *configv1alpha1.PushSecret, spec e
 	if err != nil {
 		return nil, err
 	}
-	plan, err := planDataTo(ps, keys)
+	plan, err := planDataTo(ps, keys, action == externalsecrets.SecretPushActionDelete)
 	if err != nil {
 		return nil, err
 	}

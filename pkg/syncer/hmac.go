@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"hash"
 	"sort"
@@ -99,6 +100,12 @@ func pushHMAC(key []byte, ps *configv1alpha1.PushSecret, data map[string][]byte)
 		writeField(mac, []byte(d.Match.SecretKey))
 		writeField(mac, []byte(d.Match.RemoteRef.RemoteKey))
 		writeField(mac, []byte(d.Match.RemoteRef.Property))
+	}
+	// dataTo decides where each key goes; written only when set, so the
+	// HMACs of PushSecrets without it are what they were.
+	if len(spec.DataTo) > 0 {
+		b, _ := json.Marshal(spec.DataTo)
+		writeField(mac, b)
 	}
 	writeData(mac, data)
 	return hex.EncodeToString(mac.Sum(nil))

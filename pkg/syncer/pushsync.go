@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -69,11 +70,12 @@ func (c *PushController) sync(ctx context.Context, ps *configv1alpha1.PushSecret
 	data, resourceVersion, err := c.readSource(ctx, ps)
 	var missing *missingKeysError
 	var whole *wholeSecretError
+	var tooMany *tooManyKeysError
 	// The source is watched only once the syncer has been allowed to read it.
 	switch {
 	case apierrors.IsForbidden(err):
 		c.sources.release(keyOf(ps))
-	case err == nil, apierrors.IsNotFound(err), errors.As(err, &missing), errors.As(err, &whole):
+	case err == nil, apierrors.IsNotFound(err), errors.As(err, &missing), errors.As(err, &whole), errors.As(err, &tooMany):
 		c.sources.use(keyOf(ps), sourceOf(ps), resourceVersion)
 	}
 	switch {
@@ -86,6 +88,8 @@ func (c *PushController) sync(ctx context.Context, ps *configv1alpha1.PushSecret
 		return c.fail(ctx, ps, st, configv1alpha1.ReasonKeyNotFound, fmt.Sprintf("Secret %s has no key %s: nothing was pushed, and no remote key was deleted", src, quoted(missing.keys)), false)
 	case errors.As(err, &whole):
 		return c.fail(ctx, ps, st, configv1alpha1.ReasonSourceInvalid, fmt.Sprintf("Secret %s: %v: nothing was pushed, and no remote key was deleted", src, whole), false)
+	case errors.As(err, &tooMany):
+		return c.fail(ctx, ps, st, configv1alpha1.ReasonTooManyKeys, fmt.Sprintf("Secret %s: %v: nothing was pushed, and no remote key was deleted", src, tooMany), false)
 	case err != nil:
 		return c.fail(ctx, ps, st, configv1alpha1.ReasonSourceUnavailable, fmt.Sprintf("reading Secret %s: %v", src, err), true)
 	}
@@ -98,7 +102,7 @@ func (c *PushController) sync(ctx context.Context, ps *configv1alpha1.PushSecret
 		return c.finish(ctx, ps, st, resultUnchanged, false)
 	}
 
-	sp, err := c.secretPush(ctx, ps, esv1alpha1.SecretPushActionPush, data)
+	sp, err := c.secretPush(ctx, ps, esv1alpha1.SecretPushActionPush, data, nil)
 	if err != nil {
 		return c.refused(ctx, ps, st, esv1alpha1.SecretPushActionPush, err)
 	}
@@ -169,7 +173,61 @@ func (c *PushController) readSource(ctx context.Context, ps *configv1alpha1.Push
 		sort.Strings(missing)
 		return nil, "", &missingKeysError{keys: missing}
 	}
+	if err := addDataTo(ps, s.Data, data); err != nil {
+		return nil, "", err
+	}
 	return data, s.ResourceVersion, nil
+}
+
+// tooManyKeysError: spec.dataTo matches more keys than one PushSecret may
+// push with it. It names the count and the bound, never a value.
+type tooManyKeysError struct{ n int }
+
+func (e *tooManyKeysError) Error() string {
+	return fmt.Sprintf("spec.dataTo matches %d of its keys, more than the %d one PushSecret may push with dataTo; narrow dataTo[].match.regexp or split the Secret",
+		e.n, configv1alpha1.MaxDataToKeys)
+}
+
+// addDataTo adds to data the keys of the source Secret that spec.dataTo
+// matches and spec.data does not name; veil-apiserver maps them to remote
+// keys and checks each. A match regexp that does not compile is left to
+// veil-apiserver, which refuses the push naming it.
+func addDataTo(ps *configv1alpha1.PushSecret, src, data map[string][]byte) error {
+	if len(ps.Spec.DataTo) == 0 {
+		return nil
+	}
+	matchers := make([]*regexp.Regexp, 0, len(ps.Spec.DataTo))
+	all := false
+	for _, d := range ps.Spec.DataTo {
+		if d.Match == nil || d.Match.Regexp == "" {
+			all = true
+			continue
+		}
+		if re, err := regexp.Compile(d.Match.Regexp); err == nil {
+			matchers = append(matchers, re)
+		}
+	}
+	named := map[string]bool{}
+	for _, d := range ps.Spec.Data {
+		named[d.Match.SecretKey] = true
+	}
+	n := 0
+	for k, v := range src {
+		if named[k] {
+			continue
+		}
+		if !all && !slices.ContainsFunc(matchers, func(re *regexp.Regexp) bool { return re.MatchString(k) }) {
+			continue
+		}
+		if n++; n > configv1alpha1.MaxDataToKeys {
+			continue
+		}
+		data[k] = v
+	}
+	if n > configv1alpha1.MaxDataToKeys {
+		return &tooManyKeysError{n: n}
+	}
+	return nil
 }
 
 // wholeSecretError: the source Secret cannot be pushed as one JSON object.
@@ -231,7 +289,7 @@ func (c *PushController) finalize(ctx context.Context, ps *configv1alpha1.PushSe
 		return c.release(ctx, ps, resultReleased)
 	}
 	st := ps.Status.DeepCopy()
-	sp, err := c.secretPush(ctx, ps, esv1alpha1.SecretPushActionDelete, nil)
+	sp, err := c.secretPush(ctx, ps, esv1alpha1.SecretPushActionDelete, nil, dataToKeys(ps))
 	if err != nil {
 		if c.refusedForGood(ctx, ps.Namespace, err) {
 			return c.abandon(ctx, ps, st, fmt.Sprintf("veil-apiserver refused to delete the remote keys: %v", err))
@@ -271,6 +329,32 @@ func (c *PushController) finalize(ctx context.Context, ps *configv1alpha1.PushSe
 	c.recorder.Eventf(ps, corev1.EventTypeNormal, EventDeleted, "Deleted %s (deletionPolicy Delete)", strings.Join(deleted, ", "))
 	klog.FromContext(ctx).Info("Deleted remote keys", "pushSecret", klog.KObj(ps), "remoteKeys", len(deleted))
 	return c.release(ctx, ps, resultDeleted)
+}
+
+// dataToKeys are the source keys that status.syncedPushSecrets records
+// beyond those spec.data names: the keys dataTo pushed, whose remote keys
+// a Delete must name again. Sorted, and bounded as veil-apiserver bounds them.
+func dataToKeys(ps *configv1alpha1.PushSecret) []string {
+	if len(ps.Spec.DataTo) == 0 {
+		return nil
+	}
+	named := map[string]bool{}
+	for _, d := range ps.Spec.Data {
+		named[d.Match.SecretKey] = true
+	}
+	var keys []string
+	for _, byKey := range ps.Status.SyncedPushSecrets {
+		for _, d := range byKey {
+			if k := d.Match.SecretKey; k != "" && !named[k] && !slices.Contains(keys, k) {
+				keys = append(keys, k)
+			}
+		}
+	}
+	sort.Strings(keys)
+	if len(keys) > configv1alpha1.MaxDataToKeys {
+		keys = keys[:configv1alpha1.MaxDataToKeys]
+	}
+	return keys
 }
 
 // refusedForGood: veil-apiserver (not RBAC, which a namespace may yet
@@ -380,10 +464,10 @@ func (c *PushController) finalizerFailed(ctx context.Context, ps *configv1alpha1
 }
 
 // secretPush creates a SecretPush for ps and counts it and its results.
-func (c *PushController) secretPush(ctx context.Context, ps *configv1alpha1.PushSecret, action esv1alpha1.SecretPushAction, data map[string][]byte) (*esv1alpha1.SecretPush, error) {
+func (c *PushController) secretPush(ctx context.Context, ps *configv1alpha1.PushSecret, action esv1alpha1.SecretPushAction, data map[string][]byte, keys []string) (*esv1alpha1.SecretPush, error) {
 	sp, err := c.veil.ExternalsecretsV1alpha1().SecretPushes(ps.Namespace).Create(ctx, &esv1alpha1.SecretPush{
 		ObjectMeta: metav1.ObjectMeta{Name: ps.Name},
-		Spec:       esv1alpha1.SecretPushSpec{Action: action, Data: data},
+		Spec:       esv1alpha1.SecretPushSpec{Action: action, Data: data, SecretKeys: keys},
 	}, metav1.CreateOptions{})
 	if err != nil {
 		secretPushes.WithLabelValues(string(action), secretPushRefused).Inc()

@@ -82,6 +82,10 @@ const (
 	// more than 1 MiB as JSON). Nothing is pushed, and no remote key is
 	// deleted.
 	ReasonSourceInvalid = "SourceInvalid"
+	// ReasonTooManyKeys: spec.dataTo matches more than MaxDataToKeys keys
+	// of the source Secret. Nothing is pushed, and no remote key is
+	// deleted.
+	ReasonTooManyKeys = "TooManyKeys"
 	// ReasonSourceUnavailable: the source Secret could not be read for a
 	// reason that may pass; it is retried with backoff.
 	ReasonSourceUnavailable = "SourceUnavailable"
