@@ -47,7 +47,9 @@ func answerDataTo(ps *configv1alpha1.PushSecret, sp *esv1alpha1.SecretPush, resu
 func TestPushDataTo(t *testing.T) {
 	ps := dataToPushSecret()
 	f := newPushFixture(t, ps, sourceSecret("5", map[string]string{"password": pushCanary, "db-host": pushCanary + "h", "db-port": "5432", "other": pushCanary}))
-	f.answer = func(sp *esv1alpha1.SecretPush) (*esv1alpha1.SecretPush, error) { return answerDataTo(ps, sp, "Pushed"), nil }
+	f.answer = func(sp *esv1alpha1.SecretPush) (*esv1alpha1.SecretPush, error) {
+		return answerDataTo(ps, sp, "Pushed"), nil
+	}
 	res, after := f.sync(t)
 	if res.result != resultPushed {
 		t.Fatalf("push: %+v", res)
@@ -69,7 +71,9 @@ func TestPushDataTo(t *testing.T) {
 
 	now := metav1.Now()
 	after.DeletionTimestamp = &now
-	f.answer = func(sp *esv1alpha1.SecretPush) (*esv1alpha1.SecretPush, error) { return answerDataTo(ps, sp, esv1alpha1.SecretPushResultDeleted), nil }
+	f.answer = func(sp *esv1alpha1.SecretPush) (*esv1alpha1.SecretPush, error) {
+		return answerDataTo(ps, sp, esv1alpha1.SecretPushResultDeleted), nil
+	}
 	if res := f.c.sync(t.Context(), f.c.current(after)); res.result != resultDeleted {
 		t.Fatalf("delete: %+v", res)
 	}
