@@ -126,6 +126,15 @@ func planDataTo(ps *configv1alpha1.PushSecret, keys []string, deleting bool) (ma
 			"narrow dataTo[].match.regexp or split the Secret", len(sorted), configv1alpha1.MaxDataToKeys)
 	}
 
+	stores := map[string]bool{}
+	for _, r := range ps.Spec.SecretStoreRefs {
+		stores[storeKey(r)] = true
+	}
+	for i, d := range ps.Spec.DataTo {
+		if !stores[storeKey(d.StoreRef)] {
+			return nil, providers.Errorf(providers.Invalid, "dataTo[%d].storeRef %s is not one of spec.secretStoreRefs; add it there", i, storeKey(d.StoreRef))
+		}
+	}
 	// One budget bounds the transforms of every entry of one push, as one
 	// ExternalSecret read bounds its dataFrom rewrites.
 	budget := template.NewBudget()

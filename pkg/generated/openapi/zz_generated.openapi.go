@@ -378,7 +378,7 @@ func schema_pkg_apis_externalsecrets_v1alpha1_SecretPushSpec(ref common.Referenc
 					},
 					"data": {
 						SchemaProps: spec.SchemaProps{
-							Description: "Data holds the values, base64-encoded like a Secret's, by the secretKey of the PushSecret's data[].match; the empty key holds the value of the entries without secretKey, the whole Secret as one JSON object of strings. With action Push it must hold exactly the PushSecret's secretKeys; with Delete, nothing.",
+							Description: "Data holds the values, base64-encoded like a Secret's, by the secretKey of the PushSecret's data[].match; the empty key holds the value of the entries without secretKey, the whole Secret as one JSON object of strings. With action Push it must hold exactly the PushSecret's secretKeys and the source keys its dataTo matches; with Delete, nothing.",
 							Type:        []string{"object"},
 							AdditionalProperties: &spec.SchemaOrBool{
 								Allows: true,

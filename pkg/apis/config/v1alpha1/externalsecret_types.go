@@ -173,6 +173,7 @@ const (
 type SecretStoreRef struct {
 	// +required
 	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
 	Name string `json:"name"`
 	// Kind of the store; SecretStore when unset.
 	// +kubebuilder:default=SecretStore

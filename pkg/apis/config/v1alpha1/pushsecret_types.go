@@ -70,6 +70,7 @@ type PushSecretSpec struct {
 	// +required
 	// +listType=atomic
 	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=16
 	SecretStoreRefs []SecretStoreRef `json:"secretStoreRefs"`
 
 	// UpdatePolicy: unset, a push creates remote values and updates the ones
