@@ -165,3 +165,45 @@ func TestVaultLdapAndIamFixtures(t *testing.T) {
 		}
 	}
 }
+
+// TestPushSecretDataTo: ESO's dataTo examples (pushsecret-datato-*.yaml)
+// are taken as they are; a store chosen by labels, which Veil does not
+// have, is refused rather than silently pushing nowhere, and so is a
+// dataTo store that is not among secretStoreRefs.
+func TestPushSecretDataTo(t *testing.T) {
+	c := newConverter(t)
+	const head = `apiVersion: external-secrets.io/v1alpha1
+kind: PushSecret
+metadata: {name: datato, namespace: example}
+spec:
+  secretStoreRefs: [{name: secret-store, kind: SecretStore}]
+  selector: {secret: {name: source-secret}}
+`
+	for _, tc := range []struct {
+		name, spec string
+		refused    string
+	}{
+		{name: "basic", spec: `  dataTo: [{storeRef: {name: secret-store}}]`},
+		{name: "chained", spec: `  dataTo: [{storeRef: {name: secret-store}, match: {regexp: "^db-.*"}, rewrite: [{regexp: {source: "^db-", target: ""}}, {regexp: {source: "^", target: "prod/"}}]}]`},
+		{name: "template", spec: `  dataTo: [{storeRef: {name: secret-store}, rewrite: [{transform: {template: "secrets/{{ .value | upper }}"}}]}]`},
+		{name: "override", spec: "  dataTo: [{storeRef: {name: secret-store}}]\n  data: [{match: {secretKey: db-host, remoteRef: {remoteKey: custom/database/hostname}}}]"},
+		{name: "bundle", spec: `  dataTo: [{storeRef: {name: secret-store}, remoteKey: app/config, match: {regexp: "^DB_"}}]`},
+		{name: "label selector", spec: `  dataTo: [{storeRef: {labelSelector: {matchLabels: {team: a}}}}]`, refused: "spec.dataTo[0].storeRef.name"},
+		{name: "another store", spec: `  dataTo: [{storeRef: {name: elsewhere}}]`, refused: "spec"},
+		{name: "bundle and rewrite", spec: `  dataTo: [{storeRef: {name: secret-store}, remoteKey: one, rewrite: [{regexp: {source: a, target: b}}]}]`, refused: "spec.dataTo[0]"},
+	} {
+		_, diffs := convertOne(t, c, head+tc.spec+"\n")
+		for _, d := range diffs {
+			if tc.refused != "" && d.Severity == Refused && (d.Field == tc.refused || d.Field == "spec") {
+				continue
+			}
+			if tc.refused != "" && d.Severity == Dropped && strings.Contains(d.Field, "labelSelector") {
+				continue
+			}
+			t.Errorf("%s: unexpected %v", tc.name, d)
+		}
+		if tc.refused != "" && !has(diffs, Refused, tc.refused, "") {
+			t.Errorf("%s: want %s refused, got %v", tc.name, tc.refused, diffs)
+		}
+	}
+}
