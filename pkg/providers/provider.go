@@ -183,6 +183,10 @@ type Push struct {
 	// Replace allows taking over a remote value Veil did not create (or
 	// created without recording an owner); never another owner's.
 	Replace bool
+	// Metadata is the PushSecret's metadata for the key, as JSON (see
+	// ParsePushMetadata), or empty. It comes from the PushSecret's spec,
+	// never from a value. A provider that takes none refuses any (Invalid).
+	Metadata []byte
 }
 
 // Owner is the PushSecret on whose behalf a key is pushed. Keys are

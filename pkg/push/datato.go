@@ -10,6 +10,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
 	esv1alpha1 "github.com/veil-dev/veil/pkg/apis/externalsecrets/v1alpha1"
 	"github.com/veil-dev/veil/pkg/providers"
@@ -47,6 +49,8 @@ type entry struct {
 	// dataTo: the entry came from spec.dataTo, so its remote key must be
 	// checked as a name the source Secret chose.
 	dataTo bool
+	// metadata is the entry's metadata, as JSON, from the PushSecret's spec.
+	metadata []byte
 }
 
 // storeKey identifies a store of spec.secretStoreRefs.
@@ -155,7 +159,7 @@ func planDataTo(ps *configv1alpha1.PushSecret, keys []string, deleting bool) (ma
 			if len(d.Rewrite) > 0 {
 				return nil, providers.Errorf(providers.Invalid, "%s sets both remoteKey and rewrite; rewrite names each key's own remote key, remoteKey pushes them all as one: keep one", field)
 			}
-			out[store] = append(out[store], entry{from: field, bundle: append([]string{}, matched...), remoteKey: d.RemoteKey, dataTo: true})
+			out[store] = append(out[store], entry{from: field, bundle: append([]string{}, matched...), remoteKey: d.RemoteKey, dataTo: true, metadata: rawMetadata(d.Metadata)})
 			continue
 		}
 		rw, err := rewrite.Compile(field, d.Rewrite)
@@ -171,7 +175,7 @@ func planDataTo(ps *configv1alpha1.PushSecret, keys []string, deleting bool) (ma
 			if why := checkDataToRemoteKey(rk); why != "" {
 				return nil, providers.Errorf(providers.Invalid, "%s turns source key %q into remote key %.80q, which %s; fix dataTo[%d].rewrite or match", field, k, rk, why, i)
 			}
-			out[store] = append(out[store], entry{from: field, secretKey: k, remoteKey: rk, dataTo: true})
+			out[store] = append(out[store], entry{from: field, secretKey: k, remoteKey: rk, dataTo: true, metadata: rawMetadata(d.Metadata)})
 		}
 	}
 	// Collisions, within each store, between dataTo entries and with the
@@ -198,9 +202,32 @@ func planDataTo(ps *configv1alpha1.PushSecret, keys []string, deleting bool) (ma
 func explicitEntries(ps *configv1alpha1.PushSecret) []entry {
 	out := make([]entry, len(ps.Spec.Data))
 	for i, d := range ps.Spec.Data {
-		out[i] = entry{from: fmt.Sprintf("data[%d]", i), secretKey: d.Match.SecretKey, remoteKey: d.Match.RemoteRef.RemoteKey, property: d.Match.RemoteRef.Property}
+		out[i] = entry{from: fmt.Sprintf("data[%d]", i), secretKey: d.Match.SecretKey, remoteKey: d.Match.RemoteRef.RemoteKey, property: d.Match.RemoteRef.Property, metadata: rawMetadata(d.Metadata)}
 	}
 	return out
+}
+
+func rawMetadata(m *apiextensionsv1.JSON) []byte {
+	if m == nil {
+		return nil
+	}
+	return m.Raw
+}
+
+// checkMetadata bounds the metadata of every entry of the PushSecret,
+// before anything is written: MaxPushMetadataBytes each.
+func checkMetadata(ps *configv1alpha1.PushSecret) error {
+	for i, d := range ps.Spec.Data {
+		if n := len(rawMetadata(d.Metadata)); n > configv1alpha1.MaxPushMetadataBytes {
+			return providers.Errorf(providers.Invalid, "data[%d].metadata is %d bytes, more than %d", i, n, configv1alpha1.MaxPushMetadataBytes)
+		}
+	}
+	for i, d := range ps.Spec.DataTo {
+		if n := len(rawMetadata(d.Metadata)); n > configv1alpha1.MaxPushMetadataBytes {
+			return providers.Errorf(providers.Invalid, "dataTo[%d].metadata is %d bytes, more than %d", i, n, configv1alpha1.MaxPushMetadataBytes)
+		}
+	}
+	return nil
 }
 
 func remoteKeyOf(e entry) string {

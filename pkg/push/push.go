@@ -56,6 +56,9 @@ func (p *Pusher) Push(ctx context.Context, ps *configv1alpha1.PushSecret, spec e
 	if err != nil {
 		return nil, err
 	}
+	if err := checkMetadata(ps); err != nil {
+		return nil, err
+	}
 	values := spec.Data
 	if action == externalsecrets.SecretPushActionPush {
 		// The bundles of dataTo entries with remoteKey, under keys no
@@ -157,6 +160,7 @@ func (p *Pusher) Push(ctx context.Context, ps *configv1alpha1.PushSecret, spec e
 					Owner:       owner,
 					IfNotExists: ps.Spec.UpdatePolicy == configv1alpha1.PushSecretUpdatePolicyIfNotExists,
 					Replace:     ps.Spec.UpdatePolicy == configv1alpha1.PushSecretUpdatePolicyReplace,
+					Metadata:    e.metadata,
 				})
 				if perr != nil {
 					fail(&r, perr)

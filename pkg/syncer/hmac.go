@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash"
+	"slices"
 	"sort"
 
 	corev1 "k8s.io/api/core/v1"
@@ -100,6 +101,17 @@ func pushHMAC(key []byte, ps *configv1alpha1.PushSecret, data map[string][]byte)
 		writeField(mac, []byte(d.Match.SecretKey))
 		writeField(mac, []byte(d.Match.RemoteRef.RemoteKey))
 		writeField(mac, []byte(d.Match.RemoteRef.Property))
+	}
+	// Metadata goes with each key; written only when some is set, so the
+	// HMACs of PushSecrets without it are what they were.
+	if slices.ContainsFunc(spec.Data, func(d configv1alpha1.PushSecretData) bool { return d.Metadata != nil }) {
+		for _, d := range spec.Data {
+			if d.Metadata != nil {
+				writeField(mac, d.Metadata.Raw)
+			} else {
+				writeField(mac, nil)
+			}
+		}
 	}
 	// dataTo decides where each key goes; written only when set, so the
 	// HMACs of PushSecrets without it are what they were.

@@ -73,10 +73,18 @@ type current struct {
 	hasValue bool
 	// paramType is a parameter's type, which an overwrite keeps.
 	paramType string
+	// tags are all the key's tags.
+	tags map[string]string
+	// binary: a secret's value is SecretBinary.
+	binary bool
 }
 
 // tag notes one tag of a key in cur.
 func (cur *current) tag(key, value string) {
+	if cur.tags == nil {
+		cur.tags = map[string]string{}
+	}
+	cur.tags[key] = value
 	switch key {
 	case ManagedByTagKey:
 		cur.managed = value == ManagedByTagValue
@@ -98,11 +106,16 @@ func (cur *current) ownedBy(o providers.Owner) bool {
 type remote interface {
 	kind() string
 	read(ctx context.Context, name string) (current, error)
-	// create makes the key with o's tags, failing if it exists.
-	create(ctx context.Context, name string, value []byte, o providers.Owner) error
+	// parseMeta reads and checks a push's metadata, before anything is
+	// written.
+	parseMeta(raw []byte) (pushMeta, error)
+	// create makes the key with o's tags and meta, failing if it exists.
+	create(ctx context.Context, name string, value []byte, o providers.Owner, meta pushMeta) error
 	// own tags an existing key as o's.
 	own(ctx context.Context, name string, o providers.Owner) error
-	update(ctx context.Context, name string, value []byte, cur current) error
+	update(ctx context.Context, name string, value []byte, cur current, meta pushMeta) error
+	// retag adds meta's tags the key lacks or holds with other values.
+	retag(ctx context.Context, name string, tags map[string]string) error
 	delete(ctx context.Context, name string) error
 }
 
@@ -116,6 +129,10 @@ func push(ctx context.Context, b *base, r remote, p providers.Push) (string, err
 	}
 	name := b.key(p.Key)
 	what := fmt.Sprintf("%s %q", r.kind(), name)
+	meta, err := r.parseMeta(p.Metadata)
+	if err != nil {
+		return "", err
+	}
 	cur, err := r.read(ctx, name)
 	if err != nil {
 		return "", err
@@ -127,7 +144,7 @@ func push(ctx context.Context, b *base, r remote, p providers.Push) (string, err
 				return "", err
 			}
 		}
-		return esv1alpha1.SecretPushResultPushed, r.create(ctx, name, value, p.Owner)
+		return esv1alpha1.SecretPushResultPushed, r.create(ctx, name, value, p.Owner, meta)
 	}
 	mine := cur.ownedBy(p.Owner)
 	if !mine {
@@ -162,16 +179,37 @@ func push(ctx context.Context, b *base, r remote, p providers.Push) (string, err
 			}
 			var s string
 			if json.Unmarshal(raw, &s) == nil && s == string(p.Value) {
-				return esv1alpha1.SecretPushResultUnchanged, nil
+				return unchanged(ctx, r, name, cur, meta)
 			}
 		}
 		if next, err = setProperty(cur.value, p.Property, p.Value, what); err != nil {
 			return "", err
 		}
-	} else if cur.hasValue && bytes.Equal(cur.value, p.Value) {
+	} else if cur.hasValue && bytes.Equal(cur.value, p.Value) && meta.sameFormat(cur) {
+		return unchanged(ctx, r, name, cur, meta)
+	}
+	if err := r.update(ctx, name, next, cur, meta); err != nil {
+		return "", err
+	}
+	if changed := meta.tagsToSet(cur); len(changed) > 0 {
+		if err := r.retag(ctx, name, changed); err != nil {
+			return "", err
+		}
+	}
+	return esv1alpha1.SecretPushResultPushed, nil
+}
+
+// unchanged answers a push whose value is already there: Unchanged, unless
+// the metadata's tags are not, which are then set (Pushed).
+func unchanged(ctx context.Context, r remote, name string, cur current, meta pushMeta) (string, error) {
+	changed := meta.tagsToSet(cur)
+	if len(changed) == 0 {
 		return esv1alpha1.SecretPushResultUnchanged, nil
 	}
-	return esv1alpha1.SecretPushResultPushed, r.update(ctx, name, next, cur)
+	if err := r.retag(ctx, name, changed); err != nil {
+		return "", err
+	}
+	return esv1alpha1.SecretPushResultPushed, nil
 }
 
 // remove deletes d through r: the whole key, or one property of it (the
@@ -210,7 +248,7 @@ func remove(ctx context.Context, b *base, r remote, d providers.Delete) error {
 	if err != nil {
 		return err
 	}
-	return r.update(ctx, name, next, cur)
+	return r.update(ctx, name, next, cur, pushMeta{})
 }
 
 // object parses a value as a JSON object; an empty value is an empty one.

@@ -222,18 +222,45 @@ func (r parameterStoreRemote) read(ctx context.Context, name string) (current, e
 	return cur, nil
 }
 
-// create makes a SecureString: Veil pushes secrets.
-func (r parameterStoreRemote) create(ctx context.Context, name string, value []byte, o providers.Owner) error {
+func (r parameterStoreRemote) parseMeta(raw []byte) (pushMeta, error) {
+	return parsePSMeta(r.c.store, raw)
+}
+
+// create makes a SecureString (Veil pushes secrets) unless the metadata's
+// secretType says otherwise, with its KMS key, tier, policies,
+// description and tags.
+func (r parameterStoreRemote) create(ctx context.Context, name string, value []byte, o providers.Owner, meta pushMeta) error {
 	if err := r.text(name, value); err != nil {
 		return err
 	}
-	_, err := r.c.api.PutParameter(ctx, &ssm.PutParameterInput{
-		Name: aws.String(name), Value: aws.String(string(value)), Type: ssmtypes.ParameterTypeSecureString, Tags: parameterTags(o),
-	})
-	if err != nil {
+	in := &ssm.PutParameterInput{Name: aws.String(name), Value: aws.String(string(value)), Type: ssmtypes.ParameterTypeSecureString, Tags: parameterTags(o)}
+	if meta.paramType != "" {
+		in.Type = ssmtypes.ParameterType(meta.paramType)
+	}
+	for _, t := range meta.userTags() {
+		in.Tags = append(in.Tags, ssmtypes.Tag{Key: aws.String(t[0]), Value: aws.String(t[1])})
+	}
+	r.withMeta(in, meta)
+	if _, err := r.c.api.PutParameter(ctx, in); err != nil {
 		return r.c.callError(err, fmt.Sprintf("creating parameter %q", name))
 	}
 	return nil
+}
+
+// withMeta sets what PutParameter takes of meta besides type and tags.
+func (r parameterStoreRemote) withMeta(in *ssm.PutParameterInput, meta pushMeta) {
+	if meta.kmsKeyID != "" && in.Type == ssmtypes.ParameterTypeSecureString {
+		in.KeyId = aws.String(meta.kmsKeyID)
+	}
+	if meta.tier != "" {
+		in.Tier = ssmtypes.ParameterTier(meta.tier)
+	}
+	if meta.policies != "" {
+		in.Policies = aws.String(meta.policies)
+	}
+	if meta.description != "" {
+		in.Description = aws.String(meta.description)
+	}
 }
 
 func (r parameterStoreRemote) own(ctx context.Context, name string, o providers.Owner) error {
@@ -246,6 +273,17 @@ func (r parameterStoreRemote) own(ctx context.Context, name string, o providers.
 	return nil
 }
 
+func (r parameterStoreRemote) retag(ctx context.Context, name string, tags map[string]string) error {
+	in := &ssm.AddTagsToResourceInput{ResourceType: ssmtypes.ResourceTypeForTaggingParameter, ResourceId: aws.String(name)}
+	for _, t := range (pushMeta{tags: tags}).userTags() {
+		in.Tags = append(in.Tags, ssmtypes.Tag{Key: aws.String(t[0]), Value: aws.String(t[1])})
+	}
+	if _, err := r.c.api.AddTagsToResource(ctx, in); err != nil {
+		return r.c.callError(err, fmt.Sprintf("tagging parameter %q as its push metadata says", name))
+	}
+	return nil
+}
+
 func parameterTags(o providers.Owner) []ssmtypes.Tag {
 	var tags []ssmtypes.Tag
 	for _, t := range ownerTags(o) {
@@ -254,15 +292,20 @@ func parameterTags(o providers.Owner) []ssmtypes.Tag {
 	return tags
 }
 
-// update overwrites a parameter, keeping its type.
-func (r parameterStoreRemote) update(ctx context.Context, name string, value []byte, cur current) error {
+// update overwrites a parameter, keeping its type unless the metadata
+// names one.
+func (r parameterStoreRemote) update(ctx context.Context, name string, value []byte, cur current, meta pushMeta) error {
 	if err := r.text(name, value); err != nil {
 		return err
 	}
-	_, err := r.c.api.PutParameter(ctx, &ssm.PutParameterInput{
+	in := &ssm.PutParameterInput{
 		Name: aws.String(name), Value: aws.String(string(value)), Type: ssmtypes.ParameterType(cur.paramType), Overwrite: aws.Bool(true),
-	})
-	if err != nil {
+	}
+	if meta.paramType != "" {
+		in.Type = ssmtypes.ParameterType(meta.paramType)
+	}
+	r.withMeta(in, meta)
+	if _, err := r.c.api.PutParameter(ctx, in); err != nil {
 		return r.c.callError(err, fmt.Sprintf("writing parameter %q", name))
 	}
 	return nil

@@ -219,6 +219,7 @@ func (r secretsManagerRemote) read(ctx context.Context, name string) (current, e
 	switch {
 	case err == nil:
 		cur.value, cur.hasValue = secretValue(v.SecretString, v.SecretBinary, nil).Data, true
+		cur.binary = v.SecretString == nil && v.SecretBinary != nil
 	case classify(err).reason == providers.NotFound:
 		// A secret created without a value has no AWSCURRENT version.
 	default:
@@ -227,18 +228,71 @@ func (r secretsManagerRemote) read(ctx context.Context, name string) (current, e
 	return cur, nil
 }
 
-func (r secretsManagerRemote) create(ctx context.Context, name string, value []byte, o providers.Owner) error {
+func (r secretsManagerRemote) parseMeta(raw []byte) (pushMeta, error) {
+	return parseSMMeta(r.c.store, raw)
+}
+
+// create makes the secret with the metadata's description, KMS key,
+// replica regions and tags, as External Secrets Operator does; those but
+// the tags are set only here, when the secret is created.
+func (r secretsManagerRemote) create(ctx context.Context, name string, value []byte, o providers.Owner, meta pushMeta) error {
 	in := &secretsmanager.CreateSecretInput{Name: aws.String(name), Tags: secretTags(o)}
-	in.SecretString, in.SecretBinary = secretPayload(value)
+	for _, t := range meta.userTags() {
+		in.Tags = append(in.Tags, smtypes.Tag{Key: aws.String(t[0]), Value: aws.String(t[1])})
+	}
+	if meta.description != "" {
+		in.Description = aws.String(meta.description)
+	}
+	if meta.kmsKeyID != "" {
+		in.KmsKeyId = aws.String(meta.kmsKeyID)
+	}
+	for _, region := range meta.replicas {
+		rr := smtypes.ReplicaRegionType{Region: aws.String(region)}
+		if meta.kmsKeyID != "" {
+			rr.KmsKeyId = aws.String(meta.kmsKeyID)
+		}
+		in.AddReplicaRegions = append(in.AddReplicaRegions, rr)
+	}
+	var err error
+	if in.SecretString, in.SecretBinary, err = r.payload(name, value, meta); err != nil {
+		return err
+	}
 	if _, err := r.c.api.CreateSecret(ctx, in); err != nil {
 		return r.c.callError(err, fmt.Sprintf("creating secret %q", name))
 	}
 	return nil
 }
 
+// payload is the value as SecretString or SecretBinary: as the metadata's
+// secretPushFormat says, or by default text as SecretString.
+func (r secretsManagerRemote) payload(name string, value []byte, meta pushMeta) (*string, []byte, error) {
+	switch meta.format {
+	case "string":
+		if !utf8.Valid(value) {
+			return nil, nil, providers.Errorf(providers.Invalid, "%s: push metadata secretPushFormat string, but the value for secret %q is not UTF-8 text; use binary", r.c.store, name)
+		}
+		return aws.String(string(value)), nil, nil
+	case "binary":
+		return nil, value, nil
+	}
+	s, b := secretPayload(value)
+	return s, b, nil
+}
+
 func (r secretsManagerRemote) own(ctx context.Context, name string, o providers.Owner) error {
 	if _, err := r.c.api.TagResource(ctx, &secretsmanager.TagResourceInput{SecretId: aws.String(name), Tags: secretTags(o)}); err != nil {
 		return r.c.callError(err, fmt.Sprintf("tagging secret %q with its owner", name))
+	}
+	return nil
+}
+
+func (r secretsManagerRemote) retag(ctx context.Context, name string, tags map[string]string) error {
+	in := &secretsmanager.TagResourceInput{SecretId: aws.String(name)}
+	for _, t := range (pushMeta{tags: tags}).userTags() {
+		in.Tags = append(in.Tags, smtypes.Tag{Key: aws.String(t[0]), Value: aws.String(t[1])})
+	}
+	if _, err := r.c.api.TagResource(ctx, in); err != nil {
+		return r.c.callError(err, fmt.Sprintf("tagging secret %q as its push metadata says", name))
 	}
 	return nil
 }
@@ -251,9 +305,12 @@ func secretTags(o providers.Owner) []smtypes.Tag {
 	return tags
 }
 
-func (r secretsManagerRemote) update(ctx context.Context, name string, value []byte, _ current) error {
+func (r secretsManagerRemote) update(ctx context.Context, name string, value []byte, _ current, meta pushMeta) error {
 	in := &secretsmanager.PutSecretValueInput{SecretId: aws.String(name)}
-	in.SecretString, in.SecretBinary = secretPayload(value)
+	var err error
+	if in.SecretString, in.SecretBinary, err = r.payload(name, value, meta); err != nil {
+		return err
+	}
 	if _, err := r.c.api.PutSecretValue(ctx, in); err != nil {
 		return r.c.callError(err, fmt.Sprintf("writing secret %q", name))
 	}

@@ -168,7 +168,7 @@ func (c *client) Push(ctx context.Context, p providers.Push) (string, error) {
 	ctx, cancel := bounded(ctx)
 	defer cancel()
 	resp, err := c.rpc.Push(ctx, &providerv1.PushRequest{Store: c.ref, Key: p.Key, Property: p.Property, Value: p.Value,
-		Owner: ownerMsg(p.Owner), IfNotExists: p.IfNotExists, Replace: p.Replace})
+		Owner: ownerMsg(p.Owner), IfNotExists: p.IfNotExists, Replace: p.Replace, Metadata: p.Metadata})
 	if err != nil {
 		return "", fromStatus(err, c.where)
 	}

@@ -476,7 +476,7 @@ func (s *Server) Push(ctx context.Context, req *providerv1.PushRequest) (*provid
 			return err
 		}
 		result, err := st.client.Push(ctx, providers.Push{Key: req.GetKey(), Property: req.GetProperty(), Value: req.GetValue(),
-			Owner: ownerOf(req.GetOwner()), IfNotExists: req.GetIfNotExists(), Replace: req.GetReplace()})
+			Owner: ownerOf(req.GetOwner()), IfNotExists: req.GetIfNotExists(), Replace: req.GetReplace(), Metadata: req.GetMetadata()})
 		resp = &providerv1.PushResponse{Result: result}
 		return err
 	})

@@ -419,6 +419,10 @@ func (c *client) Push(ctx context.Context, p providers.Push) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	custom, err := c.parsePushMeta(p.Metadata)
+	if err != nil {
+		return "", err
+	}
 	meta, err := c.metadata(ctx, key)
 	if err != nil {
 		return "", err
@@ -465,12 +469,23 @@ func (c *client) Push(ctx context.Context, p providers.Push) (string, error) {
 	}
 	// The mark comes first: a key Veil creates or takes over is never left
 	// without its owner, even when the data write fails.
-	if !mine {
-		if err := c.markOwner(ctx, key, meta, p.Owner); err != nil {
+	customWritten := false
+	switch {
+	case !mine:
+		if err := c.markOwner(ctx, key, meta, p.Owner, custom); err != nil {
 			return "", err
 		}
+		customWritten = len(custom) > 0
+	case customDiffers(meta, custom):
+		if err := c.markOwner(ctx, key, meta, p.Owner, custom); err != nil {
+			return "", err
+		}
+		customWritten = true
 	}
 	if current != nil && reflect.DeepEqual(current, next) {
+		if customWritten {
+			return esv1alpha1.SecretPushResultPushed, nil
+		}
 		return esv1alpha1.SecretPushResultUnchanged, nil
 	}
 	// A property is merged into what Veil read, and a new key must not
@@ -501,7 +516,7 @@ func (c *client) Push(ctx context.Context, p providers.Push) (string, error) {
 			return "", err
 		}
 		if after == nil || !after.ownedBy(p.Owner) {
-			if err := c.markOwner(ctx, key, after, p.Owner); err != nil {
+			if err := c.markOwner(ctx, key, after, p.Owner, custom); err != nil {
 				return "", err
 			}
 		}
@@ -536,12 +551,17 @@ func (c *client) writeData(ctx context.Context, key string, fields map[string]an
 
 // markOwner puts Veil's mark and owner in key's custom_metadata, keeping
 // the rest.
-func (c *client) markOwner(ctx context.Context, key string, meta *kvMetadata, o providers.Owner) error {
+func (c *client) markOwner(ctx context.Context, key string, meta *kvMetadata, o providers.Owner, extra map[string]string) error {
 	custom := map[string]any{}
 	if meta != nil {
 		for k, v := range meta.custom {
 			custom[k] = v
 		}
+	}
+	// The push metadata's customMetadata, which parsePushMeta keeps off
+	// Veil's own keys.
+	for k, v := range extra {
+		custom[k] = v
 	}
 	custom[managedByKey] = managedByValue
 	custom[ownerNamespaceKey], custom[ownerNameKey], custom[ownerUIDKey] = o.Namespace, o.Name, o.UID

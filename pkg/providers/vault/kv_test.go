@@ -447,13 +447,13 @@ func TestOwnership(t *testing.T) {
 	}
 
 	// A key another push created first stays its creator's.
-	if err := c.markOwner(ctx, "raced", nil, other); err != nil {
+	if err := c.markOwner(ctx, "raced", nil, other, nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.writeData(ctx, "raced", map[string]any{"a": "first"}, 0); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.markOwner(ctx, "raced", nil, owner); err != nil { // a loser's late mark
+	if err := c.markOwner(ctx, "raced", nil, owner, nil); err != nil { // a loser's late mark
 		t.Fatal(err)
 	}
 	if err := c.writeData(ctx, "raced", map[string]any{"a": "second"}, 0); providers.ReasonOf(err) != providers.Conflict {

@@ -1,6 +1,7 @@
 package v1alpha1
 
 import (
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -103,6 +104,9 @@ type PushSecretSpec struct {
 	DataTo []PushSecretDataTo `json:"dataTo,omitempty"`
 }
 
+// MaxPushMetadataBytes bounds data[].metadata and dataTo[].metadata, as JSON.
+const MaxPushMetadataBytes = 16 << 10
+
 // MaxDataToKeys bounds the source keys that spec.dataTo may push in one
 // PushSecret, so that whoever may write the source Secret cannot make one
 // push write an unbounded number of remote keys: a push that would take
@@ -144,6 +148,22 @@ type PushSecretDataTo struct {
 	// +kubebuilder:validation:MaxItems=10
 	// +optional
 	Rewrite []ExternalSecretRewrite `json:"rewrite,omitempty"`
+	// Metadata, as in data[], is what the provider records with the remote key besides
+	// its value, as in External Secrets Operator: an object of apiVersion
+	// kubernetes.external-secrets.io/v1alpha1, kind PushSecretMetadata,
+	// whose spec each provider defines (AWS Secrets Manager: tags,
+	// description, kmsKeyId, secretPushFormat, replicationLocations;
+	// Parameter Store: secretType, kmsKeyID, tier, tags, description;
+	// Vault KV v2: customMetadata). A field the store's provider does not
+	// know fails the push of the key, naming it, rather than being
+	// dropped. It comes from this spec only, never from the Secret, and
+	// is at most 16 KiB as JSON.
+	// +optional
+	// +kubebuilder:pruning:PreserveUnknownFields
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:validation:Type=object
+	// +kubebuilder:validation:MaxProperties=3
+	Metadata *apiextensionsv1.JSON `json:"metadata,omitempty"`
 	// ConversionStrategy, as in data[]: None only.
 	// +kubebuilder:validation:Enum=None
 	// +optional
@@ -177,6 +197,22 @@ type PushSecretSecret struct {
 type PushSecretData struct {
 	// +required
 	Match PushSecretMatch `json:"match"`
+	// Metadata is what the provider records with the remote key besides
+	// its value, as in External Secrets Operator: an object of apiVersion
+	// kubernetes.external-secrets.io/v1alpha1, kind PushSecretMetadata,
+	// whose spec each provider defines (AWS Secrets Manager: tags,
+	// description, kmsKeyId, secretPushFormat, replicationLocations;
+	// Parameter Store: secretType, kmsKeyID, tier, tags, description;
+	// Vault KV v2: customMetadata). A field the store's provider does not
+	// know fails the push of the key, naming it, rather than being
+	// dropped. It comes from this spec only, never from the Secret, and
+	// is at most 16 KiB as JSON.
+	// +optional
+	// +kubebuilder:pruning:PreserveUnknownFields
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:validation:Type=object
+	// +kubebuilder:validation:MaxProperties=3
+	Metadata *apiextensionsv1.JSON `json:"metadata,omitempty"`
 	// ConversionStrategy, as in External Secrets Operator: "None" (the
 	// default there and the only one here) pushes the key as it is named.
 	// ESO's "ReverseUnicode" is not supported.

@@ -22,6 +22,7 @@ limitations under the License.
 package v1alpha1
 
 import (
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	v1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	runtime "k8s.io/apimachinery/pkg/runtime"
 )
@@ -1121,6 +1122,11 @@ func (in *PushSecret) DeepCopyObject() runtime.Object {
 func (in *PushSecretData) DeepCopyInto(out *PushSecretData) {
 	*out = *in
 	out.Match = in.Match
+	if in.Metadata != nil {
+		in, out := &in.Metadata, &out.Metadata
+		*out = new(apiextensionsv1.JSON)
+		(*in).DeepCopyInto(*out)
+	}
 	return
 }
 
@@ -1149,6 +1155,11 @@ func (in *PushSecretDataTo) DeepCopyInto(out *PushSecretDataTo) {
 		for i := range *in {
 			(*in)[i].DeepCopyInto(&(*out)[i])
 		}
+	}
+	if in.Metadata != nil {
+		in, out := &in.Metadata, &out.Metadata
+		*out = new(apiextensionsv1.JSON)
+		(*in).DeepCopyInto(*out)
 	}
 	return
 }
@@ -1295,7 +1306,9 @@ func (in *PushSecretSpec) DeepCopyInto(out *PushSecretSpec) {
 	if in.Data != nil {
 		in, out := &in.Data, &out.Data
 		*out = make([]PushSecretData, len(*in))
-		copy(*out, *in)
+		for i := range *in {
+			(*in)[i].DeepCopyInto(&(*out)[i])
+		}
 	}
 	if in.DataTo != nil {
 		in, out := &in.DataTo, &out.DataTo

@@ -844,14 +844,19 @@ func (x *Owner) GetUid() string {
 }
 
 type PushRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Store         *StoreRef              `protobuf:"bytes,1,opt,name=store,proto3" json:"store,omitempty"`
-	Key           string                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
-	Property      string                 `protobuf:"bytes,3,opt,name=property,proto3" json:"property,omitempty"`
-	Value         []byte                 `protobuf:"bytes,4,opt,name=value,proto3" json:"value,omitempty"`
-	Owner         *Owner                 `protobuf:"bytes,5,opt,name=owner,proto3" json:"owner,omitempty"`
-	IfNotExists   bool                   `protobuf:"varint,6,opt,name=if_not_exists,json=ifNotExists,proto3" json:"if_not_exists,omitempty"`
-	Replace       bool                   `protobuf:"varint,7,opt,name=replace,proto3" json:"replace,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Store       *StoreRef              `protobuf:"bytes,1,opt,name=store,proto3" json:"store,omitempty"`
+	Key         string                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	Property    string                 `protobuf:"bytes,3,opt,name=property,proto3" json:"property,omitempty"`
+	Value       []byte                 `protobuf:"bytes,4,opt,name=value,proto3" json:"value,omitempty"`
+	Owner       *Owner                 `protobuf:"bytes,5,opt,name=owner,proto3" json:"owner,omitempty"`
+	IfNotExists bool                   `protobuf:"varint,6,opt,name=if_not_exists,json=ifNotExists,proto3" json:"if_not_exists,omitempty"`
+	Replace     bool                   `protobuf:"varint,7,opt,name=replace,proto3" json:"replace,omitempty"`
+	// The PushSecret's metadata for the key, as JSON: an object of
+	// apiVersion kubernetes.external-secrets.io/v1alpha1, kind
+	// PushSecretMetadata, whose spec the provider defines. Empty when none.
+	// A provider refuses (INVALID_ARGUMENT) fields it does not take.
+	Metadata      []byte `protobuf:"bytes,8,opt,name=metadata,proto3" json:"metadata,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -933,6 +938,13 @@ func (x *PushRequest) GetReplace() bool {
 		return x.Replace
 	}
 	return false
+}
+
+func (x *PushRequest) GetMetadata() []byte {
+	if x != nil {
+		return x.Metadata
+	}
+	return nil
 }
 
 type PushResponse struct {
@@ -1512,7 +1524,7 @@ const file_veil_provider_v1_provider_proto_rawDesc = "" +
 	"\x05Owner\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x10\n" +
-	"\x03uid\x18\x03 \x01(\tR\x03uid\"\xf0\x01\n" +
+	"\x03uid\x18\x03 \x01(\tR\x03uid\"\x8c\x02\n" +
 	"\vPushRequest\x120\n" +
 	"\x05store\x18\x01 \x01(\v2\x1a.veil.provider.v1.StoreRefR\x05store\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x1a\n" +
@@ -1520,7 +1532,8 @@ const file_veil_provider_v1_provider_proto_rawDesc = "" +
 	"\x05value\x18\x04 \x01(\fR\x05value\x12-\n" +
 	"\x05owner\x18\x05 \x01(\v2\x17.veil.provider.v1.OwnerR\x05owner\x12\"\n" +
 	"\rif_not_exists\x18\x06 \x01(\bR\vifNotExists\x12\x18\n" +
-	"\areplace\x18\a \x01(\bR\areplace\"&\n" +
+	"\areplace\x18\a \x01(\bR\areplace\x12\x1a\n" +
+	"\bmetadata\x18\b \x01(\fR\bmetadata\"&\n" +
 	"\fPushResponse\x12\x16\n" +
 	"\x06result\x18\x01 \x01(\tR\x06result\"\x9e\x01\n" +
 	"\rDeleteRequest\x120\n" +
