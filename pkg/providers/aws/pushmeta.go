@@ -71,8 +71,6 @@ const (
 
 var awsRegion = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]$`)
 
-
-
 // checkTags bounds tags and keeps Veil's own keys and AWS's "aws:" out.
 func checkTags(store string, tags map[string]string) error {
 	if len(tags) > maxUserTags {

@@ -55,4 +55,3 @@ func customDiffers(meta *kvMetadata, want map[string]string) bool {
 	}
 	return false
 }
-
