@@ -108,7 +108,8 @@ func externalSecretBehaviour(o *unstructured.Unstructured) []difference {
 }
 
 // pushBehaviour: a PushSecret entry without match.secretKey pushes the
-// whole Secret as ESO does, except values ESO would mangle.
+// whole Secret as ESO does, except values ESO would mangle; and metadata
+// outside ESO's PushSecretMetadata wrapper is named with how to fix it.
 func pushBehaviour(o *unstructured.Unstructured) []difference {
 	var out []difference
 	data, _, _ := unstructured.NestedSlice(o.Object, "spec", "data")
@@ -118,6 +119,20 @@ func pushBehaviour(o *unstructured.Unstructured) []difference {
 		if k, _ := match["secretKey"].(string); k == "" {
 			out = append(out, difference{fmt.Sprintf("spec.data[%d].match.secretKey", i),
 				"without secretKey the whole Secret is pushed as one JSON object, as ESO does; a Secret with a value that is not UTF-8 text, or whose object is over 1 MiB, is not pushed (Ready=False, SourceInvalid, naming the keys), where ESO pushes it mangled: keep binary values out of the source Secret, or push them one key at a time"})
+		}
+	}
+	for _, list := range []string{"data", "dataTo"} {
+		entries, _, _ := unstructured.NestedSlice(o.Object, "spec", list)
+		for i, d := range entries {
+			m, _ := d.(map[string]any)
+			meta, ok := m["metadata"].(map[string]any)
+			if !ok {
+				continue
+			}
+			if meta["apiVersion"] != "kubernetes.external-secrets.io/v1alpha1" || meta["kind"] != "PushSecretMetadata" {
+				out = append(out, difference{fmt.Sprintf("spec.%s[%d].metadata", list, i),
+					"push metadata is taken only as an object of apiVersion kubernetes.external-secrets.io/v1alpha1, kind PushSecretMetadata, with the provider's fields under spec, as ESO's providers read it (ESO fails this push when it syncs); move the fields under spec and add apiVersion and kind"})
+			}
 		}
 	}
 	return out

@@ -207,3 +207,29 @@ spec:
 		}
 	}
 }
+
+// TestPushSecretMetadata: ESO's metadata examples are taken as they are;
+// metadata without ESO's PushSecretMetadata wrapper (which ESO's providers
+// also fail on) is named with how to fix it.
+func TestPushSecretMetadata(t *testing.T) {
+	c := newConverter(t)
+	const head = `apiVersion: external-secrets.io/v1alpha1
+kind: PushSecret
+metadata: {name: meta, namespace: example}
+spec:
+  secretStoreRefs: [{name: aws, kind: SecretStore}]
+  selector: {secret: {name: src}}
+  data:
+  - match: {secretKey: key1, remoteRef: {remoteKey: one}}
+`
+	_, diffs := convertOne(t, c, head+`    metadata: {apiVersion: kubernetes.external-secrets.io/v1alpha1, kind: PushSecretMetadata, spec: {kmsKeyID: k, secretPushFormat: string, tags: {a: b}}}
+`)
+	if len(diffs) != 0 {
+		t.Errorf("ESO's wrapped metadata: %v", diffs)
+	}
+	_, diffs = convertOne(t, c, head+`    metadata: {kmsKeyID: k, secretPushFormat: string}
+`)
+	if !has(diffs, Behaviour, "spec.data[0].metadata", "PushSecretMetadata") {
+		t.Errorf("unwrapped metadata: %v", diffs)
+	}
+}
