@@ -38,6 +38,9 @@ type PushController struct {
 	bySource   cache.Indexer
 	sources    *sourceWatches
 	key        []byte
+	// configMaps reads the templateFrom ConfigMaps of a PushSecret's
+	// template, by name, in its namespace.
+	configMaps corev1client.ConfigMapsGetter
 }
 
 // sourceIndex indexes PushSecrets by "namespace/name" of their source Secret.
@@ -80,6 +83,7 @@ func newPushController(ctx context.Context, informer configinformers.PushSecretI
 		lister:     informer.Lister(),
 		bySource:   informer.Informer().GetIndexer(),
 		key:        key,
+		configMaps: kube.CoreV1(),
 	}
 	c.r = c
 	c.queue = newWorkQueue("veil_syncer_push", reportPushDepth)

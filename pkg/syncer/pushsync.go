@@ -21,6 +21,7 @@ import (
 
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
 	esv1alpha1 "github.com/veil-dev/veil/pkg/apis/externalsecrets/v1alpha1"
+	"github.com/veil-dev/veil/pkg/syncer/template"
 )
 
 // PushSourceClusterRole is the ClusterRole (artifacts/base/syncer) a
@@ -71,11 +72,12 @@ func (c *PushController) sync(ctx context.Context, ps *configv1alpha1.PushSecret
 	var missing *missingKeysError
 	var whole *wholeSecretError
 	var tooMany *tooManyKeysError
+	var tmplErr *pushTemplateError
 	// The source is watched only once the syncer has been allowed to read it.
 	switch {
 	case apierrors.IsForbidden(err):
 		c.sources.release(keyOf(ps))
-	case err == nil, apierrors.IsNotFound(err), errors.As(err, &missing), errors.As(err, &whole), errors.As(err, &tooMany):
+	case err == nil, apierrors.IsNotFound(err), errors.As(err, &missing), errors.As(err, &whole), errors.As(err, &tooMany), errors.As(err, &tmplErr):
 		c.sources.use(keyOf(ps), sourceOf(ps), resourceVersion)
 	}
 	switch {
@@ -88,6 +90,8 @@ func (c *PushController) sync(ctx context.Context, ps *configv1alpha1.PushSecret
 		return c.fail(ctx, ps, st, configv1alpha1.ReasonKeyNotFound, fmt.Sprintf("Secret %s has no key %s: nothing was pushed, and no remote key was deleted", src, quoted(missing.keys)), false)
 	case errors.As(err, &whole):
 		return c.fail(ctx, ps, st, configv1alpha1.ReasonSourceInvalid, fmt.Sprintf("Secret %s: %v: nothing was pushed, and no remote key was deleted", src, whole), false)
+	case errors.As(err, &tmplErr):
+		return c.fail(ctx, ps, st, configv1alpha1.ReasonTemplateError, fmt.Sprintf("Secret %s: spec.template: %v: nothing was pushed, and no remote key was deleted", src, tmplErr.err), true)
 	case errors.As(err, &tooMany):
 		return c.fail(ctx, ps, st, configv1alpha1.ReasonTooManyKeys, fmt.Sprintf("Secret %s: %v: nothing was pushed, and no remote key was deleted", src, tooMany), false)
 	case err != nil:
@@ -146,6 +150,12 @@ func (c *PushController) readSource(ctx context.Context, ps *configv1alpha1.Push
 	if err != nil {
 		return nil, "", err
 	}
+	src := s.Data
+	if ps.Spec.Template != nil {
+		if src, err = c.renderPush(ctx, ps, s.Data); err != nil {
+			return nil, "", &pushTemplateError{err: err}
+		}
+	}
 	data := map[string][]byte{}
 	var missing []string
 	for _, d := range ps.Spec.Data {
@@ -154,14 +164,14 @@ func (c *PushController) readSource(ctx context.Context, ps *configv1alpha1.Push
 			if _, done := data[k]; done {
 				continue
 			}
-			whole, err := wholeSecret(s.Data)
+			whole, err := wholeSecret(src)
 			if err != nil {
 				return nil, "", err
 			}
 			data[k] = whole
 			continue
 		}
-		v, ok := s.Data[k]
+		v, ok := src[k]
 		switch {
 		case !ok && !slices.Contains(missing, k):
 			missing = append(missing, k)
@@ -173,10 +183,41 @@ func (c *PushController) readSource(ctx context.Context, ps *configv1alpha1.Push
 		sort.Strings(missing)
 		return nil, "", &missingKeysError{keys: missing}
 	}
-	if err := addDataTo(ps, s.Data, data); err != nil {
+	if err := addDataTo(ps, src, data); err != nil {
 		return nil, "", err
 	}
 	return data, s.ResourceVersion, nil
+}
+
+// pushTemplateError: spec.template does not render. Its message comes
+// from the template engine, which never quotes a value.
+type pushTemplateError struct{ err error }
+
+func (e *pushTemplateError) Error() string { return e.err.Error() }
+
+// renderPush applies spec.template to the source Secret's data, as
+// External Secrets Operator does before a push: the rendered keys (laid
+// over the data with mergePolicy Merge) are what data and dataTo name.
+func (c *PushController) renderPush(ctx context.Context, ps *configv1alpha1.PushSecret, values map[string][]byte) (map[string][]byte, error) {
+	tmpl := ps.Spec.Template
+	if tmpl.EngineVersion != "" && tmpl.EngineVersion != "v2" {
+		return nil, fmt.Errorf("engineVersion %s is not supported: Veil's templates are External Secrets Operator's v2 engine; rewrite the templates for v2 and set engineVersion v2", tmpl.EngineVersion)
+	}
+	sources, err := templateSourcesOf(ctx, c.configMaps, ps.Namespace, tmpl)
+	if err != nil {
+		return nil, err
+	}
+	if len(sources) == 0 {
+		return values, nil
+	}
+	data, err := template.RenderSources(sources, values)
+	if err != nil {
+		return nil, err
+	}
+	if tmpl.MergePolicy == configv1alpha1.MergePolicyMerge {
+		data = mergeOver(values, data)
+	}
+	return data, nil
 }
 
 // tooManyKeysError: spec.dataTo matches more keys than one PushSecret may

@@ -8,6 +8,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
 	"github.com/veil-dev/veil/pkg/syncer/template"
@@ -21,7 +22,12 @@ import (
 // veil-externalsecrets makes whoever names a ConfigMap prove they may get
 // it, so an ExternalSecret is no way to read one.
 func (c *Controller) templateSources(ctx context.Context, es *configv1alpha1.ExternalSecret) ([]template.Source, error) {
-	tmpl := es.Spec.Target.Template
+	return templateSourcesOf(ctx, c.configMaps, es.Namespace, es.Spec.Target.Template)
+}
+
+// templateSourcesOf collects the templates of tmpl, reading ConfigMaps of
+// namespace ns through configMaps; a PushSecret's template shares it.
+func templateSourcesOf(ctx context.Context, configMaps corev1client.ConfigMapsGetter, ns string, tmpl *configv1alpha1.ExternalSecretTemplate) ([]template.Source, error) {
 	var out []template.Source
 	for i, from := range tmpl.TemplateFrom {
 		where := fmt.Sprintf("template.templateFrom[%d]", i)
@@ -32,16 +38,16 @@ func (c *Controller) templateSources(ctx context.Context, es *configv1alpha1.Ext
 		}
 		switch {
 		case from.Secret != nil:
-			return nil, fmt.Errorf("%s: Secret %s as a template source is refused: veil-syncer may not read Secrets (it has no get, list or watch on them, so a stolen token reveals none); put the templates in a ConfigMap of namespace %s, or in template.data", where, from.Secret.Name, es.Namespace)
+			return nil, fmt.Errorf("%s: Secret %s as a template source is refused: veil-syncer may not read Secrets (it has no get, list or watch on them, so a stolen token reveals none); put the templates in a ConfigMap of namespace %s, or in template.data", where, from.Secret.Name, ns)
 		case from.Literal != nil:
 			out = append(out, template.Source{Key: where + ".literal", Text: *from.Literal, KeysAndValues: true})
 		case from.ConfigMap != nil:
-			if c.configMaps == nil {
+			if configMaps == nil {
 				return nil, fmt.Errorf("%s: this veil-syncer cannot read ConfigMaps", where)
 			}
-			cm, err := c.configMaps.ConfigMaps(es.Namespace).Get(ctx, from.ConfigMap.Name, metav1.GetOptions{})
+			cm, err := configMaps.ConfigMaps(ns).Get(ctx, from.ConfigMap.Name, metav1.GetOptions{})
 			if apierrors.IsNotFound(err) {
-				return nil, fmt.Errorf("%s: ConfigMap %s does not exist in namespace %s", where, from.ConfigMap.Name, es.Namespace)
+				return nil, fmt.Errorf("%s: ConfigMap %s does not exist in namespace %s", where, from.ConfigMap.Name, ns)
 			}
 			if err != nil {
 				return nil, fmt.Errorf("%s: reading ConfigMap %s: %w", where, from.ConfigMap.Name, err)

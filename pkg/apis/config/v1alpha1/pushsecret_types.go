@@ -95,6 +95,16 @@ type PushSecretSpec struct {
 	// +listType=atomic
 	Data []PushSecretData `json:"data,omitempty"`
 
+	// Template, as in External Secrets Operator, is applied to the source
+	// Secret's data before anything is pushed: data and dataTo then name
+	// keys of the rendered data. The engine and bounds of an
+	// ExternalSecret's target template (engineVersion v2); templateFrom
+	// ConfigMaps are read in the PushSecret's namespace, and whoever names
+	// one must be allowed to get it. type and metadata have no effect on a
+	// push.
+	// +optional
+	Template *ExternalSecretTemplate `json:"template,omitempty"`
+
 	// DataTo pushes many keys of the source Secret at once, each to the one
 	// store its entry names (see PushSecretDataTo). The keys all dataTo
 	// entries match, together, are bounded by MaxDataToKeys.

@@ -1310,6 +1310,11 @@ func (in *PushSecretSpec) DeepCopyInto(out *PushSecretSpec) {
 			(*in)[i].DeepCopyInto(&(*out)[i])
 		}
 	}
+	if in.Template != nil {
+		in, out := &in.Template, &out.Template
+		*out = new(ExternalSecretTemplate)
+		(*in).DeepCopyInto(*out)
+	}
 	if in.DataTo != nil {
 		in, out := &in.DataTo, &out.DataTo
 		*out = make([]PushSecretDataTo, len(*in))
