@@ -43,6 +43,19 @@ var funcs = template.FuncMap{
 		}
 		return string(b), nil
 	},
+	// toString, as sprig's (which ESO's examples use): a string or bytes
+	// as they are, anything else as fmt prints it.
+	"toString": func(v any) (string, error) {
+		switch t := v.(type) {
+		case string:
+			return t, nil
+		case []byte:
+			return string(t), nil
+		case nil:
+			return "", nil
+		}
+		return fmt.Sprint(v), nil
+	},
 	"upper": strings.ToUpper,
 	"lower": strings.ToLower,
 	"trim":  strings.TrimSpace,

@@ -163,3 +163,11 @@ func TestRenderIsBounded(t *testing.T) {
 		t.Errorf("a loop over 1000 items: %d bytes, %v", len(out["k"]), err)
 	}
 }
+
+// TestToString: sprig's toString, which ESO's examples pipe values through.
+func TestToString(t *testing.T) {
+	out, err := Render(map[string]string{"k": `{{ index . "a-b" | toString | upper }}|{{ toString 12 }}|{{ "x" | toString }}`}, map[string][]byte{"a-b": []byte("pika")})
+	if err != nil || string(out["k"]) != "PIKA|12|x" {
+		t.Errorf("%q %v", out["k"], err)
+	}
+}
