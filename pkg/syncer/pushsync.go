@@ -150,9 +150,9 @@ func (c *PushController) readSource(ctx context.Context, ps *configv1alpha1.Push
 	if err != nil {
 		return nil, "", err
 	}
-	src := s.Data
+	src, named := s.Data, map[string]bool(nil)
 	if ps.Spec.Template != nil {
-		if src, err = c.renderPush(ctx, ps, s.Data); err != nil {
+		if src, named, err = c.renderPush(ctx, ps, s.Data); err != nil {
 			return nil, "", &pushTemplateError{err: err}
 		}
 	}
@@ -183,7 +183,7 @@ func (c *PushController) readSource(ctx context.Context, ps *configv1alpha1.Push
 		sort.Strings(missing)
 		return nil, "", &missingKeysError{keys: missing}
 	}
-	if err := addDataTo(ps, src, data); err != nil {
+	if err := addDataTo(ps, src, named, data); err != nil {
 		return nil, "", err
 	}
 	return data, s.ResourceVersion, nil
@@ -198,26 +198,42 @@ func (e *pushTemplateError) Error() string { return e.err.Error() }
 // renderPush applies spec.template to the source Secret's data, as
 // External Secrets Operator does before a push: the rendered keys (laid
 // over the data with mergePolicy Merge) are what data and dataTo name.
-func (c *PushController) renderPush(ctx context.Context, ps *configv1alpha1.PushSecret, values map[string][]byte) (map[string][]byte, error) {
+//
+// It also returns the keys whose names are not rendered (nil: every key):
+// the source Secret's keys and those a template is named by. A key that a
+// KeysAndValues template renders may be made of a value, and dataTo would
+// make it a remote key, which status and Events name; so dataTo matches
+// only the keys returned. spec.data may still name any key: its remote
+// key is in the spec.
+func (c *PushController) renderPush(ctx context.Context, ps *configv1alpha1.PushSecret, values map[string][]byte) (map[string][]byte, map[string]bool, error) {
 	tmpl := ps.Spec.Template
 	if tmpl.EngineVersion != "" && tmpl.EngineVersion != "v2" {
-		return nil, fmt.Errorf("engineVersion %s is not supported: Veil's templates are External Secrets Operator's v2 engine; rewrite the templates for v2 and set engineVersion v2", tmpl.EngineVersion)
+		return nil, nil, fmt.Errorf("engineVersion %s is not supported: Veil's templates are External Secrets Operator's v2 engine; rewrite the templates for v2 and set engineVersion v2", tmpl.EngineVersion)
 	}
 	sources, err := templateSourcesOf(ctx, c.configMaps, ps.Namespace, tmpl)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if len(sources) == 0 {
-		return values, nil
+		return values, nil, nil
 	}
 	data, err := template.RenderSources(sources, values)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if tmpl.MergePolicy == configv1alpha1.MergePolicyMerge {
 		data = mergeOver(values, data)
 	}
-	return data, nil
+	named := make(map[string]bool, len(values)+len(sources))
+	for k := range values {
+		named[k] = true
+	}
+	for _, s := range sources {
+		if !s.KeysAndValues {
+			named[s.Key] = true
+		}
+	}
+	return data, named, nil
 }
 
 // tooManyKeysError: spec.dataTo matches more keys than one PushSecret may
@@ -231,9 +247,10 @@ func (e *tooManyKeysError) Error() string {
 
 // addDataTo adds to data the keys of the source Secret that spec.dataTo
 // matches and spec.data does not name; veil-apiserver maps them to remote
-// keys and checks each. A match regexp that does not compile is left to
+// keys and checks each. named, when not nil, lists the only keys dataTo may
+// match (see renderPush). A match regexp that does not compile is left to
 // veil-apiserver, which refuses the push naming it.
-func addDataTo(ps *configv1alpha1.PushSecret, src, data map[string][]byte) error {
+func addDataTo(ps *configv1alpha1.PushSecret, src map[string][]byte, named map[string]bool, data map[string][]byte) error {
 	if len(ps.Spec.DataTo) == 0 {
 		return nil
 	}
@@ -248,13 +265,13 @@ func addDataTo(ps *configv1alpha1.PushSecret, src, data map[string][]byte) error
 			matchers = append(matchers, re)
 		}
 	}
-	named := map[string]bool{}
+	explicit := map[string]bool{}
 	for _, d := range ps.Spec.Data {
-		named[d.Match.SecretKey] = true
+		explicit[d.Match.SecretKey] = true
 	}
 	n := 0
 	for k, v := range src {
-		if named[k] {
+		if explicit[k] || named != nil && !named[k] {
 			continue
 		}
 		if !all && !slices.ContainsFunc(matchers, func(re *regexp.Regexp) bool { return re.MatchString(k) }) {

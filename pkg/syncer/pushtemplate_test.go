@@ -1,6 +1,7 @@
 package syncer
 
 import (
+	"sort"
 	"strings"
 	"testing"
 
@@ -57,5 +58,32 @@ func TestPushTemplate(t *testing.T) {
 	f = newPushFixture(t, ps3, sourceSecret("5", map[string]string{"password": pushCanary, "token": "abc"}))
 	if res, _ := f.sync(t); res.result != configv1alpha1.ReasonTemplateError {
 		t.Errorf("engineVersion v1: %+v", res)
+	}
+}
+
+// TestPushTemplateKeysFromValuesNotMatched: a KeysAndValues template can
+// make a key of a value; dataTo would make that key a remote key, named in
+// status and Events, so dataTo matches only keys not made by rendering.
+func TestPushTemplateKeysFromValuesNotMatched(t *testing.T) {
+	ps := testPushSecret(configv1alpha1.PushSecretDeletionPolicyNone)
+	ps.Spec.Data = ps.Spec.Data[:1]
+	ps.Spec.DataTo = []configv1alpha1.PushSecretDataTo{{StoreRef: ps.Spec.SecretStoreRefs[0]}}
+	literal := `{{ .token }}: x`
+	ps.Spec.Template = &configv1alpha1.ExternalSecretTemplate{
+		MergePolicy:  configv1alpha1.MergePolicyMerge,
+		Data:         map[string]string{"rendered": `r-{{ .token }}`},
+		TemplateFrom: []configv1alpha1.TemplateFrom{{Literal: &literal}},
+	}
+	f := newPushFixture(t, ps, sourceSecret("5", map[string]string{"password": "p", "token": "tokencanary"}))
+	if res, _ := f.sync(t); res.result != resultPushed {
+		t.Fatalf("push: %+v", res)
+	}
+	var sent []string
+	for k := range f.pushes[0].Spec.Data {
+		sent = append(sent, k)
+	}
+	sort.Strings(sent)
+	if strings.Join(sent, ",") != "password,rendered,token" {
+		t.Errorf("sent %v; a key made of a value must not reach dataTo", sent)
 	}
 }
