@@ -104,3 +104,18 @@ func TestPushDataToTooManyKeys(t *testing.T) {
 	}
 	f.events(t) // fails on an Event that carries the canary
 }
+
+// TestListedIsBounded: messages name at most maxListed items.
+func TestListedIsBounded(t *testing.T) {
+	items := make([]string, 150)
+	for i := range items {
+		items[i] = fmt.Sprintf("SecretStore/vault key-%03d: Failed: %s", i, strings.Repeat("x", 200))
+	}
+	got := listed(items, "; ")
+	if !strings.HasSuffix(got, "; and 130 more") || strings.Count(got, "key-") != maxListed || len(got) > 32768 {
+		t.Errorf("listed: %d characters, ends %q", len(got), got[len(got)-20:])
+	}
+	if listed(items[:2], ", ") != items[0]+", "+items[1] {
+		t.Error("a short list is not listed whole")
+	}
+}

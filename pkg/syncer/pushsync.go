@@ -114,7 +114,7 @@ func (c *PushController) sync(ctx context.Context, ps *configv1alpha1.PushSecret
 	failures := recordResults(st, sp.Status.Results, now)
 	if len(failures) > 0 {
 		return c.fail(ctx, ps, st, configv1alpha1.ReasonPushFailed, fmt.Sprintf("%d of %d remote keys were not pushed: %s",
-			len(failures), len(sp.Status.Results), strings.Join(failures, "; ")), true)
+			len(failures), len(sp.Status.Results), listed(failures, "; ")), true)
 	}
 
 	var pushed []string
@@ -127,7 +127,7 @@ func (c *PushController) sync(ctx context.Context, ps *configv1alpha1.PushSecret
 	if len(pushed) > 0 {
 		res = resultPushed
 		c.recorder.Eventf(ps, corev1.EventTypeNormal, EventPushed, "Pushed Secret %s (resourceVersion %s, data HMAC %s) to %s",
-			src, resourceVersion, short(mac), strings.Join(pushed, ", "))
+			src, resourceVersion, short(mac), listed(pushed, ", "))
 		klog.FromContext(ctx).Info("Pushed", "pushSecret", klog.KObj(ps), "secret", src, "resourceVersion", resourceVersion,
 			"dataHMAC", short(mac), "remoteKeys", len(pushed))
 	}
@@ -375,16 +375,16 @@ func (c *PushController) finalize(ctx context.Context, ps *configv1alpha1.PushSe
 	}
 	if len(failed) > 0 {
 		return c.fail(ctx, ps, st, configv1alpha1.ReasonDeleteFailed, fmt.Sprintf("%d of %d remote keys were not deleted: %s; the finalizer %s stays until they are "+
-			"(remove it by hand to delete the PushSecret and keep them)", len(failed), len(sp.Status.Results), strings.Join(failed, "; "), configv1alpha1.PushSecretFinalizer), true)
+			"(remove it by hand to delete the PushSecret and keep them)", len(failed), len(sp.Status.Results), listed(failed, "; "), configv1alpha1.PushSecretFinalizer), true)
 	}
 	if len(notOwned) > 0 {
-		msg := fmt.Sprintf("%d of %d remote keys are not this PushSecret's and were left as they were: %s", len(notOwned), len(sp.Status.Results), strings.Join(notOwned, "; "))
+		msg := fmt.Sprintf("%d of %d remote keys are not this PushSecret's and were left as they were: %s", len(notOwned), len(sp.Status.Results), listed(notOwned, "; "))
 		if len(deleted) > 0 {
-			msg += "; deleted " + strings.Join(deleted, ", ")
+			msg += "; deleted " + listed(deleted, ", ")
 		}
 		return c.abandon(ctx, ps, st, msg)
 	}
-	c.recorder.Eventf(ps, corev1.EventTypeNormal, EventDeleted, "Deleted %s (deletionPolicy Delete)", strings.Join(deleted, ", "))
+	c.recorder.Eventf(ps, corev1.EventTypeNormal, EventDeleted, "Deleted %s (deletionPolicy Delete)", listed(deleted, ", "))
 	klog.FromContext(ctx).Info("Deleted remote keys", "pushSecret", klog.KObj(ps), "remoteKeys", len(deleted))
 	return c.release(ctx, ps, resultDeleted)
 }
@@ -653,6 +653,19 @@ func storesOf(results []esv1alpha1.SecretPushResult) string {
 		}
 	}
 	return strings.Join(stores, ", ")
+}
+
+// maxListed bounds the items a status message or Event lists: with dataTo a
+// push can write hundreds of remote keys, and a condition message holds at
+// most 32768 characters.
+const maxListed = 20
+
+// listed joins items, the first maxListed of them, saying how many more.
+func listed(items []string, sep string) string {
+	if len(items) <= maxListed {
+		return strings.Join(items, sep)
+	}
+	return fmt.Sprintf("%s%sand %d more", strings.Join(items[:maxListed], sep), sep, len(items)-maxListed)
 }
 
 func quoted(keys []string) string {
