@@ -227,3 +227,32 @@ func TestPushSecretDataToAWS(t *testing.T) {
 		}
 	}
 }
+
+// TestPushSecretDataToKeyScope: remote keys made of source key names pass
+// the ClusterSecretStore's key scope like written ones: a tenant confined
+// to "teams/{namespace}/" pushes under its prefix, and a dataTo whose keys
+// land outside it is refused (PushRefused, naming the prefix) with nothing
+// written.
+func TestPushSecretDataToKeyScope(t *testing.T) {
+	startSyncer(t)
+	v := startVault(t)
+	team := newNamespace(t, nil)
+	grantPushSource(t, team)
+	ref := sharedVaultStore(t, v, configv1alpha1.ClusterSecretStoreCondition{Namespaces: []string{team}, RemoteKeyPrefix: "teams/{namespace}/"})
+	src := putSource(t, team, "src", map[string]string{"db": `{"password":"p"}`})
+	newPushSecret(t, team, "inside", "src", withDataTo(configv1alpha1.PushSecretDataTo{StoreRef: ref,
+		Rewrite: []configv1alpha1.ExternalSecretRewrite{rewriteRegexp("^", "teams/"+team+"/")}}), []configv1alpha1.SecretStoreRef{ref})
+	waitPush(t, 30*time.Second, pushReady(team, "inside", configv1alpha1.ReasonSynced, src.ResourceVersion))
+	waitVault(t, v, "teams/"+team+"/db", "password", "p")
+
+	newPushSecret(t, team, "outside", "src", withDataTo(configv1alpha1.PushSecretDataTo{StoreRef: ref}), []configv1alpha1.SecretStoreRef{ref})
+	ps := waitPush(t, 30*time.Second, pushReady(team, "outside", configv1alpha1.ReasonPushRefused, ""))
+	if msg := readyMessage(ps); !strings.Contains(msg, `dataTo[0] (source key "db")`) || !strings.Contains(msg, "teams/"+team+"/") {
+		t.Errorf("Ready says %q", msg)
+	}
+	if d, err := vaultKV(t, v, "db"); err == nil && len(d) > 0 {
+		t.Error("a key outside the prefix was written")
+	}
+	deletePushSecret(t, team, "inside")
+	deletePushSecret(t, team, "outside")
+}
