@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -50,6 +51,16 @@ func TestPushSecretTemplate(t *testing.T) {
 	if strings.Contains(out, canary) || strings.Contains(out, strings.ToUpper(canary)) {
 		t.Error("the PushSecret or the Events carry a value")
 	}
+	sightings, err := cluster.FindCanary(ctx, canary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := slices.Sorted(slices.Values(sightings.EtcdKeys)), []string{"/registry/secrets/" + ns + "/pokedex-credentials"}; !slices.Equal(got, want) {
+		t.Errorf("canary in etcd keys %v, want exactly %v", got, want)
+	}
+	if sightings.InFiles() != 0 {
+		t.Errorf("canary found in logs: %s", sightings)
+	}
 	deletePushSecret(t, ns, "pushsecret-example")
 
 	// A user who may create PushSecrets and use the store, but not get the
@@ -75,7 +86,7 @@ func TestPushSecretTemplate(t *testing.T) {
 		Template:        tmpl,
 		Data:            []configv1alpha1.PushSecretData{{Match: match("config.yml", "by-user", "config")}},
 	}}
-	_, err := userClient(t, user).ConfigV1alpha1().PushSecrets(ns).Create(ctx, ps, metav1.CreateOptions{})
+	_, err = userClient(t, user).ConfigV1alpha1().PushSecrets(ns).Create(ctx, ps, metav1.CreateOptions{})
 	if err == nil || !strings.Contains(err.Error(), "spec.template.templateFrom names configmaps/application-config-tmpl") {
 		t.Errorf("a user who may not get the ConfigMap named it: %v", err)
 	}
