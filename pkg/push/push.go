@@ -59,29 +59,22 @@ func (p *Pusher) Push(ctx context.Context, ps *configv1alpha1.PushSecret, spec e
 	if err := checkMetadata(ps); err != nil {
 		return nil, err
 	}
-	values := spec.Data
+	// The values of dataTo entries with remoteKey, by entry ("dataTo[0]").
+	bundles := map[string][]byte{}
 	if action == externalsecrets.SecretPushActionPush {
-		// The bundles of dataTo entries with remoteKey, under keys no
-		// Secret key can be ("dataTo[0]" holds brackets).
 		for _, es := range plan {
 			for _, e := range es {
 				if e.bundle == nil {
 					continue
 				}
-				if _, done := values[e.from]; done {
+				if _, done := bundles[e.from]; done {
 					continue
 				}
 				v, err := bundleValue(e.from, e.bundle, spec.Data)
 				if err != nil {
 					return nil, err
 				}
-				if len(values) == len(spec.Data) {
-					values = make(map[string][]byte, len(spec.Data)+1)
-					for k, v := range spec.Data {
-						values[k] = v
-					}
-				}
-				values[e.from] = v
+				bundles[e.from] = v
 			}
 		}
 	}
@@ -137,7 +130,7 @@ func (p *Pusher) Push(ctx context.Context, ps *configv1alpha1.PushSecret, spec e
 			r := externalsecrets.SecretPushResult{StoreRef: ref, SecretKey: e.secretKey, RemoteKey: e.remoteKey, Property: e.property}
 			value := spec.Data[e.secretKey]
 			if e.bundle != nil {
-				value = values[e.from]
+				value = bundles[e.from]
 			}
 			switch {
 			case dryRun:
