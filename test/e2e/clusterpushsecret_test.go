@@ -73,8 +73,18 @@ func TestClusterPushSecret(t *testing.T) {
 		}
 	}
 
-	// Granted use cluster-wide, the same author's is admitted.
+	// Granted use cluster-wide, the same author's is admitted — but not with
+	// a template read from a ConfigMap they may not get in all namespaces.
 	clusterBind(t, nsAdmin, "veil:store-user")
+	withTemplate := cps.DeepCopy()
+	withTemplate.Name = unique("cps-")
+	withTemplate.Spec.PushSecretSpec.Template = &configv1alpha1.ExternalSecretTemplate{TemplateFrom: []configv1alpha1.TemplateFrom{{
+		ConfigMap: &configv1alpha1.TemplateRef{Name: "push-templates", Items: []configv1alpha1.TemplateRefItem{{Key: "password"}}},
+	}}}
+	_, err = userClient(t, nsAdmin).ConfigV1alpha1().ClusterPushSecrets().Create(ctx, withTemplate, metav1.CreateOptions{})
+	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "may not get them (each) in all namespaces") || !strings.Contains(err.Error(), "configmaps/push-templates") {
+		t.Errorf("a ClusterPushSecret whose template names a ConfigMap its author may get in some namespaces only: %v, want forbidden", err)
+	}
 	if _, err := userClient(t, nsAdmin).ConfigV1alpha1().ClusterPushSecrets().Create(ctx, cps, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("a ClusterPushSecret whose author has the rights in all namespaces: %v", err)
 	}
