@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/acm"
 	acmtypes "github.com/aws/aws-sdk-go-v2/service/acm/types"
 	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -180,6 +181,35 @@ func TestAWSCertificateManagerPush(t *testing.T) {
 	waitPush(t, 30*time.Second, pushReady(f.ns, "acm-my-app-cert", configv1alpha1.ReasonSynced, src.ResourceVersion))
 	if again := holds(leaf2); again != arn {
 		t.Errorf("the renewed certificate is %s, want it re-imported into %s", again, arn)
+	}
+
+	// ESO's metadata (aws-acm-push-secret-with-metadata.yaml): its tags on
+	// the same certificate, beside Veil's own.
+	eventually(t, func() error {
+		ps, err := cluster.VeilClient.ConfigV1alpha1().PushSecrets(f.ns).Get(ctxFor(t), "acm-my-app-cert", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		ps.Spec.Data[0].Metadata = &apiextensionsv1.JSON{Raw: []byte(`{"apiVersion":"kubernetes.external-secrets.io/v1alpha1","kind":"PushSecretMetadata","spec":{"tags":{"environment":"production","team":"platform"}}}`)}
+		_, err = cluster.VeilClient.ConfigV1alpha1().PushSecrets(f.ns).Update(ctxFor(t), ps, metav1.UpdateOptions{})
+		return err
+	})
+	eventually(t, func() error {
+		out, err := api.ListTagsForCertificate(ctxFor(t), &acm.ListTagsForCertificateInput{CertificateArn: aws.String(arn)})
+		if err != nil {
+			return err
+		}
+		have := map[string]string{}
+		for _, tg := range out.Tags {
+			have[aws.ToString(tg.Key)] = aws.ToString(tg.Value)
+		}
+		if have["environment"] != "production" || have["team"] != "platform" || have[awsprovider.RemoteKeyTagKey] != "my-app-certificate" {
+			return fmt.Errorf("tags of %s: %v, want the metadata's beside Veil's", arn, have)
+		}
+		return nil
+	})
+	if again := holds(leaf2); again != arn {
+		t.Errorf("tagging moved the certificate to %s, want %s", again, arn)
 	}
 
 	// A Secret that is not a TLS pair is refused, without quoting its key.

@@ -397,6 +397,10 @@ func (c *acmClient) Push(ctx context.Context, p providers.Push) (string, error) 
 	if err := c.checkRemoteKey(name); err != nil {
 		return "", err
 	}
+	meta, err := parseACMMeta(c.store, p.Metadata)
+	if err != nil {
+		return "", err
+	}
 	bundle, err := parseTLSPush(c.store, p.Value)
 	if err != nil {
 		return "", err
@@ -406,7 +410,7 @@ func (c *acmClient) Push(ctx context.Context, p providers.Push) (string, error) 
 		return "", err
 	}
 	if !found.exists {
-		in := &acm.ImportCertificateInput{Certificate: bundle.leaf, PrivateKey: bundle.key, Tags: acmTags(p.Owner, name)}
+		in := &acm.ImportCertificateInput{Certificate: bundle.leaf, PrivateKey: bundle.key, Tags: append(acmTags(p.Owner, name), acmUserTags(meta)...)}
 		if len(bundle.chain) > 0 {
 			in.CertificateChain = bundle.chain
 		}
@@ -433,11 +437,24 @@ func (c *acmClient) Push(ctx context.Context, p providers.Push) (string, error) 
 	} else if p.IfNotExists {
 		return esv1alpha1.SecretPushResultSkippedExists, nil
 	}
+	// The metadata's tags, on a certificate that is now this push's: set
+	// those it lacks or holds otherwise. Tags the metadata no longer names
+	// stay, as on Secrets Manager and Parameter Store.
+	set := meta.tagsToSet(found.current)
+	if len(set) > 0 {
+		if _, err := c.api.AddTagsToCertificate(ctx, &acm.AddTagsToCertificateInput{CertificateArn: aws.String(found.arn), Tags: acmUserTags(pushMeta{tags: set})}); err != nil {
+			return "", c.callError(err, "tagging "+what+" with the push metadata's tags")
+		}
+	}
 	got, err := c.api.GetCertificate(ctx, &acm.GetCertificateInput{CertificateArn: aws.String(found.arn)})
 	if err != nil {
 		return "", c.callError(err, "reading "+what+" before re-importing it")
 	}
 	if sameCertificate(got, bundle) {
+		if len(set) > 0 {
+			// New tags are a change, as they are on Secrets Manager.
+			return esv1alpha1.SecretPushResultPushed, nil
+		}
 		return esv1alpha1.SecretPushResultUnchanged, nil
 	}
 	in := &acm.ImportCertificateInput{CertificateArn: aws.String(found.arn), Certificate: bundle.leaf, PrivateKey: bundle.key}
@@ -449,7 +466,7 @@ func (c *acmClient) Push(ctx context.Context, p providers.Push) (string, error) 
 	}
 	// A re-import keeps the tags on AWS; moto drops them. Tagging again
 	// changes nothing on AWS and keeps the certificate findable on moto.
-	if _, err := c.api.AddTagsToCertificate(ctx, &acm.AddTagsToCertificateInput{CertificateArn: aws.String(found.arn), Tags: acmTags(p.Owner, name)}); err != nil {
+	if _, err := c.api.AddTagsToCertificate(ctx, &acm.AddTagsToCertificateInput{CertificateArn: aws.String(found.arn), Tags: append(acmTags(p.Owner, name), acmUserTags(meta)...)}); err != nil {
 		return "", c.callError(err, "tagging "+what+" after re-importing it")
 	}
 	return esv1alpha1.SecretPushResultPushed, nil
@@ -535,6 +552,37 @@ func (c *acmClient) checkRemoteKey(name string) error {
 		return providers.Errorf(providers.Invalid, "%s: remote key %q cannot be the value of ACM tag %s: it must be 1 to %d letters, digits, spaces and _.:/=+-@", c.store, name, RemoteKeyTagKey, acmMaxTagValue)
 	}
 	return nil
+}
+
+// acmMetaSpec is External Secrets Operator's PushSecretMetadata spec for
+// AWS Certificate Manager: tags.
+type acmMetaSpec struct {
+	Tags map[string]string `json:"tags,omitempty"`
+}
+
+// parseACMMeta parses a push's metadata for ACM. ACM allows 50 tags on a
+// certificate; Veil's owner tags and the remote key tag take 5 of them.
+func parseACMMeta(store string, raw []byte) (pushMeta, error) {
+	var spec acmMetaSpec
+	if err := providers.ParsePushMetadata(raw, store, &spec); err != nil {
+		return pushMeta{}, err
+	}
+	if len(spec.Tags) > maxUserTags-1 {
+		return pushMeta{}, providers.Errorf(providers.Invalid, "%s: the push metadata has %d tags, more than the %d AWS Certificate Manager leaves besides Veil's owner and remote key tags", store, len(spec.Tags), maxUserTags-1)
+	}
+	if err := checkTags(store, spec.Tags); err != nil {
+		return pushMeta{}, err
+	}
+	return pushMeta{tags: spec.Tags}, nil
+}
+
+// acmUserTags are the metadata's tags, sorted by key.
+func acmUserTags(m pushMeta) []acmtypes.Tag {
+	var out []acmtypes.Tag
+	for _, t := range m.userTags() {
+		out = append(out, acmtypes.Tag{Key: aws.String(t[0]), Value: aws.String(t[1])})
+	}
+	return out
 }
 
 func acmTags(o providers.Owner, name string) []acmtypes.Tag {

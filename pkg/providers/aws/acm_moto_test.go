@@ -329,3 +329,65 @@ func TestACMReadsOfUnknownNamesDoNotList(t *testing.T) {
 		t.Errorf("20 reads of unknown names made calls %v, want one listing (1 ListCertificates, 3 ListTagsForCertificate)", got)
 	}
 }
+
+// TestACMPushMetadataTags: ESO's ACM metadata (aws-acm-push-secret-with-
+// metadata.yaml) tags the imported certificate beside Veil's own tags; a
+// tag changed later is set on the same certificate, which is a push even
+// when the certificate is the same; a tag posing as Veil's is refused
+// before anything is imported.
+func TestACMPushMetadataTags(t *testing.T) {
+	resetMoto(t)
+	c := newClient(t, configv1alpha1.AWSServiceCertificateManager, keysFor(setupKeys))
+	owner := providers.Owner{Namespace: "team-a", Name: "cert", UID: "uid-1"}
+	crt, key := tlsChain(t, "tagged.example.com")
+	push := providers.Push{Key: "tagged", Value: tlsPush(t, crt, key), Owner: owner,
+		Metadata: pushMetadata(`{"tags":{"environment":"production","team":"platform"}}`)}
+	tagsOf := func() map[string]string {
+		t.Helper()
+		arns := taggedCertificates(t, "tagged")
+		if len(arns) != 1 {
+			t.Fatalf("%d certificates tagged with remote key tagged, want 1", len(arns))
+		}
+		out, err := acmAPI().ListTagsForCertificate(ctxFor(t), &acm.ListTagsForCertificateInput{CertificateArn: aws.String(arns[0])})
+		if err != nil {
+			t.Fatal(err)
+		}
+		have := map[string]string{}
+		for _, tg := range out.Tags {
+			have[aws.ToString(tg.Key)] = aws.ToString(tg.Value)
+		}
+		return have
+	}
+
+	if got, err := c.Push(ctxFor(t), push); err != nil || got != esv1alpha1.SecretPushResultPushed {
+		t.Fatalf("first push = %q, %v", got, err)
+	}
+	if have := tagsOf(); have["environment"] != "production" || have["team"] != "platform" || have[OwnerUIDTagKey] != "uid-1" || have[RemoteKeyTagKey] != "tagged" {
+		t.Errorf("tags after the import: %v", have)
+	}
+	push.Metadata = pushMetadata(`{"tags":{"environment":"staging","team":"platform"}}`)
+	if got, err := c.Push(ctxFor(t), push); err != nil || got != esv1alpha1.SecretPushResultPushed {
+		t.Fatalf("the same certificate with a changed tag = %q, %v, want Pushed", got, err)
+	}
+	if have := tagsOf(); have["environment"] != "staging" || have[OwnerUIDTagKey] != "uid-1" {
+		t.Errorf("tags after the retag: %v", have)
+	}
+	if got, err := c.Push(ctxFor(t), push); err != nil || got != esv1alpha1.SecretPushResultUnchanged {
+		t.Errorf("the same push again = %q, %v, want Unchanged", got, err)
+	}
+
+	crt2, key2 := tlsChain(t, "other.example.com")
+	bad := providers.Push{Key: "posing", Value: tlsPush(t, crt2, key2), Owner: owner,
+		Metadata: pushMetadata(`{"tags":{"veil.dev/owner-uid":"someone-else"}}`)}
+	if _, err := c.Push(ctxFor(t), bad); providers.ReasonOf(err) != providers.Invalid || !strings.Contains(err.Error(), "is Veil's own") {
+		t.Errorf("a tag posing as Veil's: %v, want Invalid naming it", err)
+	}
+	if arns := taggedCertificates(t, "posing"); len(arns) != 0 {
+		t.Errorf("a refused push imported %d certificates", len(arns))
+	}
+	unknown := providers.Push{Key: "posing", Value: tlsPush(t, crt2, key2), Owner: owner,
+		Metadata: pushMetadata(`{"tags":{"a":"b"},"description":"ACM has none"}`)}
+	if _, err := c.Push(ctxFor(t), unknown); providers.ReasonOf(err) != providers.Invalid {
+		t.Errorf("metadata with a field ACM's has not: %v, want Invalid", err)
+	}
+}
