@@ -41,8 +41,12 @@ type ClusterPushSecretList struct {
 
 // ClusterPushSecretSpec is the PushSecret to create and where.
 type ClusterPushSecretSpec struct {
-	// PushSecretSpec is the spec of each PushSecret.
+	// PushSecretSpec is the spec of each PushSecret. Its selector names a
+	// Secret: a generator (selector.generatorRef) is not supported here,
+	// because each namespace's generator would be used on the
+	// ClusterPushSecret author's behalf.
 	// +required
+	// +kubebuilder:validation:XValidation:rule="!has(self.selector.generatorRef)",message="a ClusterPushSecret cannot push a generator's values (selector.generatorRef): use a PushSecret in each namespace"
 	PushSecretSpec PushSecretSpec `json:"pushSecretSpec"`
 
 	// PushSecretName names each PushSecret; the ClusterPushSecret's name

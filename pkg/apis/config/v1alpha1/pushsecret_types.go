@@ -189,10 +189,19 @@ type PushSecretDataToMatch struct {
 	Regexp string `json:"regexp,omitempty"`
 }
 
-// PushSecretSelector names the source Secret.
+// PushSecretSelector names the source: a Secret, or a generator whose
+// freshly generated value is pushed (rotation). Exactly one of them.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.secret) != has(self.generatorRef)",message="set exactly one of selector.secret (a Secret to push) and selector.generatorRef (a Password to generate and push)"
 type PushSecretSelector struct {
-	// +required
-	Secret PushSecretSecret `json:"secret"`
+	// Secret is a Secret of the PushSecret's namespace.
+	// +optional
+	Secret PushSecretSecret `json:"secret,omitzero"`
+	// GeneratorRef is a Password of the PushSecret's namespace: each
+	// refresh pushes newly generated passwords (its keys, "password" by
+	// default, are the secretKeys of data), never stored by Veil.
+	// +optional
+	GeneratorRef *PushSecretGeneratorRef `json:"generatorRef,omitempty"`
 }
 
 // PushSecretSecret is a Secret of the PushSecret's namespace.

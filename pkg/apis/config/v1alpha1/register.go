@@ -31,6 +31,7 @@ func addKnownTypes(scheme *runtime.Scheme) error {
 		&PushSecret{}, &PushSecretList{},
 		&ClusterExternalSecret{}, &ClusterExternalSecretList{},
 		&ClusterPushSecret{}, &ClusterPushSecretList{},
+		&Password{}, &PasswordList{},
 		&ProviderRegistration{}, &ProviderRegistrationList{},
 	)
 	metav1.AddToGroupVersion(scheme, SchemeGroupVersion)

@@ -62,6 +62,8 @@ func (f *sharedInformerFactory) ForResource(resource schema.GroupVersionResource
 		return &genericInformer{resource: resource.GroupResource(), informer: f.Config().V1alpha1().ClusterSecretStores().Informer()}, nil
 	case v1alpha1.SchemeGroupVersion.WithResource("externalsecrets"):
 		return &genericInformer{resource: resource.GroupResource(), informer: f.Config().V1alpha1().ExternalSecrets().Informer()}, nil
+	case v1alpha1.SchemeGroupVersion.WithResource("passwords"):
+		return &genericInformer{resource: resource.GroupResource(), informer: f.Config().V1alpha1().Passwords().Informer()}, nil
 	case v1alpha1.SchemeGroupVersion.WithResource("providerregistrations"):
 		return &genericInformer{resource: resource.GroupResource(), informer: f.Config().V1alpha1().ProviderRegistrations().Informer()}, nil
 	case v1alpha1.SchemeGroupVersion.WithResource("pushsecrets"):

@@ -38,6 +38,14 @@ type ExternalSecretListerExpansion interface{}
 // ExternalSecretNamespaceLister.
 type ExternalSecretNamespaceListerExpansion interface{}
 
+// PasswordListerExpansion allows custom methods to be added to
+// PasswordLister.
+type PasswordListerExpansion interface{}
+
+// PasswordNamespaceListerExpansion allows custom methods to be added to
+// PasswordNamespaceLister.
+type PasswordNamespaceListerExpansion interface{}
+
 // ProviderRegistrationListerExpansion allows custom methods to be added to
 // ProviderRegistrationLister.
 type ProviderRegistrationListerExpansion interface{}

@@ -32,6 +32,8 @@ type Interface interface {
 	ClusterSecretStores() TypedClusterSecretStoreInformer
 	// ExternalSecrets returns a ExternalSecretInformer.
 	ExternalSecrets() TypedExternalSecretInformer
+	// Passwords returns a PasswordInformer.
+	Passwords() TypedPasswordInformer
 	// ProviderRegistrations returns a ProviderRegistrationInformer.
 	ProviderRegistrations() TypedProviderRegistrationInformer
 	// PushSecrets returns a PushSecretInformer.
@@ -69,6 +71,11 @@ func (v *version) ClusterSecretStores() TypedClusterSecretStoreInformer {
 // ExternalSecrets returns a TypedExternalSecretInformer.
 func (v *version) ExternalSecrets() TypedExternalSecretInformer {
 	return &externalSecretInformer{factory: v.factory, namespace: v.namespace, tweakListOptions: v.tweakListOptions}
+}
+
+// Passwords returns a TypedPasswordInformer.
+func (v *version) Passwords() TypedPasswordInformer {
+	return &passwordInformer{factory: v.factory, namespace: v.namespace, tweakListOptions: v.tweakListOptions}
 }
 
 // ProviderRegistrations returns a TypedProviderRegistrationInformer.

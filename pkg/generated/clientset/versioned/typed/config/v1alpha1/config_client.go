@@ -32,6 +32,7 @@ type ConfigV1alpha1Interface interface {
 	ClusterPushSecretsGetter
 	ClusterSecretStoresGetter
 	ExternalSecretsGetter
+	PasswordsGetter
 	ProviderRegistrationsGetter
 	PushSecretsGetter
 	SecretStoresGetter
@@ -56,6 +57,10 @@ func (c *ConfigV1alpha1Client) ClusterSecretStores() ClusterSecretStoreInterface
 
 func (c *ConfigV1alpha1Client) ExternalSecrets(namespace string) ExternalSecretInterface {
 	return newExternalSecrets(c, namespace)
+}
+
+func (c *ConfigV1alpha1Client) Passwords(namespace string) PasswordInterface {
+	return newPasswords(c, namespace)
 }
 
 func (c *ConfigV1alpha1Client) ProviderRegistrations() ProviderRegistrationInterface {

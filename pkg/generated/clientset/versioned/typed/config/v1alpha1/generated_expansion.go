@@ -26,6 +26,8 @@ type ClusterSecretStoreExpansion interface{}
 
 type ExternalSecretExpansion interface{}
 
+type PasswordExpansion interface{}
+
 type ProviderRegistrationExpansion interface{}
 
 type PushSecretExpansion interface{}

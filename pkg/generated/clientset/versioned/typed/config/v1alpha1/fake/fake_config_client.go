@@ -44,6 +44,10 @@ func (c *FakeConfigV1alpha1) ExternalSecrets(namespace string) v1alpha1.External
 	return newFakeExternalSecrets(c, namespace)
 }
 
+func (c *FakeConfigV1alpha1) Passwords(namespace string) v1alpha1.PasswordInterface {
+	return newFakePasswords(c, namespace)
+}
+
 func (c *FakeConfigV1alpha1) ProviderRegistrations() v1alpha1.ProviderRegistrationInterface {
 	return newFakeProviderRegistrations(c)
 }
