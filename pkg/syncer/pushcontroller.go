@@ -63,7 +63,7 @@ func newPushSecretSkeleton(veil versioned.Interface, recorder record.EventRecord
 		applyStatus: func(ctx context.Context, ns, name string, body []byte, opts metav1.PatchOptions) (*configv1alpha1.PushSecret, error) {
 			return veil.ConfigV1alpha1().PushSecrets(ns).Patch(ctx, name, types.ApplyPatchType, body, opts, "status")
 		},
-		refreshInterval: func(ps *configv1alpha1.PushSecret) *metav1.Duration { return ps.Spec.RefreshInterval },
+		refreshInterval: pushRefreshInterval,
 		defaultRefresh:  defaultPushRefresh,
 		duration:        pushSyncDuration,
 		results:         pushSyncs,

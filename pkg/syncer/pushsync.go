@@ -66,6 +66,9 @@ func (c *PushController) sync(ctx context.Context, ps *configv1alpha1.PushSecret
 		return c.finalizerFailed(ctx, ps, err)
 	}
 	st := ps.Status.DeepCopy()
+	if ps.Spec.Selector.GeneratorRef != nil {
+		return c.syncGenerated(ctx, ps, st)
+	}
 	src := ps.Spec.Selector.Secret.Name
 
 	data, resourceVersion, err := c.readSource(ctx, ps)
