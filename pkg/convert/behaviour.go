@@ -3,6 +3,7 @@ package convert
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
@@ -112,6 +113,14 @@ func externalSecretBehaviour(o *unstructured.Unstructured) []difference {
 // outside ESO's PushSecretMetadata wrapper is named with how to fix it.
 func pushBehaviour(o *unstructured.Unstructured) []difference {
 	var out []difference
+	if _, ok, _ := unstructured.NestedMap(o.Object, "spec", "selector", "generatorRef"); ok {
+		if d, ok, _ := unstructured.NestedString(o.Object, "spec", "refreshInterval"); ok {
+			if v, err := time.ParseDuration(d); err == nil && v > 0 && v < configv1alpha1.MinGeneratorRefreshInterval {
+				out = append(out, difference{"spec.refreshInterval", fmt.Sprintf(
+					"with a generator, each refresh pushes a new value; Veil rotates at most every %s (ESO at every refreshInterval): set refreshInterval to %s or more", configv1alpha1.MinGeneratorRefreshInterval, configv1alpha1.MinGeneratorRefreshInterval)})
+			}
+		}
+	}
 	data, _, _ := unstructured.NestedSlice(o.Object, "spec", "data")
 	for i, d := range data {
 		m, _ := d.(map[string]any)

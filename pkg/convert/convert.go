@@ -150,11 +150,12 @@ func (c *Converter) Convert(ctx context.Context, in *unstructured.Unstructured) 
 		return in, nil
 	}
 	k, ok := c.kinds[in.GetKind()]
-	if !ok || gv.Group != ESOGroup {
+	if !ok || (gv.Group != ESOGroup && !isPasswordGenerator(gv.Group, in.GetKind())) || (gv.Group == ESOGroup && in.GetKind() == "Password") {
 		return nil, []Difference{{Object: name, Severity: NotConverted, Message: notConverted(in.GetKind(), gv.Group)}}
 	}
 	out := in.DeepCopy()
 	out.SetAPIVersion(configv1alpha1.SchemeGroupVersion.String())
+	convertGeneratorRefs(out)
 	delete(out.Object, "status")
 	// What a live object carries that a manifest must not.
 	for _, f := range []string{"resourceVersion", "uid", "generation", "creationTimestamp", "managedFields", "selfLink", "deletionTimestamp", "deletionGracePeriodSeconds", "ownerReferences", "finalizers"} {
@@ -217,7 +218,7 @@ func describe(o *unstructured.Unstructured) string {
 func notConverted(kind, group string) string {
 	switch {
 	case group != ESOGroup:
-		return fmt.Sprintf("Veil has no equivalent of %s (%s): generators are not supported; read the value from a store instead, or create it outside Veil", kind, group)
+		return fmt.Sprintf("Veil has no equivalent of %s (%s): its only generator is Password (%s), for PushSecrets; read the value from a store instead, or create it outside Veil", kind, group, GeneratorsGroup)
 	default:
 		return fmt.Sprintf("Veil has no %s", kind)
 	}

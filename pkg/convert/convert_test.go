@@ -81,8 +81,8 @@ func TestConvertReportsEveryDifference(t *testing.T) {
 	if !has(diffs["ExternalSecret team-a/two-providers"], Refused, "spec.data[0].remoteRef.decodingStrategy", "Unsupported value") {
 		t.Errorf("enum: %v", diffs["ExternalSecret team-a/two-providers"])
 	}
-	if out["Password team-a/pw"] != nil || !has(diffs["Password team-a/pw"], NotConverted, "", "generators") {
-		t.Errorf("a generator: %v", diffs["Password team-a/pw"])
+	if out["ECRAuthorizationToken team-a/ecr"] != nil || !has(diffs["ECRAuthorizationToken team-a/ecr"], NotConverted, "", "its only generator is Password") {
+		t.Errorf("a generator: %v", diffs["ECRAuthorizationToken team-a/ecr"])
 	}
 	if s := out["Secret team-a/vault-token"]; s == nil || s.GetAPIVersion() != "v1" || len(diffs["Secret team-a/vault-token"]) != 0 {
 		t.Errorf("a Secret in the same file is printed as it is: %v %v", s, diffs["Secret team-a/vault-token"])
@@ -118,7 +118,7 @@ func TestCommandOutput(t *testing.T) {
 	if len(back) != 11 {
 		t.Errorf("%d objects printed, want 11", len(back))
 	}
-	for _, want := range []string{"# veil convert: Password team-a/pw: not converted", "# veil convert: ClusterSecretStore open spec.conditions: behaviour"} {
+	for _, want := range []string{"# veil convert: ECRAuthorizationToken team-a/ecr: not converted", "# veil convert: ClusterSecretStore open spec.conditions: behaviour"} {
 		if !strings.Contains(printed, want) {
 			t.Errorf("output lacks %q", want)
 		}

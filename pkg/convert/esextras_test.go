@@ -52,7 +52,7 @@ spec:
 		sev         Severity
 		field, text string
 	}{
-		{Refused, "spec.dataFrom[0].sourceRef", "generators (sourceRef.generatorRef) are not supported by Veil"},
+		{Refused, "spec.dataFrom[0].sourceRef", "an ExternalSecret cannot read a generator (sourceRef.generatorRef)"},
 		{Refused, "spec.syncWindows.windows[0].schedule", "should match"},
 		{Refused, "spec.target.template.metadata.finalizers", "a domain of Kubernetes"},
 		{Behaviour, "spec.target.template.metadata.finalizers", "creationPolicy Merge"},

@@ -2,12 +2,14 @@ package convert
 
 import (
 	"bufio"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utiljson "k8s.io/apimachinery/pkg/util/json"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 )
@@ -21,12 +23,20 @@ func Read(r io.Reader) ([]*unstructured.Unstructured, error) {
 	d := utilyaml.NewYAMLOrJSONDecoder(bufio.NewReader(io.LimitReader(r, 64*MaxDocumentBytes)), MaxDocumentBytes)
 	var out []*unstructured.Unstructured
 	for i := 1; ; i++ {
-		var obj map[string]any
-		if err := d.Decode(&obj); err != nil {
+		var raw json.RawMessage
+		if err := d.Decode(&raw); err != nil {
 			if errors.Is(err, io.EOF) {
 				return out, nil
 			}
 			return nil, fmt.Errorf("document %d: %w", i, err)
+		}
+		// Whole numbers as int64, as kube-apiserver decodes them: CEL
+		// rules on integer fields refuse float64.
+		var obj map[string]any
+		if len(raw) > 0 && string(raw) != "null" {
+			if err := utiljson.Unmarshal(raw, &obj); err != nil {
+				return nil, fmt.Errorf("document %d: %w", i, err)
+			}
 		}
 		if len(obj) == 0 {
 			continue

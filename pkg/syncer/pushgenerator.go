@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -17,12 +16,9 @@ import (
 	"github.com/veil-dev/veil/pkg/generator"
 )
 
-// MinGeneratorRefresh is the shortest refreshInterval a PushSecret that
-// pushes a generator's values (selector.generatorRef) is given: each
-// refresh writes a new value to every store, so a tiny interval would make
-// the syncer rewrite provider secrets, and the readers' Secrets, in a busy
-// loop. A shorter one is lengthened to it.
-const MinGeneratorRefresh = time.Minute
+// MinGeneratorRefresh is the floor of a generator PushSecret's
+// refreshInterval (configv1alpha1.MinGeneratorRefreshInterval).
+const MinGeneratorRefresh = configv1alpha1.MinGeneratorRefreshInterval
 
 // pushRefreshInterval is spec.refreshInterval, lengthened to
 // MinGeneratorRefresh for a PushSecret with a generator. 0 stays 0: the

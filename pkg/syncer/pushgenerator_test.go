@@ -202,7 +202,9 @@ func TestPushGeneratorFailures(t *testing.T) {
 		if c := ready(t, got); !res.retry || c.Reason != configv1alpha1.ReasonPushFailed || !strings.Contains(c.Message, "vault down") {
 			t.Errorf("%+v; Ready %s: %s", res, c.Reason, c.Message)
 		}
-		f.answer = func(sp *esv1alpha1.SecretPush) (*esv1alpha1.SecretPush, error) { return answerAll(ps, sp, "Pushed"), nil }
+		f.answer = func(sp *esv1alpha1.SecretPush) (*esv1alpha1.SecretPush, error) {
+			return answerAll(ps, sp, "Pushed"), nil
+		}
 		if res, _ := f.sync(t); res.result != resultPushed || f.pushedPassword(t, 0) == f.pushedPassword(t, 1) {
 			t.Errorf("retry: %+v", res)
 		}

@@ -94,7 +94,7 @@ func TestSourceStoreRef(t *testing.T) {
 			SourceRef: &configv1alpha1.StoreSourceRef{GeneratorRef: &configv1alpha1.GeneratorRef{Kind: "Password", Name: "p"}},
 		}}},
 	}, metav1.CreateOptions{})
-	if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "generators (sourceRef.generatorRef) are not supported by Veil") {
+	if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "an ExternalSecret cannot read a generator (sourceRef.generatorRef)") {
 		t.Errorf("a generatorRef: %v, want 422 saying generators are not supported", err)
 	}
 

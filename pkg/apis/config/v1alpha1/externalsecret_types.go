@@ -211,7 +211,7 @@ const MaxStoresPerExternalSecret = 5
 // StoreSourceRef names the store one data or dataFrom entry is read from.
 // Generators (generatorRef) are not supported by Veil.
 //
-// +kubebuilder:validation:XValidation:rule="!has(self.generatorRef)",message="generators (sourceRef.generatorRef) are not supported by Veil: read the value from a store (sourceRef.storeRef, or spec.secretStoreRef), or create it outside Veil"
+// +kubebuilder:validation:XValidation:rule="!has(self.generatorRef)",message="an ExternalSecret cannot read a generator (sourceRef.generatorRef): Veil never stores generated values. Read the value from a store (sourceRef.storeRef, or spec.secretStoreRef); to generate and rotate a password, push it with a PushSecret whose selector.generatorRef names a Password, and read it back from that store"
 // +kubebuilder:validation:XValidation:rule="has(self.storeRef) || has(self.generatorRef)",message="sourceRef names no source: set storeRef, or remove sourceRef to use spec.secretStoreRef"
 type StoreSourceRef struct {
 	// StoreRef names a SecretStore of the same namespace or a

@@ -84,10 +84,12 @@ type PasswordSpec struct {
 
 	// NoUpper leaves out upper case letters.
 	// +optional
+	// +kubebuilder:default=false
 	NoUpper bool `json:"noUpper,omitempty"`
 
 	// AllowRepeat lets a character appear more than once in a password.
 	// +optional
+	// +kubebuilder:default=false
 	AllowRepeat bool `json:"allowRepeat,omitempty"`
 
 	// SecretKeys are the keys generated, each with its own password;

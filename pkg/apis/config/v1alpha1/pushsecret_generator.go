@@ -1,5 +1,15 @@
 package v1alpha1
 
+import "time"
+
+// MinGeneratorRefreshInterval is the shortest refreshInterval a PushSecret
+// that pushes a generator's values (selector.generatorRef) is given: each
+// refresh writes a new value to every store, so a tiny interval would make
+// veil-syncer rewrite provider secrets, and their readers' Secrets, in a
+// busy loop. A shorter one is lengthened to it; 0 still means once for
+// each generation of the PushSecret.
+const MinGeneratorRefreshInterval = time.Minute
+
 // PushSecretGeneratorRef names a generator of the PushSecret's namespace.
 // Each push generates new values with it and pushes them: the values exist
 // only at the provider, and are read back through an ExternalSecret.
