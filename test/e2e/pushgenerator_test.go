@@ -128,6 +128,7 @@ func TestPushSecretGenerator(t *testing.T) {
 		Spec: configv1alpha1.ExternalSecretSpec{
 			RefreshInterval: &metav1.Duration{Duration: 2 * time.Second},
 			SecretStoreRef:  new(storeRef("vault")),
+			Target:          &configv1alpha1.ExternalSecretTarget{Name: "db"},
 			Data:            []configv1alpha1.ExternalSecretData{dataRef("password", "gen/db", "password")},
 		},
 	}
