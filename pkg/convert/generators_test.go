@@ -58,6 +58,16 @@ kind: Password
 metadata: {name: p, namespace: app}
 spec: {length: 60, digits: 5, symbols: 2}
 `, Refused, "spec", "at most 52 letters"},
+		{"generator with dataTo", `apiVersion: external-secrets.io/v1alpha1
+kind: PushSecret
+metadata: {name: gen-datato, namespace: app}
+spec:
+  secretStoreRefs: [{name: vault, kind: SecretStore}]
+  selector:
+    generatorRef: {apiVersion: generators.external-secrets.io/v1alpha1, kind: Password, name: strong-password}
+  dataTo:
+  - storeRef: {name: vault}
+`, Refused, "spec", "dataTo and template apply to a source Secret only"},
 		{"rotation floor", `apiVersion: external-secrets.io/v1alpha1
 kind: PushSecret
 metadata: {name: fast, namespace: app}

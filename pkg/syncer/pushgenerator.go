@@ -72,7 +72,7 @@ func (c *PushController) syncGenerated(ctx context.Context, ps *configv1alpha1.P
 	}
 	defer zero(data)
 
-	sp, err := c.secretPush(ctx, ps, esv1alpha1.SecretPushActionPush, data)
+	sp, err := c.secretPush(ctx, ps, esv1alpha1.SecretPushActionPush, data, nil)
 	if err != nil {
 		return c.refused(ctx, ps, st, esv1alpha1.SecretPushActionPush, err)
 	}

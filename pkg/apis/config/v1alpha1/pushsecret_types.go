@@ -63,6 +63,7 @@ const (
 //
 // +kubebuilder:validation:XValidation:rule="(has(self.data) && size(self.data) > 0) || (has(self.dataTo) && size(self.dataTo) > 0)",message="set data or dataTo: there is nothing to push"
 // +kubebuilder:validation:XValidation:rule="!has(self.dataTo) || self.dataTo.all(d, self.secretStoreRefs.exists(r, r.name == d.storeRef.name && (has(r.kind) ? r.kind : 'SecretStore') == (has(d.storeRef.kind) ? d.storeRef.kind : 'SecretStore')))",message="every dataTo[].storeRef must be one of secretStoreRefs"
+// +kubebuilder:validation:XValidation:rule="!has(self.selector.generatorRef) || ((!has(self.dataTo) || size(self.dataTo) == 0) && !has(self.template))",message="a PushSecret with selector.generatorRef pushes the generated keys as data names them: dataTo and template apply to a source Secret only; map each generated key in data"
 type PushSecretSpec struct {
 	// RefreshInterval is how often the push is repeated; 1h when unset.
 	RefreshInterval *metav1.Duration `json:"refreshInterval,omitempty"`
