@@ -57,14 +57,14 @@ func (b *budget) step() (string, error) {
 	if b.steps > MaxSteps {
 		return "", b.exceeded(fmt.Sprintf("it runs more than %d steps (loops and template calls)", MaxSteps))
 	}
-	if b.steps%1024 == 0 && time.Now().After(b.deadline) {
+	if b.steps%64 == 0 && time.Now().After(b.deadline) {
 		return "", b.exceeded(fmt.Sprintf("it runs for more than %s", MaxDuration))
 	}
 	return "", nil
 }
 
-func (b *budget) spend(n int) error {
-	b.work += int64(n)
+func (b *budget) spend(n int64) error {
+	b.work += n
 	if b.work > MaxWorkBytes {
 		return b.exceeded(fmt.Sprintf("its functions produce more than %d MiB", MaxWorkBytes>>20))
 	}
@@ -108,6 +108,9 @@ func (b *budget) budgeted(funcs template.FuncMap) template.FuncMap {
 			out[name] = b.wrap(fn)
 		}
 	}
+	for name, mk := range costed {
+		out[name] = b.wrap(mk(b))
+	}
 	return out
 }
 
@@ -123,14 +126,31 @@ func (b *budget) wrap(fn any) any {
 		if _, err := b.step(); err != nil && canFail {
 			return []reflect.Value{reflect.Zero(t.Out(0)), reflect.ValueOf(&err).Elem()}
 		}
+		// Every call also costs the strings it is given: a function that
+		// only reads them (sha256sum, contains, regexMatch) still works in
+		// proportion to them, and its small result would not pay for it.
+		if err := b.spend(argBytes(args)); err != nil && canFail {
+			return []reflect.Value{reflect.Zero(t.Out(0)), reflect.ValueOf(&err).Elem()}
+		}
 		var res []reflect.Value
 		if t.IsVariadic() {
 			res = v.CallSlice(args)
 		} else {
 			res = v.Call(args)
 		}
-		if len(res) > 0 && res[0].Kind() == reflect.String {
-			if err := b.spend(res[0].Len()); err != nil && canFail {
+		if len(res) > 0 {
+			var n int64
+			switch res[0].Kind() {
+			case reflect.String:
+				n = int64(res[0].Len())
+			case reflect.Slice, reflect.Map, reflect.Interface, reflect.Pointer:
+				// A list or dict is charged everything it reaches, shared
+				// parts each time: `list $a $a` costs twice $a, so no
+				// structure can stand for more than the budget, however
+				// it is later printed or encoded.
+				n = size(res[0], MaxWorkBytes-b.work+1)
+			}
+			if err := b.spend(n); err != nil && canFail {
 				return []reflect.Value{reflect.Zero(t.Out(0)), reflect.ValueOf(&err).Elem()}
 			}
 		}
@@ -175,4 +195,37 @@ func instrument(t *template.Template, funcs template.FuncMap) error {
 		}
 	}
 	return nil
+}
+
+// argBytes is the bytes of the string arguments of a call, variadic ones
+// included; structures were charged when they were built.
+func argBytes(args []reflect.Value) int64 {
+	var n int64
+	var add func(v reflect.Value)
+	add = func(v reflect.Value) {
+		switch v.Kind() {
+		case reflect.String:
+			n += int64(v.Len())
+		case reflect.Interface:
+			if !v.IsNil() {
+				if e := v.Elem(); e.Kind() == reflect.String || (e.Kind() == reflect.Slice && e.Type().Elem().Kind() == reflect.Uint8) {
+					n += int64(e.Len())
+				}
+			}
+		case reflect.Slice:
+			if v.Type().Elem().Kind() == reflect.Uint8 {
+				n += int64(v.Len())
+				return
+			}
+			if k := v.Type().Elem().Kind(); k == reflect.String || k == reflect.Interface {
+				for i := 0; i < v.Len(); i++ {
+					add(v.Index(i))
+				}
+			}
+		}
+	}
+	for _, a := range args {
+		add(a)
+	}
+	return n
 }

@@ -60,20 +60,14 @@ var funcs = template.FuncMap{
 	"lower": strings.ToLower,
 	"trim":  strings.TrimSpace,
 	"toJson": func(v any) (string, error) {
+		if err := encodable("toJson", v); err != nil {
+			return "", err
+		}
 		b, err := json.Marshal(v)
 		if err != nil {
 			return "", &funcError{"toJson: the input cannot be encoded as JSON"}
 		}
 		return string(b), nil
-	},
-	"fromJson": func(s string) (any, error) {
-		var v any
-		// json's syntax errors quote the offending character, which is part
-		// of a value: only say that it failed.
-		if err := json.Unmarshal([]byte(s), &v); err != nil {
-			return nil, &funcError{"fromJson: the input is not valid JSON"}
-		}
-		return v, nil
 	},
 	// filterPEM keeps the PEM blocks of one type, e.g. the certificates of
 	// a bundle that also holds the private key.
