@@ -21,6 +21,15 @@ func FuzzRender(f *testing.F) {
 		`{{ .password | b64dec }}`,
 		`{{ range .password }}{{ end }}`,
 		`{{ if eq .password "x" }}y{{ else }}n{{ end }}`,
+		`{{ .password | default "x" | quote | nindent 4 }}`,
+		`{{ join "," (splitList "" .password) | replace "" "--" }}`,
+		`{{ dict "a" .password "b" (list 1 2) | toYaml | fromYaml | toPrettyJson }}`,
+		`{{ $l := list .password }}{{ range 40 }}{{ $l = list $l $l }}{{ end }}{{ $l }}`,
+		`{{ regexReplaceAll "(.)" .password "$1$1$1" | repeat 100 | sha256sum }}`,
+		`{{ regexFindAll "" (repeat 1000 .password) -1 | len }}`,
+		`{{ randAlphaNum 16 | len }}{{ indent 100000 (repeat 1000 "\n") }}`,
+		`{{ substr 2 100 .password | trunc 5 | abbrev 4 | title | snakecase }}`,
+		`{{ env "HOME" }}{{ genPrivateKey "rsa" }}`,
 	} {
 		f.Add(seed)
 	}
