@@ -2,12 +2,14 @@ package convert
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
+	"github.com/veil-dev/veil/pkg/syncer/template"
 )
 
 // difference is one behaviour a manifest valid in both shows differently.
@@ -24,8 +26,12 @@ func behaviour(o *unstructured.Unstructured) []difference {
 	case "PushSecret":
 		return pushBehaviour(o)
 	case "ClusterExternalSecret":
-		return []difference{clusterRights("ExternalSecret", "externalSecretSpec",
+		out := []difference{clusterRights("ExternalSecret", "externalSecretSpec",
 			"create externalsecrets, use the store it names, get the externalsecretvalues of its ExternalSecrets' name when it has a target, and get the ConfigMaps of target.template.templateFrom")}
+		if spec, ok, _ := unstructured.NestedMap(o.Object, "spec", "externalSecretSpec"); ok {
+			out = append(out, templateFunctions(spec, "spec.externalSecretSpec", "target", "template")...)
+		}
+		return out
 	case "ClusterPushSecret":
 		out := []difference{clusterRights("PushSecret", "pushSecretSpec", "create pushsecrets and use every store of secretStoreRefs")}
 		if spec, ok, _ := unstructured.NestedMap(o.Object, "spec", "pushSecretSpec"); ok {
@@ -99,20 +105,70 @@ func behaviour(o *unstructured.Unstructured) []difference {
 // externalSecretBehaviour: finalizers are never put on a Secret merged
 // into, as Veil's template labels and annotations are not.
 func externalSecretBehaviour(o *unstructured.Unstructured) []difference {
+	var out []difference
 	policy, _, _ := unstructured.NestedString(o.Object, "spec", "target", "creationPolicy")
 	fs, _, _ := unstructured.NestedStringSlice(o.Object, "spec", "target", "template", "metadata", "finalizers")
 	if policy == "Merge" && len(fs) > 0 {
-		return []difference{{"spec.target.template.metadata.finalizers",
-			"with creationPolicy Merge, Veil adds no finalizers (nor template labels or annotations) to the Secret merged into, where ESO adds them: put them on that Secret yourself"}}
+		out = append(out, difference{"spec.target.template.metadata.finalizers",
+			"with creationPolicy Merge, Veil adds no finalizers (nor template labels or annotations) to the Secret merged into, where ESO adds them: put them on that Secret yourself"})
 	}
-	return nil
+	spec, _, _ := unstructured.NestedMap(o.Object, "spec")
+	return append(out, templateFunctions(spec, "spec", "target", "template")...)
+}
+
+// templateFunctions names the functions that the templates under
+// spec.<path> (data, templateFrom literals) and, for an ExternalSecret,
+// its rewrite transforms call and Veil does not offer: ESO's Sprig has
+// more, and such a sync fails with TemplateError.
+func templateFunctions(spec map[string]any, field string, path ...string) []difference {
+	var out []difference
+	check := func(f, tmpl string) {
+		if fns := template.Undefined(tmpl); len(fns) > 0 {
+			out = append(out, difference{f, fmt.Sprintf(
+				"the template calls %s, which Veil's templates do not offer (it leaves out some of ESO's Sprig and own functions; see docs/migrating-from-eso.md): the sync fails with TemplateError until it is rewritten with the functions Veil has",
+				strings.Join(fns, ", "))})
+		}
+	}
+	data, _, _ := unstructured.NestedStringMap(spec, append(path, "data")...)
+	for _, k := range sortedKeys(data) {
+		check(fmt.Sprintf("%s.%s.data.%s", field, strings.Join(path, "."), k), data[k])
+	}
+	from, _, _ := unstructured.NestedSlice(spec, append(path, "templateFrom")...)
+	for i, f := range from {
+		m, _ := f.(map[string]any)
+		if lit, ok := m["literal"].(string); ok {
+			check(fmt.Sprintf("%s.%s.templateFrom[%d].literal", field, strings.Join(path, "."), i), lit)
+		}
+	}
+	dataFrom, _, _ := unstructured.NestedSlice(spec, "dataFrom")
+	for i, d := range dataFrom {
+		m, _ := d.(map[string]any)
+		rw, _ := m["rewrite"].([]any)
+		for j, r := range rw {
+			rm, _ := r.(map[string]any)
+			if tmpl, ok, _ := unstructured.NestedString(rm, "transform", "template"); ok {
+				check(fmt.Sprintf("%s.dataFrom[%d].rewrite[%d].transform.template", field, i, j), tmpl)
+			}
+		}
+	}
+	return out
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 // pushBehaviour: a PushSecret entry without match.secretKey pushes the
 // whole Secret as ESO does, except values ESO would mangle; and metadata
 // outside ESO's PushSecretMetadata wrapper is named with how to fix it.
 func pushBehaviour(o *unstructured.Unstructured) []difference {
-	var out []difference
+	spec, _, _ := unstructured.NestedMap(o.Object, "spec")
+	out := templateFunctions(spec, "spec", "template")
 	if _, ok, _ := unstructured.NestedMap(o.Object, "spec", "selector", "generatorRef"); ok {
 		if d, ok, _ := unstructured.NestedString(o.Object, "spec", "refreshInterval"); ok {
 			if v, err := time.ParseDuration(d); err == nil && v > 0 && v < configv1alpha1.MinGeneratorRefreshInterval {

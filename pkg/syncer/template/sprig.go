@@ -558,3 +558,36 @@ func walkReflect(v reflect.Value, n *int64, limit int64, walk func(any)) {
 		*n += 16
 	}
 }
+
+var undefinedFunc = regexp.MustCompile(`function "([^"]+)" not defined`)
+
+// Undefined returns the functions tmpl calls that Veil's templates do not
+// offer (at most 16, in the order parsing meets them), so that veil convert
+// can name them before a sync fails on them. A template that does not
+// parse for another reason yields what was found until then.
+func Undefined(tmpl string) []string {
+	fm := template.FuncMap{}
+	for _, m := range []template.FuncMap{builtins, funcs} {
+		for name, fn := range m {
+			fm[name] = fn
+		}
+	}
+	stub := func(...any) any { return nil }
+	for name := range costed {
+		fm[name] = stub
+	}
+	var out []string
+	for len(out) < 16 {
+		_, err := template.New("t").Funcs(fm).Parse(tmpl)
+		if err == nil {
+			break
+		}
+		m := undefinedFunc.FindStringSubmatch(err.Error())
+		if m == nil {
+			break
+		}
+		out = append(out, m[1])
+		fm[m[1]] = stub
+	}
+	return out
+}

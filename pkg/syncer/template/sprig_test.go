@@ -195,3 +195,13 @@ func TestSprigAdversarial(t *testing.T) {
 		t.Logf("%s: %d MiB allocated, %s, err=%v", name, alloc>>20, took.Round(time.Millisecond), err)
 	}
 }
+
+func TestUndefined(t *testing.T) {
+	got := Undefined(`{{ .a | pkcs12cert | default "x" }}{{ env "HOME" }}{{ .b | quote | pkcs12cert }}{{ regexMatch "a" .c }}`)
+	if strings.Join(got, ",") != "pkcs12cert,env" {
+		t.Errorf("got %v, want [pkcs12cert env]", got)
+	}
+	if got := Undefined(`{{ .a | sha256sum | fromJson | toYaml }}`); len(got) != 0 {
+		t.Errorf("got %v, want none", got)
+	}
+}
