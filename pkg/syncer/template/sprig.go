@@ -141,26 +141,6 @@ func init() {
 			}
 			return string(b), nil
 		},
-		"toYaml": func(v any) (string, error) {
-			if err := encodable("toYaml", v); err != nil {
-				return "", err
-			}
-			b, err := yaml.Marshal(v)
-			if err != nil {
-				return "", &funcError{"toYaml: the input cannot be encoded as YAML"}
-			}
-			return strings.TrimSuffix(string(b), "\n"), nil
-		},
-		"toPrettyJson": func(v any) (string, error) {
-			if err := encodable("toPrettyJson", v); err != nil {
-				return "", err
-			}
-			b, err := json.MarshalIndent(v, "", "  ")
-			if err != nil {
-				return "", &funcError{"toPrettyJson: the input cannot be encoded as JSON"}
-			}
-			return string(b), nil
-		},
 	}) {
 		funcs[name] = fn
 	}
@@ -169,6 +149,45 @@ func init() {
 // costed are the functions that charge the budget for work beyond the
 // bytes they are given and return, before doing it.
 var costed = map[string]func(b *budget) any{
+	// The encoders are charged a multiple of their input's size first:
+	// sigs.k8s.io/yaml goes through JSON and a node tree, building some
+	// 16 bytes for every byte of the result, JSON a few.
+	"toYaml": func(b *budget) any {
+		return func(v any) (string, error) {
+			if err := b.encodable("toYaml", v, 16); err != nil {
+				return "", err
+			}
+			out, err := yaml.Marshal(v)
+			if err != nil {
+				return "", &funcError{"toYaml: the input cannot be encoded as YAML"}
+			}
+			return strings.TrimSuffix(string(out), "\n"), nil
+		}
+	},
+	"toPrettyJson": func(b *budget) any {
+		return func(v any) (string, error) {
+			if err := b.encodable("toPrettyJson", v, 4); err != nil {
+				return "", err
+			}
+			out, err := json.MarshalIndent(v, "", "  ")
+			if err != nil {
+				return "", &funcError{"toPrettyJson: the input cannot be encoded as JSON"}
+			}
+			return string(out), nil
+		}
+	},
+	"toJson": func(b *budget) any {
+		return func(v any) (string, error) {
+			if err := b.encodable("toJson", v, 4); err != nil {
+				return "", err
+			}
+			out, err := json.Marshal(v)
+			if err != nil {
+				return "", &funcError{"toJson: the input cannot be encoded as JSON"}
+			}
+			return string(out), nil
+		}
+	},
 	"fromJson": func(b *budget) any {
 		return func(s string) (any, error) {
 			if len(s) > MaxOutputBytes {
@@ -453,13 +472,14 @@ func compile(fn, re string) (*regexp.Regexp, error) {
 }
 
 // encodable refuses to encode a structure whose encoding would be larger
-// than a Secret can hold: escaping and indentation multiply it by a small
-// constant at most.
-func encodable(fn string, v any) error {
-	if size(reflect.ValueOf(v), MaxOutputBytes+1) > MaxOutputBytes {
+// than a Secret can hold (escaping and indentation multiply it by a small
+// constant at most), and charges factor times its size for the encoding.
+func (b *budget) encodable(fn string, v any, factor int64) error {
+	n := size(reflect.ValueOf(v), MaxOutputBytes+1)
+	if n > MaxOutputBytes {
 		return &funcError{fmt.Sprintf("%s: the input is larger than %d MiB", fn, MaxOutputBytes>>20)}
 	}
-	return nil
+	return b.spend(factor * n)
 }
 
 // size estimates the bytes v takes in memory, which is more than it takes

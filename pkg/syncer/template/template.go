@@ -7,7 +7,6 @@ package template
 import (
 	"bytes"
 	"encoding/base64"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -59,16 +58,6 @@ var funcs = template.FuncMap{
 	"upper": strings.ToUpper,
 	"lower": strings.ToLower,
 	"trim":  strings.TrimSpace,
-	"toJson": func(v any) (string, error) {
-		if err := encodable("toJson", v); err != nil {
-			return "", err
-		}
-		b, err := json.Marshal(v)
-		if err != nil {
-			return "", &funcError{"toJson: the input cannot be encoded as JSON"}
-		}
-		return string(b), nil
-	},
 	// filterPEM keeps the PEM blocks of one type, e.g. the certificates of
 	// a bundle that also holds the private key.
 	"filterPEM": func(blockType, s string) (string, error) {
