@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"reflect"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"text/template"
@@ -66,7 +67,7 @@ var sprigAsIs = []string{
 	"atoi", "int", "int64", "float64",
 	"add1", "add", "sub", "div", "mod", "mul", "max", "min",
 	"default", "empty", "coalesce", "ternary",
-	"list", "dict", "get", "hasKey", "keys", "values", "first", "last",
+	"list", "dict", "get", "hasKey", "values", "first", "last",
 }
 
 // maxResult bounds what one function may build before the budget charges
@@ -115,6 +116,18 @@ func init() {
 			return quoteAll("squote", v, func(s string) string { return "'" + s + "'" })
 		},
 		"cat": cat,
+		// keys, sorted: Sprig's follows map order, so a template ranging
+		// over it would write a different Secret at every refresh.
+		"keys": func(dicts ...map[string]any) []string {
+			var out []string
+			for _, d := range dicts {
+				for k := range d {
+					out = append(out, k)
+				}
+			}
+			sort.Strings(out)
+			return out
+		},
 		"replace": func(old, new, s string) (string, error) {
 			n := int64(strings.Count(s, old)) // an empty old matches len(runes)+1 times
 			if int64(len(s))+n*int64(len(new)) > maxResult {

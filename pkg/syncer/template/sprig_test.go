@@ -51,6 +51,7 @@ func TestSprigFunctions(t *testing.T) {
 		{`{{ atoi "42" }} {{ int "7" }} {{ int64 "8" }} {{ float64 "1.5" }}`, "42 7 8 1.5"},
 		{`{{ $l := list "x" "y" "z" }}{{ first $l }}{{ last $l }}{{ len $l }}`, "xz3"},
 		{`{{ $d := dict "k" .user }}{{ get $d "k" }} {{ hasKey $d "k" }} {{ keys $d }} {{ values $d }}`, "app true [k] [app]"},
+		{`{{ keys (dict "b" 1 "c" 2 "a" 3) (dict "d" 4) }}`, "[a b c d]"},
 		{`{{ (fromYaml .yaml).host }}`, "db.internal"},
 		{`{{ dict "host" .user | toYaml }}`, "host: app"},
 		{`{{ dict "a" 1 | toPrettyJson }}`, "{\n  \"a\": 1\n}"},
