@@ -29,6 +29,8 @@ type failure struct {
 	// service and op name the innermost call that failed: STS AssumeRole
 	// when fetching credentials failed under a GetSecretValue.
 	service, op string
+	// hop is the role ARN of the hop of a role chain that failed, if any.
+	hop string
 }
 
 var (
@@ -93,6 +95,7 @@ func classify(err error) failure {
 	if errors.As(err, &re) {
 		f.status, f.requestID = re.HTTPStatusCode(), re.ServiceRequestID()
 	}
+	f.hop = failedHop(err)
 	var na *allowlist.NotAllowedError
 	switch {
 	case errors.As(err, &na):
@@ -173,6 +176,8 @@ func (f failure) hint() string {
 		return "the identity may not decrypt the value with its KMS key (" + f.code + "); grant kms:Decrypt"
 	case sts && f.op == "AssumeRoleWithWebIdentity":
 		return "STS refused to exchange the ServiceAccount token for the role (" + orStatus(f) + "); check the role's trust policy names the cluster's OIDC provider, the audience and the ServiceAccount"
+	case sts && f.hop != "":
+		return "STS refused " + f.op + " of role " + f.hop + " in the chain (" + orStatus(f) + "); check that role's trust policy allows the identity before it in the chain (and, for spec.provider.aws.role, sts:TagSession and the external ID)"
 	case sts:
 		return "STS refused " + f.op + " (" + orStatus(f) + "); check that the role's trust policy allows the identity, sts:TagSession and the external ID"
 	case f.code != "":

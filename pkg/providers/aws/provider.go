@@ -83,6 +83,14 @@ func (provider) Endpoints(store *providers.Store) ([]*url.URL, error) {
 
 var regionPattern = regexp.MustCompile(`^[a-z0-9]+(-[a-z0-9]+)*$`)
 
+// roleARNPattern is the CRD's pattern for additionalRoles, checked again
+// here for stores that did not come through the CRD's validation.
+var roleARNPattern = regexp.MustCompile(`^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]{1,512}$`)
+
+// maxAdditionalRoles bounds role chaining: each hop is one more STS call
+// at every renewal of the credentials.
+const maxAdditionalRoles = 5
+
 // validate checks what can be checked without credentials or a connection.
 func validate(store *providers.Store) (*configv1alpha1.AWSProvider, error) {
 	spec := store.Spec.Provider.AWS
@@ -109,6 +117,30 @@ func validate(store *providers.Store) (*configv1alpha1.AWSProvider, error) {
 		return nil, providers.Errorf(providers.Invalid, "%s: spec.provider.aws.externalID and sessionTags apply when a role is assumed with keys; with auth.jwt, STS takes session tags from the token, so remove them", store)
 	case spec.Role == "" && (spec.ExternalID != "" || len(spec.SessionTags) > 0):
 		return nil, providers.Errorf(providers.Invalid, "%s: spec.provider.aws.externalID and sessionTags apply to spec.provider.aws.role, which is not set", store)
+	case spec.Role == "" && len(spec.TransitiveTagKeys) > 0:
+		return nil, providers.Errorf(providers.Invalid, "%s: spec.provider.aws.transitiveTagKeys apply to the session of spec.provider.aws.role, which is not set", store)
+	case spec.Role == "" && len(spec.AdditionalRoles) > 0:
+		return nil, providers.Errorf(providers.Invalid, "%s: spec.provider.aws.additionalRoles are assumed before spec.provider.aws.role, which is not set; set role to the last role of the chain", store)
+	case auth.JWT != nil && len(spec.AdditionalRoles) > 0:
+		return nil, providers.Errorf(providers.Invalid, "%s: spec.provider.aws.additionalRoles cannot be used with auth.jwt: Veil exchanges the ServiceAccount token for spec.provider.aws.role itself and reads no eks.amazonaws.com/role-arn annotation, so ESO's chain (annotation role, additionalRoles, role) has no first hop; use auth.secretRef, or drop additionalRoles and exchange the token for the role directly", store)
+	case len(spec.AdditionalRoles) > maxAdditionalRoles:
+		return nil, providers.Errorf(providers.Invalid, "%s: spec.provider.aws.additionalRoles has %d roles; at most %d may be chained", store, len(spec.AdditionalRoles), maxAdditionalRoles)
+	case len(spec.TransitiveTagKeys) > 0 && len(spec.SessionTags) == 0:
+		return nil, providers.Errorf(providers.Invalid, "%s: spec.provider.aws.transitiveTagKeys name keys of sessionTags, which is empty", store)
+	}
+	for i, arn := range spec.AdditionalRoles {
+		if !roleARNPattern.MatchString(arn) {
+			return nil, providers.Errorf(providers.Invalid, "%s: spec.provider.aws.additionalRoles[%d] %q is not an IAM role ARN such as arn:aws:iam::123456789012:role/name", store, i, arn)
+		}
+	}
+	for i, k := range spec.TransitiveTagKeys {
+		found := false
+		for _, t := range spec.SessionTags {
+			found = found || t.Key == k
+		}
+		if !found {
+			return nil, providers.Errorf(providers.Invalid, "%s: spec.provider.aws.transitiveTagKeys[%d] %q is not the key of a sessionTags entry", store, i, k)
+		}
 	}
 	return spec, nil
 }
@@ -268,15 +300,36 @@ func (p provider) NewClient(ctx context.Context, store *providers.Store, creds p
 		cfg.Credentials = def.Credentials
 		identity = "veil-apiserver's own AWS identity"
 	}
+	// Role chaining, as ESO: each of AdditionalRoles is assumed with the
+	// credentials of the one before (the first with those of Auth), by a
+	// plain AssumeRole; Role is assumed last, with ExternalID, the session
+	// tags and TransitiveTagKeys. Every hop goes through the same STS
+	// client settings (allowlisted dialer, TLS policy, timeouts, retryer)
+	// and caches its own credentials, so a renewal of Role's credentials
+	// calls STS again only for the hops whose credentials expired.
+	for _, arn := range spec.AdditionalRoles {
+		hop := stscreds.NewAssumeRoleProvider(newSTSClient(cfg, urls[1]), arn, func(o *stscreds.AssumeRoleOptions) {
+			o.RoleSessionName = sessionName(store)
+		})
+		cfg.Credentials = aws.NewCredentialsCache(hopProvider{arn: arn, provider: hop})
+		identity = "role " + arn + " assumed with " + identity
+	}
 	if spec.Role != "" && spec.Auth.JWT == nil {
 		stsClient := newSTSClient(cfg, urls[1])
-		cfg.Credentials = aws.NewCredentialsCache(stscreds.NewAssumeRoleProvider(stsClient, spec.Role, func(o *stscreds.AssumeRoleOptions) {
+		var provider aws.CredentialsProvider = stscreds.NewAssumeRoleProvider(stsClient, spec.Role, func(o *stscreds.AssumeRoleOptions) {
 			o.RoleSessionName = sessionName(store)
 			if spec.ExternalID != "" {
 				o.ExternalID = aws.String(spec.ExternalID)
 			}
 			o.Tags = sessionTags(store, spec.SessionTags)
-		}))
+			if len(spec.TransitiveTagKeys) > 0 {
+				o.TransitiveTagKeys = append([]string(nil), spec.TransitiveTagKeys...)
+			}
+		})
+		if len(spec.AdditionalRoles) > 0 {
+			provider = hopProvider{arn: spec.Role, provider: provider}
+		}
+		cfg.Credentials = aws.NewCredentialsCache(provider)
 		identity = "role " + spec.Role + " assumed with " + identity
 	}
 
@@ -312,6 +365,54 @@ func newRetryer() aws.Retryer {
 		})
 		o.Retryables = append([]retry.IsErrorRetryable{notAllowed}, o.Retryables...)
 	})
+}
+
+// hopProvider names the role of a hop of a chain in the errors of its
+// AssumeRole, so that a failure deep in the chain says which role STS
+// refused. The ARN is configuration, not a secret.
+type hopProvider struct {
+	arn      string
+	provider aws.CredentialsProvider
+}
+
+func (h hopProvider) Retrieve(ctx context.Context) (aws.Credentials, error) {
+	c, err := h.provider.Retrieve(ctx)
+	if err != nil {
+		return c, &hopError{arn: h.arn, err: err}
+	}
+	return c, nil
+}
+
+// hopError is the failure to assume one role of a chain.
+type hopError struct {
+	arn string
+	err error
+}
+
+func (e *hopError) Error() string { return "assuming role " + e.arn + ": " + e.err.Error() }
+func (e *hopError) Unwrap() error { return e.err }
+
+// failedHop is the role of the innermost hop of a chain that failed: the
+// hop STS refused, under the hops that needed its credentials.
+func failedHop(err error) string {
+	arn := ""
+	var walk func(error)
+	walk = func(e error) {
+		for e != nil {
+			if h, ok := e.(*hopError); ok {
+				arn = h.arn
+			}
+			if m, ok := e.(interface{ Unwrap() []error }); ok {
+				for _, x := range m.Unwrap() {
+					walk(x)
+				}
+				return
+			}
+			e = errors.Unwrap(e)
+		}
+	}
+	walk(err)
+	return arn
 }
 
 func newSTSClient(cfg aws.Config, endpoint *url.URL) *sts.Client {

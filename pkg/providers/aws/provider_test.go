@@ -82,6 +82,45 @@ func TestEndpoints(t *testing.T) {
 		spec:   configv1alpha1.AWSProvider{Service: "SecretsManager", Region: "us-east-1", Auth: keys, ExternalID: "x"},
 		reason: providers.Invalid, msg: "which is not set",
 	}, {
+		name:   "transitive tag keys without a role",
+		spec:   configv1alpha1.AWSProvider{Service: "SecretsManager", Region: "us-east-1", Auth: keys, TransitiveTagKeys: []string{"team"}},
+		reason: providers.Invalid, msg: "transitiveTagKeys apply to the session of spec.provider.aws.role, which is not set",
+	}, {
+		name:   "additional roles without a role",
+		spec:   configv1alpha1.AWSProvider{Service: "SecretsManager", Region: "us-east-1", Auth: keys, AdditionalRoles: []string{"arn:aws:iam::123456789012:role/a"}},
+		reason: providers.Invalid, msg: "set role to the last role of the chain",
+	}, {
+		name: "additional roles with jwt",
+		spec: configv1alpha1.AWSProvider{Service: "SecretsManager", Region: "us-east-1", Auth: jwt, Role: "arn:aws:iam::123456789012:role/r",
+			AdditionalRoles: []string{"arn:aws:iam::123456789012:role/a"}},
+		reason: providers.Invalid, msg: "additionalRoles cannot be used with auth.jwt",
+	}, {
+		name: "six additional roles",
+		spec: configv1alpha1.AWSProvider{Service: "SecretsManager", Region: "us-east-1", Auth: keys, Role: "arn:aws:iam::123456789012:role/r",
+			AdditionalRoles: []string{"arn:aws:iam::123456789012:role/a", "arn:aws:iam::123456789012:role/b", "arn:aws:iam::123456789012:role/c",
+				"arn:aws:iam::123456789012:role/d", "arn:aws:iam::123456789012:role/e", "arn:aws:iam::123456789012:role/f"}},
+		reason: providers.Invalid, msg: "at most 5 may be chained",
+	}, {
+		name: "an additional role that is not a role ARN",
+		spec: configv1alpha1.AWSProvider{Service: "SecretsManager", Region: "us-east-1", Auth: keys, Role: "arn:aws:iam::123456789012:role/r",
+			AdditionalRoles: []string{"arn:aws:iam::123456789012:user/u"}},
+		reason: providers.Invalid, msg: "additionalRoles[0] \"arn:aws:iam::123456789012:user/u\" is not an IAM role ARN",
+	}, {
+		name: "a transitive tag key that is not a session tag",
+		spec: configv1alpha1.AWSProvider{Service: "SecretsManager", Region: "us-east-1", Auth: keys, Role: "arn:aws:iam::123456789012:role/r",
+			SessionTags: []configv1alpha1.AWSTag{{Key: "team", Value: "a"}}, TransitiveTagKeys: []string{"team", "cost-center"}},
+		reason: providers.Invalid, msg: "transitiveTagKeys[1] \"cost-center\" is not the key of a sessionTags entry",
+	}, {
+		name: "transitive tag keys without session tags",
+		spec: configv1alpha1.AWSProvider{Service: "SecretsManager", Region: "us-east-1", Auth: keys, Role: "arn:aws:iam::123456789012:role/r",
+			TransitiveTagKeys: []string{"team"}},
+		reason: providers.Invalid, msg: "sessionTags, which is empty",
+	}, {
+		name: "a chain of two roles",
+		spec: configv1alpha1.AWSProvider{Service: "SecretsManager", Region: "us-east-2", Auth: keys, Role: "arn:aws:iam::123456789012:role/r",
+			AdditionalRoles: []string{"arn:aws:iam::123456789012:role/a", "arn:aws-us-gov:iam::123456789012:role/path/b"}},
+		want: []string{"https://secretsmanager.us-east-2.amazonaws.com", "https://sts.us-east-2.amazonaws.com"},
+	}, {
 		name:   "a region that is not one",
 		spec:   configv1alpha1.AWSProvider{Service: "SecretsManager", Region: "evil.example.com/", Auth: keys},
 		reason: providers.Invalid, msg: "is not an AWS region",

@@ -15,6 +15,8 @@ const (
 
 // AWSProvider connects to AWS Secrets Manager, Parameter Store or
 // Certificate Manager.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.transitiveTagKeys) || (has(self.sessionTags) && self.transitiveTagKeys.all(k, self.sessionTags.exists(t, t.key == k)))",message="every transitiveTagKeys entry must be the key of a sessionTags entry"
 type AWSProvider struct {
 	// +required
 	Service AWSService `json:"service"`
@@ -39,13 +41,35 @@ type AWSProvider struct {
 	// the store, so CloudTrail attributes every call to it.
 	Role string `json:"role,omitempty"`
 
+	// AdditionalRoles are role ARNs assumed one after the other, starting
+	// from the credentials of Auth, before Role is assumed with the last
+	// one's credentials (role chaining). These hops are plain AssumeRole
+	// calls: ExternalID, SessionTags and TransitiveTagKeys apply to Role
+	// only. They need Role, and keys (auth.secretRef) or, for a
+	// ClusterSecretStore, the apiserver's own identity.
+	// +kubebuilder:validation:MaxItems=5
+	// +listType=atomic
+	// +kubebuilder:validation:items:Pattern=`^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]{1,512}$`
+	// +kubebuilder:validation:items:MaxLength=2048
+	AdditionalRoles []string `json:"additionalRoles,omitempty"`
+
 	// ExternalID is passed when assuming Role.
 	ExternalID string `json:"externalID,omitempty"`
 
 	// SessionTags are added to the assumed-role session, after the tags
-	// naming the store that Veil always adds.
+	// naming the store that Veil always adds (at most 50 in all, STS's
+	// limit).
+	// +kubebuilder:validation:MaxItems=47
 	// +listType=atomic
 	SessionTags []AWSTag `json:"sessionTags,omitempty"`
+
+	// TransitiveTagKeys are keys of SessionTags that pass on to the
+	// sessions chained from Role's session.
+	// +kubebuilder:validation:MaxItems=50
+	// +listType=atomic
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=128
+	TransitiveTagKeys []string `json:"transitiveTagKeys,omitempty"`
 
 	// Prefix is prepended to every remote key.
 	Prefix string `json:"prefix,omitempty"`
@@ -62,8 +86,11 @@ type AWSProvider struct {
 // AWSTag is a key/value tag.
 type AWSTag struct {
 	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=128
 	Key string `json:"key"`
 	// +required
+	// +kubebuilder:validation:MaxLength=256
 	Value string `json:"value"`
 }
 
