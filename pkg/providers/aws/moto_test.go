@@ -847,3 +847,65 @@ func TestOwnIdentity(t *testing.T) {
 	_, err = c.Get(ctx, providers.Ref{Key: "/own/p"})
 	wantReason(t, err, providers.Forbidden, "AWS refused veil-apiserver's own AWS identity")
 }
+
+// TestRoleChain reads through a two-hop chain on moto with signatures
+// required: only the last role may read the secret and neither the keys'
+// user nor the first role may, so a successful read is the final role's.
+func TestRoleChain(t *testing.T) {
+	resetMoto(t)
+	ctx := ctxFor(t)
+	createSecret(t, "chain/db", "chained-value", nil)
+	const assume = `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["sts:AssumeRole","sts:TagSession"],"Resource":"*"}]}`
+	const read = `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["secretsmanager:GetSecretValue"],"Resource":"*"}]}`
+	trusting := func(principal string) string {
+		return `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"` + principal + `"},"Action":["sts:AssumeRole","sts:TagSession"]}]}`
+	}
+	user, err := moto.CreateUser(ctx, "chainer", assume)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := moto.CreateRole(ctx, "chain-first", trusting("arn:aws:iam::123456789012:user/chainer"), assume)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The last role trusts the session of the first that Veil opens (moto
+	// matches a trust policy's principal literally; AWS also accepts the
+	// role's ARN for its sessions): the hop must be made with the first
+	// role's credentials, in a session named after the store.
+	last, err := moto.CreateRole(ctx, "chain-last", trusting("arn:aws:sts::123456789012:assumed-role/chain-first/veil.team-a.aws"), read)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := moto.RequireSignatures(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = moto.AcceptAnyCredentials(context.Background()) })
+	ref := providers.Ref{Key: "chain/db"}
+
+	// The first role alone may not read: a read that succeeds below is
+	// made with the last role's credentials.
+	_, err = newClient(t, configv1alpha1.AWSServiceSecretsManager, keysFor(user), func(s *configv1alpha1.AWSProvider) {
+		s.Role = first
+	}).Get(ctx, ref)
+	wantReason(t, err, providers.Forbidden, "not allowed to GetSecretValue")
+
+	count := counter(t, "AssumeRole", "GetSecretValue")
+	chained := newClient(t, configv1alpha1.AWSServiceSecretsManager, keysFor(user), func(s *configv1alpha1.AWSProvider) {
+		s.AdditionalRoles = []string{first}
+		s.Role, s.ExternalID = last, "veil-team-a"
+		s.SessionTags = []configv1alpha1.AWSTag{{Key: "team", Value: "a"}}
+		s.TransitiveTagKeys = []string{"team"}
+	})
+	for range 3 {
+		v, err := chained.Get(ctx, ref)
+		if err != nil {
+			t.Fatalf("through the chain: %v", err)
+		}
+		if string(v.Data) != "chained-value" {
+			t.Fatalf("read %q", v.Data)
+		}
+	}
+	if d := count(); d["AssumeRole"] != 2 || d["GetSecretValue"] != 3 {
+		t.Errorf("calls %v: want two AssumeRole (one per hop) for 3 reads, the chain's credentials reused", d)
+	}
+}
