@@ -81,6 +81,12 @@ func behaviour(o *unstructured.Unstructured) []difference {
 				"a SecretStore without AWS credentials is refused: ESO would use its own identity, which would let every namespace act as the operator; give the store auth.secretRef or auth.jwt, or use a ClusterSecretStore (the only kind that may use veil-apiserver's own identity)"})
 		}
 	}
+	if roles, _, _ := unstructured.NestedSlice(o.Object, "spec", "provider", "aws", "additionalRoles"); len(roles) > 0 {
+		if jwt, _, _ := unstructured.NestedMap(o.Object, "spec", "provider", "aws", "auth", "jwt"); jwt != nil {
+			out = append(out, difference{"spec.provider.aws.additionalRoles",
+				"with auth.jwt, ESO exchanges the ServiceAccount's token for the role of its eks.amazonaws.com/role-arn annotation and chains additionalRoles from there; Veil exchanges the token for role itself and reads no annotations, so it refuses additionalRoles with auth.jwt and the store stays not Ready: use auth.secretRef, or exchange the token for role directly (its trust policy accepting the cluster's web identities) and drop additionalRoles"})
+		}
+	}
 	if svc, _, _ := unstructured.NestedString(o.Object, "spec", "provider", "aws", "service"); svc == "CertificateManager" {
 		out = append(out, difference{"spec.provider.aws.service",
 			"Veil finds a certificate a PushSecret imported by its tag veil.dev/remote-key (ESO: external-secrets-remote-key), so a certificate ESO imported is not Veil's: the PushSecret imports a new one and never re-imports or deletes ESO's; delete ESO's once Veil's is in use. Reads export the certificate whenever Veil's cache misses (ESO keeps exports for 24 hours), and ExportCertificate is billed past a monthly quota"})
