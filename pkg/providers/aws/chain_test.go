@@ -106,13 +106,16 @@ const (
 	final = "arn:aws:iam::333333333333:role/final"
 )
 
-func chainClient(t *testing.T, fake *recordingSTS) providers.Client {
+func chainClient(t *testing.T, fake *recordingSTS, edit ...func(*configv1alpha1.AWSProvider)) providers.Client {
 	t.Helper()
 	spec := configv1alpha1.AWSProvider{Service: configv1alpha1.AWSServiceSecretsManager, Region: "us-east-1",
 		Endpoint: fake.URL, STSEndpoint: fake.URL, Auth: keys,
 		AdditionalRoles: []string{hop1, hop2}, Role: final, ExternalID: "ext-team-a",
 		SessionTags:       []configv1alpha1.AWSTag{{Key: "team", Value: "a"}, {Key: "env", Value: "prod"}},
 		TransitiveTagKeys: []string{"team"}}
+	for _, e := range edit {
+		e(&spec)
+	}
 	creds := &fakeCredentials{secrets: map[string]string{"aws/id": "AKIDBASE", "aws/secret": chainCanary + "-base"}}
 	c, err := provider{}.NewClient(context.Background(), store(configv1alpha1.SecretStoreKind, spec), creds, plainEnv())
 	if err != nil {
@@ -171,5 +174,28 @@ func TestRoleChainRefused(t *testing.T) {
 		if a.roleARN == final {
 			t.Errorf("role %s assumed although the hop before it was refused", final)
 		}
+	}
+}
+
+// TestRoleChainWithoutRole: as in ESO, without role the store acts as the
+// last of additionalRoles, each assumed by a plain AssumeRole.
+func TestRoleChainWithoutRole(t *testing.T) {
+	fake := newRecordingSTS(t)
+	c := chainClient(t, fake, func(s *configv1alpha1.AWSProvider) {
+		s.Role, s.ExternalID, s.SessionTags, s.TransitiveTagKeys = "", "", nil, nil
+	})
+	if _, err := c.Get(ctxFor(t), providers.Ref{Key: "db"}); err != nil {
+		t.Fatal(err)
+	}
+	assumed, readBy := fake.calls()
+	want := []assumeRoleCall{
+		{signedBy: "AKIDBASE", roleARN: hop1, sessionName: "veil.team-a.aws"},
+		{signedBy: keyOf(hop1), roleARN: hop2, sessionName: "veil.team-a.aws"},
+	}
+	if got, exp := fmt.Sprintf("%+v", assumed), fmt.Sprintf("%+v", want); got != exp {
+		t.Errorf("AssumeRole requests\n got %s\nwant %s", got, exp)
+	}
+	if len(readBy) != 1 || readBy[0] != keyOf(hop2) {
+		t.Errorf("GetSecretValue signed by %v, want the last additional role's key %s", readBy, keyOf(hop2))
 	}
 }

@@ -71,7 +71,7 @@ func (provider) Endpoints(store *providers.Store) ([]*url.URL, error) {
 		return nil, err
 	}
 	urls := []*url.URL{svc}
-	if spec.Role != "" {
+	if spec.Role != "" || len(spec.AdditionalRoles) > 0 {
 		st, err := stsEndpoint(store, spec)
 		if err != nil {
 			return nil, err
@@ -119,8 +119,6 @@ func validate(store *providers.Store) (*configv1alpha1.AWSProvider, error) {
 		return nil, providers.Errorf(providers.Invalid, "%s: spec.provider.aws.externalID and sessionTags apply to spec.provider.aws.role, which is not set", store)
 	case spec.Role == "" && len(spec.TransitiveTagKeys) > 0:
 		return nil, providers.Errorf(providers.Invalid, "%s: spec.provider.aws.transitiveTagKeys apply to the session of spec.provider.aws.role, which is not set", store)
-	case spec.Role == "" && len(spec.AdditionalRoles) > 0:
-		return nil, providers.Errorf(providers.Invalid, "%s: spec.provider.aws.additionalRoles are assumed before spec.provider.aws.role, which is not set; set role to the last role of the chain", store)
 	case auth.JWT != nil && len(spec.AdditionalRoles) > 0:
 		return nil, providers.Errorf(providers.Invalid, "%s: spec.provider.aws.additionalRoles cannot be used with auth.jwt: Veil exchanges the ServiceAccount token for spec.provider.aws.role itself and reads no eks.amazonaws.com/role-arn annotation, so ESO's chain (annotation role, additionalRoles, role) has no first hop; use auth.secretRef, or drop additionalRoles and exchange the token for the role directly", store)
 	case len(spec.AdditionalRoles) > maxAdditionalRoles:
@@ -302,7 +300,7 @@ func (p provider) NewClient(ctx context.Context, store *providers.Store, creds p
 	}
 	// Role chaining, as ESO: each of AdditionalRoles is assumed with the
 	// credentials of the one before (the first with those of Auth), by a
-	// plain AssumeRole; Role is assumed last, with ExternalID, the session
+	// plain AssumeRole; Role, when set, is assumed last, with ExternalID, the session
 	// tags and TransitiveTagKeys. Every hop goes through the same STS
 	// client settings (allowlisted dialer, TLS policy, timeouts, retryer)
 	// and caches its own credentials, so a renewal of Role's credentials

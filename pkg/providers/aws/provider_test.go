@@ -86,9 +86,9 @@ func TestEndpoints(t *testing.T) {
 		spec:   configv1alpha1.AWSProvider{Service: "SecretsManager", Region: "us-east-1", Auth: keys, TransitiveTagKeys: []string{"team"}},
 		reason: providers.Invalid, msg: "transitiveTagKeys apply to the session of spec.provider.aws.role, which is not set",
 	}, {
-		name:   "additional roles without a role",
-		spec:   configv1alpha1.AWSProvider{Service: "SecretsManager", Region: "us-east-1", Auth: keys, AdditionalRoles: []string{"arn:aws:iam::123456789012:role/a"}},
-		reason: providers.Invalid, msg: "set role to the last role of the chain",
+		name: "additional roles without a role add STS",
+		spec: configv1alpha1.AWSProvider{Service: "SecretsManager", Region: "us-east-1", Auth: keys, AdditionalRoles: []string{"arn:aws:iam::123456789012:role/a"}},
+		want: []string{"https://secretsmanager.us-east-1.amazonaws.com", "https://sts.us-east-1.amazonaws.com"},
 	}, {
 		name: "additional roles with jwt",
 		spec: configv1alpha1.AWSProvider{Service: "SecretsManager", Region: "us-east-1", Auth: jwt, Role: "arn:aws:iam::123456789012:role/r",

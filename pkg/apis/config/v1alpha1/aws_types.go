@@ -43,10 +43,11 @@ type AWSProvider struct {
 
 	// AdditionalRoles are role ARNs assumed one after the other, starting
 	// from the credentials of Auth, before Role is assumed with the last
-	// one's credentials (role chaining). These hops are plain AssumeRole
-	// calls: ExternalID, SessionTags and TransitiveTagKeys apply to Role
-	// only. They need Role, and keys (auth.secretRef) or, for a
-	// ClusterSecretStore, the apiserver's own identity.
+	// one's credentials (role chaining); without Role, the store acts as
+	// the last of them. These hops are plain AssumeRole calls: ExternalID,
+	// SessionTags and TransitiveTagKeys apply to Role only. They need keys
+	// (auth.secretRef) or, for a ClusterSecretStore, the apiserver's own
+	// identity.
 	// +kubebuilder:validation:MaxItems=5
 	// +listType=atomic
 	// +kubebuilder:validation:items:Pattern=`^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]{1,512}$`
