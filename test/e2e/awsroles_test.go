@@ -17,7 +17,8 @@ import (
 func TestAWSRoleChain(t *testing.T) {
 	f := newAWSFixture(t)
 	ctx := ctxFor(t)
-	f.createSecret(t, "chain/db", "chained value", nil)
+	canary := unique("veil-canary-chain-")
+	f.createSecret(t, "chain/db", canary, nil)
 	const assume = `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["sts:AssumeRole","sts:TagSession"],"Resource":"*"}]}`
 	const read = `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["secretsmanager:GetSecretValue"],"Resource":"*"}]}`
 	trusting := func(principal string) string {
@@ -60,7 +61,7 @@ func TestAWSRoleChain(t *testing.T) {
 		}
 		calls := awsCallsSince(t, "AssumeRole")
 		createExternalSecret(t, f.ns, "chained", storeRef("chain"), nil, dataRef("value", "chain/db", ""))
-		wantAWSData(t, awsRead(t, f.ns, "chained"), map[string][]byte{"value": []byte("chained value")})
+		wantAWSData(t, awsRead(t, f.ns, "chained"), map[string][]byte{"value": []byte(canary)})
 		if n := calls()["AssumeRole"]; n != 2 {
 			t.Errorf("%v AssumeRole calls, want 2: one per hop", n)
 		}
@@ -87,6 +88,20 @@ func TestAWSRoleChain(t *testing.T) {
 		if strings.Contains(err.Error(), user.Secret) {
 			t.Error("the error carries the secret key")
 		}
+	})
+
+	t.Run("neither the keys nor the value reach a log", func(t *testing.T) {
+		// The secret key is in etcd, in its Secret; it must be in no log
+		// after the chain used it and a hop was refused. The value read
+		// through the chain is only at the provider.
+		seen, err := cluster.FindCanary(ctxFor(t), user.Secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen.InFiles() != 0 {
+			t.Errorf("the access key's secret was logged: %s", seen)
+		}
+		assertOnlyInProvider(t, canary)
 	})
 
 	t.Run("admission refuses a transitive key that is no session tag", func(t *testing.T) {
