@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes/fake"
 	metadatafake "k8s.io/client-go/metadata/fake"
 	clienttesting "k8s.io/client-go/testing"
@@ -604,6 +605,32 @@ func TestSourceWatches(t *testing.T) {
 		rv  string
 	}
 	changes := make(chan change, 10)
+	// The fake's watches see only what happens after they start, and a
+	// watch starts a moment after its list: each is reported here once the
+	// tracker holds it, so that a change is made only when it will be seen.
+	watchStarted := make(chan string, 100)
+	client.PrependWatchReactor("secrets", func(action clienttesting.Action) (bool, watch.Interface, error) {
+		var opts metav1.ListOptions
+		if w, ok := action.(clienttesting.WatchActionImpl); ok {
+			opts = w.ListOptions
+		}
+		w, err := client.Tracker().Watch(action.GetResource(), action.GetNamespace(), opts)
+		if err == nil {
+			select { // never blocks a watch: the test reads only the first few
+			case watchStarted <- action.GetNamespace():
+			default:
+			}
+		}
+		return true, w, err
+	})
+	waitWatch := func(ns string) {
+		t.Helper()
+		for got := range watchStarted {
+			if got == ns {
+				return
+			}
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	s := newSourceWatches(ctx, client, func(src types.NamespacedName, rv string) { changes <- change{src, rv} })
@@ -628,6 +655,7 @@ func TestSourceWatches(t *testing.T) {
 		t.Errorf("a watch nobody uses runs on: %v", s.watches)
 	}
 
+	waitWatch("b")
 	if err := client.Tracker().Delete(secretsResource, "b", "src"); err != nil {
 		t.Fatal(err)
 	}
