@@ -31,7 +31,8 @@ func ParsePushMetadata(raw []byte, store string, spec any) error {
 	d := json.NewDecoder(bytes.NewReader(raw))
 	d.DisallowUnknownFields()
 	if err := d.Decode(&wrapper); err != nil {
-		return Errorf(Invalid, "%s: the push metadata must be an object with apiVersion %s, kind %s and spec (%v)", store, PushMetadataAPIVersion, PushMetadataKind, err)
+		return Errorf(Invalid, "%s: the push metadata must be an object with apiVersion %s, kind %s and the provider's fields under spec, as External Secrets Operator reads it (%v); move the fields under spec and add apiVersion and kind",
+			store, PushMetadataAPIVersion, PushMetadataKind, err)
 	}
 	if wrapper.APIVersion != PushMetadataAPIVersion || wrapper.Kind != PushMetadataKind {
 		return Errorf(Invalid, "%s: the push metadata has apiVersion %q and kind %q; it must be apiVersion %s, kind %s",

@@ -98,6 +98,19 @@ func TestPushSecretMetadataAWS(t *testing.T) {
 		t.Error("a secret was created though its metadata was refused")
 	}
 
+	// ESO's replication example writes the fields without the wrapper:
+	// admitted as ESO admits it, and the push fails saying how to wrap them.
+	newPushSecret(t, f.ns, "bare", "src", withMetadata(&apiextensionsv1.JSON{Raw: []byte(
+		`{"kmsKeyID":"bb123123-b2b0-4f60-ac3a-44a13f0e6b6c","replicationLocations":["eu-north-1","eu-west-2"],"secretPushFormat":"string","description":"Cross-account accessible secret","tags":{"team":"platform-engineering"}}`)}),
+		[]configv1alpha1.SecretStoreRef{storeRef("sm")}, match("key1", name+"-bare", ""))
+	ps = waitPush(t, 30*time.Second, pushReady(f.ns, "bare", configv1alpha1.ReasonPushFailed, ""))
+	if msg := readyMessage(ps); !strings.Contains(msg, "kind PushSecretMetadata and the provider's fields under spec") || !strings.Contains(msg, "move the fields under spec") {
+		t.Errorf("Ready says %q", msg)
+	}
+	if _, err := f.sm.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: aws.String(name + "-bare")}); err == nil {
+		t.Error("a secret was created though its metadata was not wrapped")
+	}
+
 	out := kubectl(t, "", "get", "pushsecrets,events", "-n", f.ns, "-o", "yaml")
 	if strings.Contains(out, canary) || strings.Contains(out, b64(canary)) {
 		t.Error("the PushSecrets or the Events carry the value")
@@ -105,6 +118,7 @@ func TestPushSecretMetadataAWS(t *testing.T) {
 	deletePushSecret(t, f.ns, "sm")
 	deletePushSecret(t, f.ns, "ps")
 	deletePushSecret(t, f.ns, "policy")
+	deletePushSecret(t, f.ns, "bare")
 }
 
 // TestPushSecretMetadataVault: dataTo metadata, Veil's customMetadata for

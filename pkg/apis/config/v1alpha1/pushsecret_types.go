@@ -168,12 +168,14 @@ type PushSecretDataTo struct {
 	// Vault KV v2: customMetadata). A field the store's provider does not
 	// know fails the push of the key, naming it, rather than being
 	// dropped. It comes from this spec only, never from the Secret, and
-	// is at most 16 KiB as JSON.
+	// is at most 16 KiB as JSON. Metadata without that wrapper (some of
+	// ESO's examples show one) is admitted, as ESO admits it, and fails the
+	// push of the key with a status saying how to wrap it, as in ESO.
 	// +optional
 	// +kubebuilder:pruning:PreserveUnknownFields
 	// +kubebuilder:validation:Schemaless
 	// +kubebuilder:validation:Type=object
-	// +kubebuilder:validation:MaxProperties=3
+	// +kubebuilder:validation:MaxProperties=16
 	Metadata *apiextensionsv1.JSON `json:"metadata,omitempty"`
 	// ConversionStrategy, as in data[]: None only.
 	// +kubebuilder:validation:Enum=None
@@ -226,12 +228,14 @@ type PushSecretData struct {
 	// Vault KV v2: customMetadata). A field the store's provider does not
 	// know fails the push of the key, naming it, rather than being
 	// dropped. It comes from this spec only, never from the Secret, and
-	// is at most 16 KiB as JSON.
+	// is at most 16 KiB as JSON. Metadata without that wrapper (some of
+	// ESO's examples show one) is admitted, as ESO admits it, and fails the
+	// push of the key with a status saying how to wrap it, as in ESO.
 	// +optional
 	// +kubebuilder:pruning:PreserveUnknownFields
 	// +kubebuilder:validation:Schemaless
 	// +kubebuilder:validation:Type=object
-	// +kubebuilder:validation:MaxProperties=3
+	// +kubebuilder:validation:MaxProperties=16
 	Metadata *apiextensionsv1.JSON `json:"metadata,omitempty"`
 	// ConversionStrategy, as in External Secrets Operator: "None" (the
 	// default there and the only one here) pushes the key as it is named.
