@@ -53,6 +53,18 @@ func behaviour(o *unstructured.Unstructured) []difference {
 				"Veil lets no namespace use a ClusterSecretStore without conditions (ESO lets every namespace); add spec.conditions naming the namespaces (or a namespaceSelector) that may use it"})
 		}
 	}
+	if c, _, _ := unstructured.NestedString(o.Object, "spec", "controller"); c != "" {
+		out = append(out, difference{"spec.controller",
+			"Veil runs one controller and serves every store: the field is kept and changes nothing (ESO leaves a store to the controller instance of that name)"})
+	}
+	if _, ok, _ := unstructured.NestedFieldNoCopy(o.Object, "spec", "retrySettings"); ok {
+		out = append(out, difference{"spec.retrySettings",
+			"kept, and not applied: Veil's provider calls keep their own bounded timeouts and retries, which no store can raise, since a provider is shared by every namespace"})
+	}
+	if _, ok, _ := unstructured.NestedFieldNoCopy(o.Object, "spec", "refreshInterval"); ok {
+		out = append(out, difference{"spec.refreshInterval",
+			"kept, and not applied: Veil checks a store when it or its credentials change and at every use, where ESO checks it again every refreshInterval"})
+	}
 	if server, ok, _ := unstructured.NestedString(o.Object, "spec", "provider", "vault", "server"); ok && strings.HasPrefix(strings.ToLower(server), "http://") {
 		out = append(out, difference{"spec.provider.vault.server",
 			"Veil refuses plaintext http:// provider endpoints unless veil-apiserver runs with --allow-plaintext-providers (for local demos only); use https://"})
@@ -202,7 +214,7 @@ func pushBehaviour(o *unstructured.Unstructured) []difference {
 			}
 			if meta["apiVersion"] != "kubernetes.external-secrets.io/v1alpha1" || meta["kind"] != "PushSecretMetadata" {
 				out = append(out, difference{fmt.Sprintf("spec.%s[%d].metadata", list, i),
-					"push metadata is taken only as an object of apiVersion kubernetes.external-secrets.io/v1alpha1, kind PushSecretMetadata, with the provider's fields under spec, as ESO's providers read it (ESO fails this push when it syncs); move the fields under spec and add apiVersion and kind"})
+					"push metadata is read only as an object of apiVersion kubernetes.external-secrets.io/v1alpha1, kind PushSecretMetadata, with the provider's fields under spec, as ESO's providers read it: without that wrapper the PushSecret is admitted and the push of this key fails when it syncs, in Veil as in ESO; move the fields under spec and add apiVersion and kind"})
 			}
 		}
 	}

@@ -2,6 +2,7 @@ package v1alpha1
 
 import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
 // SecretStore says how to reach one provider and authenticate to it. It is
@@ -80,6 +81,43 @@ type SecretStoreSpec struct {
 
 	// ReadOnly refuses every push through this store.
 	ReadOnly bool `json:"readOnly,omitempty"`
+
+	// Controller, as in External Secrets Operator, names the ESO
+	// controller instance meant to handle this store. Veil runs one: the
+	// field is admitted so that ESO's manifests apply unchanged (kubectl
+	// refuses an unknown field), and changes nothing; veil convert says so.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	Controller string `json:"controller,omitempty"`
+
+	// RetrySettings, as in External Secrets Operator, configure the retries
+	// of provider calls. Admitted so that ESO's manifests apply unchanged;
+	// Veil's provider calls keep their own bounded timeouts and retries
+	// (a tenant cannot make a shared provider retry more), and veil
+	// convert says so.
+	// +optional
+	RetrySettings *SecretStoreRetrySettings `json:"retrySettings,omitempty"`
+
+	// RefreshInterval, as in External Secrets Operator (whole seconds, or
+	// a duration such as "5m"), is how often ESO checks the store again.
+	// Admitted so that ESO's manifests apply unchanged; Veil checks a
+	// store when it or its credentials change and at every use, and veil
+	// convert says so.
+	// +optional
+	// +kubebuilder:validation:XIntOrString
+	// +kubebuilder:validation:XValidation:rule="type(self) == int ? self >= 0 : size(self) <= 32",message="refreshInterval is a number of seconds (0 or more) or a duration of at most 32 characters"
+	RefreshInterval *intstr.IntOrString `json:"refreshInterval,omitempty"`
+}
+
+// SecretStoreRetrySettings are External Secrets Operator's retry settings,
+// admitted for compatibility (see SecretStoreSpec.RetrySettings).
+type SecretStoreRetrySettings struct {
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	MaxRetries *int32 `json:"maxRetries,omitempty"`
+	// +optional
+	// +kubebuilder:validation:MaxLength=32
+	RetryInterval *string `json:"retryInterval,omitempty"`
 }
 
 // ClusterSecretStoreSpec adds to a store the namespaces that may use it.
