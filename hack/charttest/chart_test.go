@@ -519,7 +519,7 @@ func TestSyncerOff(t *testing.T) {
 			t.Errorf("%s alerts on veil-syncer", k)
 		}
 	}
-	for _, name := range []string{"veil-externalsecrets", "veil-pushsecrets"} {
+	for _, name := range []string{"veil-externalsecrets", "veil-pushsecrets", "veil-secretstores"} {
 		if find(objs, "ValidatingAdmissionPolicy", name) == nil {
 			t.Errorf("tenant policy %s missing with syncer.enabled=false", name)
 		}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	authorizationv1 "k8s.io/api/authorization/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
@@ -85,6 +86,15 @@ func TestClusterPushSecret(t *testing.T) {
 	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "may not get them (each) in all namespaces") || !strings.Contains(err.Error(), "configmaps/push-templates") {
 		t.Errorf("a ClusterPushSecret whose template names a ConfigMap its author may get in some namespaces only: %v, want forbidden", err)
 	}
+	// Nor pushing a Secret they may read in the selected namespaces only:
+	// veil-syncer would read it everywhere on their behalf.
+	_, err = userClient(t, nsAdmin).ConfigV1alpha1().ClusterPushSecrets().Create(ctx, cps, metav1.CreateOptions{})
+	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "names secrets/src, which veil-syncer would read and push") ||
+		!strings.Contains(err.Error(), "may not get it in all namespaces") {
+		t.Errorf("a ClusterPushSecret whose author may get its source Secret in some namespaces only: %v, want forbidden", err)
+	}
+	clusterBind(t, nsAdmin, clusterRole(t, rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{"src"}, Verbs: []string{"get"}}))
+	waitAllowed(t, nsAdmin, authorizationv1.ResourceAttributes{Verb: "get", Resource: "secrets", Name: "src"}, true)
 	if _, err := userClient(t, nsAdmin).ConfigV1alpha1().ClusterPushSecrets().Create(ctx, cps, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("a ClusterPushSecret whose author has the rights in all namespaces: %v", err)
 	}

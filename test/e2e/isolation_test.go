@@ -332,6 +332,138 @@ func TestIsolationUsingAStoreIsAPermission(t *testing.T) {
 	}
 }
 
+// TestIsolationPushSecretNeedsItsSource: veil-syncer reads a PushSecret's
+// source Secret with its own identity, wherever the namespace opted in to
+// pushes, so a tenant who may create PushSecrets and use a store but may
+// not read a Secret cannot copy it out through one: naming, or repointing
+// at, a Secret its author may not get is refused before anything exists.
+func TestIsolationPushSecretNeedsItsSource(t *testing.T) {
+	ns := newNamespace(t, nil)
+	createFakeStore(t, ns, "store", configv1alpha1.FakeProviderData{Key: "k", Value: "v"})
+	mal := impersonate(t, unique("mal-"))
+	bind(t, ns, mal.name, "veil:definitions-editor")
+	bind(t, ns, mal.name, "veil:store-user")
+	waitAllowed(t, mal.name, useAttrs(ns, "secretstores", "store"), true)
+	getSecret := func(name string) authorizationv1.ResourceAttributes {
+		return authorizationv1.ResourceAttributes{Namespace: ns, Verb: "get", Resource: "secrets", Name: name}
+	}
+	waitAllowed(t, mal.name, getSecret("source"), false)
+	create := func(ps *configv1alpha1.PushSecret) error {
+		_, err := mal.veil.ConfigV1alpha1().PushSecrets(ns).Create(ctxFor(t), ps, metav1.CreateOptions{})
+		return err
+	}
+
+	err := create(pushSecret(ns, "mal", storeRef("store")))
+	refused(t, "a PushSecret of a Secret its author may not read", err, "veil-pushsecrets",
+		"names secrets/source, which veil-syncer would read and push", "may not get it in namespace "+ns, "resourceNames")
+	if _, err := cluster.VeilClient.ConfigV1alpha1().PushSecrets(ns).Get(ctxFor(t), "mal", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("PushSecret mal: %v, want it never created", err)
+	}
+
+	// Granted get on that one Secret by name, the same PushSecret is admitted.
+	bind(t, ns, mal.name, clusterRole(t, rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{"source"}, Verbs: []string{"get"}}))
+	waitAllowed(t, mal.name, getSecret("source"), true)
+	if err := create(pushSecret(ns, "mal", storeRef("store"))); err != nil {
+		t.Fatalf("a PushSecret of a Secret its author may get: %v", err)
+	}
+
+	// Three stores are three authorization checks, more than one CEL
+	// expression may make: each validation asks about two at most.
+	createFakeStore(t, ns, "store-2", configv1alpha1.FakeProviderData{Key: "k", Value: "v"})
+	createFakeStore(t, ns, "store-3", configv1alpha1.FakeProviderData{Key: "k", Value: "v"})
+	if err := create(pushSecret(ns, "three", storeRef("store"), storeRef("store-2"), storeRef("store-3"))); err != nil {
+		t.Errorf("a PushSecret through three stores its author may use: %v", err)
+	}
+
+	// Repointing it at another Secret is naming that one: refused, unchanged.
+	ps, err := cluster.VeilClient.ConfigV1alpha1().PushSecrets(ns).Get(ctxFor(t), "mal", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps.Spec.Selector.Secret.Name = "someone-elses"
+	_, err = mal.veil.ConfigV1alpha1().PushSecrets(ns).Update(ctxFor(t), ps, metav1.UpdateOptions{})
+	refused(t, "a PushSecret repointed at a Secret its author may not read", err, "veil-pushsecrets", "names secrets/someone-elses")
+	after, err := cluster.VeilClient.ConfigV1alpha1().PushSecrets(ns).Get(ctxFor(t), "mal", metav1.GetOptions{})
+	if err != nil || after.Spec.Selector.Secret.Name != "source" {
+		t.Errorf("PushSecret mal after a refused repoint: %+v, %v", after.Spec.Selector, err)
+	}
+}
+
+// TestIsolationSecretStoreNeedsItsCredentials: veil-apiserver reads the
+// Secrets a SecretStore names and requests tokens for the ServiceAccounts
+// it names, with its own identity, so writing a store is no way to use
+// credentials one may not read: a subject holding veil:stores-admin alone
+// is refused, told what to grant, until it may get the Secret (or create
+// the ServiceAccount's token). Namespace admins write such stores as before.
+func TestIsolationSecretStoreNeedsItsCredentials(t *testing.T) {
+	ns := newNamespace(t, nil)
+	sam := impersonate(t, unique("sam-"))
+	bind(t, ns, sam.name, "veil:stores-admin")
+	waitAllowed(t, sam.name, useAttrs(ns, "secretstores", "any"), true)
+	attrs := func(verb, resource, sub, name string) authorizationv1.ResourceAttributes {
+		return authorizationv1.ResourceAttributes{Namespace: ns, Verb: verb, Resource: resource, Subresource: sub, Name: name}
+	}
+	waitAllowed(t, sam.name, attrs("get", "secrets", "", "team-vault-token"), false)
+	vaultStore := func(name string, auth configv1alpha1.VaultAuth, ca *configv1alpha1.CAProvider) *configv1alpha1.SecretStore {
+		return &configv1alpha1.SecretStore{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+			Spec: configv1alpha1.SecretStoreSpec{Provider: configv1alpha1.SecretStoreProvider{Vault: &configv1alpha1.VaultProvider{
+				Server: "https://vault.example:8200", Auth: auth, CAProvider: ca,
+			}}},
+		}
+	}
+	create := func(a attacker, s *configv1alpha1.SecretStore) error {
+		_, err := a.veil.ConfigV1alpha1().SecretStores(ns).Create(ctxFor(t), s, metav1.CreateOptions{})
+		return err
+	}
+	token := configv1alpha1.VaultAuth{TokenSecretRef: &configv1alpha1.SecretKeySelector{Name: "team-vault-token", Key: "token"}}
+	k8s := configv1alpha1.VaultAuth{Kubernetes: &configv1alpha1.VaultKubernetesAuth{Role: "app",
+		ServiceAccountRef: &configv1alpha1.ServiceAccountSelector{Name: "deployer"}}}
+	ca := &configv1alpha1.CAProvider{Type: "ConfigMap", Name: "vault-ca", Key: "ca.crt"}
+
+	refused(t, "a store naming a Secret its author may not read", create(sam, vaultStore("token", token, nil)), "veil-secretstores",
+		"names secrets/team-vault-token", "may not get it in namespace "+ns, "resourceNames")
+	refused(t, "a store naming a ServiceAccount its author may not act as", create(sam, vaultStore("k8s", k8s, nil)), "veil-secretstores",
+		"names serviceaccounts/deployer", "may not create serviceaccounts/token")
+	for _, name := range []string{"token", "k8s"} {
+		if _, err := cluster.VeilClient.ConfigV1alpha1().SecretStores(ns).Get(ctxFor(t), name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Errorf("SecretStore %s: %v, want it never created", name, err)
+		}
+	}
+
+	// Granted get on the one Secret by name, the token store is admitted;
+	// repointing it at another Secret is refused.
+	bind(t, ns, sam.name, clusterRole(t, rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{"team-vault-token"}, Verbs: []string{"get"}}))
+	waitAllowed(t, sam.name, attrs("get", "secrets", "", "team-vault-token"), true)
+	if err := create(sam, vaultStore("token", token, nil)); err != nil {
+		t.Fatalf("a store naming a Secret its author may get: %v", err)
+	}
+	s, err := cluster.VeilClient.ConfigV1alpha1().SecretStores(ns).Get(ctxFor(t), "token", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Spec.Provider.Vault.Auth.TokenSecretRef.Name = "root-token"
+	_, err = sam.veil.ConfigV1alpha1().SecretStores(ns).Update(ctxFor(t), s, metav1.UpdateOptions{})
+	refused(t, "a store repointed at a Secret its author may not read", err, "veil-secretstores", "names secrets/root-token")
+	// With the token Secret readable, its CA bundle's ConfigMap is still one
+	// more thing veil-apiserver would read for it.
+	refused(t, "a store naming a CA ConfigMap its author may not read", create(sam, vaultStore("ca", token, ca)), "veil-secretstores",
+		"names configmaps/vault-ca as its CA bundle", "may not get it in namespace "+ns)
+	if _, err := cluster.VeilClient.ConfigV1alpha1().SecretStores(ns).Get(ctxFor(t), "ca", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("SecretStore ca: %v, want it never created", err)
+	}
+
+	// A namespace admin (veil:stores-admin through admin) writes all three.
+	ada := impersonate(t, unique("ada-"))
+	bindBuiltIn(t, ns, ada.name, "admin")
+	waitAllowed(t, ada.name, attrs("create", "serviceaccounts", "token", "deployer"), true)
+	for name, s := range map[string]*configv1alpha1.SecretStore{"admin-token": vaultStore("admin-token", token, nil), "admin-k8s": vaultStore("admin-k8s", k8s, nil), "admin-ca": vaultStore("admin-ca", token, ca)} {
+		if err := create(ada, s); err != nil {
+			t.Errorf("a namespace admin writes store %s: %v", name, err)
+		}
+	}
+}
+
 // TestIsolationPerObjectValueGrantsHold: a user granted the values of one
 // ExternalSecret by resourceNames, who may also edit it (edit), cannot
 // point it at other remote keys: changing what it reads needs `use` on the

@@ -63,11 +63,14 @@ func TestPushSecretTemplate(t *testing.T) {
 	}
 	deletePushSecret(t, ns, "pushsecret-example")
 
-	// A user who may create PushSecrets and use the store, but not get the
-	// ConfigMap, may not name it.
+	// A user who may create PushSecrets, use the store and read the source
+	// Secret, but not get the ConfigMap, may not name it.
 	user := unique("push-author-")
 	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "push-author", Namespace: ns},
-		Rules: []rbacv1.PolicyRule{{APIGroups: []string{"config.veil.dev"}, Resources: []string{"pushsecrets"}, Verbs: []string{"create", "get"}}}}
+		Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{"config.veil.dev"}, Resources: []string{"pushsecrets"}, Verbs: []string{"create", "get"}},
+			{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{"pokedex-credentials"}, Verbs: []string{"get"}},
+		}}
 	if _, err := cluster.KubeClient.RbacV1().Roles(ns).Create(ctx, role, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
