@@ -21,6 +21,10 @@ spec:
       engineVersion: v2
       data:
         config: '{{ dict "user" .user | toYaml | nindent 2 }}{{ .pass | default "x" | quote }}{{ splitList "," .hosts | join ";" }}'
+        # ESO's own functions
+        tls.crt: '{{ .p12 | pkcs12cert }}{{ .p12 | pkcs12keyPass "p" }}{{ fullPemToPkcs12 .crt .key }}{{ pemTruststoreToPKCS12Pass .crt "p" }}'
+        jwk: '{{ .jwk | jwkPublicKeyPem }}{{ .jwk | jwkPrivateKeyPem }}{{ .crt | certSANs | join "," }}'
+        dec: '{{ rsaDecrypt "RSA-OAEP" "SHA1" .ct .key }}{{ .key | rsaDecrypt "RSA-OAEP" "SHA256" .ct }}{{ .hex | hexdec }}'
   data:
   - secretKey: user
     remoteRef: {key: k}
@@ -37,7 +41,7 @@ spec:
   target:
     template:
       data:
-        tls.crt: '{{ .p12 | pkcs12cert }}'
+        ip: '{{ getHostByName .host }}'
         home: '{{ env "HOME" }}'
       templateFrom:
       - literal: '{{ .x | bcrypt }}'
@@ -46,7 +50,7 @@ spec:
     rewrite: [{transform: {template: '{{ .value | uuidv4 }}'}}]
 `)
 	for _, want := range []struct{ field, fn string }{
-		{"spec.target.template.data.tls.crt", "pkcs12cert"},
+		{"spec.target.template.data.ip", "getHostByName"},
 		{"spec.target.template.data.home", "env"},
 		{"spec.target.template.templateFrom[0].literal", "bcrypt"},
 		{"spec.dataFrom[0].rewrite[0].transform.template", "uuidv4"},

@@ -79,6 +79,19 @@ func dataHMAC(key []byte, es *configv1alpha1.ExternalSecret, data map[string][]b
 	return hex.EncodeToString(mac.Sum(nil))
 }
 
+// templateEncodingKey is the key of the template functions that draw salts
+// (the *ToPkcs12 functions): derived from the HMAC key, so every replica
+// draws the same salts for the same inputs and a refresh with unchanged
+// values renders the same archive, rather than new salts rewriting the
+// Secret and restarting its rollout targets at every refresh. The label
+// keeps it apart from every HMAC here, which all start with a length
+// prefix.
+func templateEncodingKey(key []byte) []byte {
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte("veil-syncer template encoding key v1"))
+	return mac.Sum(nil)
+}
+
 // pushHMAC is an HMAC-SHA256 of what a PushSecret pushes and where to: its
 // stores, update policy and mapping, and the values. The status keeps it
 // instead of the values, so that the next sync can tell that nothing

@@ -44,6 +44,7 @@ import (
 	versioned "github.com/veil-dev/veil/pkg/generated/clientset/versioned"
 	veilscheme "github.com/veil-dev/veil/pkg/generated/clientset/versioned/scheme"
 	configinformers "github.com/veil-dev/veil/pkg/generated/informers/externalversions"
+	"github.com/veil-dev/veil/pkg/syncer/template"
 )
 
 // informerFactory is what /readyz needs of a generated informer factory.
@@ -232,6 +233,7 @@ func (o *Options) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	template.SetEncodingKey(templateEncodingKey(key))
 
 	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
 	defer broadcaster.Shutdown()

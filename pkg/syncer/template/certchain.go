@@ -93,6 +93,13 @@ func orderChain(data []byte) ([]*x509.Certificate, error) {
 	if len(certs) == 0 {
 		return nil, &funcError{"filterCertChain: the input has no CERTIFICATE PEM block"}
 	}
+	return linkChain(certs)
+}
+
+// linkChain orders certs as one chain, leaf first, linking each to its
+// issuer by authority and subject key IDs; it fails unless they form
+// exactly one chain.
+func linkChain(certs []*x509.Certificate) ([]*x509.Certificate, error) {
 	parent := make([]int, len(certs))
 	isParent := make([]bool, len(certs))
 	for i, c := range certs {

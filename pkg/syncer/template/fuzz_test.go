@@ -30,6 +30,13 @@ func FuzzRender(f *testing.F) {
 		`{{ randAlphaNum 16 | len }}{{ indent 100000 (repeat 1000 "\n") }}`,
 		`{{ substr 2 100 .password | trunc 5 | abbrev 4 | title | snakecase }}`,
 		`{{ env "HOME" }}{{ genPrivateKey "rsa" }}`,
+		`{{ .password | b64dec | pkcs12keyPass "x" }}{{ pkcs12cert .password }}`,
+		`{{ pemToPkcs12Pass .password .password "p" | b64dec | pkcs12certPass "p" }}`,
+		`{{ fullPemToPkcs12 (index . "tls.pem") .password }}{{ pemTruststoreToPKCS12Pass .password "x" }}`,
+		`{{ certSANs (index . "tls.pem") | join "," }}`,
+		`{{ jwkPublicKeyPem .json }}{{ jwkPrivateKeyPem .json }}`,
+		`{{ .password | rsaDecrypt "RSA-OAEP" "SHA256" (.json | b64dec) }}{{ rsaDecrypt "None" "SHA1" .password "" }}`,
+		`{{ .password | sha256sum | hexdec | b64enc }}{{ hexdec .password }}`,
 	} {
 		f.Add(seed)
 	}
