@@ -25,6 +25,9 @@ func TestVaultTokenSourcesAsESO(t *testing.T) {
 		{name: "kubernetes, neither", auth: `{kubernetes: {mountPath: kubernetes, role: demo}}`, behaviour: "spec.provider.vault.auth.kubernetes"},
 		{name: "jwt, neither", auth: `{jwt: {path: jwt, role: r}}`, refused: "spec.provider.vault.auth.jwt"},
 		{name: "jwt, an audience too long", auth: `{jwt: {kubernetesServiceAccountToken: {serviceAccountRef: {name: sa}, audiences: [` + strings.Repeat("a", 257) + `]}}}`, refused: "spec.provider.vault.auth.jwt.kubernetesServiceAccountToken.audiences[0]"},
+		{name: "auth.namespace too long", auth: `{namespace: ` + strings.Repeat("n", 257) + `, tokenSecretRef: {name: t, key: token}}`, refused: "spec.provider.vault.auth.namespace"},
+		{name: "a namespace and no method", auth: `{namespace: admin}`, refused: "spec.provider.vault.auth"},
+		{name: "two methods", auth: `{namespace: admin, tokenSecretRef: {name: t, key: token}, appRole: {roleId: r, secretRef: {name: s, key: id}}}`, refused: "spec.provider.vault.auth"},
 		{name: "jwt, too many audiences", auth: `{jwt: {kubernetesServiceAccountToken: {serviceAccountRef: {name: sa}, audiences: [a1,a2,a3,a4,a5,a6,a7,a8,a9,a10,a11,a12,a13,a14,a15,a16,a17]}}}`, refused: "spec.provider.vault.auth.jwt.kubernetesServiceAccountToken.audiences"},
 	} {
 		_, diffs := convertOne(t, c, vaultStoreWithAuth(tc.auth))
@@ -58,6 +61,8 @@ func TestVaultLdapAndIamAsESO(t *testing.T) {
 		says       string
 	}{
 		{name: "ldap", auth: `{ldap: {path: ldap, username: username, secretRef: {name: my-secret, key: ldap-password}}}`},
+		// ESO's auth.namespace: where the login goes (Vault Enterprise).
+		{name: "approle, auth.namespace", auth: `{namespace: admin/team-a, appRole: {path: approle, roleId: r, secretRef: {name: s, key: secret-id}}}`},
 		{name: "iam, static keys and role", auth: `{iam: {path: aws, region: us-east-1, role: "arn:aws:iam::1234567890:role/role-a", vaultRole: v, vaultAwsIamServerID: example, ` + keys + `}}`},
 		{name: "iam, controller pod identity", auth: `{iam: {path: aws, region: us-east-1, vaultRole: v, vaultAwsIamServerID: example}}`, behaviour: "spec.provider.vault.auth.iam", says: "never lends its own identity"},
 		{name: "iam, jwt without role", auth: `{iam: {path: aws, vaultRole: v, jwt: {serviceAccountRef: {name: my-serviceaccount}}}}`, behaviour: "spec.provider.vault.auth.iam.jwt", says: "stays not Ready until role is set"},

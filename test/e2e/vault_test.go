@@ -480,10 +480,17 @@ func TestVaultAppRoleAndToken(t *testing.T) {
 		SecretRef: configv1alpha1.SecretKeySelector{Name: "approle", Key: "secret-id"},
 	})
 	appRoleStore("wrong", configv1alpha1.VaultAppRole{RoleID: roleID, SecretRef: configv1alpha1.SecretKeySelector{Name: "approle", Key: "wrong-secret-id"}})
+	// ESO's auth.namespace beside the KV namespace: kube-apiserver admits
+	// both and the read goes through (Vault without Enterprise ignores the
+	// header; vault.TestAuthNamespace checks which request carries which).
+	authNS, kvNS := "team-auth", "team-kv"
+	vaultStore(t, ns, "namespaces", configv1alpha1.VaultProvider{Server: v.HTTPSURL, CABundle: v.CA.CertPEM, Namespace: &kvNS,
+		Auth: configv1alpha1.VaultAuth{Namespace: &authNS, AppRole: &configv1alpha1.VaultAppRole{RoleID: roleID, SecretRef: configv1alpha1.SecretKeySelector{Name: "approle", Key: "secret-id"}}}})
+	vaultData(t, ns, "namespaces", "namespaces", dataRef("password", "app/db", "password"))
 	vaultTokenStore(t, v, ns, "token", nil)
 	vaultData(t, ns, "token", "token", dataRef("password", "app/db", "password"))
 
-	for _, name := range []string{"inline-role", "role-ref", "token"} {
+	for _, name := range []string{"inline-role", "role-ref", "namespaces", "token"} {
 		wantData(t, mustValue(t, ns, name), map[string]string{"password": "approle-password"})
 	}
 	err = valueError(t, ns, "wrong", apierrors.IsForbidden, "Vault refused to log in as the AppRole at auth/approle")

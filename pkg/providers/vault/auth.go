@@ -35,6 +35,9 @@ const (
 type token struct {
 	// api is the client's base, carrying this token on every request.
 	api *vaultapi.Client
+	// self carries it to the token's own endpoints (renew-self,
+	// revoke-self), in the namespace it was granted in.
+	self *vaultapi.Client
 	// owned: Veil logged in for it, so Veil renews, replaces and revokes
 	// it. A token the store gives is used as it is.
 	owned     bool
@@ -51,9 +54,19 @@ func withToken(base *vaultapi.Client, value string) *vaultapi.Client {
 	return base.WithRequestCallbacks(func(r *vaultapi.Request) { r.ClientToken = value })
 }
 
+// inAuthNamespace returns api sending its requests to the namespace logins
+// go to: auth.namespace when the store sets it (empty: the root
+// namespace), else api's own, spec.provider.vault.namespace.
+func (c *client) inAuthNamespace(api *vaultapi.Client) *vaultapi.Client {
+	if c.auth == nil {
+		return api
+	}
+	return api.WithNamespace(*c.auth)
+}
+
 // newToken records a token Vault just granted (or renewed) with a TTL.
-func (c *client) newToken(api *vaultapi.Client, ttl time.Duration, renewable bool, loginTTL time.Duration) *token {
-	t := &token{api: api, owned: true, renewable: renewable, loginTTL: loginTTL}
+func (c *client) newToken(api, self *vaultapi.Client, ttl time.Duration, renewable bool, loginTTL time.Duration) *token {
+	t := &token{api: api, self: self, owned: true, renewable: renewable, loginTTL: loginTTL}
 	if ttl > 0 {
 		// Two thirds in: late enough not to renew often, early enough that
 		// a failed renewal and login still leave time to try again.
@@ -84,7 +97,7 @@ func (c *client) setUpAuth(ctx context.Context, store *providers.Store, spec *co
 			return providers.Errorf(providers.Invalid, "%s: spec.provider.vault.auth.tokenSecretRef: Secret %s key %q is empty", store, ref.Name, ref.Key)
 		}
 		c.identity = fmt.Sprintf("the token in Secret %s key %q", ref.Name, ref.Key)
-		c.tok = &token{api: withToken(c.base, value)}
+		c.tok = &token{api: withToken(c.base, value), self: withToken(c.inAuthNamespace(c.base), value)}
 		return nil
 
 	case a.Kubernetes != nil:
@@ -328,7 +341,7 @@ func (c *client) loginWith(ctx context.Context, api *vaultapi.Client, mount, log
 	defer cancel()
 	defer func(start time.Time) { metrics.ObserveProviderCall(providerName, "login", start, err) }(time.Now())
 
-	sec, verr := api.Logical().WriteWithContext(ctx, path, body)
+	sec, verr := c.inAuthNamespace(api).Logical().WriteWithContext(ctx, path, body)
 	if verr != nil {
 		switch statusOf(verr) {
 		case 400, 401, 403:
@@ -396,7 +409,7 @@ func (c *client) refresh(ctx context.Context, stale *token, due bool) (*token, e
 		return nil, err
 	}
 	ttl := time.Duration(auth.LeaseDuration) * time.Second
-	return c.install(c.newToken(withToken(c.base, auth.ClientToken), ttl, auth.Renewable, ttl)), nil
+	return c.install(c.newToken(withToken(c.base, auth.ClientToken), withToken(c.inAuthNamespace(c.base), auth.ClientToken), ttl, auth.Renewable, ttl)), nil
 }
 
 func (c *client) install(t *token) *token {
@@ -413,7 +426,7 @@ func (c *client) renew(ctx context.Context, t *token) *token {
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
 	start := time.Now()
-	sec, err := t.api.Auth().Token().RenewSelfWithContext(ctx, 0)
+	sec, err := t.self.Auth().Token().RenewSelfWithContext(ctx, 0)
 	err = c.classify(err, target{action: "renew", what: "its token", path: "auth/token/renew-self", capability: "update"})
 	metrics.ObserveProviderCall(providerName, "token-renew", start, err)
 	if err != nil || sec == nil || sec.Auth == nil {
@@ -423,7 +436,7 @@ func (c *client) renew(ctx context.Context, t *token) *token {
 	if ttl < t.loginTTL/2 {
 		return nil
 	}
-	return c.newToken(t.api, ttl, sec.Auth.Renewable, t.loginTTL)
+	return c.newToken(t.api, t.self, ttl, sec.Auth.Renewable, t.loginTTL)
 }
 
 // Close revokes the token Veil logged in for; a token the store gave is
@@ -446,7 +459,7 @@ func (c *client) Close(ctx context.Context) (err error) {
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
 	start := time.Now()
-	err = c.classify(t.api.Auth().Token().RevokeSelfWithContext(ctx, ""), target{action: "revoke", what: "its token", path: "auth/token/revoke-self", capability: "update"})
+	err = c.classify(t.self.Auth().Token().RevokeSelfWithContext(ctx, ""), target{action: "revoke", what: "its token", path: "auth/token/revoke-self", capability: "update"})
 	metrics.ObserveProviderCall(providerName, "token-revoke", start, err)
 	return err
 }

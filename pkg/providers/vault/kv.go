@@ -53,6 +53,9 @@ type client struct {
 	cas     bool
 	// base holds no token; see token.api.
 	base *vaultapi.Client
+	// auth is spec.provider.vault.auth.namespace: the namespace logins and
+	// the token's own renewal and revocation go to, when set.
+	auth *string
 	// http are the HTTP clients of base and of a cert login, whose idle
 	// connections Close closes.
 	http  []*http.Client

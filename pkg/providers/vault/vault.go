@@ -108,6 +108,15 @@ func (p provider) NewClient(ctx context.Context, store *providers.Store, creds p
 		return nil, providers.Errorf(providers.Invalid, "%s: spec.provider.vault.version %q is neither v1 nor v2", store, version)
 	}
 
+	for _, ns := range []struct {
+		field string
+		value *string
+	}{{"namespace", spec.Namespace}, {"auth.namespace", spec.Auth.Namespace}} {
+		if ns.value != nil && !vaultNamespace(*ns.value) {
+			return nil, providers.Errorf(providers.Invalid, "%s: spec.provider.vault.%s is not a Vault namespace path: at most 256 printable characters without spaces", store, ns.field)
+		}
+	}
+
 	tlsConfig, err := tlsConfigFor(ctx, store, spec, creds)
 	if err != nil {
 		return nil, err
@@ -124,6 +133,7 @@ func (p provider) NewClient(ctx context.Context, store *providers.Store, creds p
 		version: version,
 		cas:     spec.CheckAndSet != nil && spec.CheckAndSet.Required,
 		base:    base,
+		auth:    spec.Auth.Namespace,
 		http:    []*http.Client{hc},
 		clock:   p.clock,
 	}
@@ -166,6 +176,21 @@ func newAPIClient(u *url.URL, spec *configv1alpha1.VaultProvider, hc *http.Clien
 		c.SetNamespace(*spec.Namespace)
 	}
 	return c, nil
+}
+
+// vaultNamespace says whether s may be sent as X-Vault-Namespace: Vault's
+// namespace paths have no spaces or control characters, and a header with
+// them would be refused by the HTTP client with a less helpful message.
+func vaultNamespace(s string) bool {
+	if len(s) > 256 {
+		return false
+	}
+	for _, r := range s {
+		if r <= ' ' || r == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // checkRetry retries what the Vault library does (connection failures,

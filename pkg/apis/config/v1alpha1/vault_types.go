@@ -25,7 +25,10 @@ type VaultProvider struct {
 	// +kubebuilder:default=v2
 	Version VaultKVVersion `json:"version,omitempty"`
 
-	// Namespace is the Vault Enterprise / OpenBao namespace.
+	// Namespace is the Vault Enterprise / OpenBao namespace of the KV
+	// engine (the X-Vault-Namespace header of reads and writes, and of
+	// logins unless auth.namespace is set); the root namespace when unset.
+	// +kubebuilder:validation:MaxLength=256
 	Namespace *string `json:"namespace,omitempty"`
 
 	// CABundle is PEM to verify Vault's certificate with; the system roots
@@ -65,11 +68,20 @@ type VaultClientTLS struct {
 	KeySecretRef SecretKeySelector `json:"keySecretRef"`
 }
 
-// VaultAuth holds exactly one auth method.
+// VaultAuth holds exactly one auth method, and the namespace to log in to.
 //
 // +kubebuilder:validation:MinProperties=1
-// +kubebuilder:validation:MaxProperties=1
+// +kubebuilder:validation:MaxProperties=2
+// +kubebuilder:validation:XValidation:rule="[has(self.tokenSecretRef), has(self.appRole), has(self.kubernetes), has(self.jwt), has(self.cert), has(self.userPass), has(self.ldap), has(self.iam)].filter(m, m).size() == 1",message="set exactly one auth method: tokenSecretRef, appRole, kubernetes, jwt, cert, userPass, ldap or iam"
 type VaultAuth struct {
+	// Namespace is the Vault Enterprise / OpenBao namespace to log in to,
+	// as in External Secrets Operator: login requests and the token's own
+	// renewal and revocation are sent to it, reads and writes to
+	// spec.provider.vault.namespace. Unset: the login goes to
+	// spec.provider.vault.namespace too; empty: to the root namespace.
+	// +kubebuilder:validation:MaxLength=256
+	Namespace *string `json:"namespace,omitempty"`
+
 	// TokenSecretRef names a Secret holding a Vault token.
 	TokenSecretRef *SecretKeySelector `json:"tokenSecretRef,omitempty"`
 
