@@ -106,6 +106,15 @@ func noisyScenario(ctx context.Context, c *harness.Cluster) error {
 			return err
 		}
 	}
+	// The native control first, before A has any ExternalSecret for the
+	// syncer to work on.
+	var nativeQuiet, nativeNoisy result
+	var nativeA, nativeRefused int64
+	if *noisyNative {
+		if nativeQuiet, nativeNoisy, nativeA, nativeRefused, err = nativeControl(ctx, c, kube); err != nil {
+			return fmt.Errorf("the native control: %w", err)
+		}
+	}
 	es := func(ns, name string, data []configv1alpha1.ExternalSecretData, target *configv1alpha1.ExternalSecretTarget) error {
 		_, err := tenants[ns].ConfigV1alpha1().ExternalSecrets(ns).Create(ctx, &configv1alpha1.ExternalSecret{
 			ObjectMeta: metav1.ObjectMeta{Name: name},
@@ -275,6 +284,15 @@ func noisyScenario(ctx context.Context, c *harness.Cluster) error {
 	fmt.Printf("tenant B with tenant A quiet, then running %s (%d requests, %d refused)\n", *noisyCases, aRequests.Load(), aRefused.Load())
 	if err := compare(fmt.Sprintf("B: ExternalSecretValue get, %.0f/s", *quietRate), noisyRead, quietRead, "with A noisy", "A quiet"); err != nil {
 		return err
+	}
+	if *noisyNative {
+		fmt.Printf("native control: tenant B's Secret get with tenant A quiet, then running %s on Secrets (%d requests, %d refused)\n", *noisyCases, nativeA, nativeRefused)
+		if err := compare(fmt.Sprintf("B: Secret get, %.0f/s", *quietRate), nativeNoisy, nativeQuiet, "with A noisy", "A quiet"); err != nil {
+			return err
+		}
+		fmt.Printf("%-34s %9.2fx %9.2fx (Veil's noisy/quiet ratio over the native one)\n\n", "B: get, Veil against native",
+			ratio(noisyRead.p50, quietRead.p50)/ratio(nativeNoisy.p50, nativeQuiet.p50),
+			ratio(noisyRead.p99, quietRead.p99)/ratio(nativeNoisy.p99, nativeQuiet.p99))
 	}
 	fmt.Printf("%-34s %12s %10s %10s %10s\n", fmt.Sprintf("B: %d first syncs", *quietSyncs), "total", "p50", "p99", "max")
 	fmt.Printf("  %-32s %12s %10s %10s %10s\n", "with A noisy", round(noisySync.total), round(noisySync.p50), round(noisySync.p99), round(noisySync.max))
