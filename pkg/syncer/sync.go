@@ -79,7 +79,9 @@ func (c *Controller) sync(ctx context.Context, es *configv1alpha1.ExternalSecret
 		return c.finish(ctx, es, st, resultHeld, false)
 	}
 
-	v, err := c.veil.ExternalsecretsV1alpha1().ExternalSecretValues(es.Namespace).Get(ctx, es.Name, metav1.GetOptions{})
+	// Not older than the ExternalSecret this sync is for: a value change
+	// recorded in its status must be seen by the replica that answers.
+	v, err := c.veil.ExternalsecretsV1alpha1().ExternalSecretValues(es.Namespace).Get(ctx, es.Name, metav1.GetOptions{ResourceVersion: es.ResourceVersion})
 	if apierrors.IsNotFound(err) {
 		return c.remoteGone(ctx, es, st, name, err)
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/apiserver/pkg/registry/rest"
+	"k8s.io/apiserver/pkg/storage"
 	"k8s.io/apiserver/pkg/warning"
 
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
@@ -114,8 +116,13 @@ func (r *REST) GetSingularName() string { return "externalsecretvalue" }
 func (r *REST) ShortNames() []string    { return []string{"esv"} }
 func (r *REST) Categories() []string    { return []string{"veil"} }
 
-// Get resolves the ExternalSecret of the same namespace and name.
-func (r *REST) Get(ctx context.Context, name string, _ *metav1.GetOptions) (_ runtime.Object, err error) {
+// Get resolves the ExternalSecret of the same namespace and name. With a
+// resourceVersion, as in Kubernetes, the answer is not older than it: a
+// client that saw the ExternalSecret at that version (veil-syncer, told
+// of a value change by its own watch) is never answered from this
+// replica's informer while it still holds an older version, which would
+// serve the value cached before the change.
+func (r *REST) Get(ctx context.Context, name string, opts *metav1.GetOptions) (_ runtime.Object, err error) {
 	defer observe("get", time.Now(), &err)
 	ns, ok := genericapirequest.NamespaceFrom(ctx)
 	if !ok || ns == "" {
@@ -125,9 +132,21 @@ func (r *REST) Get(ctx context.Context, name string, _ *metav1.GetOptions) (_ ru
 	if err := r.reads.Admit(ns, "get"); err != nil {
 		return nil, registry.APIError(resource, name, err)
 	}
+	var atLeast uint64
+	if opts != nil && opts.ResourceVersion != "" && opts.ResourceVersion != "0" {
+		if atLeast, err = strconv.ParseUint(opts.ResourceVersion, 10, 64); err != nil {
+			return nil, apierrors.NewBadRequest(fmt.Sprintf("resourceVersion %q is not a resource version of an ExternalSecret: leave it out, or give one read from an ExternalSecret or ExternalSecretValue", opts.ResourceVersion))
+		}
+	}
 	es, err := r.externalSecrets.ExternalSecrets(ns).Get(name)
+	if err == nil && olderThan(es.ResourceVersion, atLeast) {
+		err = apierrors.NewNotFound(resource, name) // not yet in the informer at that version: read it live
+	}
 	if apierrors.IsNotFound(err) {
 		es, err = r.live.ExternalSecrets(ns).Get(ctx, name, metav1.GetOptions{})
+		if err == nil && olderThan(es.ResourceVersion, atLeast) {
+			return nil, storage.NewTooLargeResourceVersionError(atLeast, mustVersion(es.ResourceVersion), 1)
+		}
 	}
 	if apierrors.IsNotFound(err) {
 		nf := apierrors.NewNotFound(resource, name)
@@ -143,6 +162,18 @@ func (r *REST) Get(ctx context.Context, name string, _ *metav1.GetOptions) (_ ru
 	}
 	r.reads.Charge(ns, throttle.Cost(valueBytes(v)))
 	return v, nil
+}
+
+// olderThan says whether resource version rv is below atLeast (0: no
+// bound). Versions are etcd revisions, so they compare as integers.
+func olderThan(rv string, atLeast uint64) bool {
+	return atLeast > 0 && mustVersion(rv) < atLeast
+}
+
+// mustVersion is rv as an integer, 0 when it is not one.
+func mustVersion(rv string) uint64 {
+	v, _ := strconv.ParseUint(rv, 10, 64)
+	return v
 }
 
 // List resolves every ExternalSecret that matches the selectors. One that

@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
+	"k8s.io/apiserver/pkg/storage"
 	"k8s.io/apiserver/pkg/warning"
 	"k8s.io/client-go/tools/cache"
 
@@ -201,5 +202,42 @@ func TestTableNeverShowsAValue(t *testing.T) {
 	}
 	if table, err := r.ConvertToTable(context.Background(), one, nil); err != nil || len(table.Rows) != 1 || table.Rows[0].Cells[0] != "db" {
 		t.Errorf("single object table: %v, %v", table, err)
+	}
+}
+
+// TestGetNotOlderThan: a get with a resourceVersion is answered from an
+// ExternalSecret at least that new. When this replica's informer is
+// behind (veil-syncer saw a recorded value change before it did), the
+// ExternalSecret is read live, so the value cached before the change is
+// not served as current.
+func TestGetNotOlderThan(t *testing.T) {
+	at := func(rv string) *configv1alpha1.ExternalSecret {
+		e := es("app", "db", nil)
+		e.ResourceVersion = rv
+		return e
+	}
+	idx := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+	if err := idx.Add(at("5")); err != nil {
+		t.Fatal(err)
+	}
+	client := fake.NewSimpleClientset(at("9"))
+	r := NewREST(configlisters.NewExternalSecretLister(idx), client.ConfigV1alpha1(), resolver{}, Options{})
+	served := func(rv string) (string, error) {
+		obj, err := r.Get(inNamespace("app"), "db", &metav1.GetOptions{ResourceVersion: rv})
+		if err != nil {
+			return "", err
+		}
+		return obj.(*externalsecrets.ExternalSecretValue).ResourceVersion, nil
+	}
+	for rv, want := range map[string]string{"": "5", "0": "5", "4": "5", "5": "5", "6": "9", "9": "9"} {
+		if got, err := served(rv); err != nil || got != want {
+			t.Errorf("get at resourceVersion %q: served the ExternalSecret at %q (%v), want %q", rv, got, err, want)
+		}
+	}
+	if _, err := served("12"); !storage.IsTooLargeResourceVersion(err) {
+		t.Errorf("get at a version newer than the ExternalSecret's: %v, want Too large resource version", err)
+	}
+	if _, err := served("abc"); !apierrors.IsBadRequest(err) || !strings.Contains(err.Error(), "is not a resource version") {
+		t.Errorf("get at a resourceVersion that is not one: %v, want 400", err)
 	}
 }
