@@ -179,21 +179,9 @@ func noisyScenario(ctx context.Context, c *harness.Cluster) error {
 	syncQuiet, _ := syncer.PeakRSS()
 
 	// A's worst cases, all at once, for as long as B measures.
-	noisyCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	var wg sync.WaitGroup
-	var aRequests, aRefused atomic.Int64
-	hammer := func(f func(context.Context) error) {
-		wg.Go(func() {
-			for noisyCtx.Err() == nil {
-				err := f(noisyCtx)
-				aRequests.Add(1)
-				if err != nil && noisyCtx.Err() == nil {
-					aRefused.Add(1)
-				}
-			}
-		})
-	}
+	a := newHammers(ctx)
+	defer a.stop()
+	hammer := a.loop
 	setup := []struct {
 		name   string
 		data   []configv1alpha1.ExternalSecretData
@@ -220,10 +208,7 @@ func noisyScenario(ctx context.Context, c *harness.Cluster) error {
 			return fmt.Errorf("tenant A's %s: %w", s.name, err)
 		}
 	}
-	cases := map[string]bool{}
-	for _, c := range strings.Split(*noisyCases, ",") {
-		cases[c] = true
-	}
+	cases := noisyCaseSet()
 	for range 4 {
 		if !cases["huge"] {
 			break
@@ -253,7 +238,7 @@ func noisyScenario(ctx context.Context, c *harness.Cluster) error {
 			})
 		}
 	}
-	wg.Go(func() {
+	a.once(func(noisyCtx context.Context) {
 		if !cases["backlog"] {
 			return
 		}
@@ -269,8 +254,7 @@ func noisyScenario(ctx context.Context, c *harness.Cluster) error {
 
 	noisyRead := paced(ctx, *quietRate, *duration, readB)
 	noisySync, err := timeFirstSyncsIn(ctx, kube, quietNS, names("noisy", *quietSyncs), createB)
-	stop()
-	wg.Wait()
+	aRequests, aRefused := a.stop()
 	if err != nil {
 		return err
 	}
@@ -281,7 +265,7 @@ func noisyScenario(ctx context.Context, c *harness.Cluster) error {
 		return err
 	}
 
-	fmt.Printf("tenant B with tenant A quiet, then running %s (%d requests, %d refused)\n", *noisyCases, aRequests.Load(), aRefused.Load())
+	fmt.Printf("tenant B with tenant A quiet, then running %s (%d requests, %d refused)\n", *noisyCases, aRequests, aRefused)
 	if err := compare(fmt.Sprintf("B: ExternalSecretValue get, %.0f/s", *quietRate), noisyRead, quietRead, "with A noisy", "A quiet"); err != nil {
 		return err
 	}
@@ -310,6 +294,54 @@ func noisyScenario(ctx context.Context, c *harness.Cluster) error {
 	}
 	fmt.Println()
 	return nil
+}
+
+// hammers are a noisy tenant's loops, each making one kind of request
+// again and again until stop, counting requests and refusals.
+type hammers struct {
+	ctx               context.Context
+	cancel            context.CancelFunc
+	wg                sync.WaitGroup
+	requests, refused atomic.Int64
+}
+
+func newHammers(ctx context.Context) *hammers {
+	h := &hammers{}
+	h.ctx, h.cancel = context.WithCancel(ctx)
+	return h
+}
+
+// loop makes f's request until stop.
+func (h *hammers) loop(f func(context.Context) error) {
+	h.wg.Go(func() {
+		for h.ctx.Err() == nil {
+			err := f(h.ctx)
+			h.requests.Add(1)
+			if err != nil && h.ctx.Err() == nil {
+				h.refused.Add(1)
+			}
+		}
+	})
+}
+
+// once runs f beside the loops, until it returns or stop.
+func (h *hammers) once(f func(context.Context)) { h.wg.Go(func() { f(h.ctx) }) }
+
+// stop ends the loops, waits for them and says how many requests they
+// made and how many were refused.
+func (h *hammers) stop() (requests, refused int64) {
+	h.cancel()
+	h.wg.Wait()
+	return h.requests.Load(), h.refused.Load()
+}
+
+// noisyCaseSet is -noisy-cases as a set.
+func noisyCaseSet() map[string]bool {
+	cases := map[string]bool{}
+	for _, c := range strings.Split(*noisyCases, ",") {
+		cases[c] = true
+	}
+	return cases
 }
 
 func mib(b int64) string { return fmt.Sprintf("%.0fMi", float64(b)/(1<<20)) }

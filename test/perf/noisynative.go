@@ -5,8 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -90,25 +88,10 @@ func nativeControl(ctx context.Context, c *harness.Cluster, kube kubernetes.Inte
 	quiet = paced(ctx, *quietRate, *duration, readB)
 
 	a := tenants[noisyNS].CoreV1().Secrets(noisyNS)
-	noisyCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	var wg sync.WaitGroup
-	var requests, refused atomic.Int64
-	hammer := func(f func(context.Context) error) {
-		wg.Go(func() {
-			for noisyCtx.Err() == nil {
-				err := f(noisyCtx)
-				requests.Add(1)
-				if err != nil && noisyCtx.Err() == nil {
-					refused.Add(1)
-				}
-			}
-		})
-	}
-	cases := map[string]bool{}
-	for _, c := range strings.Split(*noisyCases, ",") {
-		cases[c] = true
-	}
+	h := newHammers(ctx)
+	defer h.stop()
+	hammer := h.loop
+	cases := noisyCaseSet()
 	if cases["huge"] {
 		for range 4 {
 			hammer(func(ctx context.Context) error {
@@ -136,7 +119,7 @@ func nativeControl(ctx context.Context, c *harness.Cluster, kube kubernetes.Inte
 		}
 	}
 	if cases["backlog"] {
-		wg.Go(func() {
+		h.once(func(noisyCtx context.Context) {
 			names := make([]string, *noisyBacklog)
 			for i := range names {
 				names[i] = fmt.Sprintf("a-native-backlog-%04d", i)
@@ -151,7 +134,6 @@ func nativeControl(ctx context.Context, c *harness.Cluster, kube kubernetes.Inte
 		})
 	}
 	noisy = paced(ctx, *quietRate, *duration, readB)
-	stop()
-	wg.Wait()
-	return quiet, noisy, requests.Load(), refused.Load(), nil
+	aRequests, aRefused = h.stop()
+	return quiet, noisy, aRequests, aRefused, nil
 }
