@@ -22,7 +22,8 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
-[[ -x /usr/lib/cni/bridge ]] || missing+=(containernetworking-plugins)
+# Installed but without the bridge plugin (removed by hand): install again.
+[[ -x /usr/lib/cni/bridge || " ${missing[*]} " == *" containernetworking-plugins "* ]] || missing+=(containernetworking-plugins)
 if (( ${#missing[@]} > 0 )); then
   if [[ "$VEIL_PRINT_PATH" == --print-path ]]; then
     echo "the real node needs the Debian packages ${missing[*]}: run 'make tools' (it installs them with apt-get, as root)" >&2
