@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
@@ -180,13 +181,17 @@ func TestClusterExternalSecret(t *testing.T) {
 		return nil
 	})
 
-	// An ExternalSecret of the ClusterExternalSecret changed by hand is put back.
-	es, err := cluster.VeilClient.ConfigV1alpha1().ExternalSecrets(ns2).Get(ctx, "app-es", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	es.Spec.Data[0].SecretKey = "changed"
-	if _, err := cluster.VeilClient.ConfigV1alpha1().ExternalSecrets(ns2).Update(ctx, es, metav1.UpdateOptions{}); err != nil {
+	// An ExternalSecret of the ClusterExternalSecret changed by hand is put
+	// back. (veil-syncer writes its status meanwhile: a conflict is retried.)
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		es, err := cluster.VeilClient.ConfigV1alpha1().ExternalSecrets(ns2).Get(ctx, "app-es", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		es.Spec.Data[0].SecretKey = "changed"
+		_, err = cluster.VeilClient.ConfigV1alpha1().ExternalSecrets(ns2).Update(ctx, es, metav1.UpdateOptions{})
+		return err
+	}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, func() error {
