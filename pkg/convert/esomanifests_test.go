@@ -238,3 +238,20 @@ spec:
 		t.Errorf("unwrapped metadata: %v", diffs)
 	}
 }
+
+// TestVaultHeadersAsESO: ESO's forwardInconsistent and headers are taken
+// as they are; a header that is Vault's own is refused by the CRD.
+func TestVaultHeadersAsESO(t *testing.T) {
+	c := newConverter(t)
+	store := func(extra string) string {
+		return strings.Replace(vaultStoreWithAuth(`{tokenSecretRef: {name: t, key: token}}`), `      auth:`, extra+"\n      auth:", 1)
+	}
+	_, diffs := convertOne(t, c, store("      readYourWrites: true\n      forwardInconsistent: true\n      headers: {CF-Access-Client-Id: web, X-Team: a}"))
+	if len(diffs) != 0 {
+		t.Errorf("ESO's forwardInconsistent and headers: %v, want taken as they are", diffs)
+	}
+	_, diffs = convertOne(t, c, store("      headers: {X-Vault-Token: hvs.x}"))
+	if !has(diffs, Refused, "spec.provider.vault.headers", "none starting X-Vault-") {
+		t.Errorf("a Vault header in headers: %v, want refused", diffs)
+	}
+}

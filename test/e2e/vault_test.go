@@ -484,8 +484,20 @@ func TestVaultAppRoleAndToken(t *testing.T) {
 	// both and the read goes through (Vault without Enterprise ignores the
 	// header; vault.TestAuthNamespace checks which request carries which).
 	authNS, kvNS := "team-auth", "team-kv"
+	// With ESO's headers and forwardInconsistent too.
 	vaultStore(t, ns, "namespaces", configv1alpha1.VaultProvider{Server: v.HTTPSURL, CABundle: v.CA.CertPEM, Namespace: &kvNS,
+		ForwardInconsistent: true, Headers: map[string]string{"X-Team": "web"},
 		Auth: configv1alpha1.VaultAuth{Namespace: &authNS, AppRole: &configv1alpha1.VaultAppRole{RoleID: roleID, SecretRef: configv1alpha1.SecretKeySelector{Name: "approle", Key: "secret-id"}}}})
+	// A header that is Vault's own would change whom Veil acts as.
+	_, err = cluster.VeilClient.ConfigV1alpha1().SecretStores(ns).Create(ctx, &configv1alpha1.SecretStore{
+		ObjectMeta: metav1.ObjectMeta{Name: "vault-header"},
+		Spec: configv1alpha1.SecretStoreSpec{Provider: configv1alpha1.SecretStoreProvider{Vault: &configv1alpha1.VaultProvider{
+			Server: v.HTTPSURL, Headers: map[string]string{"X-Vault-Token": "header-canary"},
+			Auth: configv1alpha1.VaultAuth{TokenSecretRef: &configv1alpha1.SecretKeySelector{Name: "approle", Key: "secret-id"}}}}},
+	}, metav1.CreateOptions{})
+	if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "none starting X-Vault-") {
+		t.Errorf("a store setting X-Vault-Token: %v, want refused by the CRD", err)
+	}
 	vaultData(t, ns, "namespaces", "namespaces", dataRef("password", "app/db", "password"))
 	vaultTokenStore(t, v, ns, "token", nil)
 	vaultData(t, ns, "token", "token", dataRef("password", "app/db", "password"))

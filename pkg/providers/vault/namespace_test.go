@@ -14,29 +14,25 @@ import (
 	"github.com/veil-dev/veil/pkg/providers"
 )
 
-// namespaceRecorder sits in front of the test Vault and records the
-// X-Vault-Namespace each request carried ("-" for none). Vault without
-// Enterprise ignores the header, so what reached the wire is the evidence.
-type namespaceRecorder struct {
+// headerRecorder sits in front of the test Vault and records the headers
+// of each request. Vault without Enterprise ignores X-Vault-Namespace and
+// X-Vault-Inconsistent, so what reached the wire is the evidence.
+type headerRecorder struct {
 	mu   sync.Mutex
-	seen map[string][]string // path -> namespaces, in order
+	seen map[string][]http.Header // path -> headers, in order
 }
 
-func recordNamespaces(t *testing.T) (*namespaceRecorder, string) {
+func recordHeaders(t *testing.T) (*headerRecorder, string) {
 	t.Helper()
 	target, err := url.Parse(server.HTTPURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := &namespaceRecorder{seen: map[string][]string{}}
+	rec := &headerRecorder{seen: map[string][]http.Header{}}
 	proxy := httputil.NewSingleHostReverseProxy(target)
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ns := "-"
-		if v, ok := r.Header["X-Vault-Namespace"]; ok {
-			ns = strings.Join(v, ",")
-		}
 		rec.mu.Lock()
-		rec.seen[r.URL.Path] = append(rec.seen[r.URL.Path], ns)
+		rec.seen[r.URL.Path] = append(rec.seen[r.URL.Path], r.Header.Clone())
 		rec.mu.Unlock()
 		proxy.ServeHTTP(w, r)
 	}))
@@ -44,22 +40,29 @@ func recordNamespaces(t *testing.T) (*namespaceRecorder, string) {
 	return rec, ts.URL
 }
 
-// only returns the one namespace every request to path carried, failing
-// when there was none or they differ.
-func (r *namespaceRecorder) only(t *testing.T, path string) string {
+// only returns the one value of header every request to path carried ("-"
+// for none), failing when there was no request or they differ.
+func (r *headerRecorder) only(t *testing.T, path, header string) string {
 	t.Helper()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	seen := r.seen[path]
-	if len(seen) == 0 {
-		t.Fatalf("no request to %s; requests: %v", path, r.seen)
+	var values []string
+	for _, h := range r.seen[path] {
+		v := "-"
+		if vs, ok := h[http.CanonicalHeaderKey(header)]; ok {
+			v = strings.Join(vs, ",")
+		}
+		values = append(values, v)
 	}
-	for _, ns := range seen[1:] {
-		if ns != seen[0] {
-			t.Fatalf("requests to %s carried namespaces %v, want one", path, seen)
+	if len(values) == 0 {
+		t.Fatalf("no request to %s", path)
+	}
+	for _, v := range values[1:] {
+		if v != values[0] {
+			t.Fatalf("requests to %s carried %s %v, want one", path, header, values)
 		}
 	}
-	return seen[0]
+	return values[0]
 }
 
 // TestAuthNamespace: as in External Secrets Operator, auth.namespace is
@@ -89,7 +92,7 @@ func TestAuthNamespace(t *testing.T) {
 		{name: "neither", wantLogin: "-", wantRead: "-"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			rec, proxyURL := recordNamespaces(t)
+			rec, proxyURL := recordHeaders(t)
 			f := newFixture(t, secret("approle", map[string]string{"secret-id": secretID}))
 			f.plain = true
 			clk := steppingClock()
@@ -102,10 +105,10 @@ func TestAuthNamespace(t *testing.T) {
 			if _, err := c.Get(ctx, providers.Ref{Key: key}); err != nil {
 				t.Fatal(err)
 			}
-			if got := rec.only(t, login); got != tc.wantLogin {
+			if got := rec.only(t, login, "X-Vault-Namespace"); got != tc.wantLogin {
 				t.Errorf("login sent to namespace %q, want %q", got, tc.wantLogin)
 			}
-			if got := rec.only(t, read); got != tc.wantRead {
+			if got := rec.only(t, read, "X-Vault-Namespace"); got != tc.wantRead {
 				t.Errorf("read sent to namespace %q, want %q", got, tc.wantRead)
 			}
 			if !tc.renewRevoke {
@@ -119,11 +122,11 @@ func TestAuthNamespace(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, p := range []string{"/v1/auth/token/renew-self", "/v1/auth/token/revoke-self"} {
-				if got := rec.only(t, p); got != tc.wantLogin {
+				if got := rec.only(t, p, "X-Vault-Namespace"); got != tc.wantLogin {
 					t.Errorf("%s sent to namespace %q, want the login's %q", p, got, tc.wantLogin)
 				}
 			}
-			if got := rec.only(t, read); got != tc.wantRead {
+			if got := rec.only(t, read, "X-Vault-Namespace"); got != tc.wantRead {
 				t.Errorf("reads after the renewal sent to namespace %q, want %q", got, tc.wantRead)
 			}
 		})
@@ -142,4 +145,93 @@ func TestAuthNamespace(t *testing.T) {
 			t.Errorf("%d connections for a store refused at once", n)
 		}
 	}
+}
+
+// TestHeaders: ESO's headers reach Vault on every request, logins
+// included; forwardInconsistent with readYourWrites asks for forwarding,
+// as in ESO. Vault's own headers and HTTP's cannot be set, and a value is
+// never quoted in the refusal (it may be a proxy's credential).
+func TestHeaders(t *testing.T) {
+	ctx := ctxFor(t)
+	key := unique(t)
+	if _, err := server.PutKV(ctx, "secret", key, map[string]any{"a": "b"}); err != nil {
+		t.Fatal(err)
+	}
+	mount, roleID, secretID := appRole(t, map[string]any{})
+	login, read := "/v1/auth/"+mount+"/login", "/v1/secret/data/"+key
+	appRole := func(spec configv1alpha1.VaultProvider) configv1alpha1.VaultProvider {
+		spec.Auth = configv1alpha1.VaultAuth{AppRole: &configv1alpha1.VaultAppRole{Path: mount, RoleID: roleID, SecretRef: *ref("approle", "secret-id")}}
+		return spec
+	}
+	for _, tc := range []struct {
+		name                   string
+		ryw, forward           bool
+		wantForward, wantIndex bool // wantIndex: readYourWrites in effect
+	}{
+		{name: "headers only"},
+		{name: "forwardInconsistent with readYourWrites", ryw: true, forward: true, wantForward: true, wantIndex: true},
+		{name: "forwardInconsistent alone", forward: true, wantIndex: true},
+		{name: "readYourWrites alone", ryw: true, wantIndex: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec, proxyURL := recordHeaders(t)
+			f := newFixture(t, secret("approle", map[string]string{"secret-id": secretID}))
+			f.plain = true
+			c, err := f.newClient(appRole(configv1alpha1.VaultProvider{Server: proxyURL, ReadYourWrites: tc.ryw, ForwardInconsistent: tc.forward,
+				Headers: map[string]string{"CF-Access-Client-Id": "team-web", "x_team.name": "web"}}))
+			if tc.wantForward {
+				// The test Vault, like any Vault not configured with
+				// allow_forwarding_via_header, refuses the header: it was
+				// sent, and Vault's answer is passed on.
+				wantError(t, err, providers.Forbidden, "forwarding via header X-Vault-Inconsistent=forward-active-node disabled", secretID)
+				if got := rec.only(t, login, "X-Vault-Inconsistent"); got != "forward-active-node" {
+					t.Errorf("the login carried X-Vault-Inconsistent %q, want forward-active-node", got)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := c.base.ReadYourWrites(); got != tc.wantIndex {
+				t.Errorf("the Vault client's readYourWrites is %v, want %v", got, tc.wantIndex)
+			}
+			for range 2 {
+				if _, err := c.Get(ctx, providers.Ref{Key: key}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, p := range []string{login, read} {
+				if got := rec.only(t, p, "CF-Access-Client-Id"); got != "team-web" {
+					t.Errorf("%s: CF-Access-Client-Id %q, want team-web", p, got)
+				}
+				if got := rec.only(t, p, "X_team.name"); got != "web" {
+					t.Errorf("%s: x_team.name %q, want web", p, got)
+				}
+			}
+			if got := rec.only(t, read, "X-Vault-Inconsistent"); got != "-" {
+				t.Errorf("reads carried X-Vault-Inconsistent %q, want none", got)
+			}
+		})
+	}
+
+	for header, says := range map[string]string{
+		"X-Vault-Token":     "may not set X-Vault-Token",
+		"x-vault-namespace": "may not set X-Vault-Namespace",
+		"Authorization":     "may not set Authorization",
+		"host":              "may not set Host",
+		"Content-Type":      "may not set Content-Type",
+		"bad header":        "a header name must be",
+	} {
+		f := newFixture(t, secret("approle", map[string]string{"secret-id": secretID}))
+		f.plain = true
+		_, err := f.newClient(appRole(configv1alpha1.VaultProvider{Server: server.HTTPURL, Headers: map[string]string{header: "proxy-credential-canary"}}))
+		wantError(t, err, providers.Invalid, says, "proxy-credential-canary")
+		if n := f.dialer.count(); n != 0 {
+			t.Errorf("%s: %d connections for a store refused at once", header, n)
+		}
+	}
+	f := newFixture(t, secret("approle", map[string]string{"secret-id": secretID}))
+	f.plain = true
+	_, err := f.newClient(appRole(configv1alpha1.VaultProvider{Server: server.HTTPURL, Headers: map[string]string{"X-Proxy": "canary\r\nX-Vault-Token: x"}}))
+	wantError(t, err, providers.Invalid, "holds control characters", "canary")
 }

@@ -8,8 +8,10 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -108,6 +110,9 @@ func (p provider) NewClient(ctx context.Context, store *providers.Store, creds p
 		return nil, providers.Errorf(providers.Invalid, "%s: spec.provider.vault.version %q is neither v1 nor v2", store, version)
 	}
 
+	if err := checkHeaders(store, spec.Headers); err != nil {
+		return nil, err
+	}
 	for _, ns := range []struct {
 		field string
 		value *string
@@ -161,7 +166,7 @@ func newAPIClient(u *url.URL, spec *configv1alpha1.VaultProvider, hc *http.Clien
 		MaxRetries:     2,
 		MinRetryWait:   250 * time.Millisecond,
 		MaxRetryWait:   time.Second,
-		ReadYourWrites: spec.ReadYourWrites,
+		ReadYourWrites: spec.ReadYourWrites || spec.ForwardInconsistent, // as in ESO
 		CheckRetry:     checkRetry,
 	})
 	if err != nil {
@@ -171,11 +176,51 @@ func newAPIClient(u *url.URL, spec *configv1alpha1.VaultProvider, hc *http.Clien
 	// environment (VAULT_TOKEN, VAULT_NAMESPACE, VAULT_HEADERS); none of them
 	// may reach a server a store names.
 	c.ClearToken()
-	c.SetHeaders(http.Header{vaultapi.RequestHeaderName: []string{"true"}})
+	h := http.Header{vaultapi.RequestHeaderName: []string{"true"}}
+	for _, k := range slices.Sorted(maps.Keys(spec.Headers)) {
+		h.Set(k, spec.Headers[k])
+	}
+	if spec.ReadYourWrites && spec.ForwardInconsistent { // both, as in ESO
+		h.Set("X-Vault-Inconsistent", "forward-active-node")
+	}
+	c.SetHeaders(h)
 	if spec.Namespace != nil && *spec.Namespace != "" {
 		c.SetNamespace(*spec.Namespace)
 	}
 	return c, nil
+}
+
+// reservedHeaders are HTTP's own: a store setting them would change where
+// a request goes, whom it authenticates as, or how it is framed.
+var reservedHeaders = map[string]bool{
+	"Authorization": true, "Proxy-Authorization": true, "Host": true, "Cookie": true,
+	"Connection": true, "Keep-Alive": true, "Te": true, "Trailer": true, "Transfer-Encoding": true,
+	"Upgrade": true, "Expect": true, "Forwarded": true, "X-Forwarded-For": true, "X-Forwarded-Host": true,
+	"X-Forwarded-Proto": true, "Accept-Encoding": true,
+}
+
+// checkHeaders refuses headers that are Vault's own (X-Vault-*: the token,
+// the namespace, request forwarding) or HTTP's, and names or values that
+// could not be sent as written. The CRD bounds their number and sizes.
+func checkHeaders(store *providers.Store, headers map[string]string) error {
+	if len(headers) > 16 {
+		return providers.Errorf(providers.Invalid, "%s: spec.provider.vault.headers names %d headers, more than 16", store, len(headers))
+	}
+	for _, k := range slices.Sorted(maps.Keys(headers)) {
+		canon := http.CanonicalHeaderKey(k)
+		switch {
+		case k == "" || len(k) > 64 || strings.IndexFunc(k, func(r rune) bool {
+			return !(r == '-' || r == '_' || r == '.' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z')
+		}) >= 0:
+			return providers.Errorf(providers.Invalid, "%s: spec.provider.vault.headers: a header name must be 1 to 64 letters, digits, '.', '_' or '-'", store)
+		case strings.HasPrefix(canon, "X-Vault-") || reservedHeaders[canon] || strings.HasPrefix(canon, "Content-"):
+			return providers.Errorf(providers.Invalid, "%s: spec.provider.vault.headers may not set %s: Veil sets Vault's own headers (token, namespace, forwarding) and HTTP's itself", store, canon)
+		case len(headers[k]) > 1024 || strings.IndexFunc(headers[k], func(r rune) bool { return r < ' ' || r == 0x7f }) >= 0:
+			// The value may be a credential for a proxy: never quoted.
+			return providers.Errorf(providers.Invalid, "%s: spec.provider.vault.headers: the value of %s is over 1024 characters or holds control characters", store, canon)
+		}
+	}
+	return nil
 }
 
 // vaultNamespace says whether s may be sent as X-Vault-Namespace: Vault's

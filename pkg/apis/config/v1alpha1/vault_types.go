@@ -46,6 +46,20 @@ type VaultProvider struct {
 	// standbys (X-Vault-Index).
 	ReadYourWrites bool `json:"readYourWrites,omitempty"`
 
+	// ForwardInconsistent, as in External Secrets Operator, turns on
+	// readYourWrites and, with readYourWrites also set, asks Vault to
+	// forward a read its standby cannot yet serve to the active node
+	// (X-Vault-Inconsistent: forward-active-node).
+	ForwardInconsistent bool `json:"forwardInconsistent,omitempty"`
+
+	// Headers are added to every request to Vault (a proxy in front of it
+	// may want them). Vault's own headers (X-Vault-*) and those of HTTP
+	// itself (Authorization, Host, Cookie, Content-*, ...) may not be set:
+	// they would change whom Veil acts as or where its requests go.
+	// +kubebuilder:validation:MaxProperties=16
+	// +kubebuilder:validation:XValidation:rule="self.all(k, k.size() <= 64 && k.matches('^[A-Za-z0-9._-]+$') && !k.lowerAscii().startsWith('x-vault-') && self[k].size() <= 1024)",message="at most 16 headers, names of letters, digits, '.', '_' and '-' (at most 64, none starting X-Vault-), values of at most 1024 characters"
+	Headers map[string]string `json:"headers,omitempty"`
+
 	// CheckAndSet makes pushes use KV v2 check-and-set.
 	CheckAndSet *VaultCheckAndSet `json:"checkAndSet,omitempty"`
 

@@ -2285,6 +2285,13 @@ func (in *VaultProvider) DeepCopyInto(out *VaultProvider) {
 		*out = new(VaultClientTLS)
 		(*in).DeepCopyInto(*out)
 	}
+	if in.Headers != nil {
+		in, out := &in.Headers, &out.Headers
+		*out = make(map[string]string, len(*in))
+		for key, val := range *in {
+			(*out)[key] = val
+		}
+	}
 	if in.CheckAndSet != nil {
 		in, out := &in.CheckAndSet, &out.CheckAndSet
 		*out = new(VaultCheckAndSet)
