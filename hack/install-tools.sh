@@ -27,7 +27,7 @@ if (( ${#pending[@]} == 0 )); then
   bash install-node.sh >/dev/null
   exit 0
 fi
-veil::log "building ${pending[*]} into $VEIL_CACHE_DIR: about 25 minutes on two cores the first time (measured 24m41s from empty caches, alongside verification), then never again for these versions"
+veil::log "building ${pending[*]} into $VEIL_CACHE_DIR: 25 to 30 minutes on two cores the first time (measured 24m41s and 27m21s from empty caches, alongside verification), then never again for these versions"
 started=$SECONDS
 pids=()
 for tool in "${pending[@]}"; do
