@@ -621,3 +621,20 @@ func readFile(t *testing.T, dir, name string) []byte {
 	}
 	return data
 }
+
+// TestReleaseNamespace: both servers keep their Leases (and veil-syncer
+// its HMAC key) in the release namespace, where the chart's Roles grant
+// them, whatever it is.
+func TestReleaseNamespace(t *testing.T) {
+	ca := newTestCA(t)
+	objs, err := renderWith(t, loadChart(t), map[string]any{"tls": map[string]any{"existingSecret": ca.secret, "caBundle": base64.StdEncoding.EncodeToString(ca.caPEM)}}, "secrets-infra", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"veil-apiserver", "veil-syncer"} {
+		args := fmt.Sprint(containers(find(objs, "Deployment", name))[0]["args"])
+		if !strings.Contains(args, "--namespace=secrets-infra") {
+			t.Errorf("%s's args %s do not name the release namespace", name, args)
+		}
+	}
+}
