@@ -181,6 +181,27 @@ var (
 		Buckets:        []float64{.01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
 		StabilityLevel: metrics.ALPHA,
 	})
+
+	// VaultAuditEntries counts the entries Vault's socket audit devices
+	// sent (--vault-audit-feed), by what Veil made of them: write (a KV v2
+	// key changed), read (a read of a key's metadata, which proves the
+	// feed reaches this process), other, and lost (a line that was not an
+	// entry, or was over the bound: every watch of the feed ends).
+	VaultAuditEntries = metrics.NewCounterVec(&metrics.CounterOpts{
+		Namespace: "veil", Name: "vault_audit_entries_total",
+		Help:           "Entries received from Vault socket audit devices (--vault-audit-feed), by kind: write, read, other, lost.",
+		StabilityLevel: metrics.ALPHA,
+	}, []string{"kind"})
+
+	// VaultAuditConnections counts the connections Vault's socket audit
+	// devices opened: accepted, refused (from an address
+	// --vault-audit-sources does not name, or over the bound) or
+	// not_leader (turned away by a replica that does not lead).
+	VaultAuditConnections = metrics.NewCounterVec(&metrics.CounterOpts{
+		Namespace: "veil", Name: "vault_audit_connections_total",
+		Help:           "Connections from Vault socket audit devices (--vault-audit-feed), by result: accepted, refused, not_leader.",
+		StabilityLevel: metrics.ALPHA,
+	}, []string{"result"})
 )
 
 var register sync.Once
@@ -190,7 +211,8 @@ func Register() {
 	register.Do(func() {
 		legacyregistry.MustRegister(ProviderCalls, ProviderThrottled, NamespaceReadsThrottled, ProviderCallDuration,
 			CacheHits, CacheMisses, CacheEvictions, CacheBytes, CacheSharedFetches, CacheStaleServed, ReadDuration,
-			ValueWatches, ValueWatchEvents, ValueChangesDetected, ValueChangesMarked, ChangeDetectionErrors, ChangeDetectionCycles, ChangeDetectionSeconds, ChangeDetectionStreams)
+			ValueWatches, ValueWatchEvents, ValueChangesDetected, ValueChangesMarked, ChangeDetectionErrors, ChangeDetectionCycles, ChangeDetectionSeconds, ChangeDetectionStreams,
+			VaultAuditEntries, VaultAuditConnections)
 		// Series that alerts and dashboards compare with zero exist from
 		// the start, rather than appearing at their first event.
 		for _, verb := range []string{"get", "list", "watch"} {

@@ -64,6 +64,7 @@ func (o *Options) Validate() error {
 	if o.Listener == nil && o.Listen == "" {
 		errs = append(errs, errors.New("--listen is required"))
 	}
+	errs = append(errs, providers.ValidateOptions())
 	return errors.Join(errs...)
 }
 
@@ -75,6 +76,9 @@ func (o *Options) Run(ctx context.Context) error {
 	}
 	creds, err := remote.ServerTLS(remote.TLSFiles{CertFile: o.CertFile, KeyFile: o.KeyFile, CAFile: o.ClientCAFile}, o.AllowedClient)
 	if err != nil {
+		return err
+	}
+	if err := providers.StartOptions(ctx, o.Provider); err != nil {
 		return err
 	}
 	env := providers.Env{DialContext: (&net.Dialer{Timeout: 10 * time.Second}).DialContext, AllowPlaintext: o.AllowPlaintextBackends}
@@ -171,6 +175,8 @@ func NewCommand(ctx context.Context) *cobra.Command {
 	fs.StringVar(&o.ConfigFile, "config", o.ConfigFile, "The stores served, with their backends, key prefixes, credentials and limits (YAML); read again when it changes.")
 	fs.StringVar(&o.MetricsListen, "metrics-listen", o.MetricsListen,
 		"Where to serve /metrics over plain HTTP (provider call counts, latencies and throttled calls; no key or value), e.g. 127.0.0.1:9090. Empty serves none.")
+	// Flags of the linked providers (--vault-audit-feed).
+	providers.AddOptionFlags(fs)
 	fs.BoolVar(&o.AllowPlaintextBackends, "allow-plaintext-backends", o.AllowPlaintextBackends, "Allow stores with http:// backend endpoints. For local demos only.")
 	gofs := flag.NewFlagSet("klog", flag.ContinueOnError)
 	klog.InitFlags(gofs)

@@ -5,6 +5,7 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -108,6 +109,11 @@ type Options struct {
 	// ChangeDetectionCallsPerStore bounds one cycle's provider calls
 	// through one store.
 	ChangeDetectionCallsPerStore int
+	// LeaderEndpointSlice and LeaderAddress: the EndpointSlice the change
+	// detection leader points at itself, with the ports of provider work
+	// only the leader does (Vault audit feeds).
+	LeaderEndpointSlice string
+	LeaderAddress       string
 	// Namespace holds the Lease (veil-apiserver's own namespace).
 	Namespace string
 	// Identity is this replica's name in the Lease.
@@ -212,6 +218,8 @@ func NewCommand(ctx context.Context) *cobra.Command {
 		"Accept bearer tokens sent straight to veil-apiserver's port, checked with a TokenReview, for a faster read path. "+
 			"Such requests bypass kube-apiserver's API Priority and Fairness and its audit log (veil-apiserver's own audit log still records them). "+
 			"Off, only requests proxied by kube-apiserver (front-proxy client certificate) and client certificates are authenticated.")
+	// Flags of the providers linked in process (--vault-audit-feed).
+	providers.AddOptionFlags(fs)
 	fs.BoolVar(&o.AllowPlaintextProviders, "allow-plaintext-providers", o.AllowPlaintextProviders,
 		"Allow stores with http:// endpoints. For local demos only: values and tokens then cross the network unencrypted.")
 	fs.BoolVar(&o.InProcessProviders, "in-process-providers", o.InProcessProviders,
@@ -256,6 +264,10 @@ func NewCommand(ctx context.Context) *cobra.Command {
 	fs.IntVar(&o.ChangeDetectionCallsPerStore, "change-detection-calls-per-store", o.ChangeDetectionCallsPerStore,
 		"The most provider calls one change detection cycle makes through one store (each is also admitted by the store's --provider-qps budget); keys past it are looked at in the next cycles. 0: only the budget bounds them.")
 	fs.StringVar(&o.Namespace, "namespace", o.Namespace, "veil-apiserver's own namespace, which holds the Lease of change detection.")
+	fs.StringVar(&o.LeaderEndpointSlice, "leader-endpointslice", o.LeaderEndpointSlice,
+		"An EndpointSlice in --namespace that the change detection leader points at itself (--leader-address, with the ports of --vault-audit-feed), "+
+			"so that a Service without selector, labelled with it, routes Vault's socket audit devices to the replica whose watches use them. Empty: none is written.")
+	fs.StringVar(&o.LeaderAddress, "leader-address", o.LeaderAddress, "This replica's pod IP, for --leader-endpointslice.")
 	fs.StringVar(&o.Identity, "leader-elect-identity", o.Identity, "This replica's name in the change detection Lease; the host name and a random suffix when empty.")
 	fs.Float32Var(&o.KubeAPIQPS, "kube-api-qps", o.KubeAPIQPS, "Requests per second veil-apiserver itself makes to kube-apiserver (credential reads, status.lastValueChange and store condition writes), over all its clients.")
 	fs.IntVar(&o.KubeAPIBurst, "kube-api-burst", o.KubeAPIBurst, "Requests veil-apiserver may make to kube-apiserver in a burst above --kube-api-qps.")
@@ -281,6 +293,18 @@ func (o *Options) Validate() error {
 	errs = append(errs, o.CoreAPI.Validate()...)
 	if _, err := allowlist.Parse(o.AllowedProviderEndpoints); err != nil {
 		errs = append(errs, err)
+	}
+	errs = append(errs, providers.ValidateOptions())
+	if (o.LeaderEndpointSlice == "") != (o.LeaderAddress == "") {
+		errs = append(errs, errors.New("--leader-endpointslice and --leader-address go together: set both or neither"))
+	} else if o.LeaderAddress != "" && net.ParseIP(o.LeaderAddress) == nil {
+		errs = append(errs, fmt.Errorf("--leader-address %q is not an IP address", o.LeaderAddress))
+	}
+	if providers.OptionsAsked() && o.ChangeDetectionInterval <= 0 {
+		errs = append(errs, errors.New("--vault-audit-feed serves change detection, which --change-detection-interval=0 turns off"))
+	}
+	if !o.InProcessProviders && providers.OptionsAsked() {
+		errs = append(errs, errors.New("--vault-audit-feed and --vault-audit-sources are for stores served in process; with --in-process-providers=false, give them to veil-provider-vault"))
 	}
 	if (o.ProviderClientCertFile == "") != (o.ProviderClientKeyFile == "") {
 		errs = append(errs, fmt.Errorf("--provider-client-cert-file and --provider-client-key-file go together: set both or neither"))
@@ -519,7 +543,17 @@ func (o *Options) Config() (*apiserver.Config, error) {
 	controllers := []func(context.Context){statuses.Run, registered.Run}
 	if o.ChangeDetectionInterval > 0 {
 		detector := &changes.Detector{ExternalSecrets: esInformer.Lister(), Stores: cached, Clients: clients, Marker: markerWith(cached), Interval: o.ChangeDetectionInterval, MaxCallsPerStore: o.ChangeDetectionCallsPerStore, Handover: leaseDuration}
-		controllers = append(controllers, func(ctx context.Context) { o.leadChangeDetection(ctx, kube, detector.Run) })
+		// Provider work only the leader does (audit feeds) waits for the
+		// Lease, and the leader's EndpointSlice follows it.
+		providers.FollowOptions()
+		lead := func(ctx context.Context) {
+			providers.LeadOptions(ctx)
+			if o.LeaderEndpointSlice != "" {
+				go o.publishLeader(ctx, kube)
+			}
+			detector.Run(ctx)
+		}
+		controllers = append(controllers, func(ctx context.Context) { o.leadChangeDetection(ctx, kube, lead) })
 	}
 	if !endpoints.Empty() {
 		klog.InfoS("Provider endpoints are restricted", "allowed", endpoints.String())
@@ -551,6 +585,11 @@ func (o *Options) Config() (*apiserver.Config, error) {
 
 // Run serves until ctx is done.
 func (o *Options) Run(ctx context.Context) error {
+	if o.InProcessProviders {
+		if err := providers.StartOptions(ctx); err != nil {
+			return err
+		}
+	}
 	config, err := o.Config()
 	if err != nil {
 		return err

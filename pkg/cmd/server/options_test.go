@@ -135,3 +135,21 @@ func TestFixedVerbosity(t *testing.T) {
 		}
 	}
 }
+
+// TestLeaderEndpointSliceFlags: the leader's EndpointSlice needs this
+// replica's address, and an address that is one.
+func TestLeaderEndpointSliceFlags(t *testing.T) {
+	for _, c := range []struct {
+		slice, address, want string
+	}{
+		{"veil-apiserver-leader", "", "go together"},
+		{"", "10.0.0.7", "go together"},
+		{"veil-apiserver-leader", "pod-ip", "is not an IP address"},
+	} {
+		o := NewOptions()
+		o.LeaderEndpointSlice, o.LeaderAddress = c.slice, c.address
+		if err := o.Validate(); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("--leader-endpointslice=%q --leader-address=%q: %v, want an error saying %q", c.slice, c.address, err, c.want)
+		}
+	}
+}

@@ -677,7 +677,7 @@ func (c *client) Versions(ctx context.Context, keys []string) (map[string]provid
 			}
 			mu.Lock()
 			defer mu.Unlock()
-			out[k] = providers.KeyVersion{ID: strconv.Itoa(meta.version) + "/" + strconv.Itoa(meta.current), Changed: meta.updated}
+			out[k] = versionOf(meta)
 			return nil
 		})
 	}

@@ -153,6 +153,9 @@ func (p provider) NewClient(ctx context.Context, store *providers.Store, creds p
 			return nil, err
 		}
 	}
+	if f := feedFor(c.server); f != nil && version == configv1alpha1.VaultKVv2 {
+		return &feedClient{client: c, feed: f, namespace: feedNamespace(spec.Namespace)}, nil
+	}
 	return c, nil
 }
 
