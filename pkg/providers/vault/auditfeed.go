@@ -268,6 +268,10 @@ func (f *auditFeed) serve(ctx context.Context) {
 		full := len(f.open) >= maxAuditConns
 		if !full {
 			f.open[conn] = struct{}{}
+			// Vault connects after a gap (its first write, or one
+			// after a failure): what was read before is not known to
+			// be current.
+			f.forgetLocked()
 		}
 		f.mu.Unlock()
 		if full {
@@ -540,11 +544,14 @@ func (f *auditFeed) touches(k feedKey) uint64 {
 }
 
 // remember keeps a version read under epoch, if no entry touched k since
-// the read began (touches was then before).
+// the read began (touches was then before), and a connection has been
+// open all along: no connection was accepted or closed since epoch began
+// (either changes the epoch), and one is open now. A connection Vault no
+// longer writes to is found by the next probe, which forgets everything.
 func (f *auditFeed) remember(k feedKey, meta *kvMetadata, epoch, before uint64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.epoch != epoch || f.touched[k] != before {
+	if f.epoch != epoch || f.touched[k] != before || len(f.open) == 0 {
 		return
 	}
 	if len(f.versions) >= maxCachedVersions {

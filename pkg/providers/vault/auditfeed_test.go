@@ -264,6 +264,12 @@ func TestAuditFeedProbe(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("a watch with no feed neither failed nor reported")
 	}
+	// A failed probe forgets every version: the feed did not deliver.
+	f.client.feed.mu.Lock()
+	defer f.client.feed.mu.Unlock()
+	if n := len(f.client.feed.versions); n != 0 {
+		t.Errorf("a feed with no connection remembered %d versions", n)
+	}
 }
 
 // TestAuditFeedLosses: anything that may lose an entry ends every watch of
@@ -390,5 +396,44 @@ func TestFeedFlags(t *testing.T) {
 		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
 			t.Errorf("%v: got %v, want an error saying %q", c.args, err, c.want)
 		}
+	}
+}
+
+// TestFeedRemembers: a version read is taken as current later only if a
+// connection was open from before the read until after it, and no entry
+// touched the key meanwhile.
+func TestFeedRemembers(t *testing.T) {
+	f := newAuditFeed("http://test", nil, nil)
+	k := feedKey{mount: "secret", key: "a"}
+	meta := &kvMetadata{version: 1, current: 1}
+	remembered := func() bool { _, ok := f.cached(k, f.epoch); return ok }
+
+	f.remember(k, meta, f.epoch, f.touches(k))
+	if remembered() {
+		t.Fatal("remembered a version read with no connection open")
+	}
+	c1, c2 := net.Pipe()
+	defer c1.Close()
+	defer c2.Close()
+	f.mu.Lock()
+	f.open[c1] = struct{}{}
+	f.mu.Unlock()
+	epoch, before := f.epoch, f.touches(k)
+	f.entry([]byte(`{"type":"response","request":{"operation":"update","mount_point":"secret/","path":"secret/data/a"}}`))
+	f.remember(k, meta, epoch, before)
+	if remembered() {
+		t.Fatal("remembered a version read across a write of its key")
+	}
+	epoch, before = f.epoch, f.touches(k)
+	f.mu.Lock()
+	f.forgetLocked() // what accepting or losing a connection does
+	f.mu.Unlock()
+	f.remember(k, meta, epoch, before)
+	if remembered() {
+		t.Fatal("remembered a version read across a connection accepted or lost")
+	}
+	f.remember(k, meta, f.epoch, f.touches(k))
+	if !remembered() {
+		t.Fatal("did not remember a version read with a connection open all along")
 	}
 }

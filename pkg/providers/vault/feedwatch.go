@@ -2,6 +2,7 @@ package vault
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"strings"
 	"sync"
@@ -138,6 +139,8 @@ func (c *feedClient) awaitProbe(ctx context.Context, sub *feedSub, probed <-chan
 	case <-sub.done:
 		return providers.Wrap(providers.Unavailable, sub.err, "%s: the audit feed of %s", c.store, c.server)
 	case <-t.C:
+		// The feed does not deliver: nothing it said to be current is.
+		c.feed.fail(errors.New("a probe's entry did not arrive"))
 		return providers.Errorf(providers.Unavailable, "%s: no entry from the audit feed of %s came for this process's own read within %s; check that Vault's socket audit device is enabled and connects to this process (the change detection leader), from an address --vault-audit-sources names", c.store, c.server, probeWait)
 	case <-ctx.Done():
 		return nil
