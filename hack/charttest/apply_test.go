@@ -73,6 +73,8 @@ func TestChartAppliesToKubeAPIServer(t *testing.T) {
 			"networkPolicy":            map[string]any{"enabled": true, "from": []any{map[string]any{"ipBlock": map[string]any{"cidr": "10.0.0.0/8"}}}},
 			"syncer":                   map[string]any{"excludedNamespaces": []any{"kube-system", "kube-public"}},
 			"grafanaDashboard":         map[string]any{"enabled": true},
+			"apiserver": map[string]any{"vaultAuditFeeds": []any{map[string]any{"server": "https://vault.vault.svc:8200", "port": 8201}},
+				"vaultAuditSources": []any{"10.0.12.0/24"}},
 		},
 		"syncer off": {"tls": map[string]any{"existingSecret": ca.secret}, "syncer": map[string]any{"enabled": false}},
 	} {

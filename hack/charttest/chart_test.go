@@ -390,12 +390,13 @@ func everything(ca testCA) map[string]any {
 		"tls":                      map[string]any{"existingSecret": ca.secret, "caBundle": base64.StdEncoding.EncodeToString(ca.caPEM)},
 		"allowedProviderEndpoints": []any{"vault.example.com", "*.amazonaws.com", "10.0.0.0/8"},
 		"auditPolicy":              "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n  - level: Metadata\n",
-		"apiserver":                map[string]any{"replicas": 3, "extraArgs": []any{"--max-stale=10m"}, "image": map[string]any{"tag": "v9.9.9", "pullPolicy": "Always"}, "providerClientSecret": "veil-provider-client"},
-		"syncer":                   map[string]any{"excludedNamespaces": []any{"kube-system", "kube-public"}, "extraArgs": []any{"-v=2"}},
-		"networkPolicy":            map[string]any{"enabled": true, "from": []any{map[string]any{"ipBlock": map[string]any{"cidr": "10.0.0.0/8"}}}},
-		"serviceMonitor":           map[string]any{"enabled": true, "labels": map[string]any{"release": "prometheus"}},
-		"prometheusRule":           map[string]any{"enabled": true},
-		"grafanaDashboard":         map[string]any{"enabled": true},
+		"apiserver": map[string]any{"replicas": 3, "extraArgs": []any{"--max-stale=10m"}, "image": map[string]any{"tag": "v9.9.9", "pullPolicy": "Always"}, "providerClientSecret": "veil-provider-client",
+			"vaultAuditFeeds": []any{map[string]any{"server": "https://vault.vault.svc:8200", "port": 8201}}, "vaultAuditSources": []any{"10.0.12.0/24", "10.0.13.7"}},
+		"syncer":           map[string]any{"excludedNamespaces": []any{"kube-system", "kube-public"}, "extraArgs": []any{"-v=2"}},
+		"networkPolicy":    map[string]any{"enabled": true, "from": []any{map[string]any{"ipBlock": map[string]any{"cidr": "10.0.0.0/8"}}}},
+		"serviceMonitor":   map[string]any{"enabled": true, "labels": map[string]any{"release": "prometheus"}},
+		"prometheusRule":   map[string]any{"enabled": true},
+		"grafanaDashboard": map[string]any{"enabled": true},
 		"providers": map[string]any{"clientCA": string(ca.caPEM),
 			"vault": map[string]any{"enabled": true, "caBundle": string(ca.caPEM),
 				"metrics": map[string]any{"enabled": true, "from": []any{map[string]any{"ipBlock": map[string]any{"cidr": "10.0.0.0/8"}}}}},
@@ -410,6 +411,7 @@ func TestEverythingOn(t *testing.T) {
 		{"NetworkPolicy", "veil-apiserver"}, {"ServiceMonitor", "veil-apiserver"}, {"ServiceMonitor", "veil-syncer"},
 		{"Service", "veil-syncer-metrics"}, {"PrometheusRule", "veil"}, {"ConfigMap", "veil-grafana-dashboard"},
 		{"Deployment", "veil-provider-vault"}, {"NetworkPolicy", "veil-provider-vault"}, {"ProviderRegistration", "veil-provider-aws"},
+		{"Service", "veil-apiserver-vault-audit"}, {"EndpointSlice", "veil-apiserver-leader"},
 	} {
 		if find(objs, want.kind, want.name) == nil {
 			t.Errorf("no %s %s", want.kind, want.name)
@@ -419,9 +421,30 @@ func TestEverythingOn(t *testing.T) {
 	c := containers(dep)[0]
 	args := fmt.Sprint(c["args"])
 	for _, a := range []string{"--allowed-provider-endpoints=vault.example.com,*.amazonaws.com,10.0.0.0/8", "--max-stale=10m",
+		"--vault-audit-feed=https://vault.vault.svc:8200@:8201", "--vault-audit-sources=10.0.12.0/24,10.0.13.7",
+		"--leader-endpointslice=veil-apiserver-leader", "--leader-address=$(POD_IP)", "--namespace=veil-system",
 		"--provider-client-cert-file=/etc/veil/provider-client/tls.crt", "--provider-client-key-file=/etc/veil/provider-client/tls.key"} {
 		if !strings.Contains(args, a) {
 			t.Errorf("veil-apiserver args %s lack %s", args, a)
+		}
+	}
+	// The audit feed: the leader's slice is the one the Service reads, the
+	// Role lets veil-apiserver write that slice alone, and the
+	// NetworkPolicy admits the feed's port from the sources alone.
+	if l := find(objs, "EndpointSlice", "veil-apiserver-leader")["metadata"].(map[string]any)["labels"].(map[string]any); l["kubernetes.io/service-name"] != "veil-apiserver-vault-audit" {
+		t.Errorf("the leader's EndpointSlice is labelled %v", l)
+	}
+	if svc := find(objs, "Service", "veil-apiserver-vault-audit")["spec"].(map[string]any); svc["selector"] != nil || fmt.Sprint(svc["ports"]) != "[map[name:vault-audit-0 port:8201 protocol:TCP targetPort:8201]]" {
+		t.Errorf("the feed's Service is %v", svc)
+	}
+	role, _ := yaml.Marshal(find(objs, "Role", "veil-apiserver")["rules"])
+	if !strings.Contains(string(role), "endpointslices") || !strings.Contains(string(role), "- veil-apiserver-leader") {
+		t.Errorf("veil-apiserver's Role:\n%s", role)
+	}
+	np, _ := yaml.Marshal(find(objs, "NetworkPolicy", "veil-apiserver")["spec"])
+	for _, want := range []string{"port: 8201", "cidr: 10.0.12.0/24", "cidr: 10.0.13.7/32"} {
+		if !strings.Contains(string(np), want) {
+			t.Errorf("veil-apiserver's NetworkPolicy lacks %q:\n%s", want, np)
 		}
 	}
 	// The provider client certificate is mounted where the flags say.
@@ -449,7 +472,7 @@ func TestEverythingOn(t *testing.T) {
 		t.Errorf("audit policy %q", p)
 	}
 	syncArgs := fmt.Sprint(containers(find(objs, "Deployment", "veil-syncer"))[0]["args"])
-	if !strings.Contains(syncArgs, "--excluded-namespaces=kube-system,kube-public") || !strings.Contains(syncArgs, "-v=2") {
+	if !strings.Contains(syncArgs, "--excluded-namespaces=kube-system,kube-public") || !strings.Contains(syncArgs, "-v=2") || !strings.Contains(syncArgs, "--namespace=veil-system") {
 		t.Errorf("veil-syncer args %s", syncArgs)
 	}
 	b := find(objs, "ValidatingAdmissionPolicyBinding", "veil-syncer-excluded-namespaces")
@@ -602,6 +625,10 @@ func TestSchema(t *testing.T) {
 		"unknown provider key":            {"providers": map[string]any{"vault": map[string]any{"insecureSkipTLSVerify": true}}},
 		"provider config without stores":  {"providers": map[string]any{"vault": map[string]any{"config": map[string]any{"store": []any{}}}}},
 		"providers namespace not a name":  {"providers": map[string]any{"namespace": "Veil_Providers"}},
+		"audit feed on the serving port":  {"apiserver": map[string]any{"vaultAuditFeeds": []any{map[string]any{"server": "https://vault:8200", "port": 8443}}}},
+		"audit feed server with a user":   {"apiserver": map[string]any{"vaultAuditFeeds": []any{map[string]any{"server": "https://u:p@vault:8200", "port": 8201}}}},
+		"audit feed without a port":       {"apiserver": map[string]any{"vaultAuditFeeds": []any{map[string]any{"server": "https://vault:8200"}}}},
+		"audit source not an address":     {"apiserver": map[string]any{"vaultAuditSources": []any{"vault.example.com"}}},
 	} {
 		merged, err := chartutil.CoalesceValues(ch, vals)
 		if err != nil {

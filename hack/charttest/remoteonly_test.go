@@ -174,6 +174,10 @@ func TestRemoteOnlyHasNoCredentialRules(t *testing.T) {
 	ch := loadChart(t)
 	all := everything(ca)
 	all["apiserver"].(map[string]any)["inProcessProviders"] = false
+	// Audit feeds are for stores served in process (the chart refuses
+	// both together).
+	delete(all["apiserver"].(map[string]any), "vaultAuditFeeds")
+	delete(all["apiserver"].(map[string]any), "vaultAuditSources")
 	for name, objs := range map[string][]obj{
 		"chart":                       mustRender(t, ch, remoteOnlyValues(ca)),
 		"chart, everything on":        mustRender(t, ch, all),

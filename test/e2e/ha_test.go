@@ -2,8 +2,13 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -11,6 +16,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 
@@ -26,10 +33,15 @@ import (
 func TestHighAvailability(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	args := append(append([]string(nil), veilArgs...),
+	args := append(withoutFeed(veilArgs),
 		// As a Deployment should run it: a replica told to stop keeps
 		// serving while its endpoint is withdrawn.
-		"--shutdown-delay-duration=3s")
+		"--shutdown-delay-duration=3s",
+		// Each replica's audit feed on a port of its own; the leader
+		// points veil-apiserver-leader at itself (a documentation
+		// address: nothing connects to it here).
+		"--vault-audit-feed=http://127.0.0.1:1@127.0.0.1:0", "--vault-audit-sources=127.0.0.1",
+		"--leader-endpointslice="+leaderSlice, "--leader-address=192.0.2.10")
 	ha, err := harness.Start(ctx, harness.Options{Progress: os.Stderr, Keep: *keep, VeilArgs: args, VeilReplicas: 2})
 	if err != nil {
 		t.Fatal(err)
@@ -48,6 +60,144 @@ func TestHighAvailability(t *testing.T) {
 	}
 	t.Run("ReadsAfterAPushAgreeOnEveryReplica", func(t *testing.T) { haPushAgrees(t, ha, replicas) })
 	t.Run("ReadsAndWatchesOutliveAReplica", func(t *testing.T) { haReadsOutliveAReplica(t, ha) })
+	t.Run("AuditFeedFollowsTheLease", func(t *testing.T) { haFeedFollowsTheLease(t, ha) })
+}
+
+const leaderSlice = "veil-apiserver-leader"
+
+// haFeedFollowsTheLease: only the replica holding the change detection
+// Lease takes Vault's audit feed connections, and it points the leader's
+// EndpointSlice at itself (with the chart's RBAC: get and update of that
+// one slice); when it stops, the next leader does, and the connection Vault
+// held to the old one is closed so that Vault reconnects to the new one.
+func haFeedFollowsTheLease(t *testing.T, ha *harness.Cluster) {
+	ctx := ctxFor(t)
+	kube := ha.KubeClient
+	ns := harness.VeilNamespace
+	if _, err := kube.RbacV1().Roles(ns).Create(ctx, &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Name: leaderSlice},
+		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, ResourceNames: []string{leaderSlice}, Verbs: []string{"get", "update"}}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kube.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: leaderSlice},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: leaderSlice},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: harness.VeilServiceAccount, Namespace: ns}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// As the chart renders it: no endpoint until a leader writes one.
+	if _, err := kube.DiscoveryV1().EndpointSlices(ns).Create(ctx, &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Name: leaderSlice, Labels: map[string]string{discoveryv1.LabelServiceName: "veil-apiserver-vault-audit", discoveryv1.LabelManagedBy: "veil-apiserver"}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints:   []discoveryv1.Endpoint{},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Each replica's feed port, from its log.
+	feedPort := func(i int) int32 {
+		name := "veil-apiserver"
+		if i > 0 {
+			name = fmt.Sprintf("veil-apiserver-%d", i)
+		}
+		var port int32
+		eventually(t, func() error {
+			b, err := os.ReadFile(filepath.Join(ha.Dir, "logs", name+".log"))
+			if err != nil {
+				return err
+			}
+			m := regexp.MustCompile(`Following Vault's socket audit device.*address="127\.0\.0\.1:(\d+)"`).FindAllSubmatch(b, -1)
+			if len(m) == 0 {
+				return fmt.Errorf("%s has not logged its audit feed's address", name)
+			}
+			p, _ := strconv.Atoi(string(m[len(m)-1][1]))
+			port = int32(p)
+			return nil
+		})
+		return port
+	}
+	// The slice's port, once a leader wrote it (and not old).
+	sliceLeader := func(ports [2]int32, not int32) int {
+		leader := -1
+		eventually(t, func() error {
+			s, err := kube.DiscoveryV1().EndpointSlices(ns).Get(ctx, leaderSlice, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if len(s.Endpoints) != 1 || len(s.Endpoints[0].Addresses) != 1 || s.Endpoints[0].Addresses[0] != "192.0.2.10" || len(s.Ports) != 1 || s.Ports[0].Port == nil {
+				return fmt.Errorf("the leader's EndpointSlice is %+v %+v", s.Endpoints, s.Ports)
+			}
+			p := *s.Ports[0].Port
+			if p == not {
+				return fmt.Errorf("the leader's EndpointSlice still names port %d", p)
+			}
+			if *s.Ports[0].Name != "vault-audit-0" {
+				return fmt.Errorf("the leader's EndpointSlice names port %q", *s.Ports[0].Name)
+			}
+			for i, q := range ports {
+				if q == p {
+					leader = i
+					return nil
+				}
+			}
+			return fmt.Errorf("the leader's EndpointSlice names port %d, no replica's feed (%v)", p, ports)
+		})
+		return leader
+	}
+	ports := [2]int32{feedPort(0), feedPort(1)}
+	leader := sliceLeader(ports, 0)
+	follower := 1 - leader
+	lease, err := kube.CoordinationV1().Leases(ns).Get(ctx, "veil-apiserver-change-detection", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantHolder := "veil-apiserver"
+	if leader > 0 {
+		wantHolder = fmt.Sprintf("veil-apiserver-%d", leader)
+	}
+	if lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity != wantHolder {
+		t.Fatalf("the leader's EndpointSlice names %s's feed, but the Lease is held by %v", wantHolder, lease.Spec.HolderIdentity)
+	}
+
+	// The follower turns a feed connection away; the leader keeps one.
+	dial := func(port int32) net.Conn {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		return c
+	}
+	closed := func(c net.Conn, within time.Duration) bool {
+		_ = c.SetReadDeadline(time.Now().Add(within))
+		_, err := c.Read(make([]byte, 1))
+		var ne net.Error
+		return !(errors.As(err, &ne) && ne.Timeout())
+	}
+	if !closed(dial(ports[follower]), 10*time.Second) {
+		t.Error("the replica without the Lease kept an audit feed connection open")
+	}
+	held := dial(ports[leader])
+	if closed(held, time.Second) {
+		t.Fatal("the leader closed an audit feed connection")
+	}
+
+	// The leader stops: the follower takes the Lease and the slice, and
+	// the connection to the old leader is gone.
+	if err := ha.StopVeilReplica(ctx, leader); err != nil {
+		t.Fatal(err)
+	}
+	if !closed(held, 30*time.Second) {
+		t.Error("the connection to a stopped leader's feed stayed open")
+	}
+	if got := sliceLeader(ports, ports[leader]); got != follower {
+		t.Errorf("after the leader stopped, the leader's EndpointSlice names replica %d, want %d", got, follower)
+	}
+	if err := ha.StartVeilReplica(ctx, leader); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func haNamespace(t *testing.T, ha *harness.Cluster) string {

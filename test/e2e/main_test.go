@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,8 +16,12 @@ import (
 )
 
 var (
-	cluster *harness.Cluster
-	keep    = flag.Bool("keep", false, "keep the cluster's directory (certificates, logs) after the run")
+	// feedVaultPort and feedAddress: the Vault server veil-apiserver
+	// follows by its audit feed, and where the feed listens.
+	feedVaultPort int
+	feedAddress   string
+	cluster       *harness.Cluster
+	keep          = flag.Bool("keep", false, "keep the cluster's directory (certificates, logs) after the run")
 )
 
 // veilArgs are the flags every test runs veil-apiserver with; a test that
@@ -33,11 +38,32 @@ var veilArgs = []string{
 	"--change-detection-interval=2s",
 }
 
+// withoutFeed is args without the audit feed's flags, for a control plane
+// of its own: a second listener on the feed's address would fail, and
+// veil-apiserver refuses the flags without in-process providers.
+func withoutFeed(args []string) []string {
+	var out []string
+	for _, a := range args {
+		if !strings.HasPrefix(a, "--vault-audit-") {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
 func TestMain(m *testing.M) {
 	flag.Parse()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
-	var err error
+	// One Vault server, started by TestVaultAuditFeed on a port chosen
+	// now, feeds its socket audit device to veil-apiserver.
+	ports, err := harness.FreePorts(2)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "choosing ports:", err)
+		os.Exit(1)
+	}
+	feedVaultPort, feedAddress = ports[0], fmt.Sprintf("127.0.0.1:%d", ports[1])
+	veilArgs = append(veilArgs, fmt.Sprintf("--vault-audit-feed=http://127.0.0.1:%d@%s", feedVaultPort, feedAddress), "--vault-audit-sources=127.0.0.1")
 	cluster, err = harness.Start(ctx, harness.Options{Progress: os.Stderr, Keep: *keep, VeilArgs: veilArgs, ControllerManager: true})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "starting the cluster:", err)

@@ -39,7 +39,7 @@ const remoteOnlyMessage = "this veil-apiserver serves only out-of-process provid
 func TestRemoteOnly(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	rc, err := harness.Start(ctx, harness.Options{Progress: os.Stderr, Keep: *keep, VeilArgs: veilArgs, RemoteOnly: true})
+	rc, err := harness.Start(ctx, harness.Options{Progress: os.Stderr, Keep: *keep, VeilArgs: withoutFeed(veilArgs), RemoteOnly: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -165,6 +165,9 @@ func FreePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
+// FreePorts returns n TCP ports of 127.0.0.1 free now.
+func FreePorts(n int) ([]int, error) { return freePorts(n) }
+
 func freePorts(n int) ([]int, error) {
 	// Hold every listener until all are chosen, so no two are the same.
 	var ls []net.Listener

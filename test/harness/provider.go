@@ -90,9 +90,10 @@ func (c *Cluster) providerBinary(ctx context.Context, kind string) (string, erro
 // "{{dir}}" in it is replaced by Provider.Dir, for credentialsDir), with a
 // serving certificate of name.veil-providers.svc from the provider CA and
 // only veil-apiserver's client identity accepted. prepare, if set, runs
-// before the process starts, to write credential files under Dir. Its log
-// is logs/name.log, which FindCanary searches.
-func (c *Cluster) StartProvider(ctx context.Context, name, kind, config string, prepare func(dir string) error) (*Provider, error) {
+// before the process starts, to write credential files under Dir; args
+// are added to its flags. Its log is logs/name.log, which FindCanary
+// searches.
+func (c *Cluster) StartProvider(ctx context.Context, name, kind, config string, prepare func(dir string) error, args ...string) (*Provider, error) {
 	dir := filepath.Join(c.Dir, "providers", name)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
@@ -121,7 +122,7 @@ func (c *Cluster) StartProvider(ctx context.Context, name, kind, config string, 
 		return nil, err
 	}
 	c.progress("starting %s (%s --provider=%s) on %s", name, filepath.Base(bin), kind, p.Address)
-	proc, err := startProcess(name, filepath.Join(c.Dir, "logs"), bin, []string{
+	proc, err := startProcess(name, filepath.Join(c.Dir, "logs"), bin, append([]string{
 		"--provider=" + kind,
 		"--listen=" + p.Address,
 		"--tls-cert-file=" + serving.CertFile, "--tls-private-key-file=" + serving.KeyFile,
@@ -130,7 +131,7 @@ func (c *Cluster) StartProvider(ctx context.Context, name, kind, config string, 
 		"--config=" + configFile,
 		"--metrics-listen=" + p.MetricsAddress,
 		"--v=2",
-	}, nil)
+	}, args...), nil)
 	if err != nil {
 		return nil, err
 	}

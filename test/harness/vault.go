@@ -56,6 +56,8 @@ type VaultOptions struct {
 	Dir string
 	// Progress receives one line per step; nil discards them.
 	Progress io.Writer
+	// HTTPPort is the plaintext listener's port; 0 picks a free one.
+	HTTPPort int
 }
 
 // StartVault starts a Vault server on free loopback ports, initialises and
@@ -89,6 +91,9 @@ func StartVault(ctx context.Context, opts VaultOptions) (*Vault, error) {
 	ports, err := freePorts(3)
 	if err != nil {
 		return nil, err
+	}
+	if opts.HTTPPort != 0 {
+		ports[0] = opts.HTTPPort
 	}
 	v.HTTPURL, v.HTTPSURL = "http://"+hostPort(ports[0]), "https://"+hostPort(ports[1])
 	v.AuditLog = filepath.Join(v.Dir, "audit.log")
@@ -180,7 +185,13 @@ func (v *Vault) registerPlugins(ctx context.Context) error {
 // StartVault starts a Vault server whose files are under the cluster's
 // directory, in vault/<name>, outside logs/.
 func (c *Cluster) StartVault(ctx context.Context, name string) (*Vault, error) {
-	return StartVault(ctx, VaultOptions{Dir: filepath.Join(c.Dir, "vault", name), Progress: c.opts.Progress})
+	return c.StartVaultOn(ctx, name, 0)
+}
+
+// StartVaultOn is StartVault with its plaintext listener on port (0: a
+// free one), for a server veil-apiserver was told of before it started.
+func (c *Cluster) StartVaultOn(ctx context.Context, name string, port int) (*Vault, error) {
+	return StartVault(ctx, VaultOptions{Dir: filepath.Join(c.Dir, "vault", name), Progress: c.opts.Progress, HTTPPort: port})
 }
 
 func (v *Vault) start(ctx context.Context) error {

@@ -118,7 +118,11 @@ func (ch *Chart) Values(tag string) map[string]any {
 		return map[string]any{"repository": "ghcr.io/veil-dev/" + name, "tag": tag, "pullPolicy": "Never"}
 	}
 	return map[string]any{
-		"apiserver": map[string]any{"image": image("veil-apiserver")},
+		// An audit feed no Vault connects to: the leader's EndpointSlice
+		// must still follow the Lease, with the chart's RBAC.
+		"apiserver": map[string]any{"image": image("veil-apiserver"),
+			"vaultAuditFeeds":   []any{map[string]any{"server": "https://vault.invalid:8200", "port": 8201}},
+			"vaultAuditSources": []any{"10.0.0.0/8"}},
 		"syncer":    map[string]any{"image": image("veil-syncer")},
 		"tls":       map[string]any{"existingSecret": "veil-apiserver-tls", "caBundle": string(ch.ca)},
 	}

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -150,6 +151,7 @@ func TestInstallOnARealNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	tm.step(t, "APIService Available")
+	checkLeaderSlice(ctx, t, cluster)
 
 	// A value read through kube-apiserver's aggregation, with kubectl.
 	value := "node-canary-" + fmt.Sprint(time.Now().UnixNano())
@@ -225,6 +227,7 @@ func TestInstallOnARealNode(t *testing.T) {
 	}
 	load.settle(t, 3*time.Second)
 	load.stopAndCheck(t, "helm upgrade")
+	checkLeaderSlice(ctx, t, cluster)
 	tm.step(t, "helm upgrade under load")
 
 	// helm uninstall: the APIService goes first, and no namespace is left
@@ -474,5 +477,42 @@ func checkSecurityContext(ctx context.Context, t *testing.T, n *Node, c *harness
 				t.Errorf("%s (pid %d): the root filesystem is writable", p.Name, pid)
 			}
 		}
+	}
+}
+
+// checkLeaderSlice: the EndpointSlice veil-apiserver-leader names the pod
+// IP of the replica holding the change detection Lease, and its audit
+// feed port (the chart's apiserver.vaultAuditFeeds), through the chart's
+// own RBAC and the pod's downward API.
+func checkLeaderSlice(ctx context.Context, t *testing.T, c *harness.Cluster) {
+	t.Helper()
+	kc := c.KubeClient
+	if err := poll(ctx, time.Minute, "the leader's EndpointSlice to name the leader", func() error {
+		lease, err := kc.CoordinationV1().Leases(Namespace).Get(ctx, "veil-apiserver-change-detection", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if lease.Spec.HolderIdentity == nil {
+			return errors.New("no replica holds the change detection Lease")
+		}
+		var ip string
+		for _, p := range veilPods(ctx, t, c, "veil-apiserver") {
+			if strings.HasPrefix(*lease.Spec.HolderIdentity, p.Name+"_") {
+				ip = p.Status.PodIP
+			}
+		}
+		if ip == "" {
+			return fmt.Errorf("no veil-apiserver pod holds the Lease (held by %s)", *lease.Spec.HolderIdentity)
+		}
+		s, err := kc.DiscoveryV1().EndpointSlices(Namespace).Get(ctx, "veil-apiserver-leader", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if len(s.Endpoints) != 1 || fmt.Sprint(s.Endpoints[0].Addresses) != "["+ip+"]" || len(s.Ports) != 1 || s.Ports[0].Port == nil || *s.Ports[0].Port != 8201 {
+			return fmt.Errorf("the leader's EndpointSlice has endpoints %+v and ports %+v, want %s:8201", s.Endpoints, s.Ports, ip)
+		}
+		return nil
+	}); err != nil {
+		t.Error(err)
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	vaultapi "github.com/hashicorp/vault/api"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
@@ -44,12 +45,25 @@ type p7Provider struct {
 	write  func(ctx context.Context, key, value string) error
 	metric string // the provider call counted per detection cycle
 	labels map[string]string
-	ns     string
+	// calls, when set, counts the calls instead of metric (a server of
+	// its own: veil-apiserver's metric counts every Vault's).
+	calls func() (float64, error)
+	// token, when set, is the Vault token of the store (its own server).
+	token string
+	ns    string
 }
 
 func rotationScenario(ctx context.Context, c *harness.Cluster) error {
+	// A second Vault, on a port chosen now, feeds its socket audit device
+	// to veil-apiserver.
+	ports, err := harness.FreePorts(2)
+	if err != nil {
+		return err
+	}
+	feedAddr := fmt.Sprintf("127.0.0.1:%d", ports[1])
 	if err := c.RestartVeil(ctx, "--allowed-provider-endpoints=127.0.0.1,localhost", "--allow-plaintext-providers",
-		"--change-detection-interval="+detectEvery.String()); err != nil {
+		"--change-detection-interval="+detectEvery.String(),
+		fmt.Sprintf("--vault-audit-feed=http://127.0.0.1:%d@%s", ports[0], feedAddr), "--vault-audit-sources=127.0.0.1"); err != nil {
 		return err
 	}
 	defer func() { _ = c.RestartVeil(context.Background()) }()
@@ -78,6 +92,23 @@ func rotationScenario(ctx context.Context, c *harness.Cluster) error {
 	if err != nil {
 		return err
 	}
+	fv, err := c.StartVaultOn(ctx, "vault-perf-7-feed", ports[0])
+	if err != nil {
+		return err
+	}
+	defer fv.Stop()
+	if err := fv.Root.Sys().EnableAuditWithOptionsWithContext(ctx, "veil-feed", &vaultapi.EnableAuditOptions{
+		Type: "socket", Options: map[string]string{"address": feedAddr, "socket_type": "tcp"},
+	}); err != nil {
+		return err
+	}
+	if err := fv.Policy(ctx, "reader", `path "secret/*" { capabilities = ["read", "list"] }`); err != nil {
+		return err
+	}
+	feedToken, err := fv.Token(ctx, 2*time.Hour, "reader")
+	if err != nil {
+		return err
+	}
 	dir, err := os.MkdirTemp("", "perf-moto-")
 	if err != nil {
 		return err
@@ -102,6 +133,26 @@ func rotationScenario(ctx context.Context, c *harness.Cluster) error {
 			metric: "veil_provider_calls_total", labels: map[string]string{"provider": "vault", "operation": "kv-metadata"},
 		},
 		{
+			name: "vault, audit feed", ns: "perf-rotate-vault-feed", token: feedToken,
+			store: configv1alpha1.SecretStoreProvider{Vault: &configv1alpha1.VaultProvider{Server: fv.HTTPURL,
+				Auth: configv1alpha1.VaultAuth{TokenSecretRef: &configv1alpha1.SecretKeySelector{Name: "creds", Key: "token"}}}},
+			write: func(ctx context.Context, key, value string) error {
+				_, err := fv.PutKV(ctx, "secret", key, map[string]any{"value": value})
+				return err
+			},
+			// Every read of a key's version, from the server's own audit log.
+			calls: func() (float64, error) {
+				entries, err := fv.Audit()
+				n := 0
+				for _, e := range entries {
+					if e.Type == "response" && e.Request.Operation == "read" && strings.HasPrefix(e.Request.Path, "secret/metadata/") {
+						n++
+					}
+				}
+				return float64(n), err
+			},
+		},
+		{
 			name: "secretsmanager", ns: "perf-rotate-aws",
 			store: configv1alpha1.SecretStoreProvider{AWS: &configv1alpha1.AWSProvider{
 				Service: configv1alpha1.AWSServiceSecretsManager, Region: m.Region, Endpoint: m.URL, STSEndpoint: m.URL,
@@ -121,7 +172,11 @@ func rotationScenario(ctx context.Context, c *harness.Cluster) error {
 	}
 	fmt.Printf("| provider | rotations | watch event p50 | p99 | Secret updated p50 | p99 | provider calls per detection cycle at %d keys |\n|---|---|---|---|---|---|---|\n", *detectKeys)
 	for _, p := range providers {
-		if err := p7Setup(ctx, kube, veil, p, token); err != nil {
+		tok := token
+		if p.token != "" {
+			tok = p.token
+		}
+		if err := p7Setup(ctx, kube, veil, p, tok); err != nil {
 			return fmt.Errorf("%s: %w", p.name, err)
 		}
 		watchLat, secretLat, err := p7Rotate(ctx, kube, veil, p)
@@ -284,7 +339,13 @@ func p7CallsPerCycle(ctx context.Context, c *harness.Cluster, veil versioned.Int
 		if err != nil {
 			return 0, 0, err
 		}
-		return m.Sum(p.metric, p.labels), m.Sum("veil_change_detection_cycles_total", nil), nil
+		calls = m.Sum(p.metric, p.labels)
+		if p.calls != nil {
+			if calls, err = p.calls(); err != nil {
+				return 0, 0, err
+			}
+		}
+		return calls, m.Sum("veil_change_detection_cycles_total", nil), nil
 	}
 	// Let two cycles pass over the new keys, then count over five.
 	_, start, err := scrape()

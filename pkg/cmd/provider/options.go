@@ -103,7 +103,8 @@ func (o *Options) Run(ctx context.Context) error {
 // serveMetrics serves the provider call metrics (veil_provider_calls_total
 // and veil_provider_call_duration_seconds: provider, operation, result;
 // veil_provider_throttled_total: calls refused over a store's limits;
-// never a store's key or value) on /metrics, when asked to, until ctx ends.
+// veil_vault_audit_entries_total and _connections_total, of
+// --vault-audit-feed; never a store's key or value) on /metrics, when asked to, until ctx ends.
 func (o *Options) serveMetrics(ctx context.Context) error {
 	lis := o.MetricsListener
 	if lis == nil {
@@ -116,7 +117,8 @@ func (o *Options) serveMetrics(ctx context.Context) error {
 		}
 	}
 	reg := k8smetrics.NewKubeRegistry()
-	reg.MustRegister(metrics.ProviderCalls, metrics.ProviderCallDuration, metrics.ProviderThrottled, metrics.ProviderRequests)
+	reg.MustRegister(metrics.ProviderCalls, metrics.ProviderCallDuration, metrics.ProviderThrottled, metrics.ProviderRequests,
+		metrics.VaultAuditEntries, metrics.VaultAuditConnections)
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", k8smetrics.HandlerFor(reg, k8smetrics.HandlerOpts{}))
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
