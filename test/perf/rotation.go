@@ -246,7 +246,7 @@ func p7Setup(ctx context.Context, kube kubernetes.Interface, veil versioned.Inte
 }
 
 func p7Ref(p *p7Provider, key string) configv1alpha1.ExternalSecretDataRemoteRef {
-	if p.name == "vault" {
+	if strings.HasPrefix(p.name, "vault") {
 		return configv1alpha1.ExternalSecretDataRemoteRef{Key: key, Property: "value"}
 	}
 	return configv1alpha1.ExternalSecretDataRemoteRef{Key: key}

@@ -3,6 +3,8 @@ package vault
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -157,10 +159,13 @@ func (c *feedClient) initial(ctx context.Context, keys map[string]bool, epoch ui
 	)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(parallelReads)
-	for key := range keys {
+	for _, key := range slices.Sorted(maps.Keys(keys)) {
 		fk := feedKey{namespace: c.namespace, mount: c.mount, key: key}
 		if meta, ok := c.feed.cached(fk, epoch); ok {
+			// The reads started below write out too.
+			mu.Lock()
 			out[key] = meta
+			mu.Unlock()
 			continue
 		}
 		g.Go(func() error {
