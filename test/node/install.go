@@ -123,8 +123,8 @@ func (ch *Chart) Values(tag string) map[string]any {
 		"apiserver": map[string]any{"image": image("veil-apiserver"),
 			"vaultAuditFeeds":   []any{map[string]any{"server": "https://vault.invalid:8200", "port": 8201}},
 			"vaultAuditSources": []any{"10.0.0.0/8"}},
-		"syncer":    map[string]any{"image": image("veil-syncer")},
-		"tls":       map[string]any{"existingSecret": "veil-apiserver-tls", "caBundle": string(ch.ca)},
+		"syncer": map[string]any{"image": image("veil-syncer")},
+		"tls":    map[string]any{"existingSecret": "veil-apiserver-tls", "caBundle": string(ch.ca)},
 	}
 }
 
