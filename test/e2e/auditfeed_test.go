@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -148,13 +146,7 @@ func TestRemoteVaultAuditFeed(t *testing.T) {
 	feed := fmt.Sprintf("127.0.0.1:%d", ports[0])
 	ns := vaultNamespace(t, "remote-feed-")
 	name := unique("vault-feed-provider-")
-	p, err := cluster.StartProvider(ctx, name, "vault", remoteVaultConfig(v, ns, "vault", "app/"), func(dir string) error {
-		tokenDir := filepath.Join(dir, "creds", "secrets", "vault-token")
-		if err := os.MkdirAll(tokenDir, 0o700); err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(tokenDir, "token"), []byte(token), 0o600)
-	}, "--vault-audit-feed="+v.HTTPSURL+"@"+feed, "--vault-audit-sources=127.0.0.1")
+	p, err := cluster.StartProvider(ctx, name, "vault", remoteVaultConfig(v, ns, "vault", "app/"), vaultTokenFile(token), "--vault-audit-feed="+v.HTTPSURL+"@"+feed, "--vault-audit-sources=127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,22 +160,14 @@ func TestRemoteVaultAuditFeed(t *testing.T) {
 	remoteStoreNaming(t, ns, "vault", name)
 	slowExternalSecret(t, ns, "app", "vault", false, dataRef("password", "app/db", "password"))
 	waitValue(t, ns, "app", "password", "v1")
-	providerMetrics := func() *harness.Metrics {
-		t.Helper()
-		m, err := p.Metrics(ctxFor(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return m
-	}
 	eventually(t, func() error {
-		if n := providerMetrics().Sum("veil_provider_requests_total", map[string]string{"method": "WatchChanges"}); n < 1 {
+		if n := providerMetrics(t, p).Sum("veil_provider_requests_total", map[string]string{"method": "WatchChanges"}); n < 1 {
 			return fmt.Errorf("veil-provider-vault received %v WatchChanges requests, want the change detection leader's", n)
 		}
 		return nil
 	})
 	before := lastChange(t, ns, "app")
-	versions := providerMetrics().Sum("veil_provider_requests_total", map[string]string{"method": "Versions"})
+	versions := providerMetrics(t, p).Sum("veil_provider_requests_total", map[string]string{"method": "Versions"})
 	detectionCycles(t, 3)
 
 	if _, err := v.PutKV(ctx, "secret", "app/db", map[string]any{"password": "v2"}); err != nil {
@@ -191,7 +175,7 @@ func TestRemoteVaultAuditFeed(t *testing.T) {
 	}
 	waitChange(t, ns, "app", changeID(before), configv1alpha1.ValueChangeDetected, "app/db")
 	waitValue(t, ns, "app", "password", "v2")
-	m := providerMetrics()
+	m := providerMetrics(t, p)
 	if n := m.Value(t, "veil_provider_requests_total", map[string]string{"method": "Versions"}); n != versions {
 		t.Errorf("veil-provider-vault received %v Versions requests while its feed ran", n-versions)
 	}

@@ -37,6 +37,27 @@ func remoteVaultConfig(v *harness.Vault, ns, store, prefix string) string {
 `, ns, store, prefix, v.HTTPSURL, base64.StdEncoding.EncodeToString(v.CA.CertPEM))
 }
 
+// vaultTokenFile writes token where remoteVaultConfig's store reads it.
+func vaultTokenFile(token string) func(dir string) error {
+	return func(dir string) error {
+		tokenDir := filepath.Join(dir, "creds", "secrets", "vault-token")
+		if err := os.MkdirAll(tokenDir, 0o700); err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(tokenDir, "token"), []byte(token), 0o600)
+	}
+}
+
+// providerMetrics scrapes a provider process's /metrics.
+func providerMetrics(t *testing.T, p *harness.Provider) *harness.Metrics {
+	t.Helper()
+	m, err := p.Metrics(ctxFor(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
 func createRegistration(t *testing.T, name string, p *harness.Provider) {
 	t.Helper()
 	reg := &configv1alpha1.ProviderRegistration{
@@ -88,13 +109,7 @@ func TestRemoteProviderVault(t *testing.T) {
 
 	ns := vaultNamespace(t, "remote-")
 	name := unique("vault-provider-")
-	p, err := cluster.StartProvider(ctx, name, "vault", remoteVaultConfig(v, ns, "vault", "app/"), func(dir string) error {
-		tokenDir := filepath.Join(dir, "creds", "secrets", "vault-token")
-		if err := os.MkdirAll(tokenDir, 0o700); err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(tokenDir, "token"), []byte(token), 0o600)
-	})
+	p, err := cluster.StartProvider(ctx, name, "vault", remoteVaultConfig(v, ns, "vault", "app/"), vaultTokenFile(token))
 	if err != nil {
 		t.Fatal(err)
 	}

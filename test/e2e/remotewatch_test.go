@@ -11,7 +11,6 @@ import (
 
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
 	esv1alpha1 "github.com/veil-dev/veil/pkg/apis/externalsecrets/v1alpha1"
-	"github.com/veil-dev/veil/test/harness"
 )
 
 // A store served out of process by a provider that detects changes
@@ -41,14 +40,6 @@ func TestRemoteChangeStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(p.Stop)
-	providerMetrics := func() *harness.Metrics {
-		t.Helper()
-		m, err := p.Metrics(ctxFor(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return m
-	}
 
 	name := unique("fake-stream-")
 	regs := cluster.VeilClient.ConfigV1alpha1().ProviderRegistrations()
@@ -65,7 +56,7 @@ func TestRemoteChangeStream(t *testing.T) {
 	// only stores a read has reached.
 	waitValue(t, ns, "app", "v", first)
 	eventually(t, func() error {
-		if n := providerMetrics().Sum("veil_provider_requests_total", map[string]string{"method": "WatchChanges"}); n < 1 {
+		if n := providerMetrics(t, p).Sum("veil_provider_requests_total", map[string]string{"method": "WatchChanges"}); n < 1 {
 			return fmt.Errorf("veil-provider received %v WatchChanges requests, want the change detection leader's", n)
 		}
 		return nil
@@ -85,7 +76,7 @@ func TestRemoteChangeStream(t *testing.T) {
 
 	// The stream, not versions: veil-provider counts every request it
 	// receives, by method (Value fails if the metric is missing).
-	m := providerMetrics()
+	m := providerMetrics(t, p)
 	if n := m.Value(t, "veil_provider_requests_total", map[string]string{"method": "WatchChanges"}); n < 1 {
 		t.Errorf("veil-provider received %v WatchChanges requests", n)
 	}

@@ -277,6 +277,29 @@ func TestAuditFeedProbe(t *testing.T) {
 	}
 }
 
+// dialFeed serves a feed admitting sources and connects to it.
+func dialFeed(t *testing.T, sources string) (*auditFeed, net.Conn) {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := ParseSources([]string{sources})
+	if err != nil {
+		t.Fatal(err)
+	}
+	feed := newAuditFeed("http://test", src, lis)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go feed.serve(ctx)
+	conn, err := net.Dial("tcp", lis.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return feed, conn
+}
+
 // TestAuditFeedLosses: anything that may lose an entry ends every watch of
 // the feed: a line over the bound, a line that is not an entry, a closed
 // connection. A connection from an address not named is closed unread.
@@ -287,20 +310,7 @@ func TestAuditFeedLosses(t *testing.T) {
 		"closed":         "",
 	} {
 		t.Run(name, func(t *testing.T) {
-			lis, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			src, _ := ParseSources([]string{"127.0.0.0/8"})
-			feed := newAuditFeed("http://test", src, lis)
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			go feed.serve(ctx)
-			conn, err := net.Dial("tcp", lis.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
+			feed, conn := dialFeed(t, "127.0.0.0/8")
 			sub, _, _ := feed.subscribe("", "secret", map[string]bool{"a": true})
 			var wg sync.WaitGroup
 			wg.Add(1)
@@ -321,20 +331,7 @@ func TestAuditFeedLosses(t *testing.T) {
 		})
 	}
 	t.Run("source not named", func(t *testing.T) {
-		lis, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		src, _ := ParseSources([]string{"10.0.0.0/8"})
-		feed := newAuditFeed("http://test", src, lis)
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		go feed.serve(ctx)
-		conn, err := net.Dial("tcp", lis.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
+		_, conn := dialFeed(t, "10.0.0.0/8")
 		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 		if _, err := conn.Read(make([]byte, 1)); err == nil || errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "timeout") {
 			t.Fatalf("a connection from an address not named was not closed: %v", err)
