@@ -150,3 +150,23 @@ func LeaderPorts() []NamedPort {
 	}
 	return out
 }
+
+// Admit admits one provider call within a store's budget; done ends it.
+type Admit func() (done func(), err error)
+
+type admitKey struct{}
+
+// WithAdmit gives a ChangeWatcher the budget its own provider calls go
+// through: a watch is opened as one call, and what it asks the provider
+// afterwards (a version after a change) is admitted one call at a time.
+func WithAdmit(ctx context.Context, admit Admit) context.Context {
+	return context.WithValue(ctx, admitKey{}, admit)
+}
+
+// AdmitCall admits one call within the budget ctx carries (none: always).
+func AdmitCall(ctx context.Context) (done func(), err error) {
+	if a, ok := ctx.Value(admitKey{}).(Admit); ok && a != nil {
+		return a()
+	}
+	return func() {}, nil
+}

@@ -281,6 +281,8 @@ func (w *admittedWatcher) WatchChanges(ctx context.Context, keys []string, chang
 			return err
 		}
 		done()
+		// The watch's own calls go through the same budget.
+		ctx = providers.WithAdmit(ctx, func() (func(), error) { return w.limiter.Admit(w.store, w.namespace) })
 	}
 	return w.cw.WatchChanges(ctx, keys, changed)
 }

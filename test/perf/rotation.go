@@ -33,7 +33,7 @@ var (
 
 func init() {
 	scenarios = append(scenarios, scenario{"P7",
-		"rotation: a value written at Vault KV v2 and at Secrets Manager, with a 1h refresh interval and --change-detection-interval as given (default: veil-apiserver's), until a watch of values sees it and until the materialised Secret has it; provider calls per detection cycle at --detect-keys keys",
+		"rotation: a value written at Vault KV v2 (polled, and followed by its socket audit device with --vault-audit-feed) and at Secrets Manager, with a 1h refresh interval and --change-detection-interval as given (default: veil-apiserver's), until a watch of values sees it and until the materialised Secret has it; provider calls per detection cycle at --detect-keys keys",
 		rotationScenario})
 }
 

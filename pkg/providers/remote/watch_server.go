@@ -157,7 +157,8 @@ func (s *Server) watchOnce(ctx context.Context, st *served, keys []string, synce
 			}
 		}
 	}()
-	err := st.client.(providers.ChangeWatcher).WatchChanges(wctx, keys, send)
+	// The watch's own calls go through the store's rate, as calls do.
+	err := st.client.(providers.ChangeWatcher).WatchChanges(providers.WithAdmit(wctx, st.admit), keys, send)
 	cancel()
 	<-looked
 	switch {

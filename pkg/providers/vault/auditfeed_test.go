@@ -106,7 +106,11 @@ type watchRun struct {
 }
 
 func startWatch(t *testing.T, c providers.ChangeWatcher, keys []string) *watchRun {
-	ctx, cancel := context.WithCancel(context.Background())
+	return startWatchIn(context.Background(), t, c, keys)
+}
+
+func startWatchIn(parent context.Context, t *testing.T, c providers.ChangeWatcher, keys []string) *watchRun {
+	ctx, cancel := context.WithCancel(parent)
 	w := &watchRun{changes: make(chan providers.KeyChange, 100), done: make(chan error, 1), cancel: cancel}
 	t.Cleanup(cancel)
 	go func() {
@@ -437,5 +441,56 @@ func TestFeedRemembers(t *testing.T) {
 	f.remember(k, meta, f.epoch, f.touches(k))
 	if !remembered() {
 		t.Fatal("did not remember a version read with a connection open all along")
+	}
+}
+
+// TestAuditFeedAdmitsItsCalls: every version a watch reads is a call
+// within the budget its context carries (the store's, from change
+// detection); a refused call makes no request and ends the watch.
+func TestAuditFeedAdmitsItsCalls(t *testing.T) {
+	ctx := ctxFor(t)
+	f := newFeedFixture(t, true)
+	for _, k := range []string{"a", "b"} {
+		if _, err := server.PutKV(ctx, f.mount, k, map[string]any{"v": "1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	meta := "/v1/" + f.mount + "/metadata/"
+	var mu sync.Mutex
+	admitted := 0
+	counting := providers.WithAdmit(context.Background(), func() (func(), error) {
+		mu.Lock()
+		defer mu.Unlock()
+		admitted++
+		return func() {}, nil
+	})
+	w := startWatchIn(counting, t, f.client, []string{"a", "b"})
+	w.next(t)
+	w.next(t)
+	w.cancel()
+	<-w.done
+	mu.Lock()
+	if reads := f.rec.total(meta); admitted != reads || reads == 0 {
+		t.Errorf("%d calls admitted for %d metadata reads", admitted, reads)
+	}
+	mu.Unlock()
+
+	before := f.rec.total(meta)
+	refusing := providers.WithAdmit(context.Background(), func() (func(), error) {
+		return nil, providers.Errorf(providers.Throttled, "over budget")
+	})
+	w = startWatchIn(refusing, t, f.client, []string{"a", "c"})
+	select {
+	case err := <-w.done:
+		if providers.ReasonOf(err) != providers.Throttled {
+			t.Fatalf("a watch over its budget ended with %v, want Throttled", err)
+		}
+	case kc := <-w.changes:
+		t.Fatalf("a watch over its budget reported %+v", kc)
+	case <-time.After(30 * time.Second):
+		t.Fatal("a watch over its budget went on")
+	}
+	if got := f.rec.total(meta) - before; got != 0 {
+		t.Errorf("a watch over its budget made %d metadata reads", got)
 	}
 }

@@ -97,7 +97,7 @@ func (c *feedClient) WatchChanges(ctx context.Context, keys []string, changed fu
 		case key := <-sub.changed:
 			fk := feedKey{namespace: c.namespace, mount: c.mount, key: key}
 			before := c.feed.touches(fk)
-			meta, err := c.metadata(ctx, key)
+			meta, err := c.metadataAdmitted(ctx, key)
 			if err != nil {
 				if ctx.Err() != nil {
 					return nil
@@ -118,6 +118,17 @@ func (c *feedClient) WatchChanges(ctx context.Context, keys []string, changed fu
 	}
 }
 
+// metadataAdmitted reads key's metadata as one call within the budget
+// ctx carries (the store's, as change detection's calls are).
+func (c *feedClient) metadataAdmitted(ctx context.Context, key string) (*kvMetadata, error) {
+	done, err := providers.AdmitCall(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	return c.metadata(ctx, key)
+}
+
 // probe reads the metadata of one key (the first, in order), whose entry
 // proves the feed reaches this process.
 func (c *feedClient) probe(ctx context.Context, keys map[string]bool) error {
@@ -127,7 +138,7 @@ func (c *feedClient) probe(ctx context.Context, keys map[string]bool) error {
 			probe = k
 		}
 	}
-	_, err := c.metadata(ctx, probe)
+	_, err := c.metadataAdmitted(ctx, probe)
 	return err
 }
 
@@ -170,7 +181,7 @@ func (c *feedClient) initial(ctx context.Context, keys map[string]bool, epoch ui
 		}
 		g.Go(func() error {
 			before := c.feed.touches(fk)
-			meta, err := c.metadata(gctx, key)
+			meta, err := c.metadataAdmitted(gctx, key)
 			if err != nil {
 				return err
 			}
