@@ -3,6 +3,7 @@ package vault
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -103,6 +104,8 @@ type watchRun struct {
 	changes chan providers.KeyChange
 	done    chan error
 	cancel  context.CancelFunc
+	// last is the version last reported of each key.
+	last map[string]string
 }
 
 func startWatch(t *testing.T, c providers.ChangeWatcher, keys []string) *watchRun {
@@ -122,10 +125,12 @@ func startWatchIn(parent context.Context, t *testing.T, c providers.ChangeWatche
 	return w
 }
 
+// next returns the next KeyChange reported.
 func (w *watchRun) next(t *testing.T) providers.KeyChange {
 	t.Helper()
 	select {
 	case kc := <-w.changes:
+		w.seen(kc)
 		return kc
 	case err := <-w.done:
 		t.Fatalf("the watch ended: %v", err)
@@ -135,14 +140,59 @@ func (w *watchRun) next(t *testing.T) providers.KeyChange {
 	return providers.KeyChange{}
 }
 
+// seen records the version kc reports.
+func (w *watchRun) seen(kc providers.KeyChange) {
+	if w.last == nil {
+		w.last = map[string]string{}
+	}
+	w.last[kc.Key] = fmt.Sprint(kc.Exists, kc.Version.ID)
+}
+
+// repeat says whether kc repeats the version last reported for its key,
+// which the contract allows (an entry of a write from before the watch may
+// arrive after it began).
+func (w *watchRun) repeat(kc providers.KeyChange) bool {
+	last, ok := w.last[kc.Key]
+	return ok && last == fmt.Sprint(kc.Exists, kc.Version.ID)
+}
+
+// nextOf returns the next KeyChange of key, skipping repeats of other
+// keys' versions; any other change fails the test.
+func (w *watchRun) nextOf(t *testing.T, key string) providers.KeyChange {
+	t.Helper()
+	for {
+		select {
+		case kc := <-w.changes:
+			switch {
+			case kc.Key == key:
+				w.seen(kc)
+				return kc
+			case !w.repeat(kc):
+				t.Fatalf("reported %+v while waiting for a change of %s", kc, key)
+			}
+		case err := <-w.done:
+			t.Fatalf("the watch ended: %v", err)
+		case <-time.After(30 * time.Second):
+			t.Fatalf("no change of %s reported in 30s", key)
+		}
+	}
+}
+
+// quiet fails if anything but a repeat is reported within d.
 func (w *watchRun) quiet(t *testing.T, d time.Duration) {
 	t.Helper()
-	select {
-	case kc := <-w.changes:
-		t.Fatalf("reported %+v, want nothing", kc)
-	case err := <-w.done:
-		t.Fatalf("the watch ended: %v", err)
-	case <-time.After(d):
+	end := time.After(d)
+	for {
+		select {
+		case kc := <-w.changes:
+			if !w.repeat(kc) {
+				t.Fatalf("reported %+v, want nothing", kc)
+			}
+		case err := <-w.done:
+			t.Fatalf("the watch ended: %v", err)
+		case <-end:
+			return
+		}
 	}
 }
 
@@ -183,7 +233,7 @@ func TestAuditFeed(t *testing.T) {
 	if _, err := server.PutKV(ctx, f.mount, "b", map[string]any{"v": "2"}); err != nil {
 		t.Fatal(err)
 	}
-	if kc := w.next(t); kc.Key != "b" || !kc.Exists || kc.Version.ID != "2/2" {
+	if kc := w.nextOf(t, "b"); kc.Key != "b" || !kc.Exists || kc.Version.ID != "2/2" {
 		t.Fatalf("after writing b: %+v, want b at 2/2", kc)
 	}
 	if got := f.rec.count(meta + "b"); got != 2 {
@@ -193,14 +243,14 @@ func TestAuditFeed(t *testing.T) {
 	if _, err := server.PutKV(ctx, f.mount, "missing", map[string]any{"v": "1"}); err != nil {
 		t.Fatal(err)
 	}
-	if kc := w.next(t); kc.Key != "missing" || !kc.Exists {
+	if kc := w.nextOf(t, "missing"); kc.Key != "missing" || !kc.Exists {
 		t.Fatalf("after creating missing: %+v, want it to exist", kc)
 	}
 	// A deletion of the current version is a change.
 	if err := server.Root.KVv2(f.mount).Delete(ctx, "a"); err != nil {
 		t.Fatal(err)
 	}
-	if kc := w.next(t); kc.Key != "a" || kc.Version.ID == "1/1" {
+	if kc := w.nextOf(t, "a"); kc.Key != "a" || kc.Version.ID == "1/1" {
 		t.Fatalf("after deleting a's current version: %+v, want a with another version", kc)
 	}
 	// A key not followed: nothing reported, nothing read.
