@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"golang.org/x/time/rate"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -394,6 +395,18 @@ func (d *Detector) follow(ctx context.Context, s Store, store *stores.Store, st 
 	sub := &subscription{uid: store.UID, generation: store.Generation, registration: store.Registration, keys: keys, cancel: cancel, done: make(chan struct{})}
 	d.subs[s] = sub
 	metrics.ChangeDetectionStreams.Inc()
+	// What the stream asks its provider (the initial state of keys it
+	// does not know, a version after a change) goes at the pace polling
+	// would: at most MaxCallsPerStore calls an Interval.
+	if d.MaxCallsPerStore > 0 && d.Interval > 0 {
+		pace := rate.NewLimiter(rate.Limit(float64(d.MaxCallsPerStore)/d.Interval.Seconds()), d.MaxCallsPerStore)
+		ctx = providers.WithAdmit(ctx, func() (func(), error) {
+			if err := pace.Wait(ctx); err != nil {
+				return nil, err
+			}
+			return func() {}, nil
+		})
+	}
 	go func() {
 		defer close(sub.done)
 		defer metrics.ChangeDetectionStreams.Dec()

@@ -166,6 +166,10 @@ type streams struct {
 	opened atomic.Int64
 	fail   chan error
 	ended  atomic.Int64
+	// admits, when set, is how many calls each watch asks its context to
+	// admit when it starts; admitted records the answers.
+	admits   int
+	admitted []error
 }
 
 func (s *streams) Watcher(*stores.Store, string) (providers.ChangeWatcher, bool) { return s, true }
@@ -173,6 +177,15 @@ func (s *streams) Watcher(*stores.Store, string) (providers.ChangeWatcher, bool)
 func (s *streams) WatchChanges(ctx context.Context, keys []string, changed func(providers.KeyChange) error) error {
 	s.opened.Add(1)
 	defer s.ended.Add(1)
+	for range s.admits {
+		done, err := providers.AdmitCall(ctx)
+		if err == nil {
+			done()
+		}
+		s.mu.Lock()
+		s.admitted = append(s.admitted, err)
+		s.mu.Unlock()
+	}
 	ch := make(chan providers.KeyChange, 16)
 	id := strings.Join(keys, ",")
 	s.mu.Lock()
@@ -400,5 +413,37 @@ func TestDetectorSkipsExternalSecretsNotServed(t *testing.T) {
 		if slices.Contains(asked, "only-forged") {
 			t.Errorf("the provider was asked about a key only an ExternalSecret not served reads: %v", remote.asked)
 		}
+	}
+}
+
+// What a stream asks its provider goes at polling's pace: at most
+// MaxCallsPerStore calls an Interval.
+func TestDetectorPacesAStreamsCalls(t *testing.T) {
+	m, _ := newMarker(t, externalSecret("a", "db", storeRef("vault"), "db"))
+	src := &streams{remoteVersions: remoteVersions{now: map[string]providers.KeyVersion{}}, open: map[string]chan providers.KeyChange{}, fail: make(chan error, 1), admits: 4}
+	d := &Detector{ExternalSecrets: m.ExternalSecrets, Stores: &oneStore{generation: 1}, Clients: src, Marker: m,
+		MaxCallsPerStore: 3, Interval: time.Hour, last: map[Store]*storeState{}, horizon: time.Now()}
+	// The fourth call would wait most of an hour: past the deadline,
+	// rate.Limiter answers at once.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer func() {
+		cancel()
+		d.stopAll()
+	}()
+	d.cycle(ctx)
+	waitFor(t, "the watch's four calls answered", func() bool {
+		src.mu.Lock()
+		defer src.mu.Unlock()
+		return len(src.admitted) == 4
+	})
+	src.mu.Lock()
+	defer src.mu.Unlock()
+	for i, err := range src.admitted[:3] {
+		if err != nil {
+			t.Errorf("call %d of a stream within the pace: %v", i+1, err)
+		}
+	}
+	if src.admitted[3] == nil {
+		t.Error("a stream's fourth call in an interval that allows three was admitted at once")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sort"
+	"time"
 
 	"github.com/spf13/pflag"
 )
@@ -163,10 +164,36 @@ func WithAdmit(ctx context.Context, admit Admit) context.Context {
 	return context.WithValue(ctx, admitKey{}, admit)
 }
 
+// AdmitFrom is the Admit ctx carries, or nil.
+func AdmitFrom(ctx context.Context) Admit {
+	a, _ := ctx.Value(admitKey{}).(Admit)
+	return a
+}
+
 // AdmitCall admits one call within the budget ctx carries (none: always).
 func AdmitCall(ctx context.Context) (done func(), err error) {
-	if a, ok := ctx.Value(admitKey{}).(Admit); ok && a != nil {
+	if a := AdmitFrom(ctx); a != nil {
 		return a()
 	}
 	return func() {}, nil
+}
+
+// Waiting is admit waiting while it answers Throttled (for the retry time
+// it gives, from 50 ms to 1 s), until ctx ends.
+func Waiting(ctx context.Context, admit Admit) Admit {
+	return func() (func(), error) {
+		for {
+			done, err := admit()
+			var pe *Error
+			if err == nil || !errors.As(err, &pe) || pe.Reason != Throttled {
+				return done, err
+			}
+			wait := min(max(pe.RetryAfter, 50*time.Millisecond), time.Second)
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(wait):
+			}
+		}
+	}
 }

@@ -281,8 +281,20 @@ func (w *admittedWatcher) WatchChanges(ctx context.Context, keys []string, chang
 			return err
 		}
 		done()
-		// The watch's own calls go through the same budget.
-		ctx = providers.WithAdmit(ctx, func() (func(), error) { return w.limiter.Admit(w.store, w.namespace) })
+		// The watch's own calls go through the same budget, after any
+		// pace its caller set; over the budget, they wait for it rather
+		// than end the watch, so readers keep their share.
+		outer := providers.AdmitFrom(ctx)
+		ctx = providers.WithAdmit(ctx, func() (func(), error) {
+			if outer != nil {
+				done, err := outer()
+				if err != nil {
+					return nil, err
+				}
+				done()
+			}
+			return providers.Waiting(ctx, func() (func(), error) { return w.limiter.Admit(w.store, w.namespace) })()
+		})
 	}
 	return w.cw.WatchChanges(ctx, keys, changed)
 }

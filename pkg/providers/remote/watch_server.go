@@ -157,8 +157,9 @@ func (s *Server) watchOnce(ctx context.Context, st *served, keys []string, synce
 			}
 		}
 	}()
-	// The watch's own calls go through the store's rate, as calls do.
-	err := st.client.(providers.ChangeWatcher).WatchChanges(providers.WithAdmit(wctx, st.admit), keys, send)
+	// The watch's own calls go through the store's rate and call slots,
+	// waiting for them rather than ending the watch.
+	err := st.client.(providers.ChangeWatcher).WatchChanges(providers.WithAdmit(wctx, providers.Waiting(wctx, st.admit)), keys, send)
 	cancel()
 	<-looked
 	switch {
