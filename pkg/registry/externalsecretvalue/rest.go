@@ -28,6 +28,7 @@ import (
 
 	configv1alpha1 "github.com/veil-dev/veil/pkg/apis/config/v1alpha1"
 	"github.com/veil-dev/veil/pkg/apis/externalsecrets"
+	esv1alpha1 "github.com/veil-dev/veil/pkg/apis/externalsecrets/v1alpha1"
 	configclient "github.com/veil-dev/veil/pkg/generated/clientset/versioned/typed/config/v1alpha1"
 	configlisters "github.com/veil-dev/veil/pkg/generated/listers/config/v1alpha1"
 	"github.com/veil-dev/veil/pkg/metrics"
@@ -211,7 +212,7 @@ func (r *REST) List(ctx context.Context, opts *metainternalversion.ListOptions) 
 	}
 	matched := ess[:0:0]
 	for _, es := range ess {
-		if fieldSel.Matches(fields.Set{"metadata.name": es.Name, "metadata.namespace": es.Namespace}) {
+		if fieldSel.Matches(fieldsOf(es)) {
 			matched = append(matched, es)
 		}
 	}
@@ -241,11 +242,27 @@ func (r *REST) List(ctx context.Context, opts *metainternalversion.ListOptions) 
 	return list, nil
 }
 
-// checkFieldSelector refuses fields other than the two every value has.
+// targetCreationPolicy is the one field of an ExternalSecret's spec that
+// values may be selected by (a selectable field of the ExternalSecret CRD,
+// so a watch passes it to kube-apiserver): "" for an ExternalSecret
+// without a target, which only readers of values use. veil-syncer
+// watches the values of the others only.
+const targetCreationPolicy = esv1alpha1.TargetCreationPolicyField
+
+// fieldsOf are the fields a value may be selected by.
+func fieldsOf(es *configv1alpha1.ExternalSecret) fields.Set {
+	policy := ""
+	if es.Spec.Target != nil {
+		policy = string(es.Spec.Target.CreationPolicy)
+	}
+	return fields.Set{"metadata.name": es.Name, "metadata.namespace": es.Namespace, targetCreationPolicy: policy}
+}
+
+// checkFieldSelector refuses fields other than those of fieldsOf.
 func checkFieldSelector(reqs fields.Requirements) error {
 	for _, req := range reqs {
-		if req.Field != "metadata.name" && req.Field != "metadata.namespace" {
-			return apierrors.NewBadRequest(fmt.Sprintf("field selector %q is not supported: externalsecretvalues support metadata.name and metadata.namespace", req.Field))
+		if req.Field != "metadata.name" && req.Field != "metadata.namespace" && req.Field != targetCreationPolicy {
+			return apierrors.NewBadRequest(fmt.Sprintf("field selector %q is not supported: externalsecretvalues support metadata.name, metadata.namespace and %s", req.Field, targetCreationPolicy))
 		}
 	}
 	return nil

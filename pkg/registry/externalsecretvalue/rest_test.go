@@ -166,6 +166,23 @@ func TestListSelectorsAndWarnings(t *testing.T) {
 	if _, err := r.List(inNamespace("app"), &metainternalversion.ListOptions{FieldSelector: fields.OneTermEqualSelector("type", "x")}); !apierrors.IsBadRequest(err) {
 		t.Errorf("unsupported field selector: %v, want 400", err)
 	}
+
+	// spec.target.creationPolicy, as kube-apiserver evaluates the CRD's
+	// selectable field: "" without a target.
+	ess[0].Spec.Target = &configv1alpha1.ExternalSecretTarget{CreationPolicy: configv1alpha1.CreatePolicyOwner}
+	ess[1].Spec.Target = &configv1alpha1.ExternalSecretTarget{CreationPolicy: configv1alpha1.CreatePolicyNone}
+	sel, err := fields.ParseSelector("spec.target.creationPolicy!=,spec.target.creationPolicy!=None")
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, _ = list("", &metainternalversion.ListOptions{FieldSelector: sel})
+	if strings.Join(names, ",") != "app/a" {
+		t.Errorf("with a target veil-syncer writes: %v, want app/a", names)
+	}
+	names, _ = list("", &metainternalversion.ListOptions{FieldSelector: fields.OneTermEqualSelector("spec.target.creationPolicy", "")})
+	if strings.Join(names, ",") != "other/c" {
+		t.Errorf("without a target: %v, want other/c (broken is left out)", names)
+	}
 }
 
 func TestTableNeverShowsAValue(t *testing.T) {

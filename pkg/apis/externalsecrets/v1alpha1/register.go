@@ -20,7 +20,7 @@ func Resource(resource string) schema.GroupResource {
 var (
 	// localSchemeBuilder also receives the generated conversion and default
 	// functions, through their init functions.
-	localSchemeBuilder = runtime.NewSchemeBuilder(addKnownTypes, addDefaultingFuncs)
+	localSchemeBuilder = runtime.NewSchemeBuilder(addKnownTypes, addDefaultingFuncs, addFieldLabelConversions)
 	// AddToScheme adds the types of this group version to a scheme.
 	AddToScheme = localSchemeBuilder.AddToScheme
 )
@@ -36,4 +36,21 @@ func addKnownTypes(scheme *runtime.Scheme) error {
 
 func addDefaultingFuncs(scheme *runtime.Scheme) error {
 	return RegisterDefaults(scheme)
+}
+
+// TargetCreationPolicyField selects values by their ExternalSecret's
+// spec.target.creationPolicy, a selectable field of the ExternalSecret CRD
+// that is empty without a target. veil-syncer watches the values of
+// ExternalSecrets it writes a Secret for with it.
+const TargetCreationPolicyField = "spec.target.creationPolicy"
+
+// addFieldLabelConversions lets field selectors on values name, besides
+// metadata.name and metadata.namespace, TargetCreationPolicyField.
+func addFieldLabelConversions(scheme *runtime.Scheme) error {
+	return scheme.AddFieldLabelConversionFunc(SchemeGroupVersion.WithKind("ExternalSecretValue"), func(label, value string) (string, string, error) {
+		if label == TargetCreationPolicyField {
+			return label, value, nil
+		}
+		return runtime.DefaultMetaV1FieldSelectorConversion(label, value)
+	})
 }
