@@ -34,6 +34,10 @@ type Controller struct {
 	configMaps corev1client.ConfigMapsGetter
 	key        []byte
 
+	// feed holds the values the watch of externalsecretvalues sent, for
+	// the syncs that need them; nil when that watch is off.
+	feed *valueFeed
+
 	// excluded namespaces are never written in (--excluded-namespaces).
 	excluded sets.Set[string]
 
@@ -101,6 +105,7 @@ func newController(informer configinformers.ExternalSecretInformer, veil version
 			if es, ok := deleted[*configv1alpha1.ExternalSecret](obj); ok {
 				c.forget(keyOf(es))
 				c.takeForced(keyOf(es))
+				c.feed.forget(keyOf(es))
 			}
 		},
 	})

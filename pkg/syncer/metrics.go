@@ -83,6 +83,31 @@ var (
 		Buckets:        []float64{.25, .5, 1, 2, 3, 5, 10, 20, 30, 60, 120, 300, 600},
 		StabilityLevel: metrics.ALPHA,
 	})
+
+	valueReads = metrics.NewCounterVec(&metrics.CounterOpts{
+		Namespace: "veil", Subsystem: "syncer", Name: "value_reads_total",
+		Help:           "Values read for syncs of ExternalSecrets, by source: watch (sent by the watch of externalsecretvalues before the sync needed them) or get (read by the sync).",
+		StabilityLevel: metrics.ALPHA,
+	}, []string{"source"})
+
+	heldValues = metrics.NewCounterVec(&metrics.CounterOpts{
+		Namespace: "veil", Subsystem: "syncer", Name: "watched_values_total",
+		Help: "Values the watch of externalsecretvalues sent, by what became of them: held (for a sync to take), stale (a sync had read them or newer), " +
+			"over_budget (--held-values-max-bytes was reached), unused (a sync read newer, or found them expired or of another ExternalSecret), expired (not taken in time), unversioned.",
+		StabilityLevel: metrics.ALPHA,
+	}, []string{"result"})
+
+	heldBytes = metrics.NewGauge(&metrics.GaugeOpts{
+		Namespace: "veil", Subsystem: "syncer", Name: "held_values_bytes",
+		Help:           "Bytes of values held for syncs, bounded by --held-values-max-bytes.",
+		StabilityLevel: metrics.ALPHA,
+	})
+
+	valueWatchStarts = metrics.NewCounterVec(&metrics.CounterOpts{
+		Namespace: "veil", Subsystem: "syncer", Name: "value_watches_total",
+		Help:           "Watches of externalsecretvalues the leader opened (opened) or could not open (failed).",
+		StabilityLevel: metrics.ALPHA,
+	}, []string{"result"})
 )
 
 var registerMetrics sync.Once
@@ -90,7 +115,8 @@ var registerMetrics sync.Once
 func register() {
 	registerMetrics.Do(func() {
 		legacyregistry.MustRegister(syncDuration, syncResults, queueDepth, timeToFirstSync,
-			pushSyncDuration, pushSyncs, secretPushes, pushedKeys, pushQueueDepth, namespaceSyncsDelayed)
+			pushSyncDuration, pushSyncs, secretPushes, pushedKeys, pushQueueDepth, namespaceSyncsDelayed,
+			valueReads, heldValues, heldBytes, valueWatchStarts)
 	})
 }
 

@@ -66,8 +66,11 @@ type Options struct {
 	Workers int
 	// NamespaceSyncQPS and NamespaceSyncBurst bound the syncs of each
 	// namespace (see namespaceRate); a QPS of 0 turns the bound off.
-	NamespaceSyncQPS       float64
-	NamespaceSyncBurst     int
+	NamespaceSyncQPS   float64
+	NamespaceSyncBurst int
+	// HeldValuesMaxBytes bounds the values the watch of values holds for
+	// syncs (valueFeed); 0 turns that watch off.
+	HeldValuesMaxBytes     int
 	QPS                    float32
 	Burst                  int
 	DefaultRefreshInterval time.Duration
@@ -101,6 +104,7 @@ func NewOptions() *Options {
 		// of 5 per second would make 1,000 new ExternalSecrets take over
 		// ten minutes. kube-apiserver's priority and fairness still
 		// protects it from a runaway syncer.
+		HeldValuesMaxBytes:     32 << 20,
 		QPS:                    500,
 		Burst:                  1000,
 		DefaultRefreshInterval: time.Hour,
@@ -145,6 +149,9 @@ func NewCommand(ctx context.Context) *cobra.Command {
 		"Syncs per second veil-syncer does for one namespace (its ExternalSecrets and PushSecrets together: first syncs, changes, refreshes and retries), "+
 			"so that a namespace that writes ExternalSecrets in a loop cannot keep kube-apiserver busy for everyone; 0 turns the bound off. A sync over it waits for its turn.")
 	fs.IntVar(&o.NamespaceSyncBurst, "namespace-sync-burst", o.NamespaceSyncBurst, "Syncs a namespace may have at once above --namespace-sync-qps.")
+	fs.IntVar(&o.HeldValuesMaxBytes, "held-values-max-bytes", o.HeldValuesMaxBytes,
+		"Bytes of values the leader may hold between its watch of externalsecretvalues sending them and the syncs that take them (each for at most a minute); "+
+			"past it, syncs read their values with a GET. 0 turns the watch off: every sync reads by GET.")
 	fs.Float32Var(&o.QPS, "kube-api-qps", o.QPS, "Requests per second to kube-apiserver, shared by all workers (leader election has its own budget).")
 	fs.IntVar(&o.Burst, "kube-api-burst", o.Burst, "Burst of requests to kube-apiserver above --kube-api-qps.")
 	fs.DurationVar(&o.DefaultRefreshInterval, "default-refresh-interval", o.DefaultRefreshInterval,
@@ -177,6 +184,9 @@ func (o *Options) Validate() error {
 	}
 	if slices.Contains(o.ExcludedNamespaces, o.Namespace) {
 		errs = append(errs, fmt.Errorf("--excluded-namespaces must not include --namespace %s, which holds veil-syncer's Lease and HMAC key", o.Namespace))
+	}
+	if o.HeldValuesMaxBytes < 0 {
+		errs = append(errs, errors.New("--held-values-max-bytes must not be negative"))
 	}
 	if o.Workers < 1 {
 		errs = append(errs, errors.New("--workers must be at least 1"))
@@ -248,6 +258,9 @@ func (o *Options) Run(ctx context.Context) error {
 		return err
 	}
 	ctrl.excluded = sets.New(o.ExcludedNamespaces...)
+	if o.HeldValuesMaxBytes > 0 {
+		ctrl.feed = newValueFeed(veil, esInformer.Informer().LastSyncResourceVersion, o.ExcludedNamespaces, o.HeldValuesMaxBytes)
+	}
 	ctrl.configMaps = kube.CoreV1()
 	// One budget per namespace for both controllers.
 	nsRate := newNamespaceRate(o.NamespaceSyncQPS, o.NamespaceSyncBurst)
@@ -282,6 +295,9 @@ func (o *Options) Run(ctx context.Context) error {
 
 	work := func(ctx context.Context) {
 		var wg sync.WaitGroup
+		if ctrl.feed != nil {
+			wg.Go(func() { ctrl.feed.run(ctx) })
+		}
 		wg.Go(func() { ctrl.Run(ctx, o.Workers) })
 		wg.Go(func() { pushCtrl.Run(ctx, o.Workers) })
 		wg.Go(func() { fanOut.ces.Run(ctx, fanOutWorkers) })

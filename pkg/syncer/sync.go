@@ -47,6 +47,24 @@ const (
 var writableSecretTypes = []corev1.SecretType{corev1.SecretTypeOpaque, corev1.SecretTypeBasicAuth, corev1.SecretTypeSSHAuth,
 	corev1.SecretTypeTLS, corev1.SecretTypeDockercfg, corev1.SecretTypeDockerConfigJson}
 
+// values returns the values of es: those the watch sent, if they are as
+// new as es, or else those a GET reads.
+func (c *Controller) values(ctx context.Context, es *configv1alpha1.ExternalSecret) (*esv1alpha1.ExternalSecretValue, error) {
+	if v := c.feed.take(es); v != nil {
+		valueReads.WithLabelValues("watch").Inc()
+		c.feed.noteRead(keyOf(es), v.ResourceVersion)
+		return v, nil
+	}
+	// Not older than the ExternalSecret this sync is for: a value change
+	// recorded in its status must be seen by the replica that answers.
+	v, err := c.veil.ExternalsecretsV1alpha1().ExternalSecretValues(es.Namespace).Get(ctx, es.Name, metav1.GetOptions{ResourceVersion: es.ResourceVersion})
+	if err == nil {
+		valueReads.WithLabelValues("get").Inc()
+		c.feed.noteRead(keyOf(es), v.ResourceVersion)
+	}
+	return v, err
+}
+
 type result struct {
 	result string
 	// retry asks for a retry with backoff rather than at the refresh interval.
@@ -79,9 +97,7 @@ func (c *Controller) sync(ctx context.Context, es *configv1alpha1.ExternalSecret
 		return c.finish(ctx, es, st, resultHeld, false)
 	}
 
-	// Not older than the ExternalSecret this sync is for: a value change
-	// recorded in its status must be seen by the replica that answers.
-	v, err := c.veil.ExternalsecretsV1alpha1().ExternalSecretValues(es.Namespace).Get(ctx, es.Name, metav1.GetOptions{ResourceVersion: es.ResourceVersion})
+	v, err := c.values(ctx, es)
 	if apierrors.IsNotFound(err) {
 		return c.remoteGone(ctx, es, st, name, err)
 	}

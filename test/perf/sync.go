@@ -157,6 +157,10 @@ func syncScenario(ctx context.Context, c *harness.Cluster) error {
 		fmt.Println()
 	}
 	fmt.Println("  (the second part includes the ExternalSecret creates, and the syncer's status writes and Events)")
+	if m, err := first.Metrics(ctx); err == nil {
+		watched, got := m.Sum("veil_syncer_value_reads_total", map[string]string{"source": "watch"}), m.Sum("veil_syncer_value_reads_total", map[string]string{"source": "get"})
+		fmt.Printf("  %-48s %12.0f %10.0f\n", "values read: sent by the watch, by GET", watched, got)
+	}
 	fmt.Printf("  kube-apiserver requests in the second part, per ExternalSecret:  %8s %12s\n", "requests", "time (ms)")
 	for _, r := range requestsBetween(req1, req2, n) {
 		fmt.Printf("    %-60s %8.2f %12.2f\n", r.what, r.count, r.ms)
