@@ -3,7 +3,8 @@ package providers
 import (
 	"context"
 	"errors"
-	"sort"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -36,27 +37,13 @@ func RegisterOptions(name string, o Options) {
 func registeredOptions(only []string) []Options {
 	mu.RLock()
 	defer mu.RUnlock()
-	names := make([]string, 0, len(options))
-	for n := range options {
-		if len(only) == 0 || contains(only, n) {
-			names = append(names, n)
+	var out []Options
+	for _, n := range slices.Sorted(maps.Keys(options)) {
+		if len(only) == 0 || slices.Contains(only, n) {
+			out = append(out, options[n])
 		}
-	}
-	sort.Strings(names)
-	out := make([]Options, 0, len(names))
-	for _, n := range names {
-		out = append(out, options[n])
 	}
 	return out
-}
-
-func contains(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // AddOptionFlags adds the flags of the providers named (all, when none

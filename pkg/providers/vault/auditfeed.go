@@ -198,18 +198,6 @@ func StartAuditFeeds(ctx context.Context, cfgs []AuditFeedConfig) error {
 	return nil
 }
 
-// stopAuditFeed forgets server's feed (tests).
-func stopAuditFeed(server string) {
-	feedsMu.Lock()
-	f := feeds[server]
-	delete(feeds, server)
-	feedsMu.Unlock()
-	if f != nil {
-		_ = f.lis.Close()
-		f.fail(errors.New("the audit feed stopped"))
-	}
-}
-
 // feedKey names a KV v2 key on a feed's server.
 type feedKey struct{ namespace, mount, key string }
 
