@@ -95,10 +95,16 @@ func newController(informer configinformers.ExternalSecretInformer, veil version
 			// labels or annotations is too, as in External Secrets
 			// Operator (whose users annotate to force a sync).
 			if ok1 && ok2 && es.Spec.Target != nil && (old.Generation != es.Generation || metadataChanged(old, es) || valueChanged(old, es) && periodic(es)) {
+				key := keyOf(es)
 				if metadataChanged(old, es) && es.Spec.SyncWindows != nil {
-					c.markForced(keyOf(es))
+					c.markForced(key)
 				}
-				c.queue.AddUrgent(keyOf(es))
+				// Only a recorded value change: the watch of values
+				// sends the new values, and its event queues the sync.
+				if old.Generation == es.Generation && !metadataChanged(old, es) && c.feed.awaits(key, es.ResourceVersion, func() { c.queue.AddUrgent(key) }) {
+					return
+				}
+				c.queue.AddUrgent(key)
 			}
 		},
 		DeleteFunc: func(obj any) {
@@ -110,6 +116,21 @@ func newController(informer configinformers.ExternalSecretInformer, veil version
 		},
 	})
 	return c, err
+}
+
+// useFeed makes syncs take the values f holds, and queues the sync of an
+// ExternalSecret synced on changes whose new values f was sent.
+func (c *Controller) useFeed(f *valueFeed) {
+	c.feed = f
+	f.changed = func(key string) {
+		ns, name, err := cache.SplitMetaNamespaceKey(key)
+		if err != nil {
+			return
+		}
+		if es, err := c.get(ns, name); err == nil && !c.skip(es) && periodic(es) {
+			c.queue.AddUrgent(key)
+		}
+	}
 }
 
 // schedule queues an ExternalSecret the informer lists or sees created. One

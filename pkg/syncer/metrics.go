@@ -103,6 +103,12 @@ var (
 		StabilityLevel: metrics.ALPHA,
 	})
 
+	valueWaits = metrics.NewCounterVec(&metrics.CounterOpts{
+		Namespace: "veil", Subsystem: "syncer", Name: "value_change_waits_total",
+		Help:           "Syncs for a recorded value change that waited for the watch of values to send the new values (waiting), and those it did not send within the grace period, which read by GET (timed_out).",
+		StabilityLevel: metrics.ALPHA,
+	}, []string{"result"})
+
 	valueWatchStarts = metrics.NewCounterVec(&metrics.CounterOpts{
 		Namespace: "veil", Subsystem: "syncer", Name: "value_watches_total",
 		Help:           "Watches of externalsecretvalues the leader opened (opened) or could not open (failed).",
@@ -116,7 +122,7 @@ func register() {
 	registerMetrics.Do(func() {
 		legacyregistry.MustRegister(syncDuration, syncResults, queueDepth, timeToFirstSync,
 			pushSyncDuration, pushSyncs, secretPushes, pushedKeys, pushQueueDepth, namespaceSyncsDelayed,
-			valueReads, heldValues, heldBytes, valueWatchStarts)
+			valueReads, heldValues, heldBytes, valueWatchStarts, valueWaits)
 	})
 }
 

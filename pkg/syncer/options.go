@@ -259,7 +259,7 @@ func (o *Options) Run(ctx context.Context) error {
 	}
 	ctrl.excluded = sets.New(o.ExcludedNamespaces...)
 	if o.HeldValuesMaxBytes > 0 {
-		ctrl.feed = newValueFeed(veil, esInformer.Informer().LastSyncResourceVersion, o.ExcludedNamespaces, o.HeldValuesMaxBytes)
+		ctrl.useFeed(newValueFeed(veil, esInformer.Informer().LastSyncResourceVersion, o.ExcludedNamespaces, o.HeldValuesMaxBytes))
 	}
 	ctrl.configMaps = kube.CoreV1()
 	// One budget per namespace for both controllers.

@@ -51,11 +51,20 @@ type valueFeed struct {
 	since    func() string
 	excluded []string
 	maxBytes int
-	clock    clock.Clock
+	clock    clock.WithDelayedExecution
 
-	mu    sync.Mutex
-	held  map[string]heldValue
-	bytes int
+	// changed is called, outside mu, with the key of values the watch
+	// sent as MODIFIED and held: the controller queues their sync.
+	changed func(key string)
+	// grace is how long a sync for a recorded value change waits for the
+	// watch to send the values (awaits).
+	grace time.Duration
+
+	mu sync.Mutex
+	// watching: a watch is open, so a recorded value change will be sent.
+	watching bool
+	held     map[string]heldValue
+	bytes    int
 	// expired is when held values were last looked through for expiry.
 	expired time.Time
 	// read is, per ExternalSecret, the resource version of the newest
@@ -68,6 +77,11 @@ type valueFeed struct {
 // waits behind a backlog that its GET will not slow down.
 const heldFor = time.Minute
 
+// valueGrace bounds how long a sync for a recorded value change waits
+// for the watch's event (which veil-apiserver sends once it has read the
+// new value, usually within tens of milliseconds) before it reads by GET.
+const valueGrace = 2 * time.Second
+
 type heldValue struct {
 	rv    uint64
 	uid   types.UID
@@ -78,7 +92,7 @@ type heldValue struct {
 
 func newValueFeed(veil versioned.Interface, since func() string, excluded []string, maxBytes int) *valueFeed {
 	return &valueFeed{veil: veil, since: since, excluded: excluded, maxBytes: maxBytes, clock: clock.RealClock{},
-		held: map[string]heldValue{}, read: map[string]uint64{}}
+		grace: valueGrace, changed: func(string) {}, held: map[string]heldValue{}, read: map[string]uint64{}}
 }
 
 // selector is the field selector of the watch.
@@ -113,9 +127,11 @@ func (f *valueFeed) run(ctx context.Context) {
 		})
 		if err == nil {
 			valueWatchStarts.WithLabelValues("opened").Inc()
+			f.setWatching(true)
 			if f.follow(ctx, w) {
 				delay = backoff
 			}
+			f.setWatching(false)
 			w.Stop()
 		} else {
 			valueWatchStarts.WithLabelValues("failed").Inc()
@@ -142,8 +158,10 @@ func (f *valueFeed) follow(ctx context.Context, w watch.Interface) bool {
 			}
 			switch ev.Type {
 			case watch.Added, watch.Modified:
-				if v, ok := ev.Object.(*esv1alpha1.ExternalSecretValue); ok {
-					f.offer(v)
+				if v, ok := ev.Object.(*esv1alpha1.ExternalSecretValue); ok && f.offer(v) && ev.Type == watch.Modified {
+					// New values of a synced ExternalSecret: its sync
+					// need not wait for the informer (awaits).
+					f.changed(keyOf(v))
 				}
 			case watch.Deleted:
 				if v, ok := ev.Object.(*esv1alpha1.ExternalSecretValue); ok {
@@ -170,13 +188,60 @@ func (f *valueFeed) sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
+func (f *valueFeed) setWatching(on bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.watching = on
+}
+
+// awaits is asked when the informer sees a value change recorded on the
+// ExternalSecret key at resource version rv, and nothing else changed.
+// It says true when the sync is not to be queued now: a sync already
+// read values as new, or the watch will send them, in which case their
+// event queues the sync (changed). If no sync has read them within grace
+// (veil-apiserver could not resolve them, say), enqueue is called then,
+// and that sync reads by GET and reports what went wrong.
+func (f *valueFeed) awaits(key, rv string, enqueue func()) bool {
+	if f == nil {
+		return false
+	}
+	v, ok := parseVersion(rv)
+	if !ok {
+		return false
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.read[key] >= v {
+		return true
+	}
+	if h, held := f.held[key]; !f.watching || held && h.rv >= v {
+		return false
+	}
+	f.clock.AfterFunc(f.grace, func() {
+		if !f.readSince(key, v) {
+			valueWaits.WithLabelValues("timed_out").Inc()
+			enqueue()
+		}
+	})
+	valueWaits.WithLabelValues("waiting").Inc()
+	return true
+}
+
+// readSince says whether a sync of key read values of version v or newer.
+func (f *valueFeed) readSince(key string, v uint64) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.read[key] >= v
+}
+
 // offer holds v for the sync of its ExternalSecret, unless a sync already
-// read values as new, or holding it would pass the bound.
-func (f *valueFeed) offer(v *esv1alpha1.ExternalSecretValue) {
+// read values as new, or holding it would pass the bound; it says whether
+// v is held.
+func (f *valueFeed) offer(v *esv1alpha1.ExternalSecretValue) bool {
 	rv, ok := parseVersion(v.ResourceVersion)
 	if !ok {
 		heldValues.WithLabelValues("unversioned").Inc()
-		return
+		return false
 	}
 	key := keyOf(v)
 	size := valueSize(v)
@@ -184,18 +249,19 @@ func (f *valueFeed) offer(v *esv1alpha1.ExternalSecretValue) {
 	defer f.mu.Unlock()
 	if rv <= f.read[key] {
 		heldValues.WithLabelValues("stale").Inc()
-		return
+		return false
 	}
 	f.expire()
 	f.drop(key)
 	if f.bytes+size > f.maxBytes {
 		heldValues.WithLabelValues("over_budget").Inc()
-		return
+		return false
 	}
 	f.held[key] = heldValue{rv: rv, uid: v.UID, value: v, size: size, at: f.clock.Now()}
 	f.bytes += size
 	heldBytes.Set(float64(f.bytes))
 	heldValues.WithLabelValues("held").Inc()
+	return true
 }
 
 // take returns the held values of es if they are at least as new as es,
@@ -257,6 +323,7 @@ func (f *valueFeed) clear() {
 	f.held = map[string]heldValue{}
 	f.read = map[string]uint64{}
 	f.bytes = 0
+	f.watching = false
 	heldBytes.Set(0)
 }
 

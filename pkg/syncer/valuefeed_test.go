@@ -129,6 +129,55 @@ func TestValueFeedBudget(t *testing.T) {
 	}
 }
 
+// TestValueFeedAwaits: a sync for a recorded value change waits for the
+// watch while one is open, and is queued after the grace period only if
+// no sync read values as new by then.
+func TestValueFeedAwaits(t *testing.T) {
+	f, clk := newTestFeed(1 << 20)
+	queued := map[string]int{}
+	enqueue := func(key string) func() { return func() { queued[key]++ } }
+
+	if f.awaits("team/a", "30", enqueue("team/a")) {
+		t.Error("a sync waited for a watch that is not open")
+	}
+	f.setWatching(true)
+
+	// The watch sends the values and a sync takes them: nothing more.
+	if !f.awaits("team/a", "30", enqueue("team/a")) {
+		t.Fatal("a sync for a value change did not wait for the watch")
+	}
+	f.offer(feedValue("a", "30", "uid-a", "new"))
+	if v := f.take(feedES("a", "29", "uid-a")); v == nil {
+		t.Fatal("the values sent were not taken")
+	}
+	f.noteRead("team/a", "30")
+	// Never sent: the sync is queued after the grace period.
+	if !f.awaits("team/b", "40", enqueue("team/b")) {
+		t.Fatal("a sync for a value change did not wait for the watch")
+	}
+	clk.Step(f.grace - time.Millisecond)
+	if queued["team/b"] != 0 {
+		t.Error("queued before the grace period ended")
+	}
+	clk.Step(time.Millisecond)
+	if queued["team/a"] != 0 || queued["team/b"] != 1 {
+		t.Errorf("queued after the grace period: %v, want only team/b, once", queued)
+	}
+
+	// Values already read, or already held: no wait.
+	if !f.awaits("team/a", "30", enqueue("team/a")) {
+		t.Error("a sync was queued for values already read")
+	}
+	f.offer(feedValue("c", "50", "uid-c", "held"))
+	if f.awaits("team/c", "50", enqueue("team/c")) {
+		t.Error("a sync waited for values already held")
+	}
+	clk.Step(f.grace)
+	if queued["team/a"] != 0 || queued["team/c"] != 0 {
+		t.Errorf("queued %v, want nothing more", queued)
+	}
+}
+
 // TestValueFeedWatch: the leader watches values from the informer's
 // version, only of ExternalSecrets with a target it writes outside the
 // excluded namespaces, holds what the watch sends, drops a deleted
@@ -144,6 +193,8 @@ func TestValueFeedWatch(t *testing.T) {
 		return true, w, nil
 	})
 	f := newValueFeed(client, func() string { return "100" }, []string{"kube-system"}, 1<<20)
+	var changed []string
+	f.changed = func(key string) { changed = append(changed, key) }
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); f.run(ctx) }()
@@ -161,6 +212,9 @@ func TestValueFeedWatch(t *testing.T) {
 	}
 	if f.take(feedES("b", "102", "uid-b")) != nil {
 		t.Error("the values of a deleted ExternalSecret were kept")
+	}
+	if len(changed) != 1 || changed[0] != "team/a" {
+		t.Errorf("syncs queued for %v, want only team/a's MODIFIED values", changed)
 	}
 	w.Error(&metav1.Status{Code: 410, Reason: metav1.StatusReasonGone})
 	select {

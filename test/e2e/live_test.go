@@ -130,7 +130,7 @@ func waitValue(t *testing.T, ns, name, key, want string) {
 func TestVaultRotationReachesReadersWatchersAndSecrets(t *testing.T) {
 	ctx := ctxFor(t)
 	v := startVault(t)
-	startSyncer(t)
+	veilSyncer := startSyncer(t)
 	before, after := unique("canary-before-"), unique("canary-after-")
 	if _, err := v.PutKV(ctx, "secret", "app/rotating", map[string]any{"password": before}); err != nil {
 		t.Fatal(err)
@@ -159,6 +159,7 @@ func TestVaultRotationReachesReadersWatchersAndSecrets(t *testing.T) {
 	detectionCycles(t, 2)
 	rotatingBefore, steadyBefore := changeID(lastChange(t, ns, "rotating")), changeID(lastChange(t, ns, "steady"))
 	m := veilMetricsSince(t)
+	sm := syncerMetricsSince(t, veilSyncer)
 
 	if _, err := v.PutKV(ctx, "secret", "app/rotating", map[string]any{"password": after}); err != nil {
 		t.Fatal(err)
@@ -174,6 +175,14 @@ func TestVaultRotationReachesReadersWatchersAndSecrets(t *testing.T) {
 		return nil
 	})
 	t.Logf("the rotation reached the Secret %s after the write to Vault (change recorded at %s)", time.Since(rotated).Round(time.Millisecond), c.Time.Format(time.RFC3339))
+	// veil-syncer's sync for the recorded change waited for its watch of
+	// values to send the new value, and wrote that.
+	if n := sm.Delta("veil_syncer_value_change_waits_total", map[string]string{"result": "waiting"}); n < 1 {
+		t.Errorf("no sync waited for the watch to send the changed value (%v)", n)
+	}
+	if n := sm.Delta("veil_syncer_value_reads_total", map[string]string{"source": "watch"}); n < 1 {
+		t.Errorf("the changed value was not taken from veil-syncer's watch (%v reads)", n)
+	}
 
 	// Nothing that reads another key was told.
 	if c := lastChange(t, ns, "steady"); changeID(c) != steadyBefore {

@@ -131,3 +131,4 @@ func TestValuesSelectedByTarget(t *testing.T) {
 		t.Errorf("the list has %v, want only owner", listed)
 	}
 }
+
