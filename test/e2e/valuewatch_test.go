@@ -131,4 +131,3 @@ func TestValuesSelectedByTarget(t *testing.T) {
 		t.Errorf("the list has %v, want only owner", listed)
 	}
 }
-
