@@ -170,7 +170,7 @@ func rotationScenario(ctx context.Context, c *harness.Cluster) error {
 			metric: "veil_provider_calls_total", labels: map[string]string{"provider": "aws", "operation": "ListSecrets"},
 		},
 	}
-	fmt.Printf("| provider | rotations | watch event p50 | p99 | Secret updated p50 | p99 | provider calls per detection cycle at %d keys |\n|---|---|---|---|---|---|---|\n", *detectKeys)
+	fmt.Printf("| provider | rotations | watch event p50 | p99 | Secret updated p50 | p99 | syncs' values: from veil-syncer's watch / by GET | provider calls per detection cycle at %d keys |\n|---|---|---|---|---|---|---|---|\n", *detectKeys)
 	for _, p := range providers {
 		tok := token
 		if p.token != "" {
@@ -179,9 +179,21 @@ func rotationScenario(ctx context.Context, c *harness.Cluster) error {
 		if err := p7Setup(ctx, kube, veil, p, tok); err != nil {
 			return fmt.Errorf("%s: %w", p.name, err)
 		}
+		reads0, err := s.Metrics(ctx)
+		if err != nil {
+			return err
+		}
 		watchLat, secretLat, err := p7Rotate(ctx, kube, veil, p)
 		if err != nil {
 			return fmt.Errorf("%s: %w", p.name, err)
+		}
+		reads1, err := s.Metrics(ctx)
+		if err != nil {
+			return err
+		}
+		readsBy := func(source string) float64 {
+			l := map[string]string{"source": source}
+			return reads1.Sum("veil_syncer_value_reads_total", l) - reads0.Sum("veil_syncer_value_reads_total", l)
 		}
 		calls, converged, err := p7CallsPerCycle(ctx, c, veil, p)
 		if err != nil {
@@ -191,8 +203,8 @@ func rotationScenario(ctx context.Context, c *harness.Cluster) error {
 		if converged > 0 {
 			callsCell += fmt.Sprintf(" (once its stream had read the new keys' versions, %s after the last ExternalSecret was created)", converged.Round(time.Second))
 		}
-		fmt.Printf("| %s | %d | %s | %s | %s | %s | %s |\n", p.name, len(watchLat),
-			round(pct(watchLat, 50)), round(pct(watchLat, 99)), round(pct(secretLat, 50)), round(pct(secretLat, 99)), callsCell)
+		fmt.Printf("| %s | %d | %s | %s | %s | %s | %.0f / %.0f | %s |\n", p.name, len(watchLat),
+			round(pct(watchLat, 50)), round(pct(watchLat, 99)), round(pct(secretLat, 50)), round(pct(secretLat, 99)), readsBy("watch"), readsBy("get"), callsCell)
 	}
 	fmt.Println("\nThe write times are spread at random over one detection interval, so the latencies sample every phase of the cycle.")
 	return nil
