@@ -5,7 +5,11 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
+	"net"
+	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -237,4 +241,44 @@ func deleteNamespaceAndWait(t *testing.T, ns string) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// countingProxy forwards TCP connections from a port of 127.0.0.1 (which
+// the suite's endpoint allowlist admits) to target's host and port, and
+// counts them. A store given its address reaches the provider only
+// through it, so the count is that store's alone, whatever change
+// detection does for other stores meanwhile. TLS passes through: the
+// provider's certificate must name 127.0.0.1.
+func countingProxy(t *testing.T, target string) (string, func() int64) {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	var n atomic.Int64
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			n.Add(1)
+			go func() {
+				defer c.Close()
+				up, err := net.Dial("tcp", u.Host)
+				if err != nil {
+					return
+				}
+				defer up.Close()
+				go func() { _, _ = io.Copy(up, c) }()
+				_, _ = io.Copy(c, up)
+			}()
+		}
+	}()
+	return u.Scheme + "://" + l.Addr().String(), n.Load
 }

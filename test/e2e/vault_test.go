@@ -377,14 +377,16 @@ func TestVaultKubernetesAuth(t *testing.T) {
 	}})
 	vaultData(t, teamA, "both", "both", dataRef("password", "team-a/db", "password"))
 	wantData(t, mustValue(t, teamA, "both"), map[string]string{"password": "team-a-password"})
-	neitherCalls := veilMetricsSince(t)
-	vaultStore(t, teamA, "neither", configv1alpha1.VaultProvider{Server: v.HTTPSURL, CABundle: v.CA.CertPEM, Auth: configv1alpha1.VaultAuth{
+	// Each refused store reaches Vault through a proxy of its own: what
+	// it counts is that store's, not change detection's for the others.
+	neitherServer, neitherConns := countingProxy(t, v.HTTPSURL)
+	vaultStore(t, teamA, "neither", configv1alpha1.VaultProvider{Server: neitherServer, CABundle: v.CA.CertPEM, Auth: configv1alpha1.VaultAuth{
 		Kubernetes: &configv1alpha1.VaultKubernetesAuth{Path: "kubernetes", Role: "team-a"},
 	}})
 	vaultData(t, teamA, "neither", "neither", dataRef("password", "team-a/db", "password"))
 	valueError(t, teamA, "neither", apierrors.IsInvalid, `names neither serviceAccountRef nor secretRef: External Secrets Operator would log in with its own ServiceAccount token, but Veil never lends its own identity to a store; set serviceAccountRef`)
-	if n := vaultCalls(neitherCalls, ""); n != 0 {
-		t.Errorf("veil-apiserver made %v requests to Vault for a store with neither token source, want none", n)
+	if n := neitherConns(); n != 0 {
+		t.Errorf("veil-apiserver opened %v connections to Vault for a store with neither token source, want none", n)
 	}
 
 	// team-b names team-a's ServiceAccount: Veil refuses, and neither
@@ -393,15 +395,17 @@ func TestVaultKubernetesAuth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	calls := veilMetricsSince(t)
-	kubeStore(teamB, "borrowed", configv1alpha1.ServiceAccountSelector{Name: "vault-reader", Namespace: &teamA})
+	borrowedServer, borrowedConns := countingProxy(t, v.HTTPSURL)
+	vaultStore(t, teamB, "borrowed", configv1alpha1.VaultProvider{Server: borrowedServer, CABundle: v.CA.CertPEM, Auth: configv1alpha1.VaultAuth{
+		Kubernetes: &configv1alpha1.VaultKubernetesAuth{Path: "kubernetes", Role: "team-a", ServiceAccountRef: &configv1alpha1.ServiceAccountSelector{Name: "vault-reader", Namespace: &teamA}},
+	}})
 	vaultData(t, teamB, "db", "borrowed", dataRef("password", "team-a/db", "password"))
 	valueError(t, teamB, "db", apierrors.IsForbidden, `ServiceAccount vault-reader is in namespace "`+teamA+`", but a SecretStore may only use credentials of its own namespace "`+teamB+`"`)
 	if after, _, err := v.Responses("auth/kubernetes/login"); err != nil || after != attempts {
 		t.Errorf("Vault saw %d login attempts for the refused store, want none (%v)", after-attempts, err)
 	}
-	if n := vaultCalls(calls, ""); n != 0 {
-		t.Errorf("veil-apiserver made %v requests to Vault for the refused store, want none", n)
+	if n := borrowedConns(); n != 0 {
+		t.Errorf("veil-apiserver opened %v connections to Vault for the refused store, want none", n)
 	}
 
 	// team-b's own ServiceAccount is a real one, but Vault's role is not
@@ -998,14 +1002,17 @@ func TestVaultIamAuth(t *testing.T) {
 	}
 
 	// ESO's vault-iam-store-controller-pod-identity.yaml.
-	calls := veilMetricsSince(t)
-	vaultStore(t, ns, "pod-identity", configv1alpha1.VaultProvider{Server: v.HTTPSURL, CABundle: v.CA.CertPEM, Auth: configv1alpha1.VaultAuth{
-		Iam: &configv1alpha1.VaultIamAuth{Path: "aws", Region: "us-east-1", Role: "vault-role-for-aws-iam-auth", VaultAWSIAMServerID: "vault.veil.test"},
+	// Its own proxies to Vault and to STS: what they count is this
+	// store's alone.
+	podServer, podVaultConns := countingProxy(t, v.HTTPSURL)
+	podSTS, podSTSConns := countingProxy(t, m.URL)
+	vaultStore(t, ns, "pod-identity", configv1alpha1.VaultProvider{Server: podServer, CABundle: v.CA.CertPEM, Auth: configv1alpha1.VaultAuth{
+		Iam: &configv1alpha1.VaultIamAuth{Path: "aws", Region: "us-east-1", Role: "vault-role-for-aws-iam-auth", VaultAWSIAMServerID: "vault.veil.test", STSEndpoint: podSTS},
 	}})
 	vaultData(t, ns, "pod-identity", "pod-identity", dataRef("password", "app/db", "password"))
 	valueError(t, ns, "pod-identity", apierrors.IsInvalid, "names neither secretRef nor jwt: External Secrets Operator would sign with its own pod's AWS identity, but Veil never lends its own identity to a store; set secretRef")
-	if n := vaultCalls(calls, ""); n != 0 {
-		t.Errorf("veil-apiserver made %v requests to Vault or STS for a store without credentials, want none", n)
+	if n := podVaultConns() + podSTSConns(); n != 0 {
+		t.Errorf("veil-apiserver opened %v connections to Vault or STS for a store without credentials, want none", n)
 	}
 
 	// ESO's jwt form, with role: Veil requests a token of the store's
