@@ -3,13 +3,8 @@ package e2e
 import (
 	"bytes"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"sort"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -139,25 +134,6 @@ func awsReadFails(t *testing.T, ns, name string, want func(error) bool) error {
 		return nil
 	})
 	return got
-}
-
-// countingEndpoint is a proxy to target on 127.0.0.1 (which the test
-// cluster's endpoint allowlist admits) that counts the requests it
-// forwards: a store given it as its endpoint is the only one counted.
-func countingEndpoint(t *testing.T, target string) (string, func() int64) {
-	t.Helper()
-	u, err := url.Parse(target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var n atomic.Int64
-	proxy := httputil.NewSingleHostReverseProxy(u)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n.Add(1)
-		proxy.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	return srv.URL, n.Load
 }
 
 // awsCallsSince takes a baseline of veil-apiserver's metrics and returns
@@ -385,7 +361,7 @@ func TestAWSAuthentication(t *testing.T) {
 		// The store reaches moto only through a proxy of its own, so
 		// what it counts is this store's calls and no other store's
 		// (the earlier subtests' stores are still polled for changes).
-		endpoint, requests := countingEndpoint(t, f.moto.URL)
+		endpoint, conns := countingProxy(t, f.moto.URL)
 		spec.Endpoint, spec.STSEndpoint = endpoint, endpoint
 		spec.Auth.SecretRef.AccessKeyID.Namespace = &teamA
 		spec.Auth.SecretRef.SecretAccessKey.Namespace = &teamA
@@ -395,8 +371,8 @@ func TestAWSAuthentication(t *testing.T) {
 		if !strings.Contains(err.Error(), `is in namespace "`+teamA+`", but a SecretStore may only use credentials of its own namespace`) {
 			t.Errorf("message does not say why: %v", err)
 		}
-		if n := requests(); n != 0 {
-			t.Errorf("%v AWS requests made for a store Veil refused", n)
+		if n := conns(); n != 0 {
+			t.Errorf("%v connections to AWS opened for a store Veil refused", n)
 		}
 	})
 
@@ -414,7 +390,7 @@ func TestAWSAuthentication(t *testing.T) {
 	t.Run("an endpoint outside the allowlist is refused before connecting", func(t *testing.T) {
 		spec := f.spec(configv1alpha1.AWSServiceSecretsManager, "reader-keys")
 		spec.Endpoint = "http://10.255.0.1:4566"
-		sts, requests := countingEndpoint(t, f.moto.URL)
+		sts, conns := countingProxy(t, f.moto.URL)
 		spec.STSEndpoint = sts
 		createAWSStore(t, f.ns, "elsewhere", spec)
 		createExternalSecret(t, f.ns, "elsewhere", storeRef("elsewhere"), nil, dataRef("value", "signed/db", ""))
@@ -422,8 +398,8 @@ func TestAWSAuthentication(t *testing.T) {
 		if !strings.Contains(err.Error(), "--allowed-provider-endpoints") {
 			t.Errorf("message does not name the allowlist: %v", err)
 		}
-		if n := requests(); n != 0 {
-			t.Errorf("%v requests reached the store's STS endpoint although its endpoint was refused", n)
+		if n := conns(); n != 0 {
+			t.Errorf("%v connections reached the store's STS endpoint although its endpoint was refused", n)
 		}
 	})
 }

@@ -242,27 +242,24 @@ func (r *REST) List(ctx context.Context, opts *metainternalversion.ListOptions) 
 	return list, nil
 }
 
-// targetCreationPolicy is the one field of an ExternalSecret's spec that
-// values may be selected by (a selectable field of the ExternalSecret CRD,
-// so a watch passes it to kube-apiserver): "" for an ExternalSecret
-// without a target, which only readers of values use. veil-syncer
-// watches the values of the others only.
-const targetCreationPolicy = esv1alpha1.TargetCreationPolicyField
-
-// fieldsOf are the fields a value may be selected by.
+// fieldsOf are the fields a value may be selected by: its name and
+// namespace, and its ExternalSecret's spec.target.creationPolicy (a
+// selectable field of the CRD, so a watch passes it to kube-apiserver),
+// "" without a target, as kube-apiserver evaluates an absent field.
 func fieldsOf(es *configv1alpha1.ExternalSecret) fields.Set {
 	policy := ""
 	if es.Spec.Target != nil {
 		policy = string(es.Spec.Target.CreationPolicy)
 	}
-	return fields.Set{"metadata.name": es.Name, "metadata.namespace": es.Namespace, targetCreationPolicy: policy}
+	return fields.Set{"metadata.name": es.Name, "metadata.namespace": es.Namespace, esv1alpha1.TargetCreationPolicyField: policy}
 }
 
 // checkFieldSelector refuses fields other than those of fieldsOf.
 func checkFieldSelector(reqs fields.Requirements) error {
+	known := fieldsOf(&configv1alpha1.ExternalSecret{})
 	for _, req := range reqs {
-		if req.Field != "metadata.name" && req.Field != "metadata.namespace" && req.Field != targetCreationPolicy {
-			return apierrors.NewBadRequest(fmt.Sprintf("field selector %q is not supported: externalsecretvalues support metadata.name, metadata.namespace and %s", req.Field, targetCreationPolicy))
+		if _, ok := known[req.Field]; !ok {
+			return apierrors.NewBadRequest(fmt.Sprintf("field selector %q is not supported: externalsecretvalues support metadata.name, metadata.namespace and %s", req.Field, esv1alpha1.TargetCreationPolicyField))
 		}
 	}
 	return nil
