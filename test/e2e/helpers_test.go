@@ -251,11 +251,18 @@ func deleteNamespaceAndWait(t *testing.T, ns string) {
 // provider's certificate must name 127.0.0.1.
 func countingProxy(t *testing.T, target string) (string, func() int64) {
 	t.Helper()
+	return countingProxyOn(t, "127.0.0.1", target)
+}
+
+// countingProxyOn is countingProxy listening on a loopback address of the
+// caller's choice: 127.0.0.2 is reachable but not in the allowlist.
+func countingProxyOn(t *testing.T, host, target string) (string, func() int64) {
+	t.Helper()
 	u, err := url.Parse(target)
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
