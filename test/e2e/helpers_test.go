@@ -114,11 +114,9 @@ func syncerMetricsSince(t *testing.T, s *harness.Syncer) *harness.Baseline {
 	return harness.MetricsSince(t, func() (*harness.Metrics, error) { return s.Metrics(ctxFor(t)) })
 }
 
-// countedProviderCall makes veil-apiserver call a fake store once. A test
-// that asserts no request reached a provider, on a server that may have
-// called none yet, makes this call first: veil_provider_calls_total is
-// only exposed once something incremented it, and its presence is what
-// makes the test's "none" fail if the metric is renamed.
+// countedProviderCall makes veil-apiserver call a fake store once, so
+// that veil_provider_calls_total, which is only exposed once something
+// incremented it, is there for what reads it (TestAlertsNameExportedMetrics).
 func countedProviderCall(t *testing.T) {
 	t.Helper()
 	ns := newNamespace(t, nil)

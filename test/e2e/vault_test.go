@@ -353,13 +353,13 @@ func TestVaultKubernetesAuth(t *testing.T) {
 	if _, err := v.PutKV(ctx, "secret", "team-a/db", map[string]any{"password": "team-a-password"}); err != nil {
 		t.Fatal(err)
 	}
-	kubeStore := func(ns, name string, sa configv1alpha1.ServiceAccountSelector) {
-		vaultStore(t, ns, name, configv1alpha1.VaultProvider{Server: v.HTTPSURL, CABundle: v.CA.CertPEM, Auth: configv1alpha1.VaultAuth{
+	kubeStore := func(ns, name, server string, sa configv1alpha1.ServiceAccountSelector) {
+		vaultStore(t, ns, name, configv1alpha1.VaultProvider{Server: server, CABundle: v.CA.CertPEM, Auth: configv1alpha1.VaultAuth{
 			Kubernetes: &configv1alpha1.VaultKubernetesAuth{Path: "kubernetes", Role: "team-a", ServiceAccountRef: &sa},
 		}})
 	}
 
-	kubeStore(teamA, "vault", configv1alpha1.ServiceAccountSelector{Name: "vault-reader"})
+	kubeStore(teamA, "vault", v.HTTPSURL, configv1alpha1.ServiceAccountSelector{Name: "vault-reader"})
 	vaultData(t, teamA, "db", "vault", dataRef("password", "team-a/db", "password"))
 	wantData(t, mustValue(t, teamA, "db"), map[string]string{"password": "team-a-password"})
 	if n := vaultLogins(t, v, "kubernetes"); n != 1 {
@@ -396,9 +396,7 @@ func TestVaultKubernetesAuth(t *testing.T) {
 		t.Fatal(err)
 	}
 	borrowedServer, borrowedConns := countingProxy(t, v.HTTPSURL)
-	vaultStore(t, teamB, "borrowed", configv1alpha1.VaultProvider{Server: borrowedServer, CABundle: v.CA.CertPEM, Auth: configv1alpha1.VaultAuth{
-		Kubernetes: &configv1alpha1.VaultKubernetesAuth{Path: "kubernetes", Role: "team-a", ServiceAccountRef: &configv1alpha1.ServiceAccountSelector{Name: "vault-reader", Namespace: &teamA}},
-	}})
+	kubeStore(teamB, "borrowed", borrowedServer, configv1alpha1.ServiceAccountSelector{Name: "vault-reader", Namespace: &teamA})
 	vaultData(t, teamB, "db", "borrowed", dataRef("password", "team-a/db", "password"))
 	valueError(t, teamB, "db", apierrors.IsForbidden, `ServiceAccount vault-reader is in namespace "`+teamA+`", but a SecretStore may only use credentials of its own namespace "`+teamB+`"`)
 	if after, _, err := v.Responses("auth/kubernetes/login"); err != nil || after != attempts {
@@ -410,7 +408,7 @@ func TestVaultKubernetesAuth(t *testing.T) {
 
 	// team-b's own ServiceAccount is a real one, but Vault's role is not
 	// bound to it: Vault refuses it after its TokenReview.
-	kubeStore(teamB, "own", configv1alpha1.ServiceAccountSelector{Name: "vault-reader"})
+	kubeStore(teamB, "own", v.HTTPSURL, configv1alpha1.ServiceAccountSelector{Name: "vault-reader"})
 	vaultData(t, teamB, "own", "own", dataRef("password", "team-a/db", "password"))
 	valueError(t, teamB, "own", apierrors.IsForbidden, `Vault refused to log in as role "team-a" of the kubernetes auth method at auth/kubernetes`)
 }

@@ -7,9 +7,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -259,7 +262,7 @@ func checkFieldSelector(reqs fields.Requirements) error {
 	known := fieldsOf(&configv1alpha1.ExternalSecret{})
 	for _, req := range reqs {
 		if _, ok := known[req.Field]; !ok {
-			return apierrors.NewBadRequest(fmt.Sprintf("field selector %q is not supported: externalsecretvalues support metadata.name, metadata.namespace and %s", req.Field, esv1alpha1.TargetCreationPolicyField))
+			return apierrors.NewBadRequest(fmt.Sprintf("field selector %q is not supported: externalsecretvalues support %s", req.Field, strings.Join(slices.Sorted(maps.Keys(known)), ", ")))
 		}
 	}
 	return nil
