@@ -5,6 +5,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -27,8 +29,10 @@ var noisyNative = flag.Bool("noisy-native", true, "in P6, first measure the nati
 // in a loop and creates a backlog of small ones as fast as eight clients
 // can, while B gets one small Secret at the quiet rate. Neither veil
 // server is involved (nor charged): the ratios show how far kube-apiserver
-// and etcd alone, on these cores, keep B from A.
-func nativeControl(ctx context.Context, c *harness.Cluster, kube kubernetes.Interface) (quiet, noisy result, aRequests, aRefused int64, err error) {
+// and etcd alone, on these cores, keep B from A. After its reads in each
+// half, B creates as many plain Secrets as it creates ExternalSecrets in
+// Veil's halves, the native counterpart of its first syncs.
+func nativeControl(ctx context.Context, c *harness.Cluster, kube kubernetes.Interface) (n native, err error) {
 	role := &rbacv1.ClusterRole{
 		ObjectMeta: metav1.ObjectMeta{Name: "perf-native-secrets"},
 		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"secrets"},
@@ -85,7 +89,19 @@ func nativeControl(ctx context.Context, c *harness.Cluster, kube kubernetes.Inte
 	if err = waitFor(ctx, 100*time.Millisecond, func() (bool, error) { return readB(ctx) == nil, nil }); err != nil {
 		return
 	}
-	quiet = paced(ctx, *quietRate, *duration, readB)
+	createB := func(prefix string) (syncTimes, error) {
+		names := make([]string, *quietSyncs)
+		for i := range names {
+			names[i] = fmt.Sprintf("%s-%04d", prefix, i)
+		}
+		return timeEachCreate(ctx, names, func(ctx context.Context, name string) error {
+			return secret(ctx, quietNS, name, *valueSize, 1)
+		})
+	}
+	n.quiet = paced(ctx, *quietRate, *duration, readB)
+	if n.quietCreates, err = createB("native-quiet"); err != nil {
+		return
+	}
 
 	a := tenants[noisyNS].CoreV1().Secrets(noisyNS)
 	h := newHammers(ctx)
@@ -133,7 +149,39 @@ func nativeControl(ctx context.Context, c *harness.Cluster, kube kubernetes.Inte
 			}, nil)
 		})
 	}
-	noisy = paced(ctx, *quietRate, *duration, readB)
-	aRequests, aRefused = h.stop()
-	return quiet, noisy, aRequests, aRefused, nil
+	n.noisy = paced(ctx, *quietRate, *duration, readB)
+	n.noisyCreates, err = createB("native-noisy")
+	n.aRequests, n.aRefused = h.stop()
+	return n, err
+}
+
+// native is what the native control measured of B, in each half, and how
+// many requests A made.
+type native struct {
+	quiet, noisy               result
+	quietCreates, noisyCreates syncTimes
+	aRequests, aRefused        int64
+}
+
+// timeEachCreate creates every name from *concurrency workers, as
+// timeFirstSyncsIn does, and returns the time until all were created and
+// the distribution of each create's own time.
+func timeEachCreate(ctx context.Context, names []string, create func(context.Context, string) error) (syncTimes, error) {
+	var mu sync.Mutex
+	lat := make([]time.Duration, 0, len(names))
+	start := time.Now()
+	err := createAll(ctx, names, func(ctx context.Context, name string) error {
+		t := time.Now()
+		err := create(ctx, name)
+		mu.Lock()
+		lat = append(lat, time.Since(t))
+		mu.Unlock()
+		return err
+	}, nil)
+	total := time.Since(start)
+	if err != nil {
+		return syncTimes{}, err
+	}
+	slices.Sort(lat)
+	return syncTimes{total: total, p50: lat[len(lat)/2], p99: lat[min(len(lat)-1, len(lat)*99/100)], max: lat[len(lat)-1]}, nil
 }
