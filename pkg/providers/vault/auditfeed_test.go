@@ -89,6 +89,19 @@ func newFeedFixture(t *testing.T, enableDevice bool) *feedFixture {
 	return f
 }
 
+// seen waits until the feed has taken in a write of key.
+func (f *feedFixture) seen(t *testing.T, key string) {
+	t.Helper()
+	k := feedKey{namespace: f.client.namespace, mount: f.client.mount, key: key}
+	deadline := time.Now().Add(10 * time.Second)
+	for f.client.feed.touches(k) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the feed took in no write of %s within 10s", key)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func (f *feedFixture) enable(t *testing.T, addr string) {
 	t.Helper()
 	if err := server.Root.Sys().EnableAuditWithOptionsWithContext(ctxFor(t), f.device, &vaultapi.EnableAuditOptions{
@@ -208,6 +221,7 @@ func TestAuditFeed(t *testing.T) {
 		if _, err := server.PutKV(ctx, f.mount, k, map[string]any{"v": "1"}); err != nil {
 			t.Fatal(err)
 		}
+		f.seen(t, k)
 	}
 	keys := []string{"a", "b", "missing"}
 	meta := "/v1/" + f.mount + "/metadata/"
@@ -270,6 +284,10 @@ func TestAuditFeed(t *testing.T) {
 	if _, err := server.PutKV(ctx, f.mount, "c", map[string]any{"v": "1"}); err != nil {
 		t.Fatal(err)
 	}
+	// Vault writes the entry before it answers, but the feed reads it on
+	// its own: wait until it has, or the new watch may see c's creation
+	// as a change and rightly read c again.
+	f.seen(t, "c")
 	w.cancel()
 	if err := <-w.done; err != nil {
 		t.Fatalf("a cancelled watch returned %v", err)
