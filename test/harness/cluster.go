@@ -44,6 +44,9 @@ type Options struct {
 	Keep bool
 	// VeilArgs are extra flags for veil-apiserver.
 	VeilArgs []string
+	// KubeAPIServerArgs are extra flags for kube-apiserver, after the
+	// harness's own (a later flag wins).
+	KubeAPIServerArgs []string
 	// ControllerManager also runs kube-controller-manager (garbage
 	// collector, namespace and clusterrole-aggregation controllers).
 	ControllerManager bool
@@ -424,7 +427,7 @@ func (c *Cluster) startKubeAPIServer(ctx context.Context) error {
 		// No Service endpoints for kube-apiserver itself: it listens on
 		// loopback, which the endpoint reconciler refuses to publish.
 		"--endpoint-reconciler-type=none",
-	}, c.kubeAPIServerReplicaArgs()...), nil)
+	}, append(c.kubeAPIServerReplicaArgs(), c.opts.KubeAPIServerArgs...)...), nil)
 	if err != nil {
 		return err
 	}

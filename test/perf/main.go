@@ -21,6 +21,7 @@ var (
 	concurrency = flag.Int("concurrency", 8, "concurrent clients")
 	valueSize   = flag.Int("value-size", 1024, "bytes of the value read")
 	keep        = flag.Bool("keep", false, "keep the cluster's directory (logs) after the run")
+	kubeFlags   = flag.String("kube-apiserver-flags", "", "extra flags for kube-apiserver, space-separated (for example its API Priority and Fairness seats: --max-requests-inflight=20 --max-mutating-requests-inflight=10)")
 )
 
 // scenario is one measurement on the shared cluster.
@@ -56,7 +57,7 @@ func run() error {
 			selected[n] = true
 		}
 	}
-	c, err := harness.Start(ctx, harness.Options{Progress: os.Stderr, Keep: *keep})
+	c, err := harness.Start(ctx, harness.Options{Progress: os.Stderr, Keep: *keep, KubeAPIServerArgs: strings.Fields(*kubeFlags)})
 	if err != nil {
 		return err
 	}

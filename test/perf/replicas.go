@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/veil-dev/veil/test/harness"
 )
@@ -19,7 +20,7 @@ func init() {
 // that multiplies provider calls for a real load, with kube-apiserver
 // spreading requests over the endpoints as it does in a cluster.
 func replicasScenario(ctx context.Context, _ *harness.Cluster) error {
-	c, err := harness.Start(ctx, harness.Options{Progress: os.Stderr, Keep: *keep, VeilReplicas: 2})
+	c, err := harness.Start(ctx, harness.Options{Progress: os.Stderr, Keep: *keep, VeilReplicas: 2, KubeAPIServerArgs: strings.Fields(*kubeFlags)})
 	if err != nil {
 		return err
 	}
