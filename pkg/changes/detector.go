@@ -327,7 +327,7 @@ func (st *storeState) compare(keys []string, versions map[string]providers.KeyVe
 		before, known := st.versions[k]
 		switch {
 		case known:
-			if exists && now.ID == before.ID {
+			if exists && !newer(before, now) {
 				continue
 			}
 			// A new version, or deleted.
@@ -356,6 +356,16 @@ func (st *storeState) compare(keys []string, versions map[string]providers.KeyVe
 	return changed
 }
 
+// newer says whether now is another version of a key than before. IDs of
+// different scopes cannot be compared (two processes' keyed hashes): then
+// only a later change time tells.
+func newer(before, now providers.KeyVersion) bool {
+	if before.Scope != now.Scope {
+		return now.Changed.After(before.Changed)
+	}
+	return before.ID != now.ID
+}
+
 // apply records a change a stream reported after its initial state, and
 // says whether it is news: a version other than the one known, a key
 // deleted, or a key created since the stream began.
@@ -371,7 +381,7 @@ func (st *storeState) apply(kc providers.KeyChange) bool {
 		delete(st.versions, kc.Key)
 	}
 	if known && kc.Exists {
-		return before.ID != kc.Version.ID
+		return newer(before, kc.Version)
 	}
 	return known || kc.Exists
 }

@@ -110,6 +110,36 @@ func TestDetectorMarksTheReadersOfWhatChanged(t *testing.T) {
 // TestDetectorStaysWithinTheStoresBudget: when the store's budget stops a
 // cycle short, the keys not looked at are neither changed nor deleted, and
 // the next cycles go on from there until every key was looked at.
+// TestVersionScopes: versions of different scopes (two processes' keyed
+// hashes) are not compared: a key whose scope moved has changed only if
+// its change time moved on.
+func TestVersionScopes(t *testing.T) {
+	t0 := time.Unix(1700000000, 0)
+	for _, c := range []struct {
+		name        string
+		before, now providers.KeyVersion
+		want        bool
+	}{
+		{"same scope, same ID", providers.KeyVersion{ID: "a", Scope: "p1"}, providers.KeyVersion{ID: "a", Scope: "p1"}, false},
+		{"same scope, another ID", providers.KeyVersion{ID: "a", Scope: "p1"}, providers.KeyVersion{ID: "b", Scope: "p1"}, true},
+		{"another scope, no times", providers.KeyVersion{ID: "a", Scope: "p1"}, providers.KeyVersion{ID: "b", Scope: "p2"}, false},
+		{"another scope, same time", providers.KeyVersion{ID: "a", Scope: "p1", Changed: t0}, providers.KeyVersion{ID: "b", Scope: "p2", Changed: t0}, false},
+		{"another scope, later time", providers.KeyVersion{ID: "a", Scope: "p1", Changed: t0}, providers.KeyVersion{ID: "b", Scope: "p2", Changed: t0.Add(time.Second)}, true},
+	} {
+		st := &storeState{versions: map[string]providers.KeyVersion{"k": c.before}}
+		if got := st.compare([]string{"k"}, map[string]providers.KeyVersion{"k": c.now}); (len(got) == 1) != c.want {
+			t.Errorf("%s: compare says changed %v, want %v", c.name, got, c.want)
+		}
+		if st.versions["k"] != c.now {
+			t.Errorf("%s: compare kept %+v, want the version now", c.name, st.versions["k"])
+		}
+		st = &storeState{versions: map[string]providers.KeyVersion{"k": c.before}}
+		if got := st.apply(providers.KeyChange{Key: "k", Exists: true, Version: c.now}); got != c.want {
+			t.Errorf("%s: apply says news %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
 func TestDetectorStaysWithinTheStoresBudget(t *testing.T) {
 	t.Run("budget", func(t *testing.T) { detectWithin(t, 2, 0) })
 	t.Run("calls per store", func(t *testing.T) { detectWithin(t, 0, 2) })

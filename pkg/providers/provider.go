@@ -76,6 +76,12 @@ type KeyVersion struct {
 	// Changed is when the provider last changed the key, by its clock;
 	// zero when it does not say.
 	Changed time.Time
+	// Scope, when set, says what IDs may be compared with: an ID is only
+	// compared with one of the same Scope, and a key whose Scope moved has
+	// changed only if Changed moved on. A provider whose IDs are keyed
+	// hashes sets it to a name of the key, so that a version from another
+	// process (another provider replica) is not taken for a change.
+	Scope string
 }
 
 // MaxVersionKeys bounds the keys one Versions call is asked about.

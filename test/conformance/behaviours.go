@@ -465,8 +465,8 @@ func testChangeDetection(t *testing.T, s *suite) {
 	again, err := vl.Versions(s.ctx(t), keys)
 	s.must(t, err, "reading versions again")
 	for _, k := range keys {
-		if again[k].ID != before[k].ID {
-			t.Errorf("key %s: reading it moved its version from %q to %q", k, before[k].ID, again[k].ID)
+		if again[k].ID != before[k].ID || again[k].Scope != before[k].Scope {
+			t.Errorf("key %s: reading it moved its version from %+v to %+v", k, before[k], again[k])
 		}
 	}
 	s.f.Seed(t, keys[0], obj("v", s.canary("detect-second")))

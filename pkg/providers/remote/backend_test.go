@@ -205,7 +205,7 @@ func (v memVersions) Versions(_ context.Context, keys []string) (map[string]prov
 	out := map[string]providers.KeyVersion{}
 	for _, k := range keys {
 		if val, ok := v.c.m.values[k]; ok {
-			out[k] = providers.KeyVersion{ID: "len-" + string(rune('a'+len(val)%26)), Changed: time.Unix(1700000000, 5)}
+			out[k] = providers.KeyVersion{ID: "len-" + string(rune('a'+len(val)%26)), Changed: time.Unix(1700000000, 5), Scope: "mem"}
 		}
 	}
 	return out, nil

@@ -213,13 +213,27 @@ func (c *client) versions(ctx context.Context, keys []string) (map[string]provid
 	}
 	out := make(map[string]providers.KeyVersion, len(resp.GetVersions()))
 	for k, v := range resp.GetVersions() {
-		kv := providers.KeyVersion{ID: v.GetId()}
-		if n := v.GetChangedUnixNano(); n != 0 {
-			kv.Changed = time.Unix(0, n)
-		}
-		out[k] = kv
+		out[k] = versionFromProto(v)
 	}
 	return out, nil
+}
+
+// versionFromProto and versionToProto carry a providers.KeyVersion over
+// the protocol.
+func versionFromProto(v *providerv1.KeyVersion) providers.KeyVersion {
+	kv := providers.KeyVersion{ID: v.GetId(), Scope: v.GetScope()}
+	if n := v.GetChangedUnixNano(); n != 0 {
+		kv.Changed = time.Unix(0, n)
+	}
+	return kv
+}
+
+func versionToProto(v providers.KeyVersion) *providerv1.KeyVersion {
+	kv := &providerv1.KeyVersion{Id: v.ID, Scope: v.Scope}
+	if !v.Changed.IsZero() {
+		kv.ChangedUnixNano = v.Changed.UnixNano()
+	}
+	return kv
 }
 
 // The optional interfaces a client has are those the provider declared

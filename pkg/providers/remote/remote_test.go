@@ -117,7 +117,7 @@ func TestCapabilitiesFollowTheStore(t *testing.T) {
 		t.Fatalf("the backend lists 20 versions a call; the client is a VersionLister: %v", ok)
 	}
 	vs, err := vl.Versions(ctxFor(t), []string{"app/a", "app/missing"})
-	if err != nil || len(vs) != 1 || vs["app/a"].ID == "" || !vs["app/a"].Changed.Equal(time.Unix(1700000000, 5)) {
+	if err != nil || len(vs) != 1 || vs["app/a"].ID == "" || !vs["app/a"].Changed.Equal(time.Unix(1700000000, 5)) || vs["app/a"].Scope != "mem" {
 		t.Fatalf("Versions: %v, %v", vs, err)
 	}
 	_, err = vl.Versions(ctxFor(t), []string{"app/a", "elsewhere/b"})

@@ -517,11 +517,7 @@ func (s *Server) Versions(ctx context.Context, req *providerv1.VersionsRequest) 
 		}
 		resp = &providerv1.VersionsResponse{Versions: make(map[string]*providerv1.KeyVersion, len(got))}
 		for k, v := range got {
-			kv := &providerv1.KeyVersion{Id: v.ID}
-			if !v.Changed.IsZero() {
-				kv.ChangedUnixNano = v.Changed.UnixNano()
-			}
-			resp.Versions[k] = kv
+			resp.Versions[k] = versionToProto(v)
 		}
 		return nil
 	})

@@ -137,14 +137,11 @@ func (c *client) watchStream(ctx context.Context, keys []string, last *map[strin
 func changeOf(m *providerv1.Change) providers.KeyChange {
 	kc := providers.KeyChange{Key: m.GetKey()}
 	if v := m.GetVersion(); v != nil {
-		kc.Exists, kc.Version.ID = true, v.GetId()
-		if n := v.GetChangedUnixNano(); n != 0 {
-			kc.Version.Changed = time.Unix(0, n)
-		}
+		kc.Exists, kc.Version = true, versionFromProto(v)
 	}
 	return kc
 }
 
 func sameChange(a, b providers.KeyChange) bool {
-	return a.Exists == b.Exists && a.Version.ID == b.Version.ID && a.Version.Changed.Equal(b.Version.Changed)
+	return a.Exists == b.Exists && a.Version.ID == b.Version.ID && a.Version.Scope == b.Version.Scope && a.Version.Changed.Equal(b.Version.Changed)
 }

@@ -80,10 +80,7 @@ func (s *Server) WatchChanges(req *providerv1.WatchChangesRequest, stream provid
 	send := func(kc providers.KeyChange) error {
 		var v *providerv1.KeyVersion
 		if kc.Exists {
-			v = &providerv1.KeyVersion{Id: kc.Version.ID}
-			if !kc.Version.Changed.IsZero() {
-				v.ChangedUnixNano = kc.Version.Changed.UnixNano()
-			}
+			v = versionToProto(kc.Version)
 		}
 		if !watched[kc.Key] {
 			return providers.Errorf(providers.Unavailable, "the %s provider reported a change of a key the stream of %s does not watch", s.provider.Name(), st.key)
@@ -216,5 +213,5 @@ func sameVersion(a, b *providerv1.KeyVersion) bool {
 	if a == nil || b == nil {
 		return a == nil && b == nil
 	}
-	return a.GetId() == b.GetId() && a.GetChangedUnixNano() == b.GetChangedUnixNano()
+	return a.GetId() == b.GetId() && a.GetScope() == b.GetScope() && a.GetChangedUnixNano() == b.GetChangedUnixNano()
 }

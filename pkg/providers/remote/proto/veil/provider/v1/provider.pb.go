@@ -1102,8 +1102,11 @@ type KeyVersion struct {
 	// When the provider last changed the key, in Unix nanoseconds; 0 when it
 	// does not say.
 	ChangedUnixNano int64 `protobuf:"varint,2,opt,name=changed_unix_nano,json=changedUnixNano,proto3" json:"changed_unix_nano,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// What ids may be compared with (providers.KeyVersion.Scope); empty
+	// when any two are comparable.
+	Scope         string `protobuf:"bytes,3,opt,name=scope,proto3" json:"scope,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *KeyVersion) Reset() {
@@ -1148,6 +1151,13 @@ func (x *KeyVersion) GetChangedUnixNano() int64 {
 		return x.ChangedUnixNano
 	}
 	return 0
+}
+
+func (x *KeyVersion) GetScope() string {
+	if x != nil {
+		return x.Scope
+	}
+	return ""
 }
 
 type VersionsRequest struct {
@@ -1541,11 +1551,12 @@ const file_veil_provider_v1_provider_proto_rawDesc = "" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x1a\n" +
 	"\bproperty\x18\x03 \x01(\tR\bproperty\x12-\n" +
 	"\x05owner\x18\x04 \x01(\v2\x17.veil.provider.v1.OwnerR\x05owner\"\x10\n" +
-	"\x0eDeleteResponse\"H\n" +
+	"\x0eDeleteResponse\"^\n" +
 	"\n" +
 	"KeyVersion\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12*\n" +
-	"\x11changed_unix_nano\x18\x02 \x01(\x03R\x0fchangedUnixNano\"W\n" +
+	"\x11changed_unix_nano\x18\x02 \x01(\x03R\x0fchangedUnixNano\x12\x14\n" +
+	"\x05scope\x18\x03 \x01(\tR\x05scope\"W\n" +
 	"\x0fVersionsRequest\x120\n" +
 	"\x05store\x18\x01 \x01(\v2\x1a.veil.provider.v1.StoreRefR\x05store\x12\x12\n" +
 	"\x04keys\x18\x02 \x03(\tR\x04keys\"\xbb\x01\n" +
