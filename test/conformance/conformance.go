@@ -84,7 +84,7 @@ const (
 	// Outager).
 	Outage Capability = "outage"
 	// ChangeDetection: the client is a providers.VersionLister, which
-	// tells a new value from the old without reading either.
+	// tells a new value from the old by versions that carry neither.
 	ChangeDetection Capability = "change detection"
 	// ChangeStream: the client is a providers.ChangeWatcher, which follows
 	// keys by a stream of changes the provider detects itself.

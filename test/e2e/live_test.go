@@ -245,6 +245,62 @@ func TestAWSRotationIsDetected(t *testing.T) {
 	waitValue(t, f.ns, "ps", "value", "two")
 }
 
+// TestVaultKVv1RotationIsDetected: a KV v1 mount keeps no versions, so
+// detection compares keyed hashes of the values. A rotation reaches
+// readers within seconds; the same value written again marks no one, nor
+// does a write of another key.
+func TestVaultKVv1RotationIsDetected(t *testing.T) {
+	ctx := ctxFor(t)
+	v := startVault(t)
+	if err := v.EnableKV(ctx, "kv", 1); err != nil {
+		t.Fatal(err)
+	}
+	before, after := unique("kv1-before-"), unique("kv1-after-")
+	put := func(key, value string) {
+		t.Helper()
+		if err := v.PutKVv1(ctx, "kv", key, map[string]any{"password": value}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("app/rotating", before)
+	put("app/steady", "steady")
+	ns := newNamespace(t, nil)
+	vaultTokenStore(t, v, ns, "vault", func(s *configv1alpha1.VaultProvider) {
+		s.Path, s.Version = ptrTo("kv"), configv1alpha1.VaultKVv1
+	})
+	slowExternalSecret(t, ns, "rotating", "vault", false, dataRef("password", "app/rotating", "password"))
+	slowExternalSecret(t, ns, "steady", "vault", false, dataRef("password", "app/steady", "password"))
+	wantData(t, mustValue(t, ns, "rotating"), map[string]string{"password": before})
+	wantData(t, mustValue(t, ns, "steady"), map[string]string{"password": "steady"})
+	detectionCycles(t, 2)
+	rotatingBefore, steadyBefore := changeID(lastChange(t, ns, "rotating")), changeID(lastChange(t, ns, "steady"))
+
+	// The same value again is no change.
+	put("app/rotating", before)
+	detectionCycles(t, 2)
+	if c := lastChange(t, ns, "rotating"); changeID(c) != rotatingBefore {
+		t.Errorf("writing the same value again was taken for a change: %+v", c)
+	}
+
+	put("app/rotating", after)
+	waitChange(t, ns, "rotating", rotatingBefore, configv1alpha1.ValueChangeDetected, "app/rotating")
+	waitValue(t, ns, "rotating", "password", after)
+	if c := lastChange(t, ns, "steady"); changeID(c) != steadyBefore {
+		t.Errorf("an ExternalSecret of an unchanged key was marked: %+v", c)
+	}
+	// The hashes stay in veil-apiserver's memory: no value, and no trace
+	// of either, outside the cache's sealed entries.
+	for _, canary := range []string{before, after} {
+		f, err := cluster.FindCanary(ctx, canary)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Total() != 0 {
+			t.Errorf("value %q written down: %s", canary, f)
+		}
+	}
+}
+
 // TestPushIsRecordedInItsReaders: a push marks the ExternalSecrets that
 // read the pushed key, before it is answered, and no other.
 func TestPushIsRecordedInItsReaders(t *testing.T) {

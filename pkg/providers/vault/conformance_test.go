@@ -69,7 +69,7 @@ func (f *conformanceFixture) Info() conformance.Info {
 		MissingVersion: "999",
 		KeepsData:      true, // raft storage: values and tokens survive a restart
 		Unsupported: map[conformance.Capability]string{
-			conformance.ChangeStream: "Vault tells no one of writes: its changes are found by Versions (KV v2 metadata)",
+			conformance.ChangeStream: "Vault tells no one of writes: its changes are found by Versions (KV v2 metadata, a keyed hash of a KV v1 value)",
 			conformance.RawValues:    "Vault KV holds JSON objects of fields, which Get returns encoded again",
 			conformance.BatchGet:     "Vault has no call that reads several secrets",
 		},
@@ -78,7 +78,6 @@ func (f *conformanceFixture) Info() conformance.Info {
 		v1 := "a KV v1 mount has no metadata: no versions, no tags, and no custom metadata to record an owner in, so Veil does not push to it"
 		info.MissingVersion = ""
 		info.Unsupported[conformance.Versions] = "a KV v1 mount keeps one value per key"
-		info.Unsupported[conformance.ChangeDetection] = "a KV v1 mount keeps no versions to compare"
 		info.Unsupported[conformance.Tags] = v1
 		info.Unsupported[conformance.Push] = v1
 		info.Unsupported[conformance.PushProperty] = v1

@@ -3,6 +3,10 @@ package vault
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -645,17 +649,16 @@ func (c *client) Delete(ctx context.Context, d providers.Delete) error {
 
 var _ providers.VersionLister = &client{}
 
-// VersionsPerCall: KV v2 metadata is read one key at a time.
+// VersionsPerCall: a key's KV v2 metadata, or its KV v1 value, is read
+// one key at a time.
 func (c *client) VersionsPerCall() int { return 1 }
 
 // Versions reads the KV v2 metadata of each key (its current version, and
 // whether that version was deleted), a few at a time: one call a key, and
 // no value is read. Metadata-only writes (custom_metadata) do not count
-// as changes. KV v1 keeps no versions, so its changes are left to refresh.
+// as changes. A KV v1 mount keeps no versions, so there a key's version is
+// a keyed hash of its value (v1Version): one read of the value a key.
 func (c *client) Versions(ctx context.Context, keys []string) (map[string]providers.KeyVersion, error) {
-	if c.version != configv1alpha1.VaultKVv2 {
-		return nil, providers.Errorf(providers.Invalid, "%s reads a Vault KV v1 mount, which keeps no versions: its values change for readers when their refresh interval ends", c.store)
-	}
 	if len(keys) > providers.MaxVersionKeys {
 		return nil, providers.Errorf(providers.Invalid, "%s: %d keys are more than the %d changes are detected for at once", c.store, len(keys), providers.MaxVersionKeys)
 	}
@@ -671,13 +674,23 @@ func (c *client) Versions(ctx context.Context, keys []string) (map[string]provid
 			continue // never readable, so never changed
 		}
 		g.Go(func() error {
-			meta, err := c.metadata(gctx, key)
-			if err != nil || meta == nil {
-				return err
+			var v providers.KeyVersion
+			if c.version == configv1alpha1.VaultKVv1 {
+				id, err := c.v1Version(gctx, key)
+				if err != nil || id == "" {
+					return err
+				}
+				v.ID, v.Scope = id, v1VersionScope
+			} else {
+				meta, err := c.metadata(gctx, key)
+				if err != nil || meta == nil {
+					return err
+				}
+				v = versionOf(meta)
 			}
 			mu.Lock()
 			defer mu.Unlock()
-			out[k] = versionOf(meta)
+			out[k] = v
 			return nil
 		})
 	}
@@ -685,4 +698,44 @@ func (c *client) Versions(ctx context.Context, keys []string) (map[string]provid
 		return nil, err
 	}
 	return out, nil
+}
+
+// v1VersionKey keys the hashes that stand for KV v1 versions. It is drawn
+// once a process, so a hash is worth nothing for guessing a value outside
+// it; equal values hash equal whichever client of the process read them.
+// v1VersionScope names the key (providers.KeyVersion.Scope): a version
+// from another process (a second veil-provider-vault replica, after a
+// reconnection) is not compared, so it is not taken for a change.
+var v1VersionKey, v1VersionScope = func() ([]byte, string) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	id := sha256.Sum256(append([]byte("veil kv v1 version key "), b...))
+	return b, "kv1-" + base64.RawURLEncoding.EncodeToString(id[:9])
+}()
+
+// v1Version reads key's value from a KV v1 mount and returns a keyed hash
+// of it, which moves when the value does; "" when the key does not exist.
+// Rewriting the same value is no change, as it is none for readers.
+func (c *client) v1Version(ctx context.Context, key string) (string, error) {
+	t := target{action: "read", what: fmt.Sprintf("key %q", key), path: c.dataPath(key), capability: "read"}
+	sec, err := c.read(ctx, "kv-version", t, nil)
+	if providers.ReasonOf(err) == providers.NotFound {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	fields, _, err := c.fieldsOf(sec, t)
+	if err != nil {
+		return "", err
+	}
+	b, err := json.Marshal(fields) // map keys sorted: equal values, equal bytes
+	if err != nil {
+		return "", providers.Errorf(providers.Unavailable, "%s: Vault returned %s in a form Veil cannot encode", c.store, t.what)
+	}
+	mac := hmac.New(sha256.New, v1VersionKey)
+	mac.Write(b)
+	return "h" + base64.RawURLEncoding.EncodeToString(mac.Sum(nil)[:18]), nil
 }

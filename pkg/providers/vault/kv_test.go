@@ -145,6 +145,63 @@ func TestKVv1Get(t *testing.T) {
 	wantError(t, err, providers.Invalid, "only KV v2 mounts")
 }
 
+// TestKVv1Versions: a KV v1 mount keeps no versions, so change detection
+// hashes each value. The same value written again is no change, as it is
+// none for readers; another value is; a key deleted has no version; and
+// two clients of the store (one rebuilt after a reload) agree.
+func TestKVv1Versions(t *testing.T) {
+	ctx := ctxFor(t)
+	mount := unique(t)
+	if err := server.EnableKV(ctx, mount, 1); err != nil {
+		t.Fatal(err)
+	}
+	canary := "kv1-canary-" + unique(t)
+	put := func(v string) {
+		t.Helper()
+		if err := server.PutKVv1(ctx, mount, "app/db", map[string]any{"password": v, "n": 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(canary)
+	_, sec := tokenFor(t, fmt.Sprintf(`path "%s/*" { capabilities = ["read", "list"] }`, mount))
+	spec := httpsSpec(tokenAuth())
+	spec.Path, spec.Version = &mount, configv1alpha1.VaultKVv1
+	fx := newFixture(t, sec)
+	var c, other providers.VersionLister = fx.mustClient(spec), fx.mustClient(spec)
+	version := func(c providers.VersionLister) string {
+		t.Helper()
+		v, err := c.Versions(ctx, []string{"app/db", "app/none"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := v["app/none"]; ok || len(v) != 1 {
+			t.Fatalf("versions %v: want app/db alone", v)
+		}
+		if id := v["app/db"].ID; id == "" || strings.Contains(id, canary) || !v["app/db"].Changed.IsZero() || v["app/db"].Scope != v1VersionScope {
+			t.Fatalf("version %+v: want an ID that carries no value, no time (KV v1 tells none) and the scope %q of this process's hashes", v["app/db"], v1VersionScope)
+		}
+		return v["app/db"].ID
+	}
+	first := version(c)
+	if got := version(other); got != first {
+		t.Errorf("two clients of one store disagree on a version: %q and %q", first, got)
+	}
+	put(canary)
+	if got := version(c); got != first {
+		t.Errorf("the same value written again moved the version from %q to %q", first, got)
+	}
+	put(canary + "-rotated")
+	if got := version(c); got == first {
+		t.Errorf("a new value left the version at %q", got)
+	}
+	if _, err := server.Root.Logical().DeleteWithContext(ctx, mount+"/app/db"); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := c.Versions(ctx, []string{"app/db"}); err != nil || len(v) != 0 {
+		t.Errorf("a deleted key: versions %v, %v; want none", v, err)
+	}
+}
+
 func TestFind(t *testing.T) {
 	ctx := ctxFor(t)
 	mount := unique(t)
