@@ -56,8 +56,10 @@ type Client interface {
 }
 
 // VersionLister is implemented by clients that can tell which version of
-// each remote key is current without reading the values, in few calls:
-// what change detection uses (pkg/changes). The result has an entry for
+// each remote key is current, in few calls and, where the provider keeps
+// versions, without reading the values (Vault KV v1 keeps none: there a
+// version is a keyed hash of the value, see Scope): what change detection
+// uses (pkg/changes). The result has an entry for
 // every key of keys that exists. Keys it cannot name (an AWS ARN, for
 // example) are left out, and so are never reported as changed.
 type VersionLister interface {

@@ -174,19 +174,30 @@ func (c *client) Get(ctx context.Context, ref providers.Ref) (providers.Value, e
 		params = url.Values{"version": {ref.Version}}
 		t.what = fmt.Sprintf("version %s of key %q", ref.Version, key)
 	}
-	sec, err := c.read(ctx, "kv-get", t, params)
+	b, version, err := c.readJSON(ctx, "kv-get", t, params)
 	if err != nil {
 		return providers.Value{}, err
+	}
+	return providers.Value{Data: b, Version: version}, nil
+}
+
+// readJSON reads the secret at t and returns its fields as a JSON object
+// (map keys sorted, so equal values give equal bytes) and its KV v2
+// version.
+func (c *client) readJSON(ctx context.Context, op string, t target, params url.Values) ([]byte, string, error) {
+	sec, err := c.read(ctx, op, t, params)
+	if err != nil {
+		return nil, "", err
 	}
 	fields, version, err := c.fieldsOf(sec, t)
 	if err != nil {
-		return providers.Value{}, err
+		return nil, "", err
 	}
 	b, err := json.Marshal(fields)
 	if err != nil {
-		return providers.Value{}, providers.Errorf(providers.Unavailable, "%s: Vault returned %s in a form Veil cannot encode", c.store, t.what)
+		return nil, "", providers.Errorf(providers.Unavailable, "%s: Vault returned %s in a form Veil cannot encode", c.store, t.what)
 	}
-	return providers.Value{Data: b, Version: version}, nil
+	return b, version, nil
 }
 
 // fieldsOf returns the fields of a read secret and its KV v2 version. A
@@ -720,20 +731,12 @@ var v1VersionKey, v1VersionScope = func() ([]byte, string) {
 // Rewriting the same value is no change, as it is none for readers.
 func (c *client) v1Version(ctx context.Context, key string) (string, error) {
 	t := target{action: "read", what: fmt.Sprintf("key %q", key), path: c.dataPath(key), capability: "read"}
-	sec, err := c.read(ctx, "kv-version", t, nil)
+	b, _, err := c.readJSON(ctx, "kv-version", t, nil)
 	if providers.ReasonOf(err) == providers.NotFound {
 		return "", nil
 	}
 	if err != nil {
 		return "", err
-	}
-	fields, _, err := c.fieldsOf(sec, t)
-	if err != nil {
-		return "", err
-	}
-	b, err := json.Marshal(fields) // map keys sorted: equal values, equal bytes
-	if err != nil {
-		return "", providers.Errorf(providers.Unavailable, "%s: Vault returned %s in a form Veil cannot encode", c.store, t.what)
 	}
 	mac := hmac.New(sha256.New, v1VersionKey)
 	mac.Write(b)
