@@ -79,10 +79,10 @@ func newController(informer configinformers.ExternalSecretInformer, veil version
 	c.r = c
 	c.queue = newWorkQueue("veil_syncer", reportDepth)
 	c.synced = informer.Informer().HasSynced
-	_, err := informer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: func(obj any) {
+	_, err := informer.Informer().AddEventHandler(cache.ResourceEventHandlerDetailedFuncs{
+		AddFunc: func(obj any, listed bool) {
 			if es, ok := obj.(*configv1alpha1.ExternalSecret); ok {
-				c.schedule(es)
+				c.schedule(es, listed)
 			}
 		},
 		UpdateFunc: func(oldObj, newObj any) {
@@ -136,14 +136,19 @@ func (c *Controller) useFeed(f *valueFeed) {
 // schedule queues an ExternalSecret the informer lists or sees created. One
 // never synced for its generation is urgent; one synced before (seen again
 // after a restart or a failover) is refreshed when its refresh is due, so a
-// new leader does not redo every ExternalSecret ahead of new ones.
-func (c *Controller) schedule(es *configv1alpha1.ExternalSecret) {
+// new leader does not redo every ExternalSecret ahead of new ones. The
+// first sync of one created while the watch of values is open is queued
+// when the watch sends its values (awaitsFirst), not before: it would
+// read them by GET.
+func (c *Controller) schedule(es *configv1alpha1.ExternalSecret, listed bool) {
 	if es.Spec.Target == nil {
 		return
 	}
 	key := keyOf(es)
 	ready := apimeta.FindStatusCondition(es.Status.Conditions, configv1alpha1.ConditionReady)
 	switch {
+	case ready == nil && !listed && c.watchSends(es) &&
+		c.feed.awaitsFirst(key, es.ResourceVersion, func() { c.queue.AddUrgent(key) }):
 	case ready == nil || ready.ObservedGeneration != es.Generation:
 		c.queue.AddUrgent(key)
 	case ready.Status == "True" && es.Status.RefreshTime != nil:
@@ -153,6 +158,13 @@ func (c *Controller) schedule(es *configv1alpha1.ExternalSecret) {
 	default:
 		c.queue.Add(key)
 	}
+}
+
+// watchSends says whether the watch of values sends es's (valueFeed's
+// selector): a target the syncer writes, outside excluded namespaces.
+func (c *Controller) watchSends(es *configv1alpha1.ExternalSecret) bool {
+	p := es.Spec.Target.CreationPolicy
+	return p != "" && p != configv1alpha1.CreatePolicyNone && !c.excluded.Has(es.Namespace)
 }
 
 func (c *Controller) get(namespace, name string) (*configv1alpha1.ExternalSecret, error) {

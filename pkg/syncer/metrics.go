@@ -109,6 +109,12 @@ var (
 		StabilityLevel: metrics.ALPHA,
 	}, []string{"result"})
 
+	firstSyncWaits = metrics.NewCounterVec(&metrics.CounterOpts{
+		Namespace: "veil", Subsystem: "syncer", Name: "first_sync_waits_total",
+		Help:           "First syncs of new ExternalSecrets that waited for the watch of values to send their values (waiting), and those it did not send within the grace period, which read by GET (timed_out).",
+		StabilityLevel: metrics.ALPHA,
+	}, []string{"result"})
+
 	valueWatchStarts = metrics.NewCounterVec(&metrics.CounterOpts{
 		Namespace: "veil", Subsystem: "syncer", Name: "value_watches_total",
 		Help:           "Watches of externalsecretvalues the leader opened (opened) or could not open (failed).",
@@ -122,7 +128,7 @@ func register() {
 	registerMetrics.Do(func() {
 		legacyregistry.MustRegister(syncDuration, syncResults, queueDepth, timeToFirstSync,
 			pushSyncDuration, pushSyncs, secretPushes, pushedKeys, pushQueueDepth, namespaceSyncsDelayed,
-			valueReads, heldValues, heldBytes, valueWatchStarts, valueWaits)
+			valueReads, heldValues, heldBytes, valueWatchStarts, valueWaits, firstSyncWaits)
 	})
 }
 

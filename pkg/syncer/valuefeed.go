@@ -57,8 +57,9 @@ type valueFeed struct {
 	// sent as MODIFIED and held: the controller queues their sync.
 	changed func(key string)
 	// grace is how long a sync for a recorded value change waits for the
-	// watch to send the values (awaits).
-	grace time.Duration
+	// watch to send the values (awaits), firstGrace how long a new
+	// ExternalSecret's first sync does (awaitsFirst).
+	grace, firstGrace time.Duration
 
 	mu sync.Mutex
 	// watching: a watch is open, so a recorded value change will be sent.
@@ -70,6 +71,15 @@ type valueFeed struct {
 	// read is, per ExternalSecret, the resource version of the newest
 	// values a sync read: older events are not held.
 	read map[string]uint64
+	// waiting are the first syncs of new ExternalSecrets, queued when the
+	// watch sends their values, when it ends, or after grace (awaitsFirst).
+	waiting map[string]waiter
+	seq     uint64
+}
+
+type waiter struct {
+	seq     uint64
+	enqueue func()
 }
 
 // heldFor is how long a value waits for the sync that takes it. The sync
@@ -82,6 +92,12 @@ const heldFor = time.Minute
 // new value, usually within tens of milliseconds) before it reads by GET.
 const valueGrace = 2 * time.Second
 
+// firstGrace bounds how long a new ExternalSecret's first sync waits for
+// the watch's event. It is shorter than valueGrace: the watch sends every
+// namespace's values in one stream, so under another tenant's burst of new
+// ExternalSecrets the wait is what this tenant's first sync would lose.
+const firstGrace = 500 * time.Millisecond
+
 type heldValue struct {
 	rv    uint64
 	uid   types.UID
@@ -92,7 +108,7 @@ type heldValue struct {
 
 func newValueFeed(veil versioned.Interface, since func() string, excluded []string, maxBytes int) *valueFeed {
 	return &valueFeed{veil: veil, since: since, excluded: excluded, maxBytes: maxBytes, clock: clock.RealClock{},
-		grace: valueGrace, changed: func(string) {}, held: map[string]heldValue{}, read: map[string]uint64{}}
+		grace: valueGrace, firstGrace: firstGrace, changed: func(string) {}, held: map[string]heldValue{}, read: map[string]uint64{}, waiting: map[string]waiter{}}
 }
 
 // selector is the field selector of the watch.
@@ -158,10 +174,14 @@ func (f *valueFeed) follow(ctx context.Context, w watch.Interface) bool {
 			}
 			switch ev.Type {
 			case watch.Added, watch.Modified:
-				if v, ok := ev.Object.(*esv1alpha1.ExternalSecretValue); ok && f.offer(v) && ev.Type == watch.Modified {
-					// New values of a synced ExternalSecret: its sync
-					// need not wait for the informer (awaits).
-					f.changed(keyOf(v))
+				if v, ok := ev.Object.(*esv1alpha1.ExternalSecretValue); ok {
+					if f.offer(v) && ev.Type == watch.Modified {
+						// New values of a synced ExternalSecret: its sync
+						// need not wait for the informer (awaits).
+						f.changed(keyOf(v))
+					}
+					// Held or not, a first sync waits no longer.
+					f.release(keyOf(v))
 				}
 			case watch.Deleted:
 				if v, ok := ev.Object.(*esv1alpha1.ExternalSecretValue); ok {
@@ -188,10 +208,83 @@ func (f *valueFeed) sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
+// setWatching records whether a watch is open; when it ends, the first
+// syncs waiting for it are queued at once, to read by GET.
 func (f *valueFeed) setWatching(on bool) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	f.watching = on
+	var release []func()
+	if !on {
+		release = f.takeWaiting()
+	}
+	f.mu.Unlock()
+	for _, enqueue := range release {
+		enqueue()
+	}
+}
+
+// takeWaiting empties waiting, with mu held, and returns what to queue.
+func (f *valueFeed) takeWaiting() []func() {
+	var out []func()
+	for _, w := range f.waiting {
+		out = append(out, w.enqueue)
+	}
+	clear(f.waiting)
+	return out
+}
+
+// awaitsFirst is asked when the informer sees the ExternalSecret key
+// created, at resource version rv, with a target the watch sends values
+// for. It says true when its first sync is not to be queued now: the
+// watch will send its values (ADDED, once veil-apiserver has read them),
+// and their arrival queues the sync (enqueue), so that the sync takes
+// them instead of reading them again by GET — a proxied read and an
+// access review in kube-apiserver for each new ExternalSecret. If the
+// watch sends nothing within firstGrace (veil-apiserver could not
+// resolve the values, say), or ends, enqueue is called then, and that
+// sync reads by GET and reports what went wrong. enqueue is called once
+// at most.
+func (f *valueFeed) awaitsFirst(key, rv string, enqueue func()) bool {
+	if f == nil {
+		return false
+	}
+	v, ok := parseVersion(rv)
+	if !ok {
+		return false
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if h, held := f.held[key]; !f.watching || held && h.rv >= v || f.read[key] >= v {
+		return false
+	}
+	f.seq++
+	seq := f.seq
+	f.waiting[key] = waiter{seq: seq, enqueue: enqueue}
+	f.clock.AfterFunc(f.firstGrace, func() {
+		f.mu.Lock()
+		w, ok := f.waiting[key]
+		if ok && w.seq == seq {
+			delete(f.waiting, key)
+		}
+		f.mu.Unlock()
+		if ok && w.seq == seq {
+			firstSyncWaits.WithLabelValues("timed_out").Inc()
+			enqueue()
+		}
+	})
+	firstSyncWaits.WithLabelValues("waiting").Inc()
+	return true
+}
+
+// release queues the first sync of key if it waits for the watch.
+func (f *valueFeed) release(key string) {
+	f.mu.Lock()
+	w, ok := f.waiting[key]
+	delete(f.waiting, key)
+	f.mu.Unlock()
+	if ok {
+		w.enqueue()
+	}
 }
 
 // awaits is asked when the informer sees a value change recorded on the
@@ -315,16 +408,21 @@ func (f *valueFeed) forget(key string) {
 	defer f.mu.Unlock()
 	f.drop(key)
 	delete(f.read, key)
+	delete(f.waiting, key)
 }
 
 func (f *valueFeed) clear() {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	f.held = map[string]heldValue{}
 	f.read = map[string]uint64{}
 	f.bytes = 0
 	f.watching = false
+	release := f.takeWaiting()
 	heldBytes.Set(0)
+	f.mu.Unlock()
+	for _, enqueue := range release {
+		enqueue()
+	}
 }
 
 // drop and expire are called with mu held.

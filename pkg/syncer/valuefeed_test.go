@@ -178,6 +178,83 @@ func TestValueFeedAwaits(t *testing.T) {
 	}
 }
 
+// TestValueFeedAwaitsFirst: a new ExternalSecret's first sync is queued
+// once, when the watch sends its values, when the watch ends, or after
+// firstGrace; never when no watch is open or its values are already held.
+func TestValueFeedAwaitsFirst(t *testing.T) {
+	f, clk := newTestFeed(1 << 20)
+	queued := map[string]int{}
+	enqueue := func(key string) func() { return func() { queued[key]++ } }
+
+	if f.awaitsFirst("team/a", "10", enqueue("team/a")) {
+		t.Error("a first sync waited for a watch that is not open")
+	}
+	f.setWatching(true)
+
+	// Sent: queued at once, and not again after the grace period.
+	if !f.awaitsFirst("team/a", "10", enqueue("team/a")) {
+		t.Fatal("a first sync did not wait for the watch")
+	}
+	if queued["team/a"] != 0 {
+		t.Fatal("queued before the watch sent anything")
+	}
+	f.offer(feedValue("a", "10", "uid-a", "one"))
+	f.release("team/a")
+	if queued["team/a"] != 1 {
+		t.Fatalf("queued %d times when the values came, want once", queued["team/a"])
+	}
+	if v := f.take(feedES("a", "10", "uid-a")); v == nil {
+		t.Error("the sync queued by the values' arrival found none held")
+	}
+	clk.Step(f.firstGrace)
+	if queued["team/a"] != 1 {
+		t.Errorf("queued %d times, want once", queued["team/a"])
+	}
+
+	// Never sent: queued after firstGrace, once.
+	if !f.awaitsFirst("team/b", "20", enqueue("team/b")) {
+		t.Fatal("a first sync did not wait for the watch")
+	}
+	clk.Step(f.firstGrace - time.Millisecond)
+	if queued["team/b"] != 0 {
+		t.Error("queued before the grace period ended")
+	}
+	clk.Step(time.Millisecond)
+	f.release("team/b")
+	if queued["team/b"] != 1 {
+		t.Errorf("queued %d times after the grace period, want once", queued["team/b"])
+	}
+
+	// Held already: no wait.
+	f.offer(feedValue("c", "30", "uid-c", "three"))
+	if f.awaitsFirst("team/c", "30", enqueue("team/c")) {
+		t.Error("a first sync waited for values already held")
+	}
+
+	// Deleted while waiting: never queued.
+	if !f.awaitsFirst("team/d", "40", enqueue("team/d")) {
+		t.Fatal("a first sync did not wait for the watch")
+	}
+	f.forget("team/d")
+	clk.Step(f.firstGrace)
+	if queued["team/d"] != 0 {
+		t.Error("the first sync of a deleted ExternalSecret was queued")
+	}
+
+	// The watch ends: every waiting sync is queued at once, to read by GET.
+	if !f.awaitsFirst("team/e", "50", enqueue("team/e")) {
+		t.Fatal("a first sync did not wait for the watch")
+	}
+	f.setWatching(false)
+	if queued["team/e"] != 1 {
+		t.Errorf("queued %d times when the watch ended, want once", queued["team/e"])
+	}
+	clk.Step(f.firstGrace)
+	if queued["team/e"] != 1 {
+		t.Errorf("queued %d times, want once", queued["team/e"])
+	}
+}
+
 // TestValueFeedWatch: the leader watches values from the informer's
 // version, only of ExternalSecrets with a target it writes outside the
 // excluded namespaces, holds what the watch sends, drops a deleted
@@ -200,6 +277,22 @@ func TestValueFeedWatch(t *testing.T) {
 	go func() { defer close(done); f.run(ctx) }()
 
 	w := <-watches
+	eventually := func(cond func() bool) bool {
+		for range 3000 {
+			if cond() {
+				return true
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		return false
+	}
+	if !eventually(func() bool { f.mu.Lock(); defer f.mu.Unlock(); return f.watching }) {
+		t.Fatal("the feed did not record its watch as open")
+	}
+	released := make(chan struct{}, 2)
+	if !f.awaitsFirst("team/a", "101", func() { released <- struct{}{} }) {
+		t.Fatal("a first sync did not wait for the open watch")
+	}
 	w.Add(feedValue("a", "101", "uid-a", "one"))
 	w.Add(feedValue("b", "102", "uid-b", "two"))
 	w.Delete(feedValue("b", "103", "uid-b", ""))
@@ -215,6 +308,9 @@ func TestValueFeedWatch(t *testing.T) {
 	}
 	if len(changed) != 1 || changed[0] != "team/a" {
 		t.Errorf("syncs queued for %v, want only team/a's MODIFIED values", changed)
+	}
+	if len(released) != 1 {
+		t.Errorf("team/a's first sync was queued %d times by the watch, want once, by its ADDED values", len(released))
 	}
 	w.Error(&metav1.Status{Code: 410, Reason: metav1.StatusReasonGone})
 	select {

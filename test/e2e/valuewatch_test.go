@@ -14,8 +14,9 @@ import (
 
 // TestSyncerTakesValuesFromItsWatch: veil-syncer's leader watches the
 // values of ExternalSecrets with a target, and a sync that finds them
-// already sent writes them without reading them again. Its namespace is
-// held to one sync every half second, so all but the first wait in the
+// already sent writes them without reading them again. A new
+// ExternalSecret's first sync waits for the watch to send its values, and
+// its namespace is held to one sync every half second, so all wait in the
 // queue while the watch sends their values. The values are canaries.
 func TestSyncerTakesValuesFromItsWatch(t *testing.T) {
 	s, err := cluster.StartSyncer(ctxFor(t), unique("veil-syncer-valuewatch-"), append(append([]string(nil), syncerArgs...),
@@ -55,12 +56,15 @@ func TestSyncerTakesValuesFromItsWatch(t *testing.T) {
 		waitSecret(t, ns, name, hasData(map[string]string{"v": canaries[name]}))
 	}
 	// The syncs of other tests' ExternalSecrets may read by GET too; those
-	// of this namespace's five delayed ones find their values sent.
-	if got := m.Delta("veil_syncer_value_reads_total", map[string]string{"source": "watch"}); got < n-1 {
-		t.Errorf("%v syncs took values from the watch, want at least %d of the %d ExternalSecrets that waited for their turn", got, n-1, n)
+	// of this namespace's find their values sent.
+	if got := m.Delta("veil_syncer_first_sync_waits_total", map[string]string{"result": "waiting"}); got < n {
+		t.Errorf("%v first syncs waited for the watch's values, want at least the %d of this namespace", got, n)
 	}
-	if got := m.Delta("veil_syncer_watched_values_total", map[string]string{"result": "held"}); got < n-1 {
-		t.Errorf("the watch sent %v values that were held, want at least %d", got, n-1)
+	if got := m.Delta("veil_syncer_value_reads_total", map[string]string{"source": "watch"}); got < n {
+		t.Errorf("%v syncs took values from the watch, want at least the %d of this namespace", got, n)
+	}
+	if got := m.Delta("veil_syncer_watched_values_total", map[string]string{"result": "held"}); got < n {
+		t.Errorf("the watch sent %v values that were held, want at least %d", got, n)
 	}
 	for name, c := range canaries {
 		s, err := cluster.FindCanary(ctxFor(t), c)
