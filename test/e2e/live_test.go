@@ -247,8 +247,9 @@ func TestAWSRotationIsDetected(t *testing.T) {
 
 // TestVaultKVv1RotationIsDetected: a KV v1 mount keeps no versions, so
 // detection compares keyed hashes of the values. A rotation reaches
-// readers within seconds; the same value written again marks no one, nor
-// does a write of another key.
+// readers within seconds, also one written right after the key's first
+// read, before detection first looked at it; the same value written
+// again marks no one, nor does a write of another key.
 func TestVaultKVv1RotationIsDetected(t *testing.T) {
 	ctx := ctxFor(t)
 	v := startVault(t)
@@ -288,9 +289,21 @@ func TestVaultKVv1RotationIsDetected(t *testing.T) {
 	if c := lastChange(t, ns, "steady"); changeID(c) != steadyBefore {
 		t.Errorf("an ExternalSecret of an unchanged key was marked: %+v", c)
 	}
+
+	// A key read for the first time and rotated at once: detection's first
+	// look finds another value than the read returned.
+	early, rotated := unique("kv1-early-"), unique("kv1-early-rotated-")
+	put("app/early", early)
+	slowExternalSecret(t, ns, "early", "vault", false, dataRef("password", "app/early", "password"))
+	wantData(t, mustValue(t, ns, "early"), map[string]string{"password": early})
+	earlyBefore := changeID(lastChange(t, ns, "early"))
+	put("app/early", rotated)
+	waitChange(t, ns, "early", earlyBefore, configv1alpha1.ValueChangeDetected, "app/early")
+	waitValue(t, ns, "early", "password", rotated)
+
 	// The hashes stay in veil-apiserver's memory: no value, and no trace
 	// of either, outside the cache's sealed entries.
-	for _, canary := range []string{before, after} {
+	for _, canary := range []string{before, after, early, rotated} {
 		f, err := cluster.FindCanary(ctx, canary)
 		if err != nil {
 			t.Fatal(err)

@@ -75,6 +75,9 @@ type client struct {
 	closed bool
 	// refreshing serialises logins, renewals and Close.
 	refreshing sync.Mutex
+
+	// v1Read: on a KV v1 mount, what this client's reads returned.
+	v1Read v1Reads
 }
 
 var _ providers.Client = &client{}
@@ -177,6 +180,9 @@ func (c *client) Get(ctx context.Context, ref providers.Ref) (providers.Value, e
 	b, version, err := c.readJSON(ctx, "kv-get", t, params)
 	if err != nil {
 		return providers.Value{}, err
+	}
+	if c.version == configv1alpha1.VaultKVv1 {
+		c.v1Read.note(key, v1Hash(b))
 	}
 	return providers.Value{Data: b, Version: version}, nil
 }
@@ -692,6 +698,12 @@ func (c *client) Versions(ctx context.Context, keys []string) (map[string]provid
 					return err
 				}
 				v.ID, v.Scope = id, v1VersionScope
+				// No time of change on KV v1; but if this client's
+				// readers were served another value, it changed since,
+				// which a first look needs to know (changes.Detector).
+				if c.v1Read.differs(key, id) {
+					v.Changed = c.clock.Now()
+				}
 			} else {
 				meta, err := c.metadata(gctx, key)
 				if err != nil || meta == nil {
@@ -738,7 +750,53 @@ func (c *client) v1Version(ctx context.Context, key string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	return v1Hash(b), nil
+}
+
+// v1Hash is the version of a KV v1 value: a hash of its fields, as
+// readJSON encodes them, keyed with v1VersionKey.
+func v1Hash(b []byte) string {
 	mac := hmac.New(sha256.New, v1VersionKey)
 	mac.Write(b)
-	return "h" + base64.RawURLEncoding.EncodeToString(mac.Sum(nil)[:18]), nil
+	return "h" + base64.RawURLEncoding.EncodeToString(mac.Sum(nil)[:18])
+}
+
+// v1Reads remembers, for each KV v1 key a client read, the hash
+// (v1Hash) of the value it returned last. KV v1 tells no time of change,
+// so without it a value rotated after a reader's first read and before
+// detection first looked at the key would be taken as the key's first
+// version and reach readers only at their refresh interval. With it, a
+// first look that finds another value than readers were served counts
+// as a change. It covers this process's reads only: another replica's
+// readers are covered once detection has looked at the key. Bounded by
+// providers.MaxVersionKeys keys; a key forgotten past that falls back to
+// the first-look rule. Hashes are keyed per process and never leave it
+// except as versions.
+type v1Reads struct {
+	mu   sync.Mutex
+	hash map[string]string
+}
+
+func (r *v1Reads) note(key, hash string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.hash == nil {
+		r.hash = map[string]string{}
+	}
+	if _, known := r.hash[key]; !known && len(r.hash) >= providers.MaxVersionKeys {
+		for k := range r.hash {
+			delete(r.hash, k) // any one: the map's order is random
+			break
+		}
+	}
+	r.hash[key] = hash
+}
+
+// differs says whether key was read here, and its value then hashed to
+// other than hash.
+func (r *v1Reads) differs(key, hash string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	last, read := r.hash[key]
+	return read && last != hash
 }

@@ -202,6 +202,69 @@ func TestKVv1Versions(t *testing.T) {
 	}
 }
 
+// TestKVv1VersionsAfterReads: KV v1 tells no time of change, but a
+// client knows what its reads returned, so a version that differs from
+// the last value read carries a time of change (which a first look of
+// changes.Detector takes for news), and one that does not, none. A
+// client that never read the key gives no time.
+func TestKVv1VersionsAfterReads(t *testing.T) {
+	ctx := ctxFor(t)
+	mount := unique(t)
+	if err := server.EnableKV(ctx, mount, 1); err != nil {
+		t.Fatal(err)
+	}
+	canary := "kv1-canary-" + unique(t)
+	put := func(v string) {
+		t.Helper()
+		if err := server.PutKVv1(ctx, mount, "app/db", map[string]any{"password": v}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(canary)
+	_, sec := tokenFor(t, fmt.Sprintf(`path "%s/*" { capabilities = ["read", "list"] }`, mount))
+	spec := httpsSpec(tokenAuth())
+	spec.Path, spec.Version = &mount, configv1alpha1.VaultKVv1
+	fx := newFixture(t, sec)
+	reader, other := fx.mustClient(spec), fx.mustClient(spec)
+	changed := func(c providers.VersionLister) bool {
+		t.Helper()
+		v, err := c.Versions(ctx, []string{"app/db"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := v["app/db"]; !ok {
+			t.Fatalf("versions %v: want app/db", v)
+		}
+		return !v["app/db"].Changed.IsZero()
+	}
+	read := func() {
+		t.Helper()
+		if _, err := reader.Get(ctx, providers.Ref{Key: "app/db"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	read()
+	if changed(reader) {
+		t.Error("the value read is the current one, yet its version carries a time of change")
+	}
+	put(canary + "-rotated")
+	if !changed(reader) {
+		t.Error("the value changed after it was read, and its version carries no time of change")
+	}
+	if changed(other) {
+		t.Error("a client that read nothing gave a time of change")
+	}
+	read()
+	if changed(reader) {
+		t.Error("the rotated value was read, yet its version still carries a time of change")
+	}
+	put(canary + "-rotated")
+	if changed(reader) {
+		t.Error("the same value written again gave a time of change")
+	}
+}
+
 func TestFind(t *testing.T) {
 	ctx := ctxFor(t)
 	mount := unique(t)
