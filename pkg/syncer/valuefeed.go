@@ -245,10 +245,7 @@ func (f *valueFeed) takeWaiting() []func() {
 // sync reads by GET and reports what went wrong. enqueue is called once
 // at most.
 func (f *valueFeed) awaitsFirst(key, rv string, enqueue func()) bool {
-	if f == nil {
-		return false
-	}
-	v, ok := parseVersion(rv)
+	v, ok := f.version(rv)
 	if !ok {
 		return false
 	}
@@ -295,10 +292,7 @@ func (f *valueFeed) release(key string) {
 // (veil-apiserver could not resolve them, say), enqueue is called then,
 // and that sync reads by GET and reports what went wrong.
 func (f *valueFeed) awaits(key, rv string, enqueue func()) bool {
-	if f == nil {
-		return false
-	}
-	v, ok := parseVersion(rv)
+	v, ok := f.version(rv)
 	if !ok {
 		return false
 	}
@@ -318,6 +312,15 @@ func (f *valueFeed) awaits(key, rv string, enqueue func()) bool {
 	})
 	valueWaits.WithLabelValues("waiting").Inc()
 	return true
+}
+
+// version parses the resource version rv of a sync that may wait; false
+// when there is no feed (the watch is off) or rv is not a number.
+func (f *valueFeed) version(rv string) (uint64, bool) {
+	if f == nil {
+		return 0, false
+	}
+	return parseVersion(rv)
 }
 
 // readSince says whether a sync of key read values of version v or newer.

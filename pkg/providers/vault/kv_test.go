@@ -149,14 +149,17 @@ func TestKVv1Get(t *testing.T) {
 // hashes each value. The same value written again is no change, as it is
 // none for readers; another value is; a key deleted has no version; and
 // two clients of the store (one rebuilt after a reload) agree.
-func TestKVv1Versions(t *testing.T) {
+// kv1Key mounts KV v1 for t, writes app/db with a canary, and returns
+// the canary, a function that writes app/db's password again, the
+// store's spec and a fixture with a token that may read the mount.
+func kv1Key(t *testing.T) (canary string, put func(string), spec configv1alpha1.VaultProvider, fx *fixture) {
 	ctx := ctxFor(t)
 	mount := unique(t)
 	if err := server.EnableKV(ctx, mount, 1); err != nil {
 		t.Fatal(err)
 	}
-	canary := "kv1-canary-" + unique(t)
-	put := func(v string) {
+	canary = "kv1-canary-" + unique(t)
+	put = func(v string) {
 		t.Helper()
 		if err := server.PutKVv1(ctx, mount, "app/db", map[string]any{"password": v, "n": 1}); err != nil {
 			t.Fatal(err)
@@ -164,9 +167,14 @@ func TestKVv1Versions(t *testing.T) {
 	}
 	put(canary)
 	_, sec := tokenFor(t, fmt.Sprintf(`path "%s/*" { capabilities = ["read", "list"] }`, mount))
-	spec := httpsSpec(tokenAuth())
+	spec = httpsSpec(tokenAuth())
 	spec.Path, spec.Version = &mount, configv1alpha1.VaultKVv1
-	fx := newFixture(t, sec)
+	return canary, put, spec, newFixture(t, sec)
+}
+
+func TestKVv1Versions(t *testing.T) {
+	ctx := ctxFor(t)
+	canary, put, spec, fx := kv1Key(t)
 	var c, other providers.VersionLister = fx.mustClient(spec), fx.mustClient(spec)
 	version := func(c providers.VersionLister) string {
 		t.Helper()
@@ -194,7 +202,7 @@ func TestKVv1Versions(t *testing.T) {
 	if got := version(c); got == first {
 		t.Errorf("a new value left the version at %q", got)
 	}
-	if _, err := server.Root.Logical().DeleteWithContext(ctx, mount+"/app/db"); err != nil {
+	if _, err := server.Root.Logical().DeleteWithContext(ctx, *spec.Path+"/app/db"); err != nil {
 		t.Fatal(err)
 	}
 	if v, err := c.Versions(ctx, []string{"app/db"}); err != nil || len(v) != 0 {
@@ -209,22 +217,7 @@ func TestKVv1Versions(t *testing.T) {
 // client that never read the key gives no time.
 func TestKVv1VersionsAfterReads(t *testing.T) {
 	ctx := ctxFor(t)
-	mount := unique(t)
-	if err := server.EnableKV(ctx, mount, 1); err != nil {
-		t.Fatal(err)
-	}
-	canary := "kv1-canary-" + unique(t)
-	put := func(v string) {
-		t.Helper()
-		if err := server.PutKVv1(ctx, mount, "app/db", map[string]any{"password": v}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	put(canary)
-	_, sec := tokenFor(t, fmt.Sprintf(`path "%s/*" { capabilities = ["read", "list"] }`, mount))
-	spec := httpsSpec(tokenAuth())
-	spec.Path, spec.Version = &mount, configv1alpha1.VaultKVv1
-	fx := newFixture(t, sec)
+	canary, put, spec, fx := kv1Key(t)
 	reader, other := fx.mustClient(spec), fx.mustClient(spec)
 	changed := func(c providers.VersionLister) bool {
 		t.Helper()
