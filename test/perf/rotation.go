@@ -33,7 +33,7 @@ var (
 
 func init() {
 	scenarios = append(scenarios, scenario{"P7",
-		"rotation: a value written at Vault KV v2 (polled, and followed by its socket audit device with --vault-audit-feed) and at Secrets Manager, with a 1h refresh interval and --change-detection-interval as given (default: veil-apiserver's), until a watch of values sees it and until the materialised Secret has it; provider calls per detection cycle at --detect-keys keys",
+		"rotation: a value written at Vault KV v2 (polled, and followed by its socket audit device with --vault-audit-feed), at Vault KV v1 (polled, by a keyed hash of each value) and at Secrets Manager, with a 1h refresh interval and --change-detection-interval as given (default: veil-apiserver's), until a watch of values sees it and until the materialised Secret has it; provider calls per detection cycle at --detect-keys keys",
 		rotationScenario})
 }
 
@@ -85,7 +85,11 @@ func rotationScenario(ctx context.Context, c *harness.Cluster) error {
 		return err
 	}
 	defer v.Stop()
-	if err := v.Policy(ctx, "reader", `path "secret/*" { capabilities = ["read", "list"] }`); err != nil {
+	if err := v.EnableKV(ctx, "kv1", 1); err != nil {
+		return err
+	}
+	if err := v.Policy(ctx, "reader", `path "secret/*" { capabilities = ["read", "list"] }
+path "kv1/*" { capabilities = ["read", "list"] }`); err != nil {
 		return err
 	}
 	token, err := v.Token(ctx, 2*time.Hour, "reader")
@@ -131,6 +135,18 @@ func rotationScenario(ctx context.Context, c *harness.Cluster) error {
 				return err
 			},
 			metric: "veil_provider_calls_total", labels: map[string]string{"provider": "vault", "operation": "kv-metadata"},
+		},
+		{
+			// KV v1 keeps no versions: detection reads each value and
+			// keeps a keyed hash of it.
+			name: "vault KV v1", ns: "perf-rotate-vault-kv1",
+			store: configv1alpha1.SecretStoreProvider{Vault: &configv1alpha1.VaultProvider{Server: v.HTTPURL,
+				Path: new("kv1"), Version: configv1alpha1.VaultKVv1,
+				Auth: configv1alpha1.VaultAuth{TokenSecretRef: &configv1alpha1.SecretKeySelector{Name: "creds", Key: "token"}}}},
+			write: func(ctx context.Context, key, value string) error {
+				return v.PutKVv1(ctx, "kv1", key, map[string]any{"value": value})
+			},
+			metric: "veil_provider_calls_total", labels: map[string]string{"provider": "vault", "operation": "kv-version"},
 		},
 		{
 			name: "vault, audit feed", ns: "perf-rotate-vault-feed", token: feedToken,
