@@ -147,8 +147,7 @@ func (c *Controller) schedule(es *configv1alpha1.ExternalSecret, listed bool) {
 	key := keyOf(es)
 	ready := apimeta.FindStatusCondition(es.Status.Conditions, configv1alpha1.ConditionReady)
 	switch {
-	case ready == nil && !listed && c.watchSends(es) &&
-		c.feed.awaitsFirst(key, es.ResourceVersion, func() { c.queue.AddUrgent(key) }):
+	case ready == nil && !listed && c.feed.awaitsFirst(es, func() { c.queue.AddUrgent(key) }):
 	case ready == nil || ready.ObservedGeneration != es.Generation:
 		c.queue.AddUrgent(key)
 	case ready.Status == "True" && es.Status.RefreshTime != nil:
@@ -158,13 +157,6 @@ func (c *Controller) schedule(es *configv1alpha1.ExternalSecret, listed bool) {
 	default:
 		c.queue.Add(key)
 	}
-}
-
-// watchSends says whether the watch of values sends es's (valueFeed's
-// selector): a target the syncer writes, outside excluded namespaces.
-func (c *Controller) watchSends(es *configv1alpha1.ExternalSecret) bool {
-	p := es.Spec.Target.CreationPolicy
-	return p != "" && p != configv1alpha1.CreatePolicyNone && !c.excluded.Has(es.Namespace)
 }
 
 func (c *Controller) get(namespace, name string) (*configv1alpha1.ExternalSecret, error) {

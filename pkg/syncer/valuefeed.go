@@ -2,6 +2,7 @@ package syncer
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -109,6 +110,16 @@ type heldValue struct {
 func newValueFeed(veil versioned.Interface, since func() string, excluded []string, maxBytes int) *valueFeed {
 	return &valueFeed{veil: veil, since: since, excluded: excluded, maxBytes: maxBytes, clock: clock.RealClock{},
 		grace: valueGrace, firstGrace: firstGrace, changed: func(string) {}, held: map[string]heldValue{}, read: map[string]uint64{}, waiting: map[string]waiter{}}
+}
+
+// sends says whether the watch sends the values of es: those its
+// selector matches.
+func (f *valueFeed) sends(es *configv1alpha1.ExternalSecret) bool {
+	if es.Spec.Target == nil {
+		return false
+	}
+	p := es.Spec.Target.CreationPolicy
+	return p != "" && p != configv1alpha1.CreatePolicyNone && !slices.Contains(f.excluded, es.Namespace)
 }
 
 // selector is the field selector of the watch.
@@ -233,9 +244,9 @@ func (f *valueFeed) takeWaiting() []func() {
 	return out
 }
 
-// awaitsFirst is asked when the informer sees the ExternalSecret key
-// created, at resource version rv, with a target the watch sends values
-// for. It says true when its first sync is not to be queued now: the
+// awaitsFirst is asked when the informer sees es created (not listed)
+// and never synced. It says false at once if the watch does not send
+// es's values (sends). Otherwise it says true when its first sync is not to be queued now: the
 // watch will send its values (ADDED, once veil-apiserver has read them),
 // and their arrival queues the sync (enqueue), so that the sync takes
 // them instead of reading them again by GET — a proxied read and an
@@ -244,11 +255,12 @@ func (f *valueFeed) takeWaiting() []func() {
 // resolve the values, say), or ends, enqueue is called then, and that
 // sync reads by GET and reports what went wrong. enqueue is called once
 // at most.
-func (f *valueFeed) awaitsFirst(key, rv string, enqueue func()) bool {
-	v, ok := f.version(rv)
-	if !ok {
+func (f *valueFeed) awaitsFirst(es *configv1alpha1.ExternalSecret, enqueue func()) bool {
+	v, ok := f.version(es.ResourceVersion)
+	if !ok || !f.sends(es) {
 		return false
 	}
+	key := keyOf(es)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if h, held := f.held[key]; !f.watching || held && h.rv >= v || f.read[key] >= v {
@@ -260,11 +272,12 @@ func (f *valueFeed) awaitsFirst(key, rv string, enqueue func()) bool {
 	f.clock.AfterFunc(f.firstGrace, func() {
 		f.mu.Lock()
 		w, ok := f.waiting[key]
-		if ok && w.seq == seq {
+		mine := ok && w.seq == seq
+		if mine {
 			delete(f.waiting, key)
 		}
 		f.mu.Unlock()
-		if ok && w.seq == seq {
+		if mine {
 			firstSyncWaits.WithLabelValues("timed_out").Inc()
 			enqueue()
 		}

@@ -28,6 +28,13 @@ func feedES(name, rv string, uid types.UID) *configv1alpha1.ExternalSecret {
 	return &configv1alpha1.ExternalSecret{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: name, ResourceVersion: rv, UID: uid}}
 }
 
+// newES is a new ExternalSecret whose values the watch sends.
+func newES(name, rv string) *configv1alpha1.ExternalSecret {
+	es := feedES(name, rv, types.UID("uid-"+name))
+	es.Spec.Target = &configv1alpha1.ExternalSecretTarget{CreationPolicy: configv1alpha1.CreatePolicyOwner}
+	return es
+}
+
 func newTestFeed(maxBytes int) (*valueFeed, *clocktesting.FakeClock) {
 	f := newValueFeed(nil, nil, nil, maxBytes)
 	clk := clocktesting.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
@@ -186,13 +193,25 @@ func TestValueFeedAwaitsFirst(t *testing.T) {
 	queued := map[string]int{}
 	enqueue := func(key string) func() { return func() { queued[key]++ } }
 
-	if f.awaitsFirst("team/a", "10", enqueue("team/a")) {
+	if f.awaitsFirst(newES("a", "10"), enqueue("team/a")) {
 		t.Error("a first sync waited for a watch that is not open")
 	}
 	f.setWatching(true)
 
+	// Values the watch does not send: nothing to wait for.
+	none := newES("n", "5")
+	none.Spec.Target.CreationPolicy = configv1alpha1.CreatePolicyNone
+	if f.awaitsFirst(none, enqueue("team/n")) {
+		t.Error("a first sync waited for values of creationPolicy None, which the watch does not send")
+	}
+	f.excluded = []string{"team"}
+	if f.awaitsFirst(newES("x", "6"), enqueue("team/x")) {
+		t.Error("a first sync waited for values of an excluded namespace, which the watch does not send")
+	}
+	f.excluded = nil
+
 	// Sent: queued at once, and not again after the grace period.
-	if !f.awaitsFirst("team/a", "10", enqueue("team/a")) {
+	if !f.awaitsFirst(newES("a", "10"), enqueue("team/a")) {
 		t.Fatal("a first sync did not wait for the watch")
 	}
 	if queued["team/a"] != 0 {
@@ -212,7 +231,7 @@ func TestValueFeedAwaitsFirst(t *testing.T) {
 	}
 
 	// Never sent: queued after firstGrace, once.
-	if !f.awaitsFirst("team/b", "20", enqueue("team/b")) {
+	if !f.awaitsFirst(newES("b", "20"), enqueue("team/b")) {
 		t.Fatal("a first sync did not wait for the watch")
 	}
 	clk.Step(f.firstGrace - time.Millisecond)
@@ -227,12 +246,12 @@ func TestValueFeedAwaitsFirst(t *testing.T) {
 
 	// Held already: no wait.
 	f.offer(feedValue("c", "30", "uid-c", "three"))
-	if f.awaitsFirst("team/c", "30", enqueue("team/c")) {
+	if f.awaitsFirst(newES("c", "30"), enqueue("team/c")) {
 		t.Error("a first sync waited for values already held")
 	}
 
 	// Deleted while waiting: never queued.
-	if !f.awaitsFirst("team/d", "40", enqueue("team/d")) {
+	if !f.awaitsFirst(newES("d", "40"), enqueue("team/d")) {
 		t.Fatal("a first sync did not wait for the watch")
 	}
 	f.forget("team/d")
@@ -242,7 +261,7 @@ func TestValueFeedAwaitsFirst(t *testing.T) {
 	}
 
 	// The watch ends: every waiting sync is queued at once, to read by GET.
-	if !f.awaitsFirst("team/e", "50", enqueue("team/e")) {
+	if !f.awaitsFirst(newES("e", "50"), enqueue("team/e")) {
 		t.Fatal("a first sync did not wait for the watch")
 	}
 	f.setWatching(false)
@@ -277,20 +296,10 @@ func TestValueFeedWatch(t *testing.T) {
 	go func() { defer close(done); f.run(ctx) }()
 
 	w := <-watches
-	eventually := func(cond func() bool) bool {
-		for range 3000 {
-			if cond() {
-				return true
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-		return false
-	}
-	if !eventually(func() bool { f.mu.Lock(); defer f.mu.Unlock(); return f.watching }) {
-		t.Fatal("the feed did not record its watch as open")
-	}
+	// Once the feed has taken an event, it has recorded its watch as open.
+	w.Action(watch.Bookmark, &esv1alpha1.ExternalSecretValue{ObjectMeta: metav1.ObjectMeta{ResourceVersion: "100"}})
 	released := make(chan struct{}, 2)
-	if !f.awaitsFirst("team/a", "101", func() { released <- struct{}{} }) {
+	if !f.awaitsFirst(newES("a", "101"), func() { released <- struct{}{} }) {
 		t.Fatal("a first sync did not wait for the open watch")
 	}
 	w.Add(feedValue("a", "101", "uid-a", "one"))
