@@ -145,10 +145,6 @@ func TestKVv1Get(t *testing.T) {
 	wantError(t, err, providers.Invalid, "only KV v2 mounts")
 }
 
-// TestKVv1Versions: a KV v1 mount keeps no versions, so change detection
-// hashes each value. The same value written again is no change, as it is
-// none for readers; another value is; a key deleted has no version; and
-// two clients of the store (one rebuilt after a reload) agree.
 // kv1Key mounts KV v1 for t, writes app/db with a canary, and returns
 // the canary, a function that writes app/db's password again, the
 // store's spec and a fixture with a token that may read the mount.
@@ -172,6 +168,10 @@ func kv1Key(t *testing.T) (canary string, put func(string), spec configv1alpha1.
 	return canary, put, spec, newFixture(t, sec)
 }
 
+// TestKVv1Versions: a KV v1 mount keeps no versions, so change detection
+// hashes each value. The same value written again is no change, as it is
+// none for readers; another value is; a key deleted has no version; and
+// two clients of the store (one rebuilt after a reload) agree.
 func TestKVv1Versions(t *testing.T) {
 	ctx := ctxFor(t)
 	canary, put, spec, fx := kv1Key(t)
