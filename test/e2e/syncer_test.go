@@ -279,18 +279,24 @@ func TestSyncerMaterialisesASecret(t *testing.T) {
 		t.Errorf("the repair is recorded as %s, want Warning", ev.Type)
 	}
 
-	m, err := s.Metrics(ctxFor(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// This test's own syncer: its counters hold this test's work only.
-	if m.Value(t, "veil_syncer_syncs_total", map[string]string{"result": "Created"}) < 1 ||
-		m.Value(t, "veil_syncer_syncs_total", map[string]string{"result": "Refreshed"}) < 1 ||
-		m.Value(t, "veil_syncer_syncs_total", map[string]string{"result": "Repaired"}) < 1 ||
-		m.Value(t, "veil_syncer_time_to_first_sync_seconds", nil) < 1 ||
-		m.Value(t, "veil_syncer_sync_duration_seconds", nil) < 2 {
-		t.Errorf("metrics do not show the syncs:\n%s", grep(m.Raw, "veil_syncer_"))
-	}
+	// This test's own syncer: its counters hold this test's work only. The
+	// repair's Event is recorded inside its sync, and the sync is counted
+	// once it returns, so the counters are waited for.
+	var m *harness.Metrics
+	eventually(t, func() error {
+		var err error
+		if m, err = s.Metrics(ctxFor(t)); err != nil {
+			return err
+		}
+		if m.Sum("veil_syncer_syncs_total", map[string]string{"result": "Created"}) < 1 ||
+			m.Sum("veil_syncer_syncs_total", map[string]string{"result": "Refreshed"}) < 1 ||
+			m.Sum("veil_syncer_syncs_total", map[string]string{"result": "Repaired"}) < 1 ||
+			m.Sum("veil_syncer_time_to_first_sync_seconds", nil) < 1 ||
+			m.Sum("veil_syncer_sync_duration_seconds", nil) < 2 {
+			return fmt.Errorf("metrics do not show the syncs:\n%s", grep(m.Raw, "veil_syncer_"))
+		}
+		return nil
+	})
 	for _, p := range []string{"urgent", "refresh"} {
 		if !strings.Contains(m.Raw, `veil_syncer_queue_depth{priority="`+p+`"}`) {
 			t.Errorf("no queue depth for priority %s", p)
